@@ -1,0 +1,308 @@
+//! The one owner of the WeChat access token: fetches it, caches it, refreshes it ahead
+//! of expiry, and never runs two fetches at once however many callers ask.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::fut::WrapFuture;
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, SpawnHandle,
+};
+use tokio::sync::oneshot;
+
+/// Refresh this long before the token runs out (WeChat tokens live 7200 s).
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// After a failed background refresh, try again this soon while the old token still works.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// An access token. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub fn new(value: &str) -> Self {
+        Self(value.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(..)")
+    }
+}
+
+pub struct FetchedToken {
+    pub token: AccessToken,
+    pub expires_in: Duration,
+}
+
+/// Why no token could be had; cheap to clone so one failed fetch can answer every waiter.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TokenError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl TokenError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
+
+    /// The source error, for callers that know its type.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+/// Where tokens come from: WeChat's API in production, a fake in tests.
+pub trait TokenSource: 'static {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>>;
+}
+
+struct Cached {
+    token: AccessToken,
+    expires_at: Instant,
+}
+
+type Waiter = oneshot::Sender<Result<AccessToken, TokenError>>;
+
+pub struct TokenActor<S> {
+    source: Rc<S>,
+    current: Option<Cached>,
+    fetching: bool,
+    waiters: Vec<Waiter>,
+    refresh_timer: Option<SpawnHandle>,
+}
+
+impl<S: TokenSource> TokenActor<S> {
+    pub fn new(source: S) -> Self {
+        Self {
+            source: Rc::new(source),
+            current: None,
+            fetching: false,
+            waiters: Vec::new(),
+            refresh_timer: None,
+        }
+    }
+
+    fn usable(&self) -> Option<AccessToken> {
+        self.current
+            .as_ref()
+            .filter(|c| c.expires_at > Instant::now())
+            .map(|c| c.token.clone())
+    }
+
+    fn start_fetch(&mut self, ctx: &mut Context<Self>) {
+        if self.fetching {
+            return;
+        }
+        self.fetching = true;
+        let fetch = self.source.fetch();
+        ctx.spawn(fetch.into_actor(self).map(|result, actor, ctx| {
+            actor.fetching = false;
+            let next_fetch = match &result {
+                Ok(fetched) => {
+                    tracing::info!(
+                        expires_in = fetched.expires_in.as_secs(),
+                        "access token refreshed"
+                    );
+                    actor.current = Some(Cached {
+                        token: fetched.token.clone(),
+                        expires_at: Instant::now() + fetched.expires_in,
+                    });
+                    Some(refresh_after(fetched.expires_in))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "access token fetch failed");
+                    actor.usable().map(|_| RETRY_AFTER_FAILURE)
+                }
+            };
+            actor.schedule_refresh(next_fetch, ctx);
+            let answer = result.map(|fetched| fetched.token);
+            for waiter in actor.waiters.drain(..) {
+                let _ = waiter.send(answer.clone());
+            }
+        }));
+    }
+
+    fn schedule_refresh(&mut self, after: Option<Duration>, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.refresh_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.refresh_timer =
+            after.map(|after| ctx.run_later(after, |actor, ctx| actor.start_fetch(ctx)));
+    }
+}
+
+/// Ahead of expiry by [`REFRESH_MARGIN`], but never before half the lifetime has passed.
+fn refresh_after(expires_in: Duration) -> Duration {
+    expires_in
+        .saturating_sub(REFRESH_MARGIN)
+        .max(expires_in / 2)
+}
+
+impl<S: TokenSource> Actor for TokenActor<S> {
+    type Context = Context<Self>;
+}
+
+/// A usable token: the cached one, or the result of the one fetch under way.
+#[derive(Message)]
+#[rtype(result = "Result<AccessToken, TokenError>")]
+pub struct GetToken;
+
+impl<S: TokenSource> Handler<GetToken> for TokenActor<S> {
+    type Result = ResponseFuture<Result<AccessToken, TokenError>>;
+
+    fn handle(&mut self, _: GetToken, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(token) = self.usable() {
+            return Box::pin(async move { Ok(token) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        self.start_fetch(ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(TokenError::new(std::io::Error::other(
+                    "token actor stopped",
+                )))
+            })
+        })
+    }
+}
+
+/// WeChat refused `0` as invalid or expired. Forget it, unless a newer token already replaced it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InvalidateToken(pub AccessToken);
+
+impl<S: TokenSource> Handler<InvalidateToken> for TokenActor<S> {
+    type Result = ();
+
+    fn handle(&mut self, InvalidateToken(failed): InvalidateToken, ctx: &mut Self::Context) {
+        if self.current.as_ref().is_some_and(|c| c.token == failed) {
+            self.current = None;
+            self.schedule_refresh(None, ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use actix::Addr;
+
+    use super::*;
+
+    /// Hands out `t1`, `t2`, ... after a short delay, counting fetches.
+    struct CountingSource {
+        fetches: Rc<Cell<u32>>,
+        expires_in: Duration,
+        fail: bool,
+    }
+
+    impl TokenSource for CountingSource {
+        fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
+            self.fetches.set(self.fetches.get() + 1);
+            let (n, expires_in, fail) = (self.fetches.get(), self.expires_in, self.fail);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if fail {
+                    return Err(TokenError::new(std::io::Error::other("down")));
+                }
+                Ok(FetchedToken {
+                    token: AccessToken::new(&format!("t{n}")),
+                    expires_in,
+                })
+            })
+        }
+    }
+
+    fn start(
+        expires_in: Duration,
+        fail: bool,
+    ) -> (Addr<TokenActor<CountingSource>>, Rc<Cell<u32>>) {
+        let fetches = Rc::new(Cell::new(0));
+        let source = CountingSource {
+            fetches: fetches.clone(),
+            expires_in,
+            fail,
+        };
+        (TokenActor::new(source).start(), fetches)
+    }
+
+    async fn get(addr: &Addr<TokenActor<CountingSource>>) -> String {
+        addr.send(GetToken)
+            .await
+            .unwrap()
+            .unwrap()
+            .as_str()
+            .to_owned()
+    }
+
+    #[actix::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let (addr, fetches) = start(Duration::from_secs(7200), false);
+        let calls: Vec<_> = (0..50).map(|_| addr.send(GetToken)).collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().as_str(), "t1");
+        }
+        assert_eq!(get(&addr).await, "t1");
+        assert_eq!(fetches.get(), 1);
+    }
+
+    #[actix::test]
+    async fn invalidating_the_current_token_fetches_a_new_one() {
+        let (addr, fetches) = start(Duration::from_secs(7200), false);
+        assert_eq!(get(&addr).await, "t1");
+        addr.send(InvalidateToken(AccessToken::new("t1")))
+            .await
+            .unwrap();
+        assert_eq!(get(&addr).await, "t2");
+        // A second caller that also saw t1 fail must not throw away t2.
+        addr.send(InvalidateToken(AccessToken::new("t1")))
+            .await
+            .unwrap();
+        assert_eq!(get(&addr).await, "t2");
+        assert_eq!(fetches.get(), 2);
+    }
+
+    #[actix::test]
+    async fn refreshes_ahead_of_expiry() {
+        let (addr, fetches) = start(Duration::from_millis(400), false);
+        assert_eq!(get(&addr).await, "t1");
+        // Half the lifetime in, the refresh has started; the old token is still served meanwhile.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(fetches.get() >= 2);
+        assert_ne!(get(&addr).await, "t1");
+    }
+
+    #[actix::test]
+    async fn a_failed_fetch_reaches_every_waiter_and_the_next_call_tries_again() {
+        let (addr, fetches) = start(Duration::from_secs(7200), true);
+        let (a, b) = (addr.send(GetToken), addr.send(GetToken));
+        assert!(a.await.unwrap().is_err());
+        assert!(b.await.unwrap().is_err());
+        assert_eq!(fetches.get(), 1);
+        assert!(addr.send(GetToken).await.unwrap().is_err());
+        assert_eq!(fetches.get(), 2);
+    }
+
+    #[test]
+    fn refresh_timing() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(7200)),
+            Duration::from_secs(6900)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! wxlogin's durable state: who is bound to which phone, live sessions, and the login log.
+//!
+//! Every method that changes state flushes sled to disk before it returns `Ok`,
+//! so a success the service reports survives a `kill -9` right after.
+
+mod model;
+mod store;
+
+pub use model::{Binding, LoginMethod, LoginRecord, OpenId, Phone, Session, SessionToken};
+pub use store::{BindError, Store, StoreError};

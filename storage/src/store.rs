@@ -1,0 +1,478 @@
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Transactional, Tree};
+
+use crate::model::{Binding, LoginMethod, LoginRecord, OpenId, Phone, Session, SessionToken};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is unreadable")]
+    Corrupt(#[from] postcard::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("the phone is bound to another WeChat user")]
+    PhoneTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The durable store. Cloning is cheap: every clone shares the same sled database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    /// openid → [`BindingValue`]
+    bindings: Tree,
+    /// phone → openid: the index that keeps a phone on one openid at most.
+    phones: Tree,
+    /// SHA-256(token) → [`SessionValue`]
+    sessions: Tree,
+    /// openid ‖ 0 ‖ SHA-256(token) → (): finds a user's sessions to revoke them.
+    sessions_by_openid: Tree,
+    /// openid ‖ 0 ‖ big-endian ms ‖ big-endian id → [`LoginRecord`], so a prefix scan is a user's history in time order.
+    logins: Tree,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BindingValue {
+    phone: Phone,
+    bound_at: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionValue {
+    openid: OpenId,
+    created_at: u64,
+    expires_at: u64,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Self {
+            bindings: db.open_tree("bindings")?,
+            phones: db.open_tree("openid_by_phone")?,
+            sessions: db.open_tree("sessions")?,
+            sessions_by_openid: db.open_tree("sessions_by_openid")?,
+            logins: db.open_tree("logins")?,
+            db,
+        })
+    }
+
+    pub fn binding(&self, openid: &OpenId) -> Result<Option<Binding>, StoreError> {
+        self.bindings
+            .get(openid.as_str())?
+            .map(|raw| {
+                let value: BindingValue = decode(&raw)?;
+                Ok(Binding {
+                    openid: openid.clone(),
+                    phone: value.phone,
+                    bound_at: value.bound_at,
+                })
+            })
+            .transpose()
+    }
+
+    /// Binds `phone` to `openid`. A phone already bound to another openid is refused;
+    /// an openid that is already bound moves to the new phone (it proved it owns both).
+    pub async fn bind(&self, openid: &OpenId, phone: &Phone) -> Result<Binding, BindError> {
+        let bound_at = unix_now();
+        let value = encode(&BindingValue {
+            phone: phone.clone(),
+            bound_at,
+        })?;
+        (&self.bindings, &self.phones)
+            .transaction(|(bindings, phones)| {
+                if let Some(owner) = phones.get(phone.as_str())? {
+                    if owner != openid.as_str().as_bytes() {
+                        return Err(ConflictableTransactionError::Abort(BindError::PhoneTaken));
+                    }
+                }
+                if let Some(old) = bindings.insert(openid.as_str(), value.as_slice())? {
+                    let old: BindingValue = decode(&old).map_err(abort)?;
+                    phones.remove(old.phone.as_str())?;
+                }
+                phones.insert(phone.as_str(), openid.as_str())?;
+                Ok(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::from(e).into(),
+            })?;
+        self.flush().await?;
+        Ok(Binding {
+            openid: openid.clone(),
+            phone: phone.clone(),
+            bound_at,
+        })
+    }
+
+    /// Removes the binding and every session of `openid`, unless the binding is newer than
+    /// `event_time` (a late, redelivered unsubscribe must not undo a bind that came after it).
+    /// Returns whether a binding was removed.
+    pub async fn unbind(&self, openid: &OpenId, event_time: u64) -> Result<bool, StoreError> {
+        let Some(binding) = self.binding(openid)? else {
+            return Ok(false);
+        };
+        if binding.bound_at > event_time {
+            return Ok(false);
+        }
+        let prefix = record_prefix(openid);
+        let index_keys = self
+            .sessions_by_openid
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?;
+        (
+            &self.bindings,
+            &self.phones,
+            &self.sessions,
+            &self.sessions_by_openid,
+        )
+            .transaction(|(bindings, phones, sessions, index)| {
+                bindings.remove(openid.as_str())?;
+                phones.remove(binding.phone.as_str())?;
+                for key in &index_keys {
+                    index.remove(key)?;
+                    sessions.remove(&key[prefix.len()..])?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)?;
+        self.flush().await?;
+        Ok(true)
+    }
+
+    /// Starts a session for `openid` and records the login; returns the bearer token.
+    pub async fn open_session(
+        &self,
+        openid: &OpenId,
+        ttl: Duration,
+        method: LoginMethod,
+        client_ip: &str,
+    ) -> Result<SessionToken, StoreError> {
+        let token = SessionToken::generate();
+        let digest = token.digest();
+        let now_ms = unix_now_ms();
+        let created_at = now_ms / 1000;
+        let session = encode(&SessionValue {
+            openid: openid.clone(),
+            created_at,
+            expires_at: created_at.saturating_add(ttl.as_secs()),
+        })?;
+        let login = encode(&LoginRecord {
+            at_ms: now_ms,
+            method,
+            client_ip: client_ip.to_owned(),
+        })?;
+        let mut index_key = record_prefix(openid);
+        index_key.extend_from_slice(&digest);
+        let mut login_key = record_prefix(openid);
+        login_key.extend_from_slice(&now_ms.to_be_bytes());
+        login_key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+
+        (&self.sessions, &self.sessions_by_openid, &self.logins)
+            .transaction(|(sessions, index, logins)| {
+                sessions.insert(&digest, session.as_slice())?;
+                index.insert(index_key.as_slice(), &[])?;
+                logins.insert(login_key.as_slice(), login.as_slice())?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)?;
+        self.flush().await?;
+        Ok(token)
+    }
+
+    /// The live session for `token`: present, not expired, and its user still bound
+    /// by the same binding it logged in under.
+    pub fn session(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
+        let Some(raw) = self.sessions.get(token.digest())? else {
+            return Ok(None);
+        };
+        let value: SessionValue = decode(&raw)?;
+        if value.expires_at <= unix_now() {
+            return Ok(None);
+        }
+        Ok(self
+            .binding(&value.openid)?
+            .filter(|binding| binding.bound_at <= value.created_at)
+            .map(|binding| Session {
+                binding,
+                created_at: value.created_at,
+                expires_at: value.expires_at,
+            }))
+    }
+
+    /// Ends the session for `token`. Returns whether there was one.
+    pub async fn close_session(&self, token: &SessionToken) -> Result<bool, StoreError> {
+        let digest = token.digest();
+        let Some(raw) = self.sessions.get(digest)? else {
+            return Ok(false);
+        };
+        let value: SessionValue = decode(&raw)?;
+        let mut index_key = record_prefix(&value.openid);
+        index_key.extend_from_slice(&digest);
+        (&self.sessions, &self.sessions_by_openid)
+            .transaction(|(sessions, index)| {
+                sessions.remove(&digest)?;
+                index.remove(index_key.as_slice())?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)?;
+        self.flush().await?;
+        Ok(true)
+    }
+
+    /// Deletes sessions whose expiry has passed; returns how many. Expired sessions are
+    /// already refused by [`Store::session`]; this only reclaims their space.
+    pub async fn purge_expired_sessions(&self) -> Result<usize, StoreError> {
+        let now = unix_now();
+        let mut purged = 0;
+        for entry in self.sessions.iter() {
+            let (digest, raw) = entry?;
+            let value: SessionValue = decode(&raw)?;
+            if value.expires_at > now {
+                continue;
+            }
+            let mut index_key = record_prefix(&value.openid);
+            index_key.extend_from_slice(&digest);
+            self.sessions.remove(&digest)?;
+            self.sessions_by_openid.remove(index_key)?;
+            purged += 1;
+        }
+        if purged > 0 {
+            self.flush().await?;
+        }
+        Ok(purged)
+    }
+
+    /// A user's logins, newest first.
+    pub fn logins(&self, openid: &OpenId, limit: usize) -> Result<Vec<LoginRecord>, StoreError> {
+        self.logins
+            .scan_prefix(record_prefix(openid))
+            .values()
+            .rev()
+            .take(limit)
+            .map(|raw| decode(&raw?))
+            .collect()
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+/// `openid ‖ 0`: openids never contain a zero byte, so one user's prefix never matches another's.
+fn record_prefix(openid: &OpenId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(openid.as_str().len() + 1 + 32);
+    key.extend_from_slice(openid.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(postcard::to_stdvec(value)?)
+}
+
+fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, StoreError> {
+    Ok(postcard::from_bytes(raw)?)
+}
+
+fn abort<E: Into<BindError>>(e: E) -> ConflictableTransactionError<BindError> {
+    ConflictableTransactionError::Abort(e.into())
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn openid(s: &str) -> OpenId {
+        OpenId::parse(s).unwrap()
+    }
+
+    fn phone(s: &str) -> Phone {
+        Phone::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_phone_belongs_to_one_openid() {
+        let (_dir, store) = store();
+        store
+            .bind(&openid("alice"), &phone("13800000001"))
+            .await
+            .unwrap();
+        let err = store
+            .bind(&openid("bob"), &phone("13800000001"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BindError::PhoneTaken));
+        assert!(store.binding(&openid("bob")).unwrap().is_none());
+        // Binding the same pair again is harmless.
+        store
+            .bind(&openid("alice"), &phone("13800000001"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn rebinding_an_openid_frees_its_old_phone() {
+        let (_dir, store) = store();
+        store
+            .bind(&openid("alice"), &phone("13800000001"))
+            .await
+            .unwrap();
+        store
+            .bind(&openid("alice"), &phone("13800000002"))
+            .await
+            .unwrap();
+        store
+            .bind(&openid("bob"), &phone("13800000001"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.binding(&openid("alice")).unwrap().unwrap().phone,
+            phone("13800000002")
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_live_until_logout() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let token = store
+            .open_session(&alice, HOUR, LoginMethod::Bind, "10.0.0.1")
+            .await
+            .unwrap();
+        let session = store.session(&token).unwrap().unwrap();
+        assert_eq!(session.binding.openid, alice);
+        assert!(store
+            .session(&SessionToken::from_bearer("nope"))
+            .unwrap()
+            .is_none());
+        assert!(store.close_session(&token).await.unwrap());
+        assert!(store.session(&token).unwrap().is_none());
+        assert!(!store.close_session(&token).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_refused_and_purged() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let token = store
+            .open_session(&alice, Duration::ZERO, LoginMethod::Scan, "ip")
+            .await
+            .unwrap();
+        assert!(store.session(&token).unwrap().is_none());
+        assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
+        assert_eq!(store.sessions_by_openid.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn unbind_revokes_sessions_and_frees_the_phone() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let a = store
+            .open_session(&alice, HOUR, LoginMethod::Bind, "ip")
+            .await
+            .unwrap();
+        let b = store
+            .open_session(&alice, HOUR, LoginMethod::Scan, "ip")
+            .await
+            .unwrap();
+        assert!(store.unbind(&alice, unix_now()).await.unwrap());
+        assert!(store.session(&a).unwrap().is_none());
+        assert!(store.session(&b).unwrap().is_none());
+        assert_eq!(store.sessions.len(), 0);
+        store
+            .bind(&openid("bob"), &phone("13800000001"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_late_unsubscribe_does_not_undo_a_newer_bind() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        assert!(!store.unbind(&alice, unix_now() - 60).await.unwrap());
+        assert!(store.binding(&alice).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn logins_are_listed_newest_first_per_user() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        store
+            .open_session(&alice, HOUR, LoginMethod::Bind, "1.1.1.1")
+            .await
+            .unwrap();
+        store
+            .open_session(&alice, HOUR, LoginMethod::Scan, "2.2.2.2")
+            .await
+            .unwrap();
+        store
+            .open_session(&openid("alicex"), HOUR, LoginMethod::Scan, "3.3.3.3")
+            .await
+            .unwrap();
+        let logins = store.logins(&alice, 10).unwrap();
+        let ips: Vec<_> = logins.iter().map(|l| l.client_ip.as_str()).collect();
+        assert_eq!(ips, ["2.2.2.2", "1.1.1.1"]);
+        assert_eq!(logins[1].method, LoginMethod::Bind);
+    }
+
+    #[tokio::test]
+    async fn everything_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = openid("alice");
+        let token = {
+            let store = Store::open(dir.path()).unwrap();
+            store.bind(&alice, &phone("13800000001")).await.unwrap();
+            store
+                .open_session(&alice, HOUR, LoginMethod::Bind, "ip")
+                .await
+                .unwrap()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.session(&token).unwrap().unwrap().binding.phone,
+            phone("13800000001")
+        );
+        assert_eq!(store.logins(&alice, 10).unwrap().len(), 1);
+    }
+}
