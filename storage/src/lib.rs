@@ -6,5 +6,7 @@
 mod model;
 mod store;
 
-pub use model::{Binding, LoginMethod, LoginRecord, OpenId, Phone, Session, SessionToken};
+pub use model::{
+    constant_time_eq, Binding, LoginMethod, LoginRecord, OpenId, Phone, Session, SessionToken,
+};
 pub use store::{BindError, Store, StoreError};

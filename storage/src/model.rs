@@ -138,6 +138,11 @@ pub struct LoginRecord {
     pub client_ip: String,
 }
 
+/// Compares two secrets without an early exit, so timing tells nothing about how much matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +195,13 @@ mod tests {
         assert!(OpenId::parse("").is_none());
         assert!(OpenId::parse("a b").is_none());
         assert!(OpenId::parse(&"a".repeat(65)).is_none());
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq(b"123456", b"123456"));
+        assert!(!constant_time_eq(b"123456", b"123457"));
+        assert!(!constant_time_eq(b"123456", b"12345"));
     }
 
     #[test]

@@ -1,0 +1,252 @@
+//! All configuration, read once from the environment at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+/// WeChat's own limit on a temporary QR code's lifetime.
+const MAX_SCENE_TTL_SECS: u64 = 2_592_000;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub account: Account,
+    pub scene_ttl: Duration,
+    pub session_ttl: Duration,
+    pub sms_webhook: Option<Url>,
+    /// Take the client IP from `X-Forwarded-For` (set only behind a proxy you run).
+    pub trust_proxy: bool,
+}
+
+/// Which WeChat the service talks to.
+#[derive(Clone, Debug)]
+pub enum Account {
+    /// No AppID configured: the built-in simulator plays WeChat.
+    Sandbox {
+        token: String,
+    },
+    Real {
+        credentials: Credentials,
+        api: Url,
+    },
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub appid: String,
+    pub secret: String,
+    /// The callback token, shared with WeChat, that signs every push.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("appid", &self.appid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    pub fn is_sandbox(&self) -> bool {
+        matches!(self.account, Account::Sandbox { .. })
+    }
+}
+
+/// A setting that can't be used, named so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        problem: problem.into(),
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let bind = parse(
+            &get,
+            "WXLOGIN_BIND",
+            "127.0.0.1:8080",
+            "an address like 127.0.0.1:8080",
+        )?;
+        let scene_ttl = seconds(&get, "WXLOGIN_SCENE_TTL_SECS", 300)?;
+        if scene_ttl.as_secs() > MAX_SCENE_TTL_SECS {
+            return Err(invalid(
+                "WXLOGIN_SCENE_TTL_SECS",
+                format!("WeChat allows at most {MAX_SCENE_TTL_SECS}"),
+            ));
+        }
+        let sms_webhook = get("WXLOGIN_SMS_WEBHOOK")
+            .map(|raw| http_url("WXLOGIN_SMS_WEBHOOK", &raw))
+            .transpose()?;
+        Ok(Self {
+            bind,
+            data_dir: get("WXLOGIN_DATA_DIR")
+                .unwrap_or_else(|| "./data".into())
+                .into(),
+            account: account(&get)?,
+            scene_ttl,
+            session_ttl: seconds(&get, "WXLOGIN_SESSION_TTL_SECS", 604_800)?,
+            sms_webhook,
+            trust_proxy: flag(&get, "WXLOGIN_TRUST_PROXY")?,
+        })
+    }
+}
+
+fn account(get: &impl Fn(&str) -> Option<String>) -> Result<Account, ConfigError> {
+    let Some(appid) = get("WXLOGIN_APPID") else {
+        if get("WXLOGIN_APPSECRET").is_some() || get("WXLOGIN_WECHAT_API").is_some() {
+            return Err(invalid("WXLOGIN_APPID", "required with WXLOGIN_APPSECRET or WXLOGIN_WECHAT_API (unset them all for the sandbox)"));
+        }
+        let token = get("WXLOGIN_TOKEN").unwrap_or_else(|| "sandbox-token".into());
+        return Ok(Account::Sandbox { token });
+    };
+    let secret = get("WXLOGIN_APPSECRET")
+        .ok_or_else(|| invalid("WXLOGIN_APPSECRET", "required with WXLOGIN_APPID"))?;
+    let token = get("WXLOGIN_TOKEN")
+        .ok_or_else(|| invalid("WXLOGIN_TOKEN", "required with WXLOGIN_APPID"))?;
+    let api = get("WXLOGIN_WECHAT_API").unwrap_or_else(|| "https://api.weixin.qq.com".into());
+    Ok(Account::Real {
+        credentials: Credentials {
+            appid,
+            secret,
+            token,
+        },
+        api: http_url("WXLOGIN_WECHAT_API", &api)?,
+    })
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    let raw = get(name).unwrap_or_else(|| default.into());
+    raw.trim()
+        .parse()
+        .map_err(|_| invalid(name, format!("{raw:?} is not {expected}")))
+}
+
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    let secs: u64 = parse(get, name, &default.to_string(), "a whole number of seconds")?;
+    if secs == 0 {
+        return Err(invalid(name, "must be at least 1"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+    match get(name).as_deref().map(str::trim) {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(invalid(
+            name,
+            format!("{other:?} is not one of 1/0, true/false, yes/no, on/off"),
+        )),
+    }
+}
+
+fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url =
+        Url::parse(raw.trim()).map_err(|e| invalid(name, format!("{raw:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(name, format!("{raw:?} is not an http(s) URL")));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_is_a_sandbox_on_localhost() {
+        let s = settings(&[]).unwrap();
+        assert!(s.is_sandbox());
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.scene_ttl, Duration::from_secs(300));
+        assert_eq!(s.session_ttl, Duration::from_secs(604_800));
+        assert!(!s.trust_proxy);
+    }
+
+    #[test]
+    fn a_full_account_is_real_mode() {
+        let s = settings(&[
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_APPSECRET", "topsecret"),
+            ("WXLOGIN_TOKEN", "t"),
+        ])
+        .unwrap();
+        let Account::Real { credentials, api } = s.account else {
+            panic!("not real")
+        };
+        assert_eq!(credentials.appid, "wx1");
+        assert_eq!(api.as_str(), "https://api.weixin.qq.com/");
+        assert!(!format!("{credentials:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_TOKEN", "t")],
+                "WXLOGIN_APPSECRET",
+            ),
+            (
+                &[("WXLOGIN_APPID", "wx1"), ("WXLOGIN_APPSECRET", "s")],
+                "WXLOGIN_TOKEN",
+            ),
+            (&[("WXLOGIN_APPSECRET", "s")], "WXLOGIN_APPID"),
+            (&[("WXLOGIN_BIND", "localhost")], "WXLOGIN_BIND"),
+            (
+                &[("WXLOGIN_SCENE_TTL_SECS", "five")],
+                "WXLOGIN_SCENE_TTL_SECS",
+            ),
+            (&[("WXLOGIN_SCENE_TTL_SECS", "0")], "WXLOGIN_SCENE_TTL_SECS"),
+            (
+                &[("WXLOGIN_SCENE_TTL_SECS", "2592001")],
+                "WXLOGIN_SCENE_TTL_SECS",
+            ),
+            (
+                &[("WXLOGIN_SESSION_TTL_SECS", "-1")],
+                "WXLOGIN_SESSION_TTL_SECS",
+            ),
+            (&[("WXLOGIN_SMS_WEBHOOK", "ftp://x")], "WXLOGIN_SMS_WEBHOOK"),
+            (&[("WXLOGIN_TRUST_PROXY", "maybe")], "WXLOGIN_TRUST_PROXY"),
+        ];
+        for (vars, name) in cases {
+            assert_eq!(settings(vars).unwrap_err().name, *name, "{vars:?}");
+        }
+    }
+}

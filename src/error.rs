@@ -1,0 +1,173 @@
+//! Every error the HTTP API answers, and the one place each becomes a status and a JSON body
+//! `{"error": code, "message": text}`. Causes are logged, never shown to the client.
+
+use std::time::Duration;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+use wxlogin_actors::SceneError;
+use wxlogin_storage::StoreError;
+
+use crate::sms::SmsError;
+use crate::wechat::api::WechatError;
+use crate::wechat::message::MessageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such scene")]
+    SceneNotFound,
+    #[error("this QR code has expired; ask for a new one")]
+    SceneExpired,
+    #[error("the scene is not waiting for a phone binding")]
+    NotAwaitingBind,
+    #[error("not a mainland China mobile number")]
+    InvalidPhone,
+    #[error("the verification code is wrong")]
+    InvalidCode,
+    #[error("a code was sent recently; wait before asking again")]
+    TooManyRequests { retry_after: Duration },
+    #[error("too many wrong codes; scan a new QR code")]
+    TooManyAttempts,
+    #[error("this phone is bound to another WeChat user")]
+    PhoneTaken,
+    #[error("a valid bearer session token is required")]
+    Unauthorized,
+    #[error("the request signature is wrong")]
+    InvalidSignature,
+    #[error("the message is not acceptable: {0}")]
+    InvalidMessage(#[from] MessageError),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("WeChat is unavailable; try again shortly")]
+    WechatUnavailable(#[from] WechatError),
+    #[error("the verification code could not be sent; try again shortly")]
+    SmsUnavailable(#[from] SmsError),
+    #[error("internal error")]
+    Storage(#[from] StoreError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::SceneNotFound => "scene_not_found",
+            ApiError::SceneExpired => "scene_expired",
+            ApiError::NotAwaitingBind => "not_awaiting_bind",
+            ApiError::InvalidPhone => "invalid_phone",
+            ApiError::InvalidCode => "invalid_code",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::TooManyAttempts => "too_many_attempts",
+            ApiError::PhoneTaken => "phone_taken",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidSignature => "invalid_signature",
+            ApiError::InvalidMessage(_) => "invalid_message",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::WechatUnavailable(_) => "wechat_unavailable",
+            ApiError::SmsUnavailable(_) => "sms_unavailable",
+            ApiError::Storage(_) | ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<SceneError> for ApiError {
+    fn from(e: SceneError) -> Self {
+        match e {
+            // Callers of the HTTP API never scan; a scene that was scanned is simply not awaiting them.
+            SceneError::AlreadyScanned | SceneError::NotAwaitingBind => ApiError::NotAwaitingBind,
+            SceneError::CodeCooldown { retry_after } => ApiError::TooManyRequests { retry_after },
+            SceneError::InvalidCode => ApiError::InvalidCode,
+            SceneError::TooManyAttempts => ApiError::TooManyAttempts,
+            SceneError::PhoneTaken => ApiError::PhoneTaken,
+            SceneError::Store(e) => ApiError::Storage(e),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::SceneNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::SceneExpired => StatusCode::GONE,
+            ApiError::NotAwaitingBind | ApiError::PhoneTaken => StatusCode::CONFLICT,
+            ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidCode | ApiError::InvalidMessage(_) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::TooManyRequests { .. } | ApiError::TooManyAttempts => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidSignature => StatusCode::FORBIDDEN,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::WechatUnavailable(_) | ApiError::SmsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            ApiError::WechatUnavailable(e) => tracing::warn!(error = %e, "WeChat call failed"),
+            ApiError::SmsUnavailable(e) => tracing::warn!(error = %e, "SMS delivery failed"),
+            ApiError::Storage(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failed")
+            }
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(status);
+        match self {
+            ApiError::TooManyRequests { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1)));
+            }
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        response.json(json!({"error": self.code(), "message": self.to_string()}))
+    }
+}
+
+/// Middleware hook: errors raised outside our handlers (an unknown route, a wrong method,
+/// a body actix refused) get the same JSON shape as ours.
+pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    let body =
+        json!({"error": code, "message": status.canonical_reason().unwrap_or("error")}).to_string();
+    let (req, mut res) = res.into_parts();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let res = res.set_body(BoxBody::new(body));
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, res).map_into_right_body(),
+    ))
+}

@@ -1,0 +1,58 @@
+//! The HTTP API: one module per resource, wired here.
+
+mod client_ip;
+mod qrcode;
+mod session;
+mod wechat_callback;
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use wxlogin_actors::SceneSupervisor;
+use wxlogin_storage::Store;
+
+use crate::error::ApiError;
+use crate::sms::SmsSender;
+use crate::wechat::api::WechatClient;
+pub use wechat_callback::Callback;
+
+/// What every handler may use.
+pub struct AppState {
+    pub scenes: Addr<SceneSupervisor>,
+    pub wechat: WechatClient,
+    pub store: Store,
+    pub sms: SmsSender,
+    pub callback: Callback,
+    pub scene_ttl: Duration,
+    pub trust_proxy: bool,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(4096)
+            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .configure(qrcode::configure)
+    .configure(session::configure)
+    .configure(wechat_callback::configure);
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Answers for routes that do not exist.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint"))
+}

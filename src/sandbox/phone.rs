@@ -1,0 +1,124 @@
+//! The simulated phone and the sandbox's controls: scan a ticket as a chosen openid,
+//! unfollow, read the SMS a phone received, and make the fake API fail on purpose.
+
+use std::time::Instant;
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Simulator, UserEvent};
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sandbox/scan", web::post().to(scan))
+        .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
+        .route("/sandbox/sms/{phone}", web::get().to(last_sms))
+        .route("/sandbox/control", web::post().to(control))
+        .route("/sandbox/stats", web::get().to(stats));
+}
+
+#[derive(Deserialize)]
+struct ScanRequest {
+    ticket: String,
+    openid: String,
+    /// `true`: a new follower, who follows while scanning (`subscribe`); else an existing follower (`SCAN`).
+    #[serde(default)]
+    follow: bool,
+    /// Override the event's CreateTime, e.g. to replay a delivery.
+    create_time: Option<u64>,
+}
+
+async fn scan(
+    sim: web::Data<Simulator>,
+    body: web::Json<ScanRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (scene, expires_at) = sim
+        .tickets
+        .get(&body.ticket)
+        .ok_or(ApiError::NotFound("no such ticket"))?;
+    if expires_at <= Instant::now() {
+        return Err(ApiError::SceneExpired);
+    }
+    let event_key = if body.follow {
+        format!("qrscene_{scene}")
+    } else {
+        scene
+    };
+    let event = UserEvent {
+        openid: &body.openid,
+        event: if body.follow { "subscribe" } else { "SCAN" },
+        event_key: &event_key,
+        ticket: &body.ticket,
+        create_time: body.create_time,
+    };
+    deliver(&sim, &event).await
+}
+
+#[derive(Deserialize)]
+struct UnsubscribeRequest {
+    openid: String,
+    create_time: Option<u64>,
+}
+
+async fn unsubscribe(
+    sim: web::Data<Simulator>,
+    body: web::Json<UnsubscribeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let event = UserEvent {
+        openid: &body.openid,
+        event: "unsubscribe",
+        event_key: "",
+        ticket: "",
+        create_time: body.create_time,
+    };
+    deliver(&sim, &event).await
+}
+
+async fn deliver(sim: &Simulator, event: &UserEvent<'_>) -> Result<HttpResponse, ApiError> {
+    let delivery = sim
+        .deliver(event)
+        .await
+        .map_err(|e| ApiError::Internal(format!("sandbox delivery failed: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({"status": delivery.status, "reply": delivery.reply})))
+}
+
+async fn last_sms(
+    sim: web::Data<Simulator>,
+    phone: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let code = sim
+        .sms_outbox
+        .get(phone.as_str())
+        .ok_or(ApiError::NotFound("no code was sent to this phone"))?;
+    Ok(HttpResponse::Ok().json(json!({"phone": phone.as_str(), "code": code})))
+}
+
+#[derive(Deserialize)]
+struct Control {
+    /// Make the fake API answer HTTP 503 (true) or work again (false).
+    down: Option<bool>,
+    /// Invalidate the issued access token, as WeChat does when another server fetches one.
+    #[serde(default)]
+    revoke_token: bool,
+}
+
+async fn control(sim: web::Data<Simulator>, body: web::Json<Control>) -> HttpResponse {
+    let mut state = sim.state();
+    if let Some(down) = body.down {
+        state.down = down;
+    }
+    if body.revoke_token {
+        state.access_token = None;
+    }
+    HttpResponse::NoContent().finish()
+}
+
+async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
+    let state = sim.state();
+    HttpResponse::Ok().json(json!({
+        "token_fetches": state.token_fetches,
+        "qrcodes_created": state.qrcodes_created,
+        "down": state.down,
+    }))
+}

@@ -1,0 +1,158 @@
+//! Wires configuration, storage, actors, WeChat and HTTP into a running server.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::dev::Server;
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{web, App, HttpServer};
+use url::Url;
+use wxlogin_actors::{SceneSettings, SceneSupervisor, TokenActor};
+use wxlogin_storage::{Store, StoreError};
+
+use crate::config::{Account, Settings};
+use crate::error::json_error_body;
+use crate::http::{self, AppState, Callback};
+use crate::sandbox::Simulator;
+use crate::sms::SmsSender;
+use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
+
+/// How often expired sessions are swept out of storage.
+const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("WXLOGIN_BIND: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "WXLOGIN_DATA_DIR: cannot open the store in {dir} (is another wxlogin using it?): {source}"
+    )]
+    Store { dir: String, source: StoreError },
+}
+
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens storage, binds the listener and starts the actors. Must run inside an actix system.
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = Store::open(&settings.data_dir).map_err(|source| StartupError::Store {
+            dir: settings.data_dir.display().to_string(),
+            source,
+        })?;
+        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+
+        let (credentials, api_base, simulator) = match &settings.account {
+            Account::Real { credentials, api } => (credentials.clone(), api.clone(), None),
+            Account::Sandbox { token } => {
+                let own = format!("http://{}", reachable(addr));
+                let simulator = Arc::new(Simulator::new(token.clone(), format!("{own}/wechat")));
+                let api = Url::parse(&format!("{own}/sandbox/api"))
+                    .expect("a socket address makes a valid URL");
+                (simulator.credentials(), api, Some(simulator))
+            }
+        };
+        let api = WechatApi::new(&api_base);
+        let tokens = TokenActor::new(CredentialTokenSource {
+            api: api.clone(),
+            appid: credentials.appid.clone(),
+            secret: credentials.secret.clone(),
+        })
+        .start();
+        let scenes = SceneSupervisor::new(
+            store.clone(),
+            SceneSettings {
+                ttl: settings.scene_ttl,
+                session_ttl: settings.session_ttl,
+            },
+        )
+        .start();
+        let state = web::Data::new(AppState {
+            scenes,
+            wechat: WechatClient::new(api, tokens),
+            store: store.clone(),
+            sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
+            callback: Callback::new(credentials.token.clone()),
+            scene_ttl: settings.scene_ttl,
+            trust_proxy: settings.trust_proxy,
+        });
+        let simulator = simulator.map(web::Data::from);
+        let server = HttpServer::new(move || {
+            let mut app = App::new()
+                .wrap(ErrorHandlers::new().default_handler(json_error_body))
+                .app_data(state.clone())
+                .configure(http::configure);
+            if let Some(simulator) = &simulator {
+                app = app
+                    .app_data(simulator.clone())
+                    .configure(Simulator::configure);
+            }
+            app.default_service(web::to(http::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run();
+
+        announce(&settings, addr);
+        actix_web::rt::spawn(purge_sessions_periodically(store));
+        Ok(Self { server, addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// An address this machine can dial to reach a listener on `addr` (0.0.0.0 is not dialable).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+fn announce(settings: &Settings, addr: SocketAddr) {
+    if settings.is_sandbox() {
+        tracing::warn!("SANDBOX MODE: no WXLOGIN_APPID is set, so a built-in simulator plays WeChat. Nothing here talks to real WeChat; do not use this for real users.");
+    } else if settings.sms_webhook.is_none() {
+        tracing::warn!("WXLOGIN_SMS_WEBHOOK is unset: verification codes go to the debug log only");
+    }
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "wxlogin started");
+    // Tests and scripts read the port from this line.
+    println!("wxlogin listening on http://{addr}");
+}
+
+async fn purge_sessions_periodically(store: Store) {
+    let mut interval = tokio::time::interval(SESSION_PURGE_INTERVAL);
+    loop {
+        interval.tick().await;
+        match store.purge_expired_sessions().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired sessions removed"),
+            Err(e) => tracing::error!(error = %e, "purging expired sessions failed"),
+        }
+    }
+}

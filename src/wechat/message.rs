@@ -1,0 +1,318 @@
+//! The XML messages WeChat pushes to the callback, and the passive replies we send back.
+//!
+//! The parser accepts WeChat's flat `<xml><Field>value</Field>...</xml>` shape and nothing
+//! risky: a DOCTYPE (and with it any entity definition) is refused outright, nesting is
+//! bounded, and text must be UTF-8.
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+/// Deeper than any message WeChat sends (menu events nest one level inside a field).
+const MAX_DEPTH: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("malformed XML: {0}")]
+    Syntax(#[from] quick_xml::Error),
+    #[error("DOCTYPE declarations are not accepted")]
+    Doctype,
+    #[error("elements nest deeper than {MAX_DEPTH}")]
+    TooDeep,
+    #[error("text is not valid UTF-8")]
+    NotUtf8,
+    #[error("the root element must be <xml>")]
+    NoXmlRoot,
+    #[error("{0} is missing or invalid")]
+    BadField(&'static str),
+}
+
+/// The fields of a pushed message that wxlogin reads; others are skipped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub to_user: String,
+    pub from_user: String,
+    pub create_time: String,
+    pub msg_type: String,
+    pub event: String,
+    pub event_key: String,
+    pub msg_id: String,
+}
+
+/// What a message asks of wxlogin.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound<'a> {
+    /// A parametric QR code was scanned, by a new follower (`subscribe`) or an existing one (`SCAN`).
+    QrScan {
+        scene_key: &'a str,
+        subscribed: bool,
+    },
+    /// The user unfollowed the account.
+    Unsubscribe,
+    /// Anything else: a plain follow, a text, a menu click.
+    Other,
+}
+
+impl Message {
+    pub fn parse(xml: &[u8]) -> Result<Self, MessageError> {
+        let mut reader = Reader::from_reader(xml);
+        reader.config_mut().trim_text(true);
+        let mut message = Message::default();
+        let mut depth = 0;
+        let mut field: Option<Vec<u8>> = None;
+        let mut saw_root = false;
+        loop {
+            match reader.read_event()? {
+                Event::Start(start) => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(MessageError::TooDeep);
+                    }
+                    if depth == 1 {
+                        check_root(start.name().as_ref(), &mut saw_root)?;
+                    }
+                    field = (depth == 2).then(|| start.name().as_ref().to_vec());
+                }
+                Event::Empty(start) if depth == 0 => {
+                    check_root(start.name().as_ref(), &mut saw_root)?
+                }
+                Event::End(_) => {
+                    depth -= 1;
+                    field = None;
+                }
+                Event::Text(text) => {
+                    let text = text.unescape()?;
+                    message.append(field.as_deref(), &text);
+                }
+                Event::CData(cdata) => {
+                    let raw = cdata.into_inner();
+                    let text = std::str::from_utf8(&raw).map_err(|_| MessageError::NotUtf8)?;
+                    message.append(field.as_deref(), text);
+                }
+                Event::DocType(_) => return Err(MessageError::Doctype),
+                Event::Eof => break,
+                Event::Empty(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
+            }
+        }
+        if !saw_root {
+            return Err(MessageError::NoXmlRoot);
+        }
+        Ok(message)
+    }
+
+    fn append(&mut self, field: Option<&[u8]>, text: &str) {
+        let slot = match field {
+            Some(b"ToUserName") => &mut self.to_user,
+            Some(b"FromUserName") => &mut self.from_user,
+            Some(b"CreateTime") => &mut self.create_time,
+            Some(b"MsgType") => &mut self.msg_type,
+            Some(b"Event") => &mut self.event,
+            Some(b"EventKey") => &mut self.event_key,
+            Some(b"MsgId") => &mut self.msg_id,
+            _ => return,
+        };
+        slot.push_str(text);
+    }
+
+    pub fn inbound(&self) -> Inbound<'_> {
+        if !self.msg_type.eq_ignore_ascii_case("event") {
+            return Inbound::Other;
+        }
+        let event = self.event.as_str();
+        if event.eq_ignore_ascii_case("subscribe") {
+            // Only a `qrscene_` prefix makes a follow a scan; other keys (a plain follow,
+            // `last_trade_no_...`) are not ours.
+            match self.event_key.strip_prefix("qrscene_") {
+                Some(scene_key) => Inbound::QrScan {
+                    scene_key,
+                    subscribed: true,
+                },
+                None => Inbound::Other,
+            }
+        } else if event.eq_ignore_ascii_case("scan") {
+            Inbound::QrScan {
+                scene_key: &self.event_key,
+                subscribed: false,
+            }
+        } else if event.eq_ignore_ascii_case("unsubscribe") {
+            Inbound::Unsubscribe
+        } else {
+            Inbound::Other
+        }
+    }
+
+    /// The same delivery, retried by WeChat, has the same key.
+    pub fn redelivery_key(&self) -> String {
+        if self.msg_id.is_empty() {
+            format!(
+                "{}\n{}\n{}\n{}",
+                self.from_user, self.create_time, self.event, self.event_key
+            )
+        } else {
+            format!("{}\n{}", self.from_user, self.msg_id)
+        }
+    }
+
+    /// `CreateTime` in Unix seconds, if it is a number.
+    pub fn created_at(&self) -> Option<u64> {
+        self.create_time.parse().ok()
+    }
+}
+
+fn check_root(name: &[u8], saw_root: &mut bool) -> Result<(), MessageError> {
+    if name != b"xml" || *saw_root {
+        return Err(MessageError::NoXmlRoot);
+    }
+    *saw_root = true;
+    Ok(())
+}
+
+/// A passive text reply to the user who sent `to_user`'s message.
+pub fn text_reply(to_user: &str, from_account: &str, create_time: u64, content: &str) -> String {
+    format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{create_time}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content>{}</Content></xml>",
+        cdata(to_user),
+        cdata(from_account),
+        cdata(content)
+    )
+}
+
+/// Wraps text in CDATA; a `]]>` inside is split across two sections so it cannot end the first early.
+pub(crate) fn cdata(text: &str) -> String {
+    format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
+}
+
+/// Reads the `Content` of a text reply (the sandbox shows it on the simulated phone).
+pub fn reply_content(xml: &[u8]) -> Option<String> {
+    let mut reader = Reader::from_reader(xml);
+    let mut in_content = false;
+    let mut content = String::new();
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(start) => in_content = start.name().as_ref() == b"Content",
+            Event::End(_) => in_content = false,
+            Event::CData(cdata) if in_content => {
+                content.push_str(std::str::from_utf8(&cdata.into_inner()).ok()?)
+            }
+            Event::Text(text) if in_content => content.push_str(&text.unescape().ok()?),
+            Event::DocType(_) => return None,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Some(content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, key: &str) -> String {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>\n\
+             <CreateTime>1732406400</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{name}]]></Event>\n\
+             <EventKey><![CDATA[{key}]]></EventKey><Ticket><![CDATA[TICKET]]></Ticket></xml>"
+        )
+    }
+
+    #[test]
+    fn parses_a_new_follower_scan() {
+        let message = Message::parse(event("subscribe", "qrscene_SCENE").as_bytes()).unwrap();
+        assert_eq!(message.to_user, "gh_account");
+        assert_eq!(message.from_user, "oUser");
+        assert_eq!(message.created_at(), Some(1_732_406_400));
+        assert_eq!(
+            message.inbound(),
+            Inbound::QrScan {
+                scene_key: "SCENE",
+                subscribed: true
+            }
+        );
+    }
+
+    #[test]
+    fn event_names_match_in_any_case() {
+        for name in ["SCAN", "scan", "Scan"] {
+            let message = Message::parse(event(name, "SCENE").as_bytes()).unwrap();
+            assert_eq!(
+                message.inbound(),
+                Inbound::QrScan {
+                    scene_key: "SCENE",
+                    subscribed: false
+                }
+            );
+        }
+        let message = Message::parse(event("UNSUBSCRIBE", "").as_bytes()).unwrap();
+        assert_eq!(message.inbound(), Inbound::Unsubscribe);
+    }
+
+    #[test]
+    fn qrscene_is_stripped_only_as_a_prefix() {
+        let message = Message::parse(event("subscribe", "qrscene_qrscene_X").as_bytes()).unwrap();
+        assert_eq!(
+            message.inbound(),
+            Inbound::QrScan {
+                scene_key: "qrscene_X",
+                subscribed: true
+            }
+        );
+        for key in ["", "last_trade_no_4200001", "x_qrscene_Y"] {
+            let message = Message::parse(event("subscribe", key).as_bytes()).unwrap();
+            assert_eq!(message.inbound(), Inbound::Other, "{key}");
+        }
+    }
+
+    #[test]
+    fn plain_text_and_escapes_are_read() {
+        let xml = b"<?xml version=\"1.0\"?><xml><FromUserName>a&amp;b</FromUserName><MsgType>text</MsgType><MsgId>42</MsgId><Extra><Nested>1</Nested></Extra></xml>";
+        let message = Message::parse(xml).unwrap();
+        assert_eq!(message.from_user, "a&b");
+        assert_eq!(message.inbound(), Inbound::Other);
+        assert_eq!(message.redelivery_key(), "a&b\n42");
+    }
+
+    #[test]
+    fn redeliveries_share_a_key_and_other_events_do_not() {
+        let a = Message::parse(event("SCAN", "S1").as_bytes()).unwrap();
+        let b = Message::parse(event("SCAN", "S1").as_bytes()).unwrap();
+        let c = Message::parse(event("SCAN", "S2").as_bytes()).unwrap();
+        assert_eq!(a.redelivery_key(), b.redelivery_key());
+        assert_ne!(a.redelivery_key(), c.redelivery_key());
+    }
+
+    #[test]
+    fn refuses_hostile_or_broken_xml() {
+        let nested = format!("<xml>{}{}</xml>", "<a>".repeat(20), "</a>".repeat(20));
+        let cases: &[&[u8]] = &[
+            b"",
+            b"not xml",
+            b"<xml><FromUserName>x</ToUserName></xml>",
+            b"<xml><FromUserName>x</FromUserName>",
+            b"<other><FromUserName>x</FromUserName></other>",
+            b"<xml/><xml/>",
+            b"<!DOCTYPE xml [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><xml><FromUserName>&e;</FromUserName></xml>",
+            b"<!DOCTYPE xml [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><xml><Content>&b;</Content></xml>",
+            b"<xml><FromUserName>&undefined;</FromUserName></xml>",
+            b"<xml><FromUserName><![CDATA[\xff\xfe]]></FromUserName></xml>",
+            nested.as_bytes(),
+        ];
+        for xml in cases {
+            assert!(
+                Message::parse(xml).is_err(),
+                "{}",
+                String::from_utf8_lossy(xml)
+            );
+        }
+    }
+
+    #[test]
+    fn replies_round_trip_even_with_cdata_terminators() {
+        let reply = text_reply("oUser", "gh_account", 1, "done ]]> <b>&");
+        assert_eq!(
+            reply_content(reply.as_bytes()).as_deref(),
+            Some("done ]]> <b>&")
+        );
+        let message = Message::parse(reply.as_bytes()).unwrap();
+        assert_eq!(message.to_user, "oUser");
+        assert_eq!(message.msg_type, "text");
+    }
+}

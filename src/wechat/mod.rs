@@ -1,0 +1,5 @@
+//! WeChat's wire protocol: callback signatures, message XML, and the HTTP API client.
+
+pub mod api;
+pub mod message;
+pub mod signature;
