@@ -20,6 +20,8 @@ pub enum MessageError {
     TooDeep,
     #[error("text is not valid UTF-8")]
     NotUtf8,
+    #[error("the document ends inside an element")]
+    Truncated,
     #[error("the root element must be <xml>")]
     NoXmlRoot,
     #[error("{0} is missing or invalid")]
@@ -89,6 +91,7 @@ impl Message {
                     message.append(field.as_deref(), text);
                 }
                 Event::DocType(_) => return Err(MessageError::Doctype),
+                Event::Eof if depth > 0 => return Err(MessageError::Truncated),
                 Event::Eof => break,
                 Event::Empty(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
             }
