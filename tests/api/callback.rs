@@ -1,0 +1,199 @@
+//! `/wechat` as WeChat, and as an attacker, would use it.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{
+    assert_error, event_xml, signed_query, spawn_app, unix_now, wechat_signature, SANDBOX_TOKEN,
+};
+
+#[tokio::test]
+async fn server_verification_echoes_echostr_only_when_signed() {
+    let app = spawn_app().await;
+    let (timestamp, nonce) = ("1732406400", "8f3a9c");
+    let signature = wechat_signature(SANDBOX_TOKEN, timestamp, nonce);
+    let signed = format!(
+        "/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}&echostr=hello123"
+    );
+    let response = app.get(&signed).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "hello123");
+
+    let forged = format!(
+        "/wechat?signature={}&timestamp={timestamp}&nonce={nonce}&echostr=hello123",
+        "0".repeat(40)
+    );
+    assert_error(
+        app.get(&forged).await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    )
+    .await;
+    assert_error(
+        app.get("/wechat?echostr=hello123").await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pushes_with_a_bad_signature_are_refused() {
+    let app = spawn_app().await;
+    let body = event_xml("oAttacker", unix_now(), "unsubscribe", "");
+    let forged = signed_query("not-the-token");
+    assert_error(
+        app.post_callback(&forged, body.clone()).await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    )
+    .await;
+    assert_error(
+        app.post_callback("", body).await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_xml_is_a_bad_request() {
+    let app = spawn_app().await;
+    for body in [
+        "",
+        "not xml",
+        "<xml><FromUserName>x</xml>",
+        "<xml><a>",
+        "<notxml/>",
+    ] {
+        let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_message").await;
+    }
+}
+
+#[tokio::test]
+async fn doctype_and_entities_are_refused() {
+    let app = spawn_app().await;
+    let bodies = [
+        "<!DOCTYPE xml [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><xml><FromUserName>&xxe;</FromUserName></xml>",
+        "<!DOCTYPE xml [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><xml><Content>&b;</Content></xml>",
+        "<xml><FromUserName>&xxe;</FromUserName></xml>",
+    ];
+    for body in bodies {
+        let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_message").await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = spawn_app().await;
+    let body = format!("<xml><Content>{}</Content></xml>", "a".repeat(70 * 1024));
+    let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    // The server is still fine.
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn foreign_event_keys_and_other_messages_are_acknowledged_and_ignored() {
+    let app = spawn_app().await;
+    let bodies = [
+        event_xml("oSomeone", unix_now(), "subscribe", ""),
+        event_xml("oSomeone", unix_now(), "subscribe", "last_trade_no_4200001234"),
+        event_xml("oSomeone", unix_now(), "SCAN", "12345"),
+        event_xml("oSomeone", unix_now(), "CLICK", "MENU_1"),
+        "<xml><FromUserName>oSomeone</FromUserName><MsgType>text</MsgType><Content>hi</Content><MsgId>1</MsgId></xml>".into(),
+    ];
+    for body in bodies {
+        let response = app
+            .post_callback(&signed_query(SANDBOX_TOKEN), body.clone())
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{body}");
+        assert_eq!(response.text().await.unwrap(), "success", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_scan_of_an_expired_or_unknown_scene_tells_the_user() {
+    let app = spawn_app().await;
+    let body = event_xml(
+        "oLate",
+        unix_now(),
+        "SCAN",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    );
+    let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("二维码已过期"));
+}
+
+#[tokio::test]
+async fn event_names_are_matched_in_any_case() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    let body = event_xml("oLowercase", unix_now(), "scan", &qr.scene_id);
+    let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
+    assert!(response.text().await.unwrap().contains("手机号"));
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
+}
+
+#[tokio::test]
+async fn a_redelivered_event_changes_nothing() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    let created = unix_now();
+    let first = app
+        .scan_at(&qr.ticket, "oRetried", true, Some(created))
+        .await;
+    assert!(first["reply"].as_str().is_some(), "{first}");
+    // WeChat did not hear us in time and sends the very same event again.
+    let again = app
+        .scan_at(&qr.ticket, "oRetried", true, Some(created))
+        .await;
+    assert_eq!(again["status"], 200);
+    assert_eq!(again["reply"], Value::Null, "{again}");
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
+
+    // The same for an unsubscribe: a bind between the two deliveries survives the replay.
+    let token = app.sign_up("oFlaky", "13800000020").await;
+    let unsubscribed_at = unix_now();
+    app.unsubscribe("oFlaky", Some(unsubscribed_at)).await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::UNAUTHORIZED);
+    let token = app.sign_up("oFlaky", "13800000020").await;
+    app.unsubscribe("oFlaky", Some(unsubscribed_at)).await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_late_unsubscribe_does_not_undo_a_newer_bind() {
+    let app = spawn_app().await;
+    let token = app.sign_up("oComeback", "13800000021").await;
+    // An unsubscribe created an hour ago, delivered only now (a distinct delivery, not a retry).
+    app.unsubscribe("oComeback", Some(unix_now() - 3600)).await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unsubscribing_unbinds_and_revokes_every_session() {
+    let app = spawn_app().await;
+    let first = app.sign_up("oLeaving", "13800000022").await;
+    let second = app.scan_in("oLeaving").await;
+    app.unsubscribe("oLeaving", None).await;
+    for token in [&first, &second] {
+        assert_error(
+            app.me(token).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        )
+        .await;
+    }
+    // Following again, the next scan needs a bind, and the phone is free again.
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, "oLeaving", true).await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
+    app.sign_up("oSomeoneElse", "13800000022").await;
+}

@@ -1,0 +1,345 @@
+//! Starts the real `wxlogin` binary on a random loopback port (sandbox mode unless told
+//! otherwise) and talks HTTP to it, with the built-in simulator playing WeChat.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+use tempfile::TempDir;
+
+/// The callback token the sandbox uses when WXLOGIN_TOKEN is not set.
+pub const SANDBOX_TOKEN: &str = "sandbox-token";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: Arc<TempDir>,
+    env: Vec<(String, String)>,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+pub struct Qr {
+    pub scene_id: String,
+    pub ticket: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start(env, Arc::new(tempfile::tempdir().unwrap()))
+}
+
+fn command(env: &[(String, String)], data_dir: &TempDir) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wxlogin"));
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("WXLOGIN_")) {
+        command.env_remove(name);
+    }
+    command
+        .env("WXLOGIN_BIND", "127.0.0.1:0")
+        .env("WXLOGIN_DATA_DIR", data_dir.path())
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn start(env: Vec<(String, String)>, data_dir: Arc<TempDir>) -> TestApp {
+    let mut child = command(&env, &data_dir)
+        .spawn()
+        .expect("the wxlogin binary starts");
+    let log = Arc::new(Mutex::new(String::new()));
+    drain_into(child.stderr.take().unwrap(), log.clone());
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("wxlogin listening on ") {
+                let _ = tx.send(address.to_owned());
+            }
+        }
+    });
+    let address = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(address) => address,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("wxlogin did not start:\n{}", log.lock().unwrap());
+        }
+    };
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        data_dir,
+        env,
+        child,
+        log,
+    }
+}
+
+fn drain_into(stream: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut log = log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+}
+
+/// Runs the binary with `env` and waits for it to exit; returns its status and stderr.
+pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let env: Vec<_> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut child = command(&env, &data_dir).spawn().unwrap();
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status, stderr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("wxlogin kept running with {env:?}");
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// WeChat's signature, computed here independently of the code under test.
+pub fn wechat_signature(token: &str, timestamp: &str, nonce: &str) -> String {
+    let mut parts = [token, timestamp, nonce];
+    parts.sort_unstable();
+    hex::encode(Sha1::digest(parts.concat()))
+}
+
+/// A query string signed with `token`.
+pub fn signed_query(token: &str) -> String {
+    let timestamp = unix_now().to_string();
+    let nonce = "20261125";
+    format!(
+        "signature={}&timestamp={timestamp}&nonce={nonce}",
+        wechat_signature(token, &timestamp, nonce)
+    )
+}
+
+pub fn event_xml(openid: &str, create_time: u64, event: &str, event_key: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
+         <EventKey><![CDATA[{event_key}]]></EventKey></xml>"
+    )
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Kills the server (SIGKILL: nothing gets a chance to flush) and starts it again on the same data.
+    pub fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let next = start(self.env.clone(), self.data_dir.clone());
+        *self = next;
+    }
+
+    /// Kills the server and leaves its data directory for inspection.
+    pub fn stop(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn create_qr(&self) -> Qr {
+        let response = self
+            .client
+            .post(self.url("/api/qrcode"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        Qr {
+            scene_id: body["scene_id"].as_str().unwrap().to_owned(),
+            ticket: body["ticket"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn status(&self, scene_id: &str, wait: u64) -> (StatusCode, Value) {
+        let response = self
+            .get(&format!("/api/qrcode/{scene_id}/status?wait={wait}"))
+            .await;
+        (response.status(), response.json().await.unwrap())
+    }
+
+    /// The simulated phone scans `ticket`; returns WeChat's view: the callback's HTTP status and reply text.
+    pub async fn scan(&self, ticket: &str, openid: &str, follow: bool) -> Value {
+        self.scan_at(ticket, openid, follow, None).await
+    }
+
+    pub async fn scan_at(
+        &self,
+        ticket: &str,
+        openid: &str,
+        follow: bool,
+        create_time: Option<u64>,
+    ) -> Value {
+        let body = json!({"ticket": ticket, "openid": openid, "follow": follow, "create_time": create_time});
+        let response = self.post_json("/sandbox/scan", body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn unsubscribe(&self, openid: &str, create_time: Option<u64>) -> Value {
+        let response = self
+            .post_json(
+                "/sandbox/unsubscribe",
+                json!({"openid": openid, "create_time": create_time}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn request_code(&self, scene_id: &str, phone: &str) -> reqwest::Response {
+        self.post_json(
+            &format!("/api/qrcode/{scene_id}/sms"),
+            json!({"phone": phone}),
+        )
+        .await
+    }
+
+    /// The last code the sandbox's simulated SMS delivered to `phone`.
+    pub async fn sms_code(&self, phone: &str) -> String {
+        let body: Value = self
+            .get(&format!("/sandbox/sms/{phone}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn bind(&self, scene_id: &str, phone: &str, code: &str) -> reqwest::Response {
+        self.post_json(
+            &format!("/api/qrcode/{scene_id}/bind"),
+            json!({"phone": phone, "code": code}),
+        )
+        .await
+    }
+
+    pub async fn me(&self, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/api/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A new user's whole first login; returns the session token.
+    pub async fn sign_up(&self, openid: &str, phone: &str) -> String {
+        let qr = self.create_qr().await;
+        self.scan(&qr.ticket, openid, true).await;
+        assert_eq!(
+            self.request_code(&qr.scene_id, phone).await.status(),
+            StatusCode::ACCEPTED
+        );
+        let code = self.sms_code(phone).await;
+        let response = self.bind(&qr.scene_id, phone, &code).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A bound user scans a new QR code; returns the session token the scene carries.
+    pub async fn scan_in(&self, openid: &str) -> String {
+        let qr = self.create_qr().await;
+        self.scan(&qr.ticket, openid, false).await;
+        let (_, status) = self.status(&qr.scene_id, 0).await;
+        assert_eq!(status["state"], "logged_in", "{status}");
+        status["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn control(&self, body: Value) {
+        let response = self.post_json("/sandbox/control", body).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    pub async fn sandbox_stats(&self) -> Value {
+        self.get("/sandbox/stats").await.json().await.unwrap()
+    }
+
+    /// POSTs `body` to the callback with the given query string.
+    pub async fn post_callback(
+        &self,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/wechat?{query}")))
+            .header("Content-Type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- wxlogin's log ---\n{}", self.log.lock().unwrap());
+        }
+    }
+}
+
+/// Asserts an error answer: status and JSON `{"error": code, "message": ...}`.
+pub async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: the real server on a random port, the sandbox simulator as WeChat.
+
+mod callback;
+mod config;
+mod helpers;
+mod login;
+mod sessions;
+mod wechat_api;
