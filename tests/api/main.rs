@@ -5,4 +5,5 @@ mod config;
 mod helpers;
 mod login;
 mod sessions;
+mod sms;
 mod wechat_api;
