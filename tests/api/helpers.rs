@@ -187,13 +187,16 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
-    pub async fn create_qr(&self) -> Qr {
-        let response = self
-            .client
+    pub async fn request_qr(&self) -> reqwest::Response {
+        self.client
             .post(self.url("/api/qrcode"))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn create_qr(&self) -> Qr {
+        let response = self.request_qr().await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
         Qr {

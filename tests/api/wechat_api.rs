@@ -38,14 +38,8 @@ async fn a_revoked_token_is_refreshed_once_and_the_call_retried() {
 async fn wechat_down_is_503_and_the_service_recovers() {
     let app = spawn_app().await;
     app.control(json!({"down": true})).await;
-    let response = app
-        .client
-        .post(app.url("/api/qrcode"))
-        .send()
-        .await
-        .unwrap();
     assert_error(
-        response,
+        app.request_qr().await,
         StatusCode::SERVICE_UNAVAILABLE,
         "wechat_unavailable",
     )
@@ -64,14 +58,8 @@ async fn an_unreachable_wechat_is_503() {
         ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
     ])
     .await;
-    let response = app
-        .client
-        .post(app.url("/api/qrcode"))
-        .send()
-        .await
-        .unwrap();
     assert_error(
-        response,
+        app.request_qr().await,
         StatusCode::SERVICE_UNAVAILABLE,
         "wechat_unavailable",
     )
