@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
+
 /// WeChat's own limit on a temporary QR code's lifetime.
 const MAX_SCENE_TTL_SECS: u64 = 2_592_000;
 
@@ -19,6 +21,14 @@ pub struct Settings {
     pub sms_webhook: Option<Url>,
     /// Take the client IP from `X-Forwarded-For` (set only behind a proxy you run).
     pub trust_proxy: bool,
+    /// The EncodingAESKey for safe mode (安全模式); `None` for plaintext mode.
+    pub aes_key: Option<String>,
+    /// How far a callback's timestamp may be from our clock, either way.
+    pub timestamp_window: Duration,
+    /// Timeout of each call to WeChat's API.
+    pub wechat_timeout: Duration,
+    /// Use `cgi-bin/stable_token`, which leaves other servers' tokens valid.
+    pub stable_token: bool,
 }
 
 /// Which WeChat the service talks to.
@@ -105,6 +115,12 @@ impl Settings {
             session_ttl: seconds(&get, "WXLOGIN_SESSION_TTL_SECS", 604_800)?,
             sms_webhook,
             trust_proxy: flag(&get, "WXLOGIN_TRUST_PROXY")?,
+            aes_key: get("WXLOGIN_AES_KEY")
+                .map(|key| aes_key(key.trim()))
+                .transpose()?,
+            timestamp_window: seconds(&get, "WXLOGIN_TIMESTAMP_WINDOW_SECS", 300)?,
+            wechat_timeout: seconds(&get, "WXLOGIN_WECHAT_TIMEOUT_SECS", 5)?,
+            stable_token: flag(&get, "WXLOGIN_STABLE_TOKEN")?,
         })
     }
 }
@@ -167,6 +183,13 @@ fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<boo
     }
 }
 
+fn aes_key(key: &str) -> Result<String, ConfigError> {
+    MessageCrypto::new(key, "").map_err(|_| {
+        invalid("WXLOGIN_AES_KEY", format!("must be the {ENCODING_AES_KEY_LEN}-character EncodingAESKey from WeChat's console (got {} characters)", key.len()))
+    })?;
+    Ok(key.to_owned())
+}
+
 fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url =
         Url::parse(raw.trim()).map_err(|e| invalid(name, format!("{raw:?} is not a URL ({e})")))?;
@@ -198,6 +221,17 @@ mod tests {
         assert_eq!(s.scene_ttl, Duration::from_secs(300));
         assert_eq!(s.session_ttl, Duration::from_secs(604_800));
         assert!(!s.trust_proxy);
+        assert!(s.aes_key.is_none() && !s.stable_token);
+        assert_eq!(s.timestamp_window, Duration::from_secs(300));
+        assert_eq!(s.wechat_timeout, Duration::from_secs(5));
+        let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+        assert_eq!(
+            settings(&[("WXLOGIN_AES_KEY", key)])
+                .unwrap()
+                .aes_key
+                .as_deref(),
+            Some(key)
+        );
     }
 
     #[test]
@@ -244,6 +278,17 @@ mod tests {
             ),
             (&[("WXLOGIN_SMS_WEBHOOK", "ftp://x")], "WXLOGIN_SMS_WEBHOOK"),
             (&[("WXLOGIN_TRUST_PROXY", "maybe")], "WXLOGIN_TRUST_PROXY"),
+            (&[("WXLOGIN_AES_KEY", "tooshort")], "WXLOGIN_AES_KEY"),
+            (&[("WXLOGIN_AES_KEY", &"!".repeat(43))], "WXLOGIN_AES_KEY"),
+            (
+                &[("WXLOGIN_TIMESTAMP_WINDOW_SECS", "x")],
+                "WXLOGIN_TIMESTAMP_WINDOW_SECS",
+            ),
+            (
+                &[("WXLOGIN_WECHAT_TIMEOUT_SECS", "0")],
+                "WXLOGIN_WECHAT_TIMEOUT_SECS",
+            ),
+            (&[("WXLOGIN_STABLE_TOKEN", "2")], "WXLOGIN_STABLE_TOKEN"),
         ];
         for (vars, name) in cases {
             assert_eq!(settings(vars).unwrap_err().name, *name, "{vars:?}");

@@ -15,7 +15,7 @@ use wxlogin_storage::StoreError;
 
 use crate::sms::SmsError;
 use crate::wechat::api::WechatError;
-use crate::wechat::message::MessageError;
+use crate::wechat::envelope::EnvelopeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,10 +37,8 @@ pub enum ApiError {
     PhoneTaken,
     #[error("a valid bearer session token is required")]
     Unauthorized,
-    #[error("the request signature is wrong")]
-    InvalidSignature,
-    #[error("the message is not acceptable: {0}")]
-    InvalidMessage(#[from] MessageError),
+    #[error("{0}")]
+    Callback(#[from] EnvelopeError),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -69,8 +67,9 @@ impl ApiError {
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::PhoneTaken => "phone_taken",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::InvalidSignature => "invalid_signature",
-            ApiError::InvalidMessage(_) => "invalid_message",
+            ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
+            ApiError::Callback(EnvelopeError::StaleTimestamp) => "stale_timestamp",
+            ApiError::Callback(_) => "invalid_message",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
@@ -102,14 +101,16 @@ impl ResponseError for ApiError {
             ApiError::SceneExpired => StatusCode::GONE,
             ApiError::NotAwaitingBind | ApiError::PhoneTaken => StatusCode::CONFLICT,
             ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::InvalidCode | ApiError::InvalidMessage(_) | ApiError::BadRequest(_) => {
+            ApiError::Callback(EnvelopeError::BadSignature | EnvelopeError::StaleTimestamp) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::TooManyRequests { .. } | ApiError::TooManyAttempts => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::InvalidSignature => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::WechatUnavailable(_) | ApiError::SmsUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -18,6 +18,8 @@ use crate::http::{self, AppState, Callback};
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
 use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
+use crate::wechat::crypto::MessageCrypto;
+use crate::wechat::envelope::CallbackKeys;
 
 /// How often expired sessions are swept out of storage.
 const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -60,17 +62,22 @@ impl Application {
             Account::Real { credentials, api } => (credentials.clone(), api.clone(), None),
             Account::Sandbox { token } => {
                 let own = format!("http://{}", reachable(addr));
-                let simulator = Arc::new(Simulator::new(token.clone(), format!("{own}/wechat")));
+                let simulator = Arc::new(Simulator::new(
+                    token.clone(),
+                    format!("{own}/wechat"),
+                    settings.aes_key.as_deref(),
+                ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
                     .expect("a socket address makes a valid URL");
                 (simulator.credentials(), api, Some(simulator))
             }
         };
-        let api = WechatApi::new(&api_base);
+        let api = WechatApi::new(&api_base, settings.wechat_timeout);
         let tokens = TokenActor::new(CredentialTokenSource {
             api: api.clone(),
             appid: credentials.appid.clone(),
             secret: credentials.secret.clone(),
+            stable: settings.stable_token,
         })
         .start();
         let scenes = SceneSupervisor::new(
@@ -86,7 +93,14 @@ impl Application {
             wechat: WechatClient::new(api, tokens),
             store: store.clone(),
             sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
-            callback: Callback::new(credentials.token.clone()),
+            callback: Callback::new(CallbackKeys::new(
+                credentials.token.clone(),
+                settings.aes_key.as_deref().map(|key| {
+                    MessageCrypto::new(key, &credentials.appid)
+                        .expect("the key was checked with the settings")
+                }),
+                settings.timestamp_window,
+            )),
             scene_ttl: settings.scene_ttl,
             trust_proxy: settings.trust_proxy,
         });

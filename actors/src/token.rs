@@ -62,7 +62,11 @@ impl TokenError {
 
 /// Where tokens come from: WeChat's API in production, a fake in tests.
 pub trait TokenSource: 'static {
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>>;
+    /// `after_rejection`: WeChat refused the last token, so a cached one must not be served again.
+    fn fetch(
+        &self,
+        after_rejection: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>>;
 }
 
 struct Cached {
@@ -76,6 +80,8 @@ pub struct TokenActor<S> {
     source: Rc<S>,
     current: Option<Cached>,
     fetching: bool,
+    /// WeChat refused the current token since the last successful fetch.
+    rejected: bool,
     waiters: Vec<Waiter>,
     refresh_timer: Option<SpawnHandle>,
 }
@@ -86,6 +92,7 @@ impl<S: TokenSource> TokenActor<S> {
             source: Rc::new(source),
             current: None,
             fetching: false,
+            rejected: false,
             waiters: Vec::new(),
             refresh_timer: None,
         }
@@ -103,11 +110,12 @@ impl<S: TokenSource> TokenActor<S> {
             return;
         }
         self.fetching = true;
-        let fetch = self.source.fetch();
+        let fetch = self.source.fetch(self.rejected);
         ctx.spawn(fetch.into_actor(self).map(|result, actor, ctx| {
             actor.fetching = false;
             let next_fetch = match &result {
                 Ok(fetched) => {
+                    actor.rejected = false;
                     tracing::info!(
                         expires_in = fetched.expires_in.as_secs(),
                         "access token refreshed"
@@ -187,6 +195,7 @@ impl<S: TokenSource> Handler<InvalidateToken> for TokenActor<S> {
     fn handle(&mut self, InvalidateToken(failed): InvalidateToken, ctx: &mut Self::Context) {
         if self.current.as_ref().is_some_and(|c| c.token == failed) {
             self.current = None;
+            self.rejected = true;
             self.schedule_refresh(None, ctx);
         }
     }
@@ -201,16 +210,30 @@ mod tests {
     use super::*;
 
     /// Hands out `t1`, `t2`, ... after a short delay, counting fetches.
+    #[derive(Default)]
+    struct Counts {
+        fetches: Cell<u32>,
+        /// Fetches made because WeChat refused the previous token.
+        forced: Cell<u32>,
+    }
+
     struct CountingSource {
-        fetches: Rc<Cell<u32>>,
+        counts: Rc<Counts>,
         expires_in: Duration,
         fail: bool,
     }
 
     impl TokenSource for CountingSource {
-        fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
-            self.fetches.set(self.fetches.get() + 1);
-            let (n, expires_in, fail) = (self.fetches.get(), self.expires_in, self.fail);
+        fn fetch(
+            &self,
+            after_rejection: bool,
+        ) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
+            let counts = &self.counts;
+            counts.fetches.set(counts.fetches.get() + 1);
+            counts
+                .forced
+                .set(counts.forced.get() + u32::from(after_rejection));
+            let (n, expires_in, fail) = (counts.fetches.get(), self.expires_in, self.fail);
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 if fail {
@@ -224,17 +247,14 @@ mod tests {
         }
     }
 
-    fn start(
-        expires_in: Duration,
-        fail: bool,
-    ) -> (Addr<TokenActor<CountingSource>>, Rc<Cell<u32>>) {
-        let fetches = Rc::new(Cell::new(0));
+    fn start(expires_in: Duration, fail: bool) -> (Addr<TokenActor<CountingSource>>, Rc<Counts>) {
+        let counts = Rc::new(Counts::default());
         let source = CountingSource {
-            fetches: fetches.clone(),
+            counts: counts.clone(),
             expires_in,
             fail,
         };
-        (TokenActor::new(source).start(), fetches)
+        (TokenActor::new(source).start(), counts)
     }
 
     async fn get(addr: &Addr<TokenActor<CountingSource>>) -> String {
@@ -248,18 +268,18 @@ mod tests {
 
     #[actix::test]
     async fn concurrent_callers_share_one_fetch() {
-        let (addr, fetches) = start(Duration::from_secs(7200), false);
+        let (addr, counts) = start(Duration::from_secs(7200), false);
         let calls: Vec<_> = (0..50).map(|_| addr.send(GetToken)).collect();
         for call in calls {
             assert_eq!(call.await.unwrap().unwrap().as_str(), "t1");
         }
         assert_eq!(get(&addr).await, "t1");
-        assert_eq!(fetches.get(), 1);
+        assert_eq!(counts.fetches.get(), 1);
     }
 
     #[actix::test]
     async fn invalidating_the_current_token_fetches_a_new_one() {
-        let (addr, fetches) = start(Duration::from_secs(7200), false);
+        let (addr, counts) = start(Duration::from_secs(7200), false);
         assert_eq!(get(&addr).await, "t1");
         addr.send(InvalidateToken(AccessToken::new("t1")))
             .await
@@ -270,28 +290,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(get(&addr).await, "t2");
-        assert_eq!(fetches.get(), 2);
+        assert_eq!(counts.fetches.get(), 2);
+        assert_eq!(
+            counts.forced.get(),
+            1,
+            "the fetch after a rejection says so"
+        );
     }
 
     #[actix::test]
     async fn refreshes_ahead_of_expiry() {
-        let (addr, fetches) = start(Duration::from_millis(400), false);
+        let (addr, counts) = start(Duration::from_millis(400), false);
         assert_eq!(get(&addr).await, "t1");
         // Half the lifetime in, the refresh has started; the old token is still served meanwhile.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(fetches.get() >= 2);
+        assert!(counts.fetches.get() >= 2);
         assert_ne!(get(&addr).await, "t1");
     }
 
     #[actix::test]
     async fn a_failed_fetch_reaches_every_waiter_and_the_next_call_tries_again() {
-        let (addr, fetches) = start(Duration::from_secs(7200), true);
+        let (addr, counts) = start(Duration::from_secs(7200), true);
         let (a, b) = (addr.send(GetToken), addr.send(GetToken));
         assert!(a.await.unwrap().is_err());
         assert!(b.await.unwrap().is_err());
-        assert_eq!(fetches.get(), 1);
+        assert_eq!(counts.fetches.get(), 1);
         assert!(addr.send(GetToken).await.unwrap().is_err());
-        assert_eq!(fetches.get(), 2);
+        assert_eq!(counts.fetches.get(), 2);
     }
 
     #[test]

@@ -4,14 +4,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpResponse};
 use moka::sync::Cache;
-use serde::Deserialize;
 use wxlogin_actors::{FindScene, Scan, ScanOutcome, SceneError, SceneId, SceneLookup};
 use wxlogin_storage::OpenId;
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::wechat::envelope::{CallbackKeys, CallbackQuery, EnvelopeError, Opened};
 use crate::wechat::message::{text_reply, Inbound, Message, MessageError};
-use crate::wechat::signature;
 
 /// WeChat's messages are a few hundred bytes; anything near this is not from WeChat.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -24,29 +23,19 @@ const REPLY_NEED_BIND: &str = "扫码成功！请在网页上填写手机号并�
 const REPLY_USED: &str = "这个二维码已经被扫过了，请刷新网页获取新的二维码。";
 const REPLY_EXPIRED: &str = "二维码已过期，请刷新网页获取新的二维码。";
 
-/// The callback's own state: the shared token and the memory of recent deliveries.
+/// The callback's own state: how pushes are authenticated, and the memory of recent deliveries.
 pub struct Callback {
-    token: String,
+    keys: CallbackKeys,
     seen: Cache<String, ()>,
 }
 
 impl Callback {
-    pub fn new(token: String) -> Self {
+    pub fn new(keys: CallbackKeys) -> Self {
         let seen = Cache::builder()
             .max_capacity(REDELIVERY_CAPACITY)
             .time_to_live(REDELIVERY_MEMORY)
             .build();
-        Self { token, seen }
-    }
-
-    fn verify(&self, query: &SignedQuery) -> Result<(), ApiError> {
-        let ok = match (&query.signature, &query.timestamp, &query.nonce) {
-            (Some(signature), Some(timestamp), Some(nonce)) => {
-                signature::verify(&self.token, timestamp, nonce, signature)
-            }
-            _ => false,
-        };
-        ok.then_some(()).ok_or(ApiError::InvalidSignature)
+        Self { keys, seen }
     }
 
     /// True the first time a delivery is seen; false for WeChat's retries of it.
@@ -60,24 +49,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/wechat", web::post().to(receive));
 }
 
-#[derive(Deserialize)]
-struct SignedQuery {
-    signature: Option<String>,
-    timestamp: Option<String>,
-    nonce: Option<String>,
-    echostr: Option<String>,
-}
-
 /// WeChat checks the server URL by asking it to echo `echostr` under a valid signature.
 async fn verify_server(
     state: web::Data<AppState>,
-    query: web::Query<SignedQuery>,
+    query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    state.callback.verify(&query)?;
-    let echo = query
-        .echostr
-        .clone()
-        .ok_or(ApiError::BadRequest("echostr is missing".into()))?;
+    let echo = state.callback.keys.echo(&query, unix_now())?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(echo))
@@ -85,10 +62,9 @@ async fn verify_server(
 
 async fn receive(
     state: web::Data<AppState>,
-    query: web::Query<SignedQuery>,
+    query: web::Query<CallbackQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    state.callback.verify(&query)?;
     let body = payload
         .to_bytes_limited(MAX_BODY_BYTES)
         .await
@@ -96,20 +72,19 @@ async fn receive(
             limit: MAX_BODY_BYTES,
         })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-    let message = Message::parse(&body)?;
+    let now = unix_now();
+    let Opened { message, mode } = state.callback.keys.open(&query, &body, now)?;
     let key = message.redelivery_key();
     if !state.callback.first_delivery(&key) {
         return Ok(acknowledge());
     }
     match handle(&state, &message).await {
-        Ok(Some(text)) => Ok(HttpResponse::Ok()
-            .content_type("application/xml; charset=utf-8")
-            .body(text_reply(
-                &message.from_user,
-                &message.to_user,
-                unix_now(),
-                text,
-            ))),
+        Ok(Some(text)) => {
+            let reply = text_reply(&message.from_user, &message.to_user, now, text);
+            Ok(HttpResponse::Ok()
+                .content_type("application/xml; charset=utf-8")
+                .body(state.callback.keys.seal(reply, mode, now)))
+        }
         Ok(None) => Ok(acknowledge()),
         Err(e) => {
             // Let WeChat's retry be handled afresh.
@@ -153,7 +128,7 @@ async fn handle(state: &AppState, message: &Message) -> Result<Option<&'static s
             let openid = sender(message)?;
             let at = message
                 .created_at()
-                .ok_or(MessageError::BadField("CreateTime"))?;
+                .ok_or_else(|| bad_field("CreateTime"))?;
             if state.store.unbind(&openid, at).await? {
                 tracing::info!(openid = %openid, "unsubscribed: binding removed, sessions revoked");
             }
@@ -164,7 +139,11 @@ async fn handle(state: &AppState, message: &Message) -> Result<Option<&'static s
 }
 
 fn sender(message: &Message) -> Result<OpenId, ApiError> {
-    Ok(OpenId::parse(&message.from_user).ok_or(MessageError::BadField("FromUserName"))?)
+    OpenId::parse(&message.from_user).ok_or_else(|| bad_field("FromUserName"))
+}
+
+fn bad_field(name: &'static str) -> ApiError {
+    EnvelopeError::Message(MessageError::BadField(name)).into()
 }
 
 /// WeChat's "received, no reply".

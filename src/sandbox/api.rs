@@ -1,17 +1,21 @@
-//! The fake WeChat API under `/sandbox/api`: `cgi-bin/token` and `cgi-bin/qrcode/create`,
-//! with WeChat's answers and error codes.
+//! The fake WeChat API under `/sandbox/api`: `cgi-bin/token`, `cgi-bin/stable_token` and
+//! `cgi-bin/qrcode/create`, with WeChat's answers and error codes, and failures on demand.
 
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{random_ticket, random_token, Simulator, APPID, TOKEN_LIFETIME_SECS};
-use crate::error::ApiError;
+use super::{random_ticket, random_token, Fault, Simulator, APPID, TOKEN_LIFETIME_SECS};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/sandbox/api/cgi-bin/token", web::get().to(token))
+        .route(
+            "/sandbox/api/cgi-bin/stable_token",
+            web::post().to(stable_token),
+        )
         .route(
             "/sandbox/api/cgi-bin/qrcode/create",
             web::post().to(create_qrcode),
@@ -22,9 +26,44 @@ fn wechat_error(errcode: i64, errmsg: &str) -> HttpResponse {
     HttpResponse::Ok().json(json!({"errcode": errcode, "errmsg": errmsg}))
 }
 
-fn unavailable() -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::ServiceUnavailable()
-        .json(json!({"error": "sandbox_down", "message": "the simulated WeChat API is down"})))
+impl Simulator {
+    /// What every API call goes through first: counting, the configured delay, outages and
+    /// injected faults. `Some` is the failure to answer instead of the real thing.
+    async fn api_gate(&self) -> Option<HttpResponse> {
+        let delay = {
+            let mut state = self.state();
+            state.api_calls += 1;
+            state.delay
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut state = self.state();
+        if state.down {
+            return Some(HttpResponse::ServiceUnavailable().json(
+                json!({"error": "sandbox_down", "message": "the simulated WeChat API is down"}),
+            ));
+        }
+        state.faults.pop_front().map(|fault| match fault {
+            Fault::Errcode(errcode) => wechat_error(errcode, "injected by /sandbox/control"),
+            Fault::Status(status) => HttpResponse::build(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            )
+            .json(json!({"error": "sandbox_fault", "message": "injected by /sandbox/control"})),
+        })
+    }
+
+    /// Checks the account, as both token endpoints do.
+    fn check_account(&self, appid: &str, secret: &str) -> Option<HttpResponse> {
+        if appid != APPID {
+            return Some(wechat_error(40013, "invalid appid"));
+        }
+        (secret != self.secret).then(|| wechat_error(40125, "invalid appsecret"))
+    }
+}
+
+fn token_answer(token: &str) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"access_token": token, "expires_in": TOKEN_LIFETIME_SECS}))
 }
 
 #[derive(Deserialize)]
@@ -33,24 +72,48 @@ struct TokenQuery {
     secret: String,
 }
 
-async fn token(
-    sim: web::Data<Simulator>,
-    query: web::Query<TokenQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let mut state = sim.state();
-    if state.down {
-        return unavailable();
+/// The classic token: each fetch makes a new token and invalidates the old one.
+async fn token(sim: web::Data<Simulator>, query: web::Query<TokenQuery>) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
     }
-    if query.appid != APPID {
-        return Ok(wechat_error(40013, "invalid appid"));
-    }
-    if query.secret != sim.secret {
-        return Ok(wechat_error(40125, "invalid appsecret"));
+    if let Some(refusal) = sim.check_account(&query.appid, &query.secret) {
+        return refusal;
     }
     let token = random_token();
+    let mut state = sim.state();
     state.access_token = Some(token.clone());
     state.token_fetches += 1;
-    Ok(HttpResponse::Ok().json(json!({"access_token": token, "expires_in": TOKEN_LIFETIME_SECS})))
+    token_answer(&token)
+}
+
+#[derive(Deserialize)]
+struct StableTokenRequest {
+    appid: String,
+    secret: String,
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+/// The stable token: the current token is handed out again unless a refresh is forced.
+async fn stable_token(
+    sim: web::Data<Simulator>,
+    body: web::Json<StableTokenRequest>,
+) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
+    }
+    if let Some(refusal) = sim.check_account(&body.appid, &body.secret) {
+        return refusal;
+    }
+    let mut state = sim.state();
+    state.stable_token_fetches += 1;
+    let token = match &state.access_token {
+        Some(token) if !body.force_refresh => token.clone(),
+        _ => random_token(),
+    };
+    state.access_token = Some(token.clone());
+    token_answer(&token)
 }
 
 #[derive(Deserialize)]
@@ -79,20 +142,20 @@ async fn create_qrcode(
     sim: web::Data<Simulator>,
     query: web::Query<AccessTokenQuery>,
     body: web::Json<QrRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let mut state = sim.state();
-    if state.down {
-        return unavailable();
+) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
     }
+    let mut state = sim.state();
     if state.access_token.as_deref() != Some(query.access_token.as_str()) {
-        return Ok(wechat_error(
+        return wechat_error(
             40001,
             "invalid credential, access_token is invalid or not latest",
-        ));
+        );
     }
     let scene = &body.action_info.scene.scene_str;
     if body.action_name != "QR_STR_SCENE" || scene.is_empty() || scene.len() > 64 {
-        return Ok(wechat_error(40097, "invalid args"));
+        return wechat_error(40097, "invalid args");
     }
     let expire_seconds = body.expire_seconds.unwrap_or(60).clamp(1, 2_592_000);
     let ticket = random_ticket();
@@ -100,9 +163,9 @@ async fn create_qrcode(
     sim.tickets
         .insert(ticket.clone(), (scene.clone(), expires_at));
     state.qrcodes_created += 1;
-    Ok(HttpResponse::Ok().json(json!({
+    HttpResponse::Ok().json(json!({
         "ticket": ticket,
         "expire_seconds": expire_seconds,
         "url": format!("http://weixin.qq.com/q/sandbox{}", &random_token()[..16]),
-    })))
+    }))
 }

@@ -7,6 +7,7 @@
 mod api;
 mod phone;
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,14 +15,19 @@ use actix_web::web;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use moka::sync::Cache;
-use rand::{Rng, RngCore};
+use rand::RngCore;
+use serde::Deserialize;
 use wxlogin_storage::Phone;
 
 use crate::config::Credentials;
-use crate::wechat::message::cdata;
+use crate::wechat::crypto::{CryptoError, MessageCrypto};
+use crate::wechat::envelope::random_nonce;
+use crate::wechat::message::{cdata, Message};
 use crate::wechat::signature;
 
 const APPID: &str = "wxsandbox0000000";
+/// The simulated official account's id (`ToUserName` of pushes).
+const ACCOUNT: &str = "gh_sandbox";
 /// WeChat's access tokens live two hours.
 const TOKEN_LIFETIME_SECS: u64 = 7200;
 
@@ -31,6 +37,8 @@ pub struct Simulator {
     token: String,
     /// Where "WeChat" delivers events: the service's own `/wechat`.
     callback_url: String,
+    /// Safe mode: events are encrypted, replies decrypted.
+    crypto: Option<MessageCrypto>,
     http: reqwest::Client,
     /// QR ticket → (scene string, expiry).
     tickets: Cache<String, (String, Instant)>,
@@ -44,8 +52,24 @@ struct SimState {
     access_token: Option<String>,
     /// When set, the API answers HTTP 503 to everything.
     down: bool,
+    /// Answers the next API calls get instead of a real one, in order.
+    faults: VecDeque<Fault>,
+    /// How long each API call takes.
+    delay: Duration,
+    api_calls: u64,
     token_fetches: u64,
+    stable_token_fetches: u64,
     qrcodes_created: u64,
+}
+
+/// A failure the fake API can be told to give.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// HTTP 200 with this `errcode`, as WeChat reports its errors.
+    Errcode(i64),
+    /// This HTTP status.
+    Status(u16),
 }
 
 /// A scan, unfollow or other event the simulated user performs.
@@ -65,13 +89,17 @@ pub struct Delivery {
 }
 
 impl Simulator {
-    pub fn new(token: String, callback_url: String) -> Self {
+    /// `aes_key`: speak safe mode, as an account configured with that EncodingAESKey.
+    pub fn new(token: String, callback_url: String, aes_key: Option<&str>) -> Self {
         let mut secret = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut secret);
         Self {
             secret: hex::encode(secret),
             token,
             callback_url,
+            crypto: aes_key.map(|key| {
+                MessageCrypto::new(key, APPID).expect("the key was checked with the settings")
+            }),
             http: reqwest::Client::new(),
             tickets: Cache::builder()
                 .max_capacity(100_000)
@@ -110,13 +138,14 @@ impl Simulator {
             .insert(phone.as_str().to_owned(), code.to_owned());
     }
 
-    /// Signs an event as WeChat does and POSTs it to the service's callback.
-    pub async fn deliver(&self, event: &UserEvent<'_>) -> Result<Delivery, reqwest::Error> {
+    /// Signs (and in safe mode encrypts) an event as WeChat does and POSTs it to the
+    /// service's callback; reads the reply the way WeChat would.
+    pub async fn deliver(&self, event: &UserEvent<'_>) -> Result<Delivery, DeliveryError> {
         let now = unix_now();
         let xml = format!(
             "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime>\
              <MsgType><![CDATA[event]]></MsgType><Event>{}</Event><EventKey>{}</EventKey><Ticket>{}</Ticket></xml>",
-            cdata("gh_sandbox"),
+            cdata(ACCOUNT),
             cdata(event.openid),
             event.create_time.unwrap_or(now),
             cdata(event.event),
@@ -124,28 +153,80 @@ impl Simulator {
             cdata(event.ticket),
         );
         let timestamp = now.to_string();
-        let nonce = rand::thread_rng()
-            .gen_range(100_000_000u32..1_000_000_000)
-            .to_string();
-        let signature = signature::sign(&[&self.token, &timestamp, &nonce]);
+        let nonce = random_nonce();
+        let mut query = vec![
+            (
+                "signature",
+                signature::sign(&[&self.token, &timestamp, &nonce]),
+            ),
+            ("timestamp", timestamp.clone()),
+            ("nonce", nonce.clone()),
+            ("openid", event.openid.to_owned()),
+        ];
+        let body = match &self.crypto {
+            None => xml,
+            Some(crypto) => {
+                let encrypt = crypto.encrypt(xml.as_bytes());
+                let msg_signature = signature::sign(&[&self.token, &timestamp, &nonce, &encrypt]);
+                query.push(("encrypt_type", "aes".into()));
+                query.push(("msg_signature", msg_signature));
+                format!(
+                    "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
+                    cdata(ACCOUNT),
+                    cdata(&encrypt)
+                )
+            }
+        };
         let response = self
             .http
             .post(&self.callback_url)
-            .query(&[
-                ("signature", &signature),
-                ("timestamp", &timestamp),
-                ("nonce", &nonce),
-                ("openid", &event.openid.to_owned()),
-            ])
+            .query(&query)
             .header("Content-Type", "text/xml")
-            .body(xml)
+            .body(body)
             .send()
             .await?;
         let status = response.status().as_u16();
         let body = response.bytes().await?;
-        let reply = crate::wechat::message::reply_content(&body).filter(|text| !text.is_empty());
+        let reply = match Message::parse(&body) {
+            Ok(reply) => self.read_reply(reply)?,
+            // `success`, an empty body, or an error answer: no message for the user.
+            Err(_) => None,
+        };
         Ok(Delivery { status, reply })
     }
+
+    /// The text of a passive reply, decrypted and its signature checked in safe mode.
+    fn read_reply(&self, reply: Message) -> Result<Option<String>, DeliveryError> {
+        let reply = match (&self.crypto, reply.encrypt.is_empty()) {
+            (Some(crypto), false) => {
+                let signed = [
+                    self.token.as_str(),
+                    &reply.timestamp,
+                    &reply.nonce,
+                    &reply.encrypt,
+                ];
+                if !signature::verify(&signed, &reply.msg_signature) {
+                    return Err(DeliveryError::ReplySignature);
+                }
+                Message::parse(&crypto.decrypt(&reply.encrypt)?)
+                    .map_err(|_| DeliveryError::ReplyUnreadable)?
+            }
+            _ => reply,
+        };
+        Ok(Some(reply.content).filter(|text| !text.is_empty()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the callback could not be reached: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the encrypted reply's MsgSignature is wrong")]
+    ReplySignature,
+    #[error("the encrypted reply does not decrypt: {0}")]
+    ReplyCrypto(#[from] CryptoError),
+    #[error("the decrypted reply is not a message")]
+    ReplyUnreadable,
 }
 
 fn unix_now() -> u64 {

@@ -1,13 +1,13 @@
 //! The simulated phone and the sandbox's controls: scan a ticket as a chosen openid,
 //! unfollow, read the SMS a phone received, and make the fake API fail on purpose.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Simulator, UserEvent};
+use super::{Fault, Simulator, UserEvent};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -101,6 +101,11 @@ struct Control {
     /// Invalidate the issued access token, as WeChat does when another server fetches one.
     #[serde(default)]
     revoke_token: bool,
+    /// Answers for the next API calls, e.g. `[{"errcode": -1}, {"status": 502}]`.
+    #[serde(default)]
+    fail_next: Vec<Fault>,
+    /// How long every API call takes from now on.
+    delay_ms: Option<u64>,
 }
 
 async fn control(sim: web::Data<Simulator>, body: web::Json<Control>) -> HttpResponse {
@@ -111,13 +116,19 @@ async fn control(sim: web::Data<Simulator>, body: web::Json<Control>) -> HttpRes
     if body.revoke_token {
         state.access_token = None;
     }
+    state.faults.extend(body.fail_next.iter().cloned());
+    if let Some(delay_ms) = body.delay_ms {
+        state.delay = Duration::from_millis(delay_ms);
+    }
     HttpResponse::NoContent().finish()
 }
 
 async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
     let state = sim.state();
     HttpResponse::Ok().json(json!({
+        "api_calls": state.api_calls,
         "token_fetches": state.token_fetches,
+        "stable_token_fetches": state.stable_token_fetches,
         "qrcodes_created": state.qrcodes_created,
         "down": state.down,
     }))

@@ -2,9 +2,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
+use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -14,8 +16,12 @@ use wxlogin_actors::{
     TokenSource,
 };
 
-/// Every WeChat call gives up after this long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries per call when WeChat is busy (errcode -1), answers 5xx, or can't be connected to.
+const MAX_ATTEMPTS: u32 = 3;
+/// The first retry waits about this long; each later one twice as long, with jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// After WeChat says the quota is used up (45009, 45011), no call is made for this long.
+const QUOTA_PAUSE: Duration = Duration::from_secs(60);
 /// Where the QR image for a ticket is served.
 const SHOW_QRCODE: &str = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=";
 
@@ -31,6 +37,8 @@ pub enum WechatError {
     BadAnswer(#[from] serde_json::Error),
     #[error("no access token: {0}")]
     Token(#[from] TokenError),
+    #[error("WeChat's API quota is used up; calls resume in {0:?}")]
+    QuotaPaused(Duration),
 }
 
 impl WechatError {
@@ -40,6 +48,27 @@ impl WechatError {
             self,
             WechatError::Api {
                 errcode: 40001 | 40014 | 42001,
+                ..
+            }
+        )
+    }
+
+    /// Worth another try in a moment: WeChat busy, a server error, or no connection at all.
+    fn is_transient(&self) -> bool {
+        match self {
+            WechatError::Api { errcode: -1, .. } => true,
+            WechatError::Status(status) => status.is_server_error(),
+            WechatError::Unreachable(e) => e.is_connect(),
+            _ => false,
+        }
+    }
+
+    /// The daily quota (45009) or the rate limit (45011): calling again soon only makes it worse.
+    fn is_quota(&self) -> bool {
+        matches!(
+            self,
+            WechatError::Api {
+                errcode: 45009 | 45011,
                 ..
             }
         )
@@ -80,11 +109,13 @@ impl QrTicket {
     }
 }
 
-/// Raw calls to WeChat's API at `base`.
+/// Raw calls to WeChat's API at `base`, with retries for transient failures and a pause
+/// after the quota runs out. Clones share the pause.
 #[derive(Clone)]
 pub struct WechatApi {
     http: reqwest::Client,
     base: String,
+    paused_until: Arc<Mutex<Option<Instant>>>,
 }
 
 #[derive(Deserialize)]
@@ -102,17 +133,19 @@ struct TokenAnswer {
 }
 
 impl WechatApi {
-    pub fn new(base: &Url) -> Self {
+    pub fn new(base: &Url, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             .build()
             .expect("a TLS backend is compiled in");
         Self {
             http,
             base: base.as_str().trim_end_matches('/').to_owned(),
+            paused_until: Arc::default(),
         }
     }
 
+    /// The classic token: fetching it invalidates the one other servers of the account hold.
     pub async fn fetch_token(
         &self,
         appid: &str,
@@ -126,11 +159,31 @@ impl WechatApi {
                 ("appid", appid),
                 ("secret", secret),
             ]);
-        let answer: TokenAnswer = call(request).await?;
-        Ok(FetchedToken {
-            token: AccessToken::new(&answer.access_token),
-            expires_in: Duration::from_secs(answer.expires_in),
-        })
+        self.call::<TokenAnswer>(request)
+            .await
+            .map(TokenAnswer::into_fetched)
+    }
+
+    /// The stable token: shared by every server of the account; `force_refresh` only when
+    /// WeChat refused the current one.
+    pub async fn fetch_stable_token(
+        &self,
+        appid: &str,
+        secret: &str,
+        force_refresh: bool,
+    ) -> Result<FetchedToken, WechatError> {
+        let request = self
+            .http
+            .post(format!("{}/cgi-bin/stable_token", self.base))
+            .json(&json!({
+                "grant_type": "client_credential",
+                "appid": appid,
+                "secret": secret,
+                "force_refresh": force_refresh,
+            }));
+        self.call::<TokenAnswer>(request)
+            .await
+            .map(TokenAnswer::into_fetched)
     }
 
     pub async fn create_qrcode(
@@ -148,12 +201,66 @@ impl WechatApi {
                 "action_name": "QR_STR_SCENE",
                 "action_info": {"scene": {"scene_str": scene.as_str()}},
             }));
-        call(request).await
+        self.call(request).await
+    }
+
+    /// Sends `request`, retrying transient failures with exponential backoff and jitter.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, WechatError> {
+        self.check_not_paused()?;
+        let mut attempt = 0;
+        loop {
+            let this_try = request
+                .try_clone()
+                .expect("WeChat requests have in-memory bodies");
+            match call_once(this_try).await {
+                Err(e) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "WeChat call failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) if e.is_quota() => {
+                    tracing::warn!(error = %e, pause = ?QUOTA_PAUSE, "WeChat quota reached; pausing calls");
+                    *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + QUOTA_PAUSE);
+                    return Err(e);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn check_not_paused(&self) -> Result<(), WechatError> {
+        let paused_until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        match paused_until.map(|until| until.saturating_duration_since(Instant::now())) {
+            Some(remaining) if !remaining.is_zero() => Err(WechatError::QuotaPaused(remaining)),
+            _ => Ok(()),
+        }
     }
 }
 
+impl TokenAnswer {
+    fn into_fetched(self) -> FetchedToken {
+        FetchedToken {
+            token: AccessToken::new(&self.access_token),
+            expires_in: Duration::from_secs(self.expires_in),
+        }
+    }
+}
+
+/// `FIRST_BACKOFF × 2^attempt`, scaled by a random factor in [0.5, 1.5) so that many
+/// callers failing together do not retry together.
+fn backoff(attempt: u32) -> Duration {
+    let base = FIRST_BACKOFF * 2u32.pow(attempt);
+    base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
 /// Sends a request and reads WeChat's answer: errors come as HTTP 200 with a non-zero `errcode`.
-async fn call<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, WechatError> {
+async fn call_once<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, WechatError> {
     let response = request.send().await?;
     if !response.status().is_success() {
         return Err(WechatError::Status(response.status()));
@@ -174,13 +281,29 @@ pub struct CredentialTokenSource {
     pub api: WechatApi,
     pub appid: String,
     pub secret: String,
+    /// Use `cgi-bin/stable_token` (`WXLOGIN_STABLE_TOKEN`).
+    pub stable: bool,
 }
 
 impl TokenSource for CredentialTokenSource {
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
-        let (api, appid, secret) = (self.api.clone(), self.appid.clone(), self.secret.clone());
+    fn fetch(
+        &self,
+        after_rejection: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
+        let (api, appid, secret, stable) = (
+            self.api.clone(),
+            self.appid.clone(),
+            self.secret.clone(),
+            self.stable,
+        );
         Box::pin(async move {
-            api.fetch_token(&appid, &secret).await.map_err(|e| {
+            let fetched = if stable {
+                api.fetch_stable_token(&appid, &secret, after_rejection)
+                    .await
+            } else {
+                api.fetch_token(&appid, &secret).await
+            };
+            fetched.map_err(|e| {
                 if e.is_misconfiguration() {
                     tracing::error!(error = %e, "WeChat refused the account settings: check WXLOGIN_APPID, WXLOGIN_APPSECRET and the IP whitelist");
                 }
@@ -244,6 +367,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        for attempt in 0..3 {
+            let base = FIRST_BACKOFF * 2u32.pow(attempt);
+            let wait = backoff(attempt);
+            assert!(
+                wait >= base / 2 && wait < base * 3 / 2,
+                "{attempt}: {wait:?}"
+            );
+        }
+    }
+
+    #[test]
     fn image_url_encodes_the_ticket() {
         let ticket = QrTicket {
             ticket: "gQH4+a/b=".into(),
@@ -268,5 +403,9 @@ mod tests {
         );
         assert!(!api(-1).is_invalid_token() && !api(45009).is_invalid_token());
         assert!(api(40125).is_misconfiguration());
+        assert!(api(-1).is_transient() && !api(40001).is_transient());
+        assert!(WechatError::Status(reqwest::StatusCode::BAD_GATEWAY).is_transient());
+        assert!(!WechatError::Status(reqwest::StatusCode::NOT_FOUND).is_transient());
+        assert!(api(45009).is_quota() && api(45011).is_quota() && !api(-1).is_quota());
     }
 }

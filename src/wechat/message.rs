@@ -38,6 +38,12 @@ pub struct Message {
     pub event: String,
     pub event_key: String,
     pub msg_id: String,
+    pub content: String,
+    /// Safe mode: the ciphertext, and on replies its signature, timestamp and nonce.
+    pub encrypt: String,
+    pub msg_signature: String,
+    pub timestamp: String,
+    pub nonce: String,
 }
 
 /// What a message asks of wxlogin.
@@ -111,6 +117,11 @@ impl Message {
             Some(b"Event") => &mut self.event,
             Some(b"EventKey") => &mut self.event_key,
             Some(b"MsgId") => &mut self.msg_id,
+            Some(b"Content") => &mut self.content,
+            Some(b"Encrypt") => &mut self.encrypt,
+            Some(b"MsgSignature") => &mut self.msg_signature,
+            Some(b"TimeStamp") => &mut self.timestamp,
+            Some(b"Nonce") => &mut self.nonce,
             _ => return,
         };
         slot.push_str(text);
@@ -182,27 +193,6 @@ pub fn text_reply(to_user: &str, from_account: &str, create_time: u64, content: 
 /// Wraps text in CDATA; a `]]>` inside is split across two sections so it cannot end the first early.
 pub(crate) fn cdata(text: &str) -> String {
     format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
-}
-
-/// Reads the `Content` of a text reply (the sandbox shows it on the simulated phone).
-pub fn reply_content(xml: &[u8]) -> Option<String> {
-    let mut reader = Reader::from_reader(xml);
-    let mut in_content = false;
-    let mut content = String::new();
-    loop {
-        match reader.read_event().ok()? {
-            Event::Start(start) => in_content = start.name().as_ref() == b"Content",
-            Event::End(_) => in_content = false,
-            Event::CData(cdata) if in_content => {
-                content.push_str(std::str::from_utf8(&cdata.into_inner()).ok()?)
-            }
-            Event::Text(text) if in_content => content.push_str(&text.unescape().ok()?),
-            Event::DocType(_) => return None,
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Some(content)
 }
 
 #[cfg(test)]
@@ -310,11 +300,8 @@ mod tests {
     #[test]
     fn replies_round_trip_even_with_cdata_terminators() {
         let reply = text_reply("oUser", "gh_account", 1, "done ]]> <b>&");
-        assert_eq!(
-            reply_content(reply.as_bytes()).as_deref(),
-            Some("done ]]> <b>&")
-        );
         let message = Message::parse(reply.as_bytes()).unwrap();
+        assert_eq!(message.content, "done ]]> <b>&");
         assert_eq!(message.to_user, "oUser");
         assert_eq!(message.msg_type, "text");
     }

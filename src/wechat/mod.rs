@@ -1,5 +1,7 @@
 //! WeChat's wire protocol: callback signatures, message XML, and the HTTP API client.
 
 pub mod api;
+pub mod crypto;
+pub mod envelope;
 pub mod message;
 pub mod signature;

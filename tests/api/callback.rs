@@ -4,37 +4,23 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    assert_error, event_xml, signed_query, spawn_app, unix_now, wechat_signature, SANDBOX_TOKEN,
+    assert_error, event_xml, signed_query, signed_query_at, spawn_app, unix_now, SANDBOX_TOKEN,
 };
 
 #[tokio::test]
 async fn server_verification_echoes_echostr_only_when_signed() {
     let app = spawn_app().await;
-    let (timestamp, nonce) = ("1732406400", "8f3a9c");
-    let signature = wechat_signature(SANDBOX_TOKEN, timestamp, nonce);
-    let signed = format!(
-        "/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}&echostr=hello123"
-    );
-    let response = app.get(&signed).await;
+    let echo = |query: String| app.get_owned(format!("/wechat?{query}&echostr=hello123"));
+    let response = echo(signed_query(SANDBOX_TOKEN)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "hello123");
 
-    let forged = format!(
-        "/wechat?signature={}&timestamp={timestamp}&nonce={nonce}&echostr=hello123",
-        "0".repeat(40)
-    );
-    assert_error(
-        app.get(&forged).await,
-        StatusCode::FORBIDDEN,
-        "invalid_signature",
-    )
-    .await;
-    assert_error(
-        app.get("/wechat?echostr=hello123").await,
-        StatusCode::FORBIDDEN,
-        "invalid_signature",
-    )
-    .await;
+    let forged = echo(signed_query("not-the-token")).await;
+    assert_error(forged, StatusCode::FORBIDDEN, "invalid_signature").await;
+    let unsigned = app.get("/wechat?echostr=hello123").await;
+    assert_error(unsigned, StatusCode::FORBIDDEN, "invalid_signature").await;
+    let stale = echo(signed_query_at(SANDBOX_TOKEN, unix_now() - 301)).await;
+    assert_error(stale, StatusCode::FORBIDDEN, "stale_timestamp").await;
 }
 
 #[tokio::test]

@@ -19,6 +19,10 @@ fn misconfiguration_exits_naming_the_setting() {
         ),
         (&[("WXLOGIN_BIND", "not an address")], "WXLOGIN_BIND"),
         (
+            &[("WXLOGIN_AES_KEY", "only-twenty-characters")],
+            "WXLOGIN_AES_KEY",
+        ),
+        (
             &[("WXLOGIN_WECHAT_API", "http://127.0.0.1:1")],
             "WXLOGIN_APPID",
         ),

@@ -130,20 +130,24 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// WeChat's signature, computed here independently of the code under test.
-pub fn wechat_signature(token: &str, timestamp: &str, nonce: &str) -> String {
-    let mut parts = [token, timestamp, nonce];
+/// WeChat's signature over `parts`, computed here independently of the code under test.
+pub fn wechat_signature(parts: &[&str]) -> String {
+    let mut parts = parts.to_vec();
     parts.sort_unstable();
     hex::encode(Sha1::digest(parts.concat()))
 }
 
-/// A query string signed with `token`.
+/// A query string signed with `token`, timestamped now.
 pub fn signed_query(token: &str) -> String {
-    let timestamp = unix_now().to_string();
+    signed_query_at(token, unix_now())
+}
+
+pub fn signed_query_at(token: &str, timestamp: u64) -> String {
+    let timestamp = timestamp.to_string();
     let nonce = "20261125";
     format!(
         "signature={}&timestamp={timestamp}&nonce={nonce}",
-        wechat_signature(token, &timestamp, nonce)
+        wechat_signature(&[token, &timestamp, nonce])
     )
 }
 
@@ -181,6 +185,10 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    pub async fn get_owned(&self, path: String) -> reqwest::Response {
+        self.get(&path).await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

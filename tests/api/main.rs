@@ -3,7 +3,9 @@
 mod callback;
 mod config;
 mod helpers;
+mod hostile;
 mod login;
+mod safe_mode;
 mod sessions;
 mod sms;
 mod wechat_api;

@@ -70,3 +70,93 @@ async fn an_unreachable_wechat_is_503() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn busy_and_server_errors_are_retried() {
+    let app = spawn_app().await;
+    app.create_qr().await;
+    let before = app.sandbox_stats().await["api_calls"].as_u64().unwrap();
+    app.control(json!({"fail_next": [{"errcode": -1}, {"status": 502}]}))
+        .await;
+    app.create_qr().await;
+    let after = app.sandbox_stats().await["api_calls"].as_u64().unwrap();
+    assert_eq!(after - before, 3, "two failures, then the call that worked");
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let app = spawn_app().await;
+    app.create_qr().await;
+    let before = app.sandbox_stats().await["api_calls"].as_u64().unwrap();
+    app.control(json!({"fail_next": [{"errcode": -1}, {"errcode": -1}, {"errcode": -1}]}))
+        .await;
+    assert_error(
+        app.request_qr().await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "wechat_unavailable",
+    )
+    .await;
+    let after = app.sandbox_stats().await["api_calls"].as_u64().unwrap();
+    assert_eq!(after - before, 3);
+}
+
+#[tokio::test]
+async fn a_used_up_quota_is_503_without_hammering_wechat() {
+    let app = spawn_app().await;
+    app.create_qr().await;
+    app.control(json!({"fail_next": [{"errcode": 45009}]}))
+        .await;
+    assert_error(
+        app.request_qr().await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "wechat_unavailable",
+    )
+    .await;
+    let calls = app.sandbox_stats().await["api_calls"].clone();
+    for _ in 0..5 {
+        assert_error(
+            app.request_qr().await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "wechat_unavailable",
+        )
+        .await;
+    }
+    assert_eq!(
+        app.sandbox_stats().await["api_calls"],
+        calls,
+        "no call while paused"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_wechat_times_out_as_503() {
+    let app = spawn_app_with(&[("WXLOGIN_WECHAT_TIMEOUT_SECS", "1")]).await;
+    app.control(json!({"delay_ms": 2500})).await;
+    assert_error(
+        app.request_qr().await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "wechat_unavailable",
+    )
+    .await;
+    app.control(json!({"delay_ms": 0})).await;
+    app.create_qr().await;
+}
+
+#[tokio::test]
+async fn the_stable_token_endpoint_is_used_when_asked() {
+    let app = spawn_app_with(&[("WXLOGIN_STABLE_TOKEN", "1")]).await;
+    app.create_qr().await;
+    app.create_qr().await;
+    let stats = app.sandbox_stats().await;
+    assert_eq!(
+        (
+            stats["stable_token_fetches"].as_u64(),
+            stats["token_fetches"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    // A refused stable token is force-refreshed once.
+    app.control(json!({"revoke_token": true})).await;
+    app.create_qr().await;
+    assert_eq!(app.sandbox_stats().await["stable_token_fetches"], 2);
+}
