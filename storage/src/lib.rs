@@ -1,8 +1,10 @@
 //! wxlogin's durable state: who is bound to which phone, live sessions, and the login log.
 //!
 //! Every method that changes state flushes sled to disk before it returns `Ok`,
-//! so a success the service reports survives a `kill -9` right after.
+//! so a success the service reports survives a `kill -9` right after; concurrent writers share
+//! their flushes (group commit).
 
+mod flush;
 mod model;
 mod store;
 

@@ -1,9 +1,12 @@
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
+
+use crate::flush::GroupFlush;
 
 use crate::model::{Binding, LoginMethod, LoginRecord, OpenId, Phone, Session, SessionToken};
 
@@ -27,6 +30,8 @@ pub enum BindError {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// Every write's flush goes through here, so concurrent writes share disk syncs.
+    flusher: Arc<GroupFlush>,
     /// openid → [`BindingValue`]
     bindings: Tree,
     /// phone → openid: the index that keeps a phone on one openid at most.
@@ -61,6 +66,7 @@ impl Store {
             sessions: db.open_tree("sessions")?,
             sessions_by_openid: db.open_tree("sessions_by_openid")?,
             logins: db.open_tree("logins")?,
+            flusher: Arc::new(GroupFlush::new(db.clone())),
             db,
         })
     }
@@ -264,7 +270,7 @@ impl Store {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 }
