@@ -6,9 +6,10 @@ use rand::RngCore;
 
 /// 192 random bits, base64url: 32 characters, well inside WeChat's 64-character
 /// `scene_str` limit. Random, never derived from time: whoever knows a scene id can
-/// read its login token, so it must be unguessable.
+/// read its login token, so it must be unguessable. Kept inline (no heap allocation): a
+/// pending scene's id is a large part of what it costs.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SceneId(String);
+pub struct SceneId([u8; ENCODED_LEN]);
 
 const RANDOM_BYTES: usize = 24;
 const ENCODED_LEN: usize = 32;
@@ -17,7 +18,12 @@ impl SceneId {
     pub fn generate() -> Self {
         let mut bytes = [0u8; RANDOM_BYTES];
         rand::thread_rng().fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        let mut id = [0u8; ENCODED_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut id)
+            .expect("24 bytes encode to 32 characters");
+        debug_assert_eq!(written, ENCODED_LEN);
+        Self(id)
     }
 
     /// Only strings shaped like ours: anything else (a foreign EventKey, a probe) is not a scene.
@@ -26,24 +32,24 @@ impl SceneId {
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| Self(raw.to_owned()))
+        Some(Self(raw.as_bytes().try_into().ok().filter(|_| ok)?))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("base64url is ASCII")
     }
 }
 
 impl fmt::Display for SceneId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SceneId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Half is enough to correlate log lines, and too little to poll the scene.
-        write!(f, "{}…", &self.0[..ENCODED_LEN / 2])
+        write!(f, "{}…", &self.as_str()[..ENCODED_LEN / 2])
     }
 }
 

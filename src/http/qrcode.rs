@@ -2,11 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use wxlogin_actors::{
-    Bind, FindScene, OpenScene, Phase, RequestCode, SceneActor, SceneId, SceneLookup, SceneStatus,
+    Bind, FindScene, OpenScene, Phase, RequestCode, SceneHandle, SceneId, SceneLookup, SceneStatus,
     Watch, CODE_COOLDOWN,
 };
 use wxlogin_storage::Phone;
@@ -63,8 +62,8 @@ async fn lookup(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError>
         .map_err(|e| ApiError::Internal(format!("scene supervisor: {e}")))
 }
 
-/// The live scene's actor, or why there is none.
-async fn live_scene(state: &AppState, raw_id: &str) -> Result<Addr<SceneActor>, ApiError> {
+/// The live scene, or why there is none.
+async fn live_scene(state: &AppState, raw_id: &str) -> Result<SceneHandle, ApiError> {
     match lookup(state, raw_id).await? {
         SceneLookup::Live(scene) => Ok(scene),
         SceneLookup::Ended => Err(ApiError::SceneExpired),
@@ -128,7 +127,7 @@ async fn status(
         SceneLookup::Ended => return Ok(HttpResponse::Ok().json(expired())),
         SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
     };
-    // The actor may stop (expire) between lookup and send.
+    // The scene may expire between lookup and send.
     let Ok(watched) = scene
         .send(Watch {
             until_change: query.wait > 0,

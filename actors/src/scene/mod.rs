@@ -1,53 +1,42 @@
-//! The actor that holds one scene in memory from QR creation until its TTL runs out.
+//! One scene in memory from QR creation until its TTL runs out, and the messages it answers.
+//!
+//! A scene lives in the [`SceneSupervisor`]'s map; its messages reach it through a
+//! [`crate::SceneHandle`]. While a store write for a scene is in flight (a scan that logs in,
+//! a bind) the scene is `busy`: other scans are told it was already scanned and other binds
+//! that it is not awaiting one, so a scene can never log in twice.
 
 pub mod state;
 
 use std::time::{Duration, Instant};
 
 use actix::fut::{ready, ActorFutureExt, WrapFuture};
-use actix::{
-    Actor, ActorContext, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
-    MessageResult,
-};
+use actix::{Handler, Message, MessageResult, ResponseActFuture};
 use rand::Rng;
 use tokio::sync::oneshot;
-use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken, Store};
+use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken};
 
-use crate::supervisor::{SceneEnded, SceneSupervisor};
-use crate::SceneId;
+use crate::supervisor::{SceneSupervisor, ToScene};
 use state::{SceneError, SceneMachine, SceneStatus};
 
-pub struct SceneActor {
-    id: SceneId,
+pub struct Scene {
     machine: SceneMachine,
-    expires_at: Instant,
+    pub(crate) expires_at: Instant,
     /// The browser that asked for the QR code: a scan login is logged against it.
     client_ip: String,
-    session_ttl: Duration,
-    store: Store,
-    supervisor: Addr<SceneSupervisor>,
     /// Long-polls waiting for the next change.
     watchers: Vec<oneshot::Sender<SceneStatus>>,
+    /// A store write for this scene is in flight.
+    pub(crate) busy: bool,
 }
 
-impl SceneActor {
-    pub(crate) fn new(
-        id: SceneId,
-        ttl: Duration,
-        client_ip: String,
-        session_ttl: Duration,
-        store: Store,
-        supervisor: Addr<SceneSupervisor>,
-    ) -> Self {
+impl Scene {
+    pub(crate) fn new(expires_at: Instant, client_ip: String) -> Self {
         Self {
-            id,
             machine: SceneMachine::default(),
-            expires_at: Instant::now() + ttl,
+            expires_at,
             client_ip,
-            session_ttl,
-            store,
-            supervisor,
             watchers: Vec::new(),
+            busy: false,
         }
     }
 
@@ -57,28 +46,17 @@ impl SceneActor {
             let _ = watcher.send(status.clone());
         }
     }
-}
 
-impl Actor for SceneActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let ttl = self.expires_at.saturating_duration_since(Instant::now());
-        ctx.run_later(ttl, |scene, ctx| {
-            scene.machine.expire();
-            scene.notify_watchers();
-            ctx.stop();
-        });
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.supervisor.do_send(SceneEnded(self.id.clone()));
+    /// The TTL ran out: tell every waiting poll.
+    pub(crate) fn expire(&mut self) {
+        self.machine.expire();
+        self.notify_watchers();
     }
 }
 
 /// Answers at once with a value computed synchronously.
-fn done<T: 'static>(value: T) -> AtomicResponse<SceneActor, T> {
-    AtomicResponse::new(Box::pin(ready(value)))
+fn done<T: 'static>(value: T) -> ResponseActFuture<SceneSupervisor, T> {
+    Box::pin(ready(value))
 }
 
 /// The current status and, when asked to watch, a receiver for the next change.
@@ -94,19 +72,25 @@ pub struct Watched {
     pub change: Option<oneshot::Receiver<SceneStatus>>,
 }
 
-impl Handler<Watch> for SceneActor {
-    type Result = MessageResult<Watch>;
+impl Handler<ToScene<Watch>> for SceneSupervisor {
+    type Result = MessageResult<ToScene<Watch>>;
 
-    fn handle(&mut self, msg: Watch, _: &mut Self::Context) -> Self::Result {
-        let status = self.machine.status(self.expires_at);
-        let change = (msg.until_change && !status.phase.is_terminal()).then(|| {
-            // Drop watchers whose browser went away, so a scene polled for minutes stays small.
-            self.watchers.retain(|w| !w.is_closed());
-            let (tx, rx) = oneshot::channel();
-            self.watchers.push(tx);
-            rx
-        });
-        MessageResult(Watched { status, change })
+    fn handle(
+        &mut self,
+        ToScene { id, msg }: ToScene<Watch>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        MessageResult(self.live(&id).map(|scene| {
+            let status = scene.machine.status(scene.expires_at);
+            let change = (msg.until_change && !status.phase.is_terminal()).then(|| {
+                // Drop watchers whose browser went away, so a scene polled for minutes stays small.
+                scene.watchers.retain(|w| !w.is_closed());
+                let (tx, rx) = oneshot::channel();
+                scene.watchers.push(tx);
+                rx
+            });
+            Watched { status, change }
+        }))
     }
 }
 
@@ -125,36 +109,49 @@ pub enum ScanOutcome {
     NeedBind,
 }
 
-impl Handler<Scan> for SceneActor {
-    // Atomic: no other message for this scene runs while the session is written.
-    type Result = AtomicResponse<Self, Result<ScanOutcome, SceneError>>;
+impl Handler<ToScene<Scan>> for SceneSupervisor {
+    type Result = ResponseActFuture<Self, Option<Result<ScanOutcome, SceneError>>>;
 
-    fn handle(&mut self, msg: Scan, _: &mut Self::Context) -> Self::Result {
-        if let Err(e) = self.machine.check_scan() {
-            return done(Err(e));
+    fn handle(
+        &mut self,
+        ToScene { id, msg }: ToScene<Scan>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        let store = self.store.clone();
+        let session_ttl = self.settings.session_ttl;
+        let Some(scene) = self.live(&id) else {
+            return done(None);
+        };
+        if scene.busy {
+            return done(Some(Err(SceneError::AlreadyScanned)));
         }
-        match self.store.binding(&msg.openid) {
-            Err(e) => done(Err(e.into())),
+        if let Err(e) = scene.machine.check_scan() {
+            return done(Some(Err(e)));
+        }
+        match store.binding(&msg.openid) {
+            Err(e) => done(Some(Err(e.into()))),
             Ok(None) => {
-                let result = self.machine.await_bind(msg.openid, msg.subscribed);
-                self.notify_watchers();
-                done(result.map(|()| ScanOutcome::NeedBind))
+                let result = scene.machine.await_bind(msg.openid, msg.subscribed);
+                scene.notify_watchers();
+                done(Some(result.map(|()| ScanOutcome::NeedBind)))
             }
             Ok(Some(_)) => {
-                let store = self.store.clone();
-                let (ttl, ip) = (self.session_ttl, self.client_ip.clone());
+                scene.busy = true;
+                let ip = scene.client_ip.clone();
                 let open = async move {
                     store
-                        .open_session(&msg.openid, ttl, LoginMethod::Scan, &ip)
+                        .open_session(&msg.openid, session_ttl, LoginMethod::Scan, &ip)
                         .await
                 };
-                AtomicResponse::new(Box::pin(open.into_actor(self).map(
-                    move |opened, scene, _| {
-                        scene.machine.log_in_scanned(msg.subscribed, opened?)?;
+                Box::pin(open.into_actor(self).map(move |opened, supervisor, _| {
+                    let scene = supervisor.scenes.get_mut(&id)?;
+                    scene.busy = false;
+                    Some(opened.map_err(SceneError::from).and_then(|token| {
+                        scene.machine.log_in_scanned(msg.subscribed, token)?;
                         scene.notify_watchers();
                         Ok(ScanOutcome::LoggedIn)
-                    },
-                )))
+                    }))
+                }))
             }
         }
     }
@@ -167,14 +164,24 @@ pub struct RequestCode {
     pub phone: Phone,
 }
 
-impl Handler<RequestCode> for SceneActor {
-    type Result = Result<String, SceneError>;
+impl Handler<ToScene<RequestCode>> for SceneSupervisor {
+    type Result = MessageResult<ToScene<RequestCode>>;
 
-    fn handle(&mut self, msg: RequestCode, _: &mut Self::Context) -> Self::Result {
-        let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
-        self.machine
-            .code_sent(msg.phone, code.clone(), Instant::now())?;
-        Ok(code)
+    fn handle(
+        &mut self,
+        ToScene { id, msg }: ToScene<RequestCode>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        MessageResult(self.live(&id).map(|scene| {
+            if scene.busy {
+                return Err(SceneError::NotAwaitingBind);
+            }
+            let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
+            scene
+                .machine
+                .code_sent(msg.phone, code.clone(), Instant::now())?;
+            Ok(code)
+        }))
     }
 }
 
@@ -187,31 +194,45 @@ pub struct Bind {
     pub client_ip: String,
 }
 
-impl Handler<Bind> for SceneActor {
-    type Result = AtomicResponse<Self, Result<SessionToken, SceneError>>;
+impl Handler<ToScene<Bind>> for SceneSupervisor {
+    type Result = ResponseActFuture<Self, Option<Result<SessionToken, SceneError>>>;
 
-    fn handle(&mut self, msg: Bind, _: &mut Self::Context) -> Self::Result {
-        let openid = match self.machine.verify_code(&msg.phone, &msg.code) {
-            Ok(openid) => openid,
-            Err(e) => return done(Err(e)),
-        };
+    fn handle(
+        &mut self,
+        ToScene { id, msg }: ToScene<Bind>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
         let store = self.store.clone();
-        let ttl = self.session_ttl;
+        let session_ttl: Duration = self.settings.session_ttl;
+        let Some(scene) = self.live(&id) else {
+            return done(None);
+        };
+        if scene.busy {
+            return done(Some(Err(SceneError::NotAwaitingBind)));
+        }
+        let openid = match scene.machine.verify_code(&msg.phone, &msg.code) {
+            Ok(openid) => openid,
+            Err(e) => return done(Some(Err(e))),
+        };
+        scene.busy = true;
         let bind = async move {
             store.bind(&openid, &msg.phone).await.map_err(|e| match e {
                 BindError::PhoneTaken => SceneError::PhoneTaken,
                 BindError::Store(e) => e.into(),
             })?;
             let token = store
-                .open_session(&openid, ttl, LoginMethod::Bind, &msg.client_ip)
+                .open_session(&openid, session_ttl, LoginMethod::Bind, &msg.client_ip)
                 .await?;
             Ok::<_, SceneError>(token)
         };
-        AtomicResponse::new(Box::pin(bind.into_actor(self).map(|bound, scene, _| {
-            let token = bound?;
-            scene.machine.log_in_bound(token.clone())?;
-            scene.notify_watchers();
-            Ok(token)
-        })))
+        Box::pin(bind.into_actor(self).map(move |bound, supervisor, _| {
+            let scene = supervisor.scenes.get_mut(&id)?;
+            scene.busy = false;
+            Some(bound.and_then(|token| {
+                scene.machine.log_in_bound(token.clone())?;
+                scene.notify_watchers();
+                Ok(token)
+            }))
+        }))
     }
 }
