@@ -4,6 +4,7 @@ mod callback;
 mod config;
 mod helpers;
 mod hostile;
+mod load_tool;
 mod login;
 mod safe_mode;
 mod sessions;

@@ -1,0 +1,226 @@
+//! wxlogin-bench: drives a wxlogin server on loopback through the scenarios of
+//! docs/PERFORMANCE.md and prints a table, each rate beside the same run's `/healthz` rate.
+
+mod flows;
+mod http;
+mod longpoll;
+mod memory;
+mod report;
+mod server;
+mod throughput;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use flows::Mode;
+use http::{open_many, Error};
+use longpoll::Browsers;
+use report::Row;
+use server::Server;
+
+const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6] [--server PATH | --url http://127.0.0.1:PORT]
+
+Starts the wxlogin binary next to this one (or PATH) in sandbox mode on 127.0.0.1:0, runs
+the scenarios and prints a table. --quick runs tiny sizes in seconds (CI). --url targets a
+running sandbox server instead; scenario 4 (memory) then still starts its own server.
+Exits non-zero if any request failed; targets met or missed never change the exit code.";
+
+/// How big each scenario is.
+pub struct Sizes {
+    pub connections: usize,
+    /// How long each rate is measured.
+    pub duration: Duration,
+    pub status_scenes: usize,
+    pub events: usize,
+    /// Scanned scenes whose status is checked afterwards.
+    pub verify_sample: usize,
+    pub binds: usize,
+    pub long_polls: usize,
+    pub hold_secs: u64,
+    /// Scans per second fired at the long-polling browsers.
+    pub event_rate: f64,
+    /// Time for requests in flight to reach the server.
+    pub settle: Duration,
+    pub memory_scenes: usize,
+    pub memory_ttl_secs: u64,
+}
+
+impl Sizes {
+    const FULL: Sizes = Sizes {
+        connections: 32,
+        duration: Duration::from_secs(5),
+        status_scenes: 1_000,
+        events: 20_000,
+        verify_sample: 500,
+        binds: 2_000,
+        long_polls: 10_000,
+        hold_secs: 5,
+        event_rate: 2_000.0,
+        settle: Duration::from_secs(2),
+        memory_scenes: 100_000,
+        memory_ttl_secs: 60,
+    };
+
+    const QUICK: Sizes = Sizes {
+        connections: 4,
+        duration: Duration::from_millis(300),
+        status_scenes: 20,
+        events: 20,
+        verify_sample: 20,
+        binds: 5,
+        long_polls: 20,
+        hold_secs: 1,
+        event_rate: 200.0,
+        settle: Duration::from_millis(200),
+        memory_scenes: 200,
+        memory_ttl_secs: 1,
+    };
+}
+
+struct Options {
+    quick: bool,
+    only: Vec<u8>,
+    server: PathBuf,
+    url: Option<String>,
+}
+
+fn options() -> Result<Options, String> {
+    let here = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut options = Options {
+        quick: false,
+        only: (1..=6).collect(),
+        server: here.with_file_name("wxlogin"),
+        url: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--only" => {
+                options.only = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse().map_err(|_| format!("bad scenario {n}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--server" => options.server = value()?.into(),
+            "--url" => options.url = Some(value()?),
+            _ => return Err(format!("unknown argument {arg}")),
+        }
+    }
+    Ok(options)
+}
+
+/// 10,000 held connections need 10,000 descriptors here and as many in the server (which
+/// inherits this limit): raise the soft limit to the hard one, and say so.
+fn raise_fd_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                eprintln!(
+                    "raised the open-file limit from {before} to {} (the hard limit)",
+                    limit.rlim_max
+                );
+            }
+        }
+    }
+    if limit.rlim_cur < needed {
+        eprintln!(
+            "warning: the open-file limit is {}, below the {needed} this run needs; raise the hard limit (ulimit -Hn)",
+            limit.rlim_cur
+        );
+    }
+}
+
+async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
+    let server = match &options.url {
+        Some(url) => Server::target(url)?,
+        None => Server::spawn(&options.server, &[])?,
+    };
+    eprintln!("server: http://{}", server.addr);
+    let wants = |n: u8| options.only.contains(&n);
+    let mut rows = Vec::new();
+    let mut conns = open_many(server.addr, sizes.connections).await?;
+    if wants(1) {
+        let (row, back) = throughput::status_polls(conns, sizes).await?;
+        rows.push(row);
+        conns = back;
+    }
+    if wants(2) {
+        for mode in [Mode::Plain, Mode::Safe] {
+            let (row, back) = throughput::callback_events(conns, sizes, mode).await?;
+            rows.push(row);
+            conns = back;
+        }
+    }
+    if wants(3) || wants(6) {
+        let (mut browsers, back) = Browsers::new(conns, sizes).await?;
+        conns = back;
+        if wants(6) {
+            let (row, back) = longpoll::held(&server, browsers, sizes).await?;
+            rows.push(row);
+            browsers = back;
+        }
+        if wants(3) {
+            let (more, back) =
+                longpoll::notification_latency(&server, conns, browsers, sizes).await?;
+            rows.extend(more);
+            conns = back;
+        }
+    }
+    if wants(5) {
+        let (row, _) = throughput::binds(conns, sizes).await?;
+        rows.push(row);
+    }
+    drop(server);
+    if wants(4) {
+        rows.extend(memory::pending_scenes(&options.server, sizes).await?);
+    }
+    Ok(rows)
+}
+
+fn main() -> ExitCode {
+    let options = match options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("wxlogin-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let sizes = if options.quick {
+        &Sizes::QUICK
+    } else {
+        &Sizes::FULL
+    };
+    raise_fd_limit((sizes.long_polls + sizes.connections) as u64 + 100);
+    eprintln!("server binary: {}", options.server.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(&options, sizes)) {
+        Ok(rows) => {
+            report::print(&rows);
+            if rows.iter().any(|row| row.failed > 0) {
+                eprintln!("wxlogin-bench: some requests failed");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wxlogin-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The load tool's short mode, so it keeps working as the service changes. Only behaviour is
+//! asserted (every request succeeded, every scenario reported), never a timing.
+
+use std::process::Command;
+
+#[test]
+fn the_load_tool_runs_every_scenario_without_a_failed_request() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wxlogin-bench"))
+        .args(["--quick", "--server", env!("CARGO_BIN_EXE_wxlogin")])
+        .output()
+        .expect("the load tool starts");
+    let table = String::from_utf8_lossy(&output.stdout);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{table}\n{log}");
+    for scenario in [
+        "1 status polls",
+        "2 callback SCAN events (plain)",
+        "2 callback SCAN events (safe mode)",
+        "3 notify latency",
+        "4 RSS per pending scene",
+        "5 durable binds",
+        "6 held long-polls",
+    ] {
+        assert!(
+            table.contains(scenario),
+            "{scenario} missing from:\n{table}"
+        );
+    }
+}
