@@ -1,0 +1,86 @@
+//! A scene's life through the actors (create → scan event → status) and a session lookup in
+//! the store: the in-process work behind `POST /api/qrcode`, `/wechat` and `GET /api/me`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use wxlogin_actors::{
+    FindScene, OpenScene, Phase, Scan, SceneId, SceneLookup, SceneSettings, SceneSupervisor, Watch,
+};
+use wxlogin_storage::{LoginMethod, OpenId, Phone, SessionToken, Store};
+
+fn round_trip(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let system = actix::System::new();
+    let settings = SceneSettings {
+        ttl: Duration::from_secs(300),
+        session_ttl: Duration::from_secs(3600),
+    };
+    let supervisor =
+        system.block_on(async { actix::Actor::start(SceneSupervisor::new(store, settings)) });
+    let openid = OpenId::parse("oBenchScanner").unwrap();
+    c.bench_function("scene: create, scan (unbound), status", |b| {
+        b.iter(|| {
+            system.block_on(async {
+                let id = SceneId::generate();
+                let open = OpenScene {
+                    id: id.clone(),
+                    client_ip: "127.0.0.1".into(),
+                };
+                supervisor.send(open).await.unwrap();
+                let SceneLookup::Live(scene) =
+                    supervisor.send(FindScene(id.clone())).await.unwrap()
+                else {
+                    panic!("the scene just opened");
+                };
+                let scan = Scan {
+                    openid: openid.clone(),
+                    subscribed: false,
+                };
+                scene.send(scan).await.unwrap().unwrap();
+                let SceneLookup::Live(scene) = supervisor.send(FindScene(id)).await.unwrap() else {
+                    panic!("the scene is live");
+                };
+                let watched = scene
+                    .send(Watch {
+                        until_change: false,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(watched.status.phase, Phase::NeedBind);
+            })
+        })
+    });
+}
+
+fn session_lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let openid = OpenId::parse("oBenchUser").unwrap();
+    let token = runtime.block_on(async {
+        store
+            .bind(&openid, &Phone::parse("13800000001").unwrap())
+            .await
+            .unwrap();
+        store
+            .open_session(
+                &openid,
+                Duration::from_secs(3600),
+                LoginMethod::Bind,
+                "127.0.0.1",
+            )
+            .await
+            .unwrap()
+    });
+    let bearer = SessionToken::from_bearer(token.as_str());
+    c.bench_function("session lookup", |b| {
+        b.iter(|| store.session(&bearer).unwrap().unwrap())
+    });
+}
+
+criterion_group!(benches, round_trip, session_lookup);
+criterion_main!(benches);
