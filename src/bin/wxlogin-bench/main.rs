@@ -51,7 +51,7 @@ impl Sizes {
         connections: 32,
         duration: Duration::from_secs(5),
         status_scenes: 1_000,
-        events: 20_000,
+        events: 50_000,
         verify_sample: 500,
         binds: 2_000,
         long_polls: 10_000,
