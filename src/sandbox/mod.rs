@@ -1,11 +1,15 @@
 //! The sandbox: a WeChat simulator inside the service, used when no AppID is configured.
 //!
-//! It plays both sides of WeChat: the HTTP API the service calls ([`api`]), and the phone
-//! that scans QR codes, whose events it signs and POSTs to `/wechat` over real HTTP, exactly
-//! as WeChat would ([`phone`]). Sandbox routes exist only in sandbox mode.
+//! It plays both sides of WeChat: the HTTP API the service calls ([`api`]), the server of QR
+//! images ([`showqrcode`]), and the phone that scans QR codes, whose events it signs and POSTs
+//! to `/wechat` over real HTTP, exactly as WeChat would ([`phone`]). Sandbox routes exist only
+//! in sandbox mode.
 
 mod api;
 mod phone;
+mod showqrcode;
+
+pub use showqrcode::SHOW_QRCODE;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -124,6 +128,7 @@ impl Simulator {
 
     pub fn configure(cfg: &mut web::ServiceConfig) {
         api::configure(cfg);
+        showqrcode::configure(cfg);
         phone::configure(cfg);
     }
 

@@ -6,6 +6,7 @@ mod helpers;
 mod hostile;
 mod login;
 mod safe_mode;
+mod sandbox;
 mod sessions;
 mod sms;
 mod wechat_api;
