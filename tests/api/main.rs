@@ -5,6 +5,7 @@ mod config;
 mod helpers;
 mod hostile;
 mod login;
+mod page;
 mod safe_mode;
 mod sandbox;
 mod sessions;

@@ -181,10 +181,16 @@ async fn in_real_mode_the_qr_image_is_wechats_and_there_is_no_simulator() {
         qr["qrcode_url"],
         "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH%2Ba%2Fb%3D"
     );
-    assert_eq!(
-        app.get("/sandbox/showqrcode?ticket=gQH%2Ba%2Fb%3D")
-            .await
-            .status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.get("/").await.status(), StatusCode::OK);
+    for path in [
+        "/sandbox/phone?ticket=gQH%2Ba%2Fb%3D",
+        "/sandbox/showqrcode?ticket=gQH%2Ba%2Fb%3D",
+        "/sandbox/sms",
+    ] {
+        assert_eq!(
+            app.get(path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
 }
