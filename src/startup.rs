@@ -58,8 +58,13 @@ impl Application {
             source,
         })?;
 
-        let (credentials, api_base, simulator) = match &settings.account {
-            Account::Real { credentials, api } => (credentials.clone(), api.clone(), None),
+        let (credentials, api_base, show_qrcode, simulator) = match &settings.account {
+            Account::Real { credentials, api } => (
+                credentials.clone(),
+                api.clone(),
+                crate::wechat::api::SHOW_QRCODE,
+                None,
+            ),
             Account::Sandbox { token } => {
                 let own = format!("http://{}", reachable(addr));
                 let simulator = Arc::new(Simulator::new(
@@ -69,7 +74,8 @@ impl Application {
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
                     .expect("a socket address makes a valid URL");
-                (simulator.credentials(), api, Some(simulator))
+                let show_qrcode = crate::sandbox::SHOW_QRCODE;
+                (simulator.credentials(), api, show_qrcode, Some(simulator))
             }
         };
         let api = WechatApi::new(&api_base, settings.wechat_timeout);
@@ -90,7 +96,7 @@ impl Application {
         .start();
         let state = web::Data::new(AppState {
             scenes,
-            wechat: WechatClient::new(api, tokens),
+            wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
             store: store.clone(),
             sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
             callback: Callback::new(CallbackKeys::new(

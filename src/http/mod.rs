@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, wired here.
 
 mod client_ip;
+pub mod page;
 mod qrcode;
 mod session;
 mod wechat_callback;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
     )
     .route("/healthz", web::get().to(healthz))
+    .configure(page::configure)
     .configure(qrcode::configure)
     .configure(session::configure)
     .configure(wechat_callback::configure);

@@ -45,7 +45,7 @@ async fn create(state: web::Data<AppState>, ip: ClientIp) -> Result<HttpResponse
         .await
         .map_err(|e| ApiError::Internal(format!("scene supervisor: {e}")))?;
     Ok(HttpResponse::Ok().json(Created {
-        qrcode_url: qr.image_url(),
+        qrcode_url: state.wechat.image_url(&qr),
         scene_id: id.to_string(),
         ticket: qr.ticket,
         expires_in: state.scene_ttl.as_secs(),

@@ -22,8 +22,8 @@ const MAX_ATTEMPTS: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// After WeChat says the quota is used up (45009, 45011), no call is made for this long.
 const QUOTA_PAUSE: Duration = Duration::from_secs(60);
-/// Where the QR image for a ticket is served.
-const SHOW_QRCODE: &str = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=";
+/// Where WeChat serves the image of a QR ticket; the URL-encoded ticket follows.
+pub const SHOW_QRCODE: &str = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WechatError {
@@ -102,10 +102,10 @@ pub struct QrTicket {
 }
 
 impl QrTicket {
-    /// WeChat's image of this QR code.
-    pub fn image_url(&self) -> String {
+    /// The image of this QR code, served at `show_qrcode` followed by the ticket.
+    fn image_url(&self, show_qrcode: &str) -> String {
         let ticket: String = url::form_urlencoded::byte_serialize(self.ticket.as_bytes()).collect();
-        format!("{SHOW_QRCODE}{ticket}")
+        format!("{show_qrcode}{ticket}")
     }
 }
 
@@ -318,11 +318,26 @@ impl TokenSource for CredentialTokenSource {
 pub struct WechatClient {
     api: WechatApi,
     tokens: Addr<TokenActor<CredentialTokenSource>>,
+    /// Where QR images are served: [`SHOW_QRCODE`], or the sandbox's stand-in for it.
+    show_qrcode: String,
 }
 
 impl WechatClient {
-    pub fn new(api: WechatApi, tokens: Addr<TokenActor<CredentialTokenSource>>) -> Self {
-        Self { api, tokens }
+    pub fn new(
+        api: WechatApi,
+        tokens: Addr<TokenActor<CredentialTokenSource>>,
+        show_qrcode: String,
+    ) -> Self {
+        Self {
+            api,
+            tokens,
+            show_qrcode,
+        }
+    }
+
+    /// The URL of the image a browser shows for `qr`.
+    pub fn image_url(&self, qr: &QrTicket) -> String {
+        qr.image_url(&self.show_qrcode)
     }
 
     pub async fn create_qrcode(
@@ -385,7 +400,7 @@ mod tests {
             url: String::new(),
         };
         assert_eq!(
-            ticket.image_url(),
+            ticket.image_url(SHOW_QRCODE),
             "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH4%2Ba%2Fb%3D"
         );
     }

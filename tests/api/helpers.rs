@@ -10,6 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// The callback token the sandbox uses when WXLOGIN_TOKEN is not set.
 pub const SANDBOX_TOKEN: &str = "sandbox-token";
@@ -342,6 +345,46 @@ impl Drop for TestApp {
             eprintln!("--- wxlogin's log ---\n{}", self.log.lock().unwrap());
         }
     }
+}
+
+/// A stand-in for a server the service calls (an SMS gateway, WeChat's API) on a random
+/// loopback port: every request gets `status` with the JSON `answer`, and each request's body
+/// comes out of the receiver. Returns the server's base URL.
+pub async fn fake_server(status: u16, answer: &'static str) -> (String, UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let received = loop {
+                let n = stream.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break body.to_owned();
+                    }
+                }
+            };
+            let _ = tx.send(received);
+            let response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            stream.write_all(response.as_bytes()).await.unwrap();
+        }
+    });
+    (base, rx)
 }
 
 /// Asserts an error answer: status and JSON `{"error": code, "message": ...}`.

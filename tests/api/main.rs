@@ -1,11 +1,14 @@
 //! Black-box tests: the real server on a random port, the sandbox simulator as WeChat.
 
+mod browser;
 mod callback;
 mod config;
 mod helpers;
 mod hostile;
 mod login;
+mod page;
 mod safe_mode;
+mod sandbox;
 mod sessions;
 mod sms;
 mod wechat_api;
