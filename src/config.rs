@@ -29,6 +29,8 @@ pub struct Settings {
     pub wechat_timeout: Duration,
     /// Use `cgi-bin/stable_token`, which leaves other servers' tokens valid.
     pub stable_token: bool,
+    /// How long a graceful shutdown may take before in-flight requests are dropped.
+    pub shutdown_timeout: Duration,
 }
 
 /// Which WeChat the service talks to.
@@ -121,6 +123,7 @@ impl Settings {
             timestamp_window: seconds(&get, "WXLOGIN_TIMESTAMP_WINDOW_SECS", 300)?,
             wechat_timeout: seconds(&get, "WXLOGIN_WECHAT_TIMEOUT_SECS", 5)?,
             stable_token: flag(&get, "WXLOGIN_STABLE_TOKEN")?,
+            shutdown_timeout: seconds(&get, "WXLOGIN_SHUTDOWN_TIMEOUT_SECS", 10)?,
         })
     }
 }

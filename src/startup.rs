@@ -8,6 +8,8 @@ use actix::Actor;
 use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 use url::Url;
 use wxlogin_actors::{SceneSettings, SceneSupervisor, TokenActor};
 use wxlogin_storage::{Store, StoreError};
@@ -40,6 +42,9 @@ pub enum StartupError {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    store: Store,
+    shutdown: watch::Sender<bool>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -94,6 +99,7 @@ impl Application {
             },
         )
         .start();
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
             scenes,
             wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
@@ -109,6 +115,7 @@ impl Application {
             )),
             scene_ttl: settings.scene_ttl,
             trust_proxy: settings.trust_proxy,
+            shutting_down: shutdown_rx,
         });
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
@@ -123,21 +130,46 @@ impl Application {
             }
             app.default_service(web::to(http::not_found))
         })
+        // Signals are ours to handle: held long-polls must be answered before workers stop.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
         .listen(listener)
         .map_err(|source| StartupError::Bind { addr, source })?
         .run();
 
         announce(&settings, addr);
-        actix_web::rt::spawn(purge_sessions_periodically(store));
-        Ok(Self { server, addr })
+        actix_web::rt::spawn(purge_sessions_periodically(store.clone()));
+        Ok(Self {
+            server,
+            addr,
+            store,
+            shutdown,
+            shutdown_timeout: settings.shutdown_timeout,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: stop accepting, answer every
+    /// held long-poll with its current state, finish in-flight requests (for at most
+    /// `WXLOGIN_SHUTDOWN_TIMEOUT_SECS`), flush storage.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        tokio::select! {
+            finished = &mut server => return finished.map_err(std::io::Error::other)?,
+            signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
+        }
+        let _ = self.shutdown.send(true);
+        let stopped = tokio::time::timeout(self.shutdown_timeout, handle.stop(true)).await;
+        if stopped.is_err() {
+            tracing::warn!("requests still running at the shutdown timeout were dropped");
+        }
+        self.store.flush().await.map_err(std::io::Error::other)?;
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 
@@ -163,6 +195,16 @@ fn announce(settings: &Settings, addr: SocketAddr) {
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), "wxlogin started");
     // Tests and scripts read the port from this line.
     println!("wxlogin listening on http://{addr}");
+}
+
+/// The name of the first of SIGTERM and SIGINT to arrive.
+async fn shutdown_signal() -> &'static str {
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
 }
 
 async fn purge_sessions_periodically(store: Store) {

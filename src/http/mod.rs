@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+use tokio::sync::watch;
 use wxlogin_actors::SceneSupervisor;
 use wxlogin_storage::Store;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub callback: Callback,
     pub scene_ttl: Duration,
     pub trust_proxy: bool,
+    /// Turns true when the server starts shutting down: held long-polls answer at once.
+    pub shutting_down: watch::Receiver<bool>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

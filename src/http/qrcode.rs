@@ -139,9 +139,12 @@ async fn status(
     };
     let mut status = watched.status;
     if let Some(change) = watched.change {
-        if let Ok(Ok(changed)) = tokio::time::timeout(Duration::from_secs(query.wait), change).await
-        {
-            status = changed;
+        let mut shutting_down = state.shutting_down.clone();
+        tokio::select! {
+            changed = change => status = changed.unwrap_or(status),
+            () = tokio::time::sleep(Duration::from_secs(query.wait)) => {}
+            // On shutdown the state is still the one we read: nothing changed meanwhile.
+            _ = shutting_down.wait_for(|&down| down) => {}
         }
     }
     Ok(HttpResponse::Ok().json(StatusBody::from(status)))

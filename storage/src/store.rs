@@ -263,7 +263,8 @@ impl Store {
             .collect()
     }
 
-    async fn flush(&self) -> Result<(), StoreError> {
+    /// Writes everything to disk. Every write method already does; this is for shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
     }

@@ -169,8 +169,13 @@ impl TestApp {
 
     /// Kills the server (SIGKILL: nothing gets a chance to flush) and starts it again on the same data.
     pub fn restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.stop();
+        self.start_again();
+    }
+
+    /// Starts the server again on the same data and settings, after [`TestApp::stop`] or
+    /// [`TestApp::terminate`].
+    pub fn start_again(&mut self) {
         let next = start(self.env.clone(), self.data_dir.clone());
         *self = next;
     }
@@ -179,6 +184,23 @@ impl TestApp {
     pub fn stop(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits, at most 20 s, for the server to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("wxlogin did not exit within 20 s of SIGTERM");
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {

@@ -10,5 +10,6 @@ mod page;
 mod safe_mode;
 mod sandbox;
 mod sessions;
+mod shutdown;
 mod sms;
 mod wechat_api;
