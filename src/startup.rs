@@ -16,7 +16,7 @@ use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings};
 use crate::error::json_error_body;
-use crate::http::{self, AppState, Callback};
+use crate::http::{self, AbuseLimits, AppState, Callback};
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
 use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
@@ -91,14 +91,15 @@ impl Application {
             stable: settings.stable_token,
         })
         .start();
-        let scenes = SceneSupervisor::new(
+        let supervisor = SceneSupervisor::new(
             store.clone(),
             SceneSettings {
                 ttl: settings.scene_ttl,
                 session_ttl: settings.session_ttl,
             },
-        )
-        .start();
+        );
+        let scene_counters = supervisor.counters();
+        let scenes = supervisor.start();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
             scenes,
@@ -115,6 +116,8 @@ impl Application {
             )),
             scene_ttl: settings.scene_ttl,
             trust_proxy: settings.trust_proxy,
+            scene_counters,
+            limits: AbuseLimits::from_settings(&settings),
             shutting_down: shutdown_rx,
         });
         let simulator = simulator.map(web::Data::from);

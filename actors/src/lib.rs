@@ -11,7 +11,9 @@ mod token;
 pub use scene::state::{Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
 pub use scene::{Bind, RequestCode, Scan, ScanOutcome, SceneActor, Watch, Watched};
 pub use scene_id::SceneId;
-pub use supervisor::{FindScene, OpenScene, SceneLookup, SceneSettings, SceneSupervisor};
+pub use supervisor::{
+    FindScene, OpenScene, SceneCounters, SceneLookup, SceneSettings, SceneSupervisor,
+};
 pub use token::{
     AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenSource,
 };

@@ -1,6 +1,8 @@
 //! Spawns one [`SceneActor`] per scene and finds it again by id.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, MessageResult};
@@ -21,8 +23,31 @@ pub struct SceneSettings {
     pub session_ttl: Duration,
 }
 
+/// Counts the supervisor keeps for admission control and metrics, readable from any thread.
+#[derive(Debug, Default)]
+pub struct SceneCounters {
+    live: AtomicUsize,
+    created: AtomicU64,
+    expired: AtomicU64,
+}
+
+impl SceneCounters {
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+}
+
 pub struct SceneSupervisor {
     scenes: HashMap<SceneId, Addr<SceneActor>>,
+    counters: Arc<SceneCounters>,
     /// Scenes that ended within the last TTL.
     ended: Cache<SceneId, ()>,
     store: Store,
@@ -33,6 +58,7 @@ impl SceneSupervisor {
     pub fn new(store: Store, settings: SceneSettings) -> Self {
         Self {
             scenes: HashMap::new(),
+            counters: Arc::default(),
             ended: Cache::builder()
                 .max_capacity(ENDED_SCENES_REMEMBERED)
                 .time_to_live(settings.ttl)
@@ -40,6 +66,13 @@ impl SceneSupervisor {
             store,
             settings,
         }
+    }
+}
+
+impl SceneSupervisor {
+    /// Shared counts of live, created and expired scenes.
+    pub fn counters(&self) -> Arc<SceneCounters> {
+        self.counters.clone()
     }
 }
 
@@ -68,6 +101,10 @@ impl Handler<OpenScene> for SceneSupervisor {
             ctx.address(),
         );
         self.scenes.insert(msg.id, scene.start());
+        self.counters
+            .live
+            .store(self.scenes.len(), Ordering::Relaxed);
+        self.counters.created.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -105,5 +142,9 @@ impl Handler<SceneEnded> for SceneSupervisor {
     fn handle(&mut self, SceneEnded(id): SceneEnded, _: &mut Self::Context) {
         self.scenes.remove(&id);
         self.ended.insert(id, ());
+        self.counters
+            .live
+            .store(self.scenes.len(), Ordering::Relaxed);
+        self.counters.expired.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -3,21 +3,24 @@
 mod client_ip;
 pub mod page;
 mod qrcode;
+mod rate_limit;
 mod session;
 mod wechat_callback;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 use tokio::sync::watch;
-use wxlogin_actors::SceneSupervisor;
+use wxlogin_actors::{SceneCounters, SceneSupervisor};
 use wxlogin_storage::Store;
 
 use crate::error::ApiError;
 use crate::sms::SmsSender;
 use crate::wechat::api::WechatClient;
+pub use rate_limit::AbuseLimits;
 pub use wechat_callback::Callback;
 
 /// What every handler may use.
@@ -29,6 +32,8 @@ pub struct AppState {
     pub callback: Callback,
     pub scene_ttl: Duration,
     pub trust_proxy: bool,
+    pub scene_counters: Arc<SceneCounters>,
+    pub limits: AbuseLimits,
     /// Turns true when the server starts shutting down: held long-polls answer at once.
     pub shutting_down: watch::Receiver<bool>,
 }

@@ -12,6 +12,7 @@ use wxlogin_actors::{
 use wxlogin_storage::Phone;
 
 use super::client_ip::ClientIp;
+use super::rate_limit;
 use super::AppState;
 use crate::error::ApiError;
 
@@ -34,6 +35,12 @@ struct Created {
 }
 
 async fn create(state: web::Data<AppState>, ip: ClientIp) -> Result<HttpResponse, ApiError> {
+    // Each QR code spends WeChat quota: limit before calling.
+    rate_limit::check(&state.limits.qr_per_ip, &ip.0).map_err(too_many)?;
+    let max = state.limits.max_scenes;
+    if max > 0 && state.scene_counters.live() >= max {
+        return Err(ApiError::Busy);
+    }
     let id = SceneId::generate();
     let qr = state.wechat.create_qrcode(&id, state.scene_ttl).await?;
     state
@@ -150,6 +157,10 @@ async fn status(
     Ok(HttpResponse::Ok().json(StatusBody::from(status)))
 }
 
+fn too_many(retry_after: Duration) -> ApiError {
+    ApiError::TooManyRequests { retry_after }
+}
+
 #[derive(Deserialize)]
 struct SendCode {
     phone: String,
@@ -159,9 +170,12 @@ async fn send_code(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
     body: web::Json<SendCode>,
+    ip: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
     let scene = live_scene(&state, &scene_id).await?;
+    rate_limit::check(&state.limits.sms_per_ip, &ip.0).map_err(too_many)?;
+    rate_limit::check(&state.limits.sms_per_phone, phone.as_str()).map_err(too_many)?;
     let code = scene
         .send(RequestCode {
             phone: phone.clone(),

@@ -1,5 +1,6 @@
 //! Black-box tests: the real server on a random port, the sandbox simulator as WeChat.
 
+mod abuse;
 mod browser;
 mod callback;
 mod config;
