@@ -33,6 +33,7 @@ pub struct Settings {
     pub stable_token: bool,
     /// How long a graceful shutdown may take before in-flight requests are dropped.
     pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
     /// Abuse limits; 0 disables each.
     pub qr_per_ip_per_min: u32,
     pub max_scenes: usize,
@@ -72,6 +73,25 @@ impl std::fmt::Debug for Credentials {
 impl Settings {
     pub fn is_sandbox(&self) -> bool {
         matches!(self.account, Account::Sandbox { .. })
+    }
+}
+
+/// How log lines are written: for people, or one JSON object per line for a log pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
     }
 }
 
@@ -131,6 +151,7 @@ impl Settings {
             wechat_timeout: seconds(&get, "WXLOGIN_WECHAT_TIMEOUT_SECS", 5)?,
             stable_token: flag(&get, "WXLOGIN_STABLE_TOKEN")?,
             shutdown_timeout: seconds(&get, "WXLOGIN_SHUTDOWN_TIMEOUT_SECS", 10)?,
+            log_format: parse(&get, "WXLOGIN_LOG_FORMAT", "text", "text or json")?,
             qr_per_ip_per_min: parse(&get, "WXLOGIN_QR_PER_IP_PER_MIN", "30", COUNT)?,
             max_scenes: parse(&get, "WXLOGIN_MAX_SCENES", "100000", COUNT)?,
             sms_per_phone_per_hour: parse(&get, "WXLOGIN_SMS_PER_PHONE_PER_HOUR", "5", COUNT)?,

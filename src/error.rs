@@ -47,6 +47,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("too many login QR codes are live; try again shortly")]
     Busy,
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("WeChat is unavailable; try again shortly")]
     WechatUnavailable(#[from] WechatError),
     #[error("the verification code could not be sent; try again shortly")]
@@ -58,7 +60,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::SceneNotFound => "scene_not_found",
             ApiError::SceneExpired => "scene_expired",
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Busy => "busy",
+            ApiError::NotReady(_) => "not_ready",
             ApiError::WechatUnavailable(_) => "wechat_unavailable",
             ApiError::SmsUnavailable(_) => "sms_unavailable",
             ApiError::Storage(_) | ApiError::Internal(_) => "internal",
@@ -115,9 +119,10 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Busy | ApiError::WechatUnavailable(_) | ApiError::SmsUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Busy
+            | ApiError::NotReady(_)
+            | ApiError::WechatUnavailable(_)
+            | ApiError::SmsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod sandbox;
 pub mod sms;
 pub mod startup;

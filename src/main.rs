@@ -16,7 +16,6 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         };
     }
-    wxlogin::telemetry::init();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -24,6 +23,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    wxlogin::telemetry::init(settings.log_format);
     let app = match Application::build(settings) {
         Ok(app) => app,
         Err(e) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix::Actor;
 use actix_web::dev::Server;
-use actix_web::middleware::ErrorHandlers;
+use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -17,6 +17,7 @@ use wxlogin_storage::{Store, StoreError};
 use crate::config::{Account, Settings};
 use crate::error::json_error_body;
 use crate::http::{self, AbuseLimits, AppState, Callback};
+use crate::metrics::Metrics;
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
 use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
@@ -83,7 +84,8 @@ impl Application {
                 (simulator.credentials(), api, show_qrcode, Some(simulator))
             }
         };
-        let api = WechatApi::new(&api_base, settings.wechat_timeout);
+        let metrics = Arc::new(Metrics::default());
+        let api = WechatApi::new(&api_base, settings.wechat_timeout, metrics.clone());
         let tokens = TokenActor::new(CredentialTokenSource {
             api: api.clone(),
             appid: credentials.appid.clone(),
@@ -117,6 +119,7 @@ impl Application {
             scene_ttl: settings.scene_ttl,
             trust_proxy: settings.trust_proxy,
             scene_counters,
+            metrics,
             limits: AbuseLimits::from_settings(&settings),
             shutting_down: shutdown_rx,
         });
@@ -124,6 +127,7 @@ impl Application {
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
+                .wrap(from_fn(http::trace_requests))
                 .app_data(state.clone())
                 .configure(http::configure);
             if let Some(simulator) = &simulator {

@@ -209,6 +209,8 @@ async fn bind(
         })
         .await
         .map_err(|_| ApiError::SceneExpired)??;
+    state.metrics.bind();
+    state.metrics.login("bind");
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": token.as_str()})))
 }

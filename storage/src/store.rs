@@ -263,6 +263,12 @@ impl Store {
             .collect()
     }
 
+    /// Proves the store answers reads (for readiness checks).
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.bindings.first()?;
+        Ok(())
+    }
+
     /// Writes everything to disk. Every write method already does; this is for shutdown.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;

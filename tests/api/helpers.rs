@@ -163,6 +163,11 @@ pub fn event_xml(openid: &str, create_time: u64, event: &str, event_key: &str) -
 }
 
 impl TestApp {
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -7,6 +7,7 @@ mod config;
 mod helpers;
 mod hostile;
 mod login;
+mod operations;
 mod page;
 mod safe_mode;
 mod sandbox;
