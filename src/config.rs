@@ -34,6 +34,8 @@ pub struct Settings {
     /// How long a graceful shutdown may take before in-flight requests are dropped.
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// The bearer token of the admin API; `None` turns the API off.
+    pub admin_token: Option<String>,
     /// Abuse limits; 0 disables each.
     pub qr_per_ip_per_min: u32,
     pub max_scenes: usize,
@@ -151,6 +153,7 @@ impl Settings {
             wechat_timeout: seconds(&get, "WXLOGIN_WECHAT_TIMEOUT_SECS", 5)?,
             stable_token: flag(&get, "WXLOGIN_STABLE_TOKEN")?,
             shutdown_timeout: seconds(&get, "WXLOGIN_SHUTDOWN_TIMEOUT_SECS", 10)?,
+            admin_token: get("WXLOGIN_ADMIN_TOKEN").map(admin_token).transpose()?,
             log_format: parse(&get, "WXLOGIN_LOG_FORMAT", "text", "text or json")?,
             qr_per_ip_per_min: parse(&get, "WXLOGIN_QR_PER_IP_PER_MIN", "30", COUNT)?,
             max_scenes: parse(&get, "WXLOGIN_MAX_SCENES", "100000", COUNT)?,
@@ -216,6 +219,17 @@ fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<boo
             format!("{other:?} is not one of 1/0, true/false, yes/no, on/off"),
         )),
     }
+}
+
+/// Shorter than this, a token could be guessed online.
+const MIN_ADMIN_TOKEN_LEN: usize = 20;
+
+fn admin_token(token: String) -> Result<String, ConfigError> {
+    let token = token.trim().to_owned();
+    if token.len() < MIN_ADMIN_TOKEN_LEN {
+        return Err(invalid("WXLOGIN_ADMIN_TOKEN", format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters (use a random one, e.g. openssl rand -hex 32)")));
+    }
+    Ok(token)
 }
 
 fn aes_key(key: &str) -> Result<String, ConfigError> {

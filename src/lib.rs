@@ -4,6 +4,7 @@
 //! protocol, `sandbox` the built-in WeChat simulator. State machines and storage live in
 //! the `wxlogin-actors` and `wxlogin-storage` crates.
 
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -120,6 +120,7 @@ impl Application {
             trust_proxy: settings.trust_proxy,
             scene_counters,
             metrics,
+            admin_token: settings.admin_token.clone(),
             limits: AbuseLimits::from_settings(&settings),
             shutting_down: shutdown_rx,
         });

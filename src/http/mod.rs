@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, wired here.
 
+mod admin;
 mod client_ip;
 mod health;
 pub mod page;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub trust_proxy: bool,
     pub scene_counters: Arc<SceneCounters>,
     pub metrics: Arc<Metrics>,
+    /// `WXLOGIN_ADMIN_TOKEN`; without it `/admin` is not found.
+    pub admin_token: Option<String>,
     pub limits: AbuseLimits,
     /// Turns true when the server starts shutting down: held long-polls answer at once.
     pub shutting_down: watch::Receiver<bool>,
@@ -56,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
     )
     .configure(health::configure)
+    .configure(admin::configure)
     .configure(page::configure)
     .configure(qrcode::configure)
     .configure(session::configure)

@@ -36,11 +36,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(Arc::new(tempfile::tempdir().unwrap()), env).await
+}
+
+/// Starts a server on existing data.
+pub async fn spawn_app_on(data_dir: Arc<TempDir>, env: &[(&str, &str)]) -> TestApp {
     let env = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    start(env, Arc::new(tempfile::tempdir().unwrap()))
+    start(env, data_dir)
 }
 
 fn command(env: &[(String, String)], data_dir: &TempDir) -> Command {
@@ -103,14 +108,28 @@ fn drain_into(stream: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
 
 /// Runs the binary with `env` and waits for it to exit; returns its status and stderr.
 pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let (status, _, stderr) = run_command(&[], env);
+    (status, stderr)
+}
+
+/// Runs `wxlogin ARGS...` with `env` (in a fresh data directory unless `env` names one) and
+/// waits, at most 10 s, for it to exit; returns its status, stdout and stderr.
+pub fn run_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
     let data_dir = tempfile::tempdir().unwrap();
     let env: Vec<_> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut child = command(&env, &data_dir).spawn().unwrap();
+    let mut child = command(&env, &data_dir).args(args).spawn().unwrap();
     for _ in 0..200 {
         if let Some(status) = child.try_wait().unwrap() {
+            let mut stdout = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut stdout)
+                .unwrap();
             let mut stderr = String::new();
             child
                 .stderr
@@ -118,12 +137,12 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
                 .unwrap()
                 .read_to_string(&mut stderr)
                 .unwrap();
-            return (status, stderr);
+            return (status, stdout, stderr);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
-    panic!("wxlogin kept running with {env:?}");
+    panic!("wxlogin {args:?} kept running with {env:?}");
 }
 
 pub fn unix_now() -> u64 {

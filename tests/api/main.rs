@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on a random port, the sandbox simulator as WeChat.
 
 mod abuse;
+mod admin;
 mod browser;
 mod callback;
 mod config;
