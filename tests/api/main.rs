@@ -5,6 +5,7 @@ mod admin;
 mod browser;
 mod callback;
 mod config;
+mod crash;
 mod helpers;
 mod hostile;
 mod login;
