@@ -8,6 +8,8 @@ use url::Url;
 
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 
+/// How a limit is described when it does not parse.
+const COUNT: &str = "a whole number (0 disables the limit)";
 /// WeChat's own limit on a temporary QR code's lifetime.
 const MAX_SCENE_TTL_SECS: u64 = 2_592_000;
 
@@ -29,6 +31,16 @@ pub struct Settings {
     pub wechat_timeout: Duration,
     /// Use `cgi-bin/stable_token`, which leaves other servers' tokens valid.
     pub stable_token: bool,
+    /// How long a graceful shutdown may take before in-flight requests are dropped.
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    /// The bearer token of the admin API; `None` turns the API off.
+    pub admin_token: Option<String>,
+    /// Abuse limits; 0 disables each.
+    pub qr_per_ip_per_min: u32,
+    pub max_scenes: usize,
+    pub sms_per_phone_per_hour: u32,
+    pub sms_per_ip_per_hour: u32,
 }
 
 /// Which WeChat the service talks to.
@@ -63,6 +75,25 @@ impl std::fmt::Debug for Credentials {
 impl Settings {
     pub fn is_sandbox(&self) -> bool {
         matches!(self.account, Account::Sandbox { .. })
+    }
+}
+
+/// How log lines are written: for people, or one JSON object per line for a log pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
     }
 }
 
@@ -121,6 +152,13 @@ impl Settings {
             timestamp_window: seconds(&get, "WXLOGIN_TIMESTAMP_WINDOW_SECS", 300)?,
             wechat_timeout: seconds(&get, "WXLOGIN_WECHAT_TIMEOUT_SECS", 5)?,
             stable_token: flag(&get, "WXLOGIN_STABLE_TOKEN")?,
+            shutdown_timeout: seconds(&get, "WXLOGIN_SHUTDOWN_TIMEOUT_SECS", 10)?,
+            admin_token: get("WXLOGIN_ADMIN_TOKEN").map(admin_token).transpose()?,
+            log_format: parse(&get, "WXLOGIN_LOG_FORMAT", "text", "text or json")?,
+            qr_per_ip_per_min: parse(&get, "WXLOGIN_QR_PER_IP_PER_MIN", "30", COUNT)?,
+            max_scenes: parse(&get, "WXLOGIN_MAX_SCENES", "100000", COUNT)?,
+            sms_per_phone_per_hour: parse(&get, "WXLOGIN_SMS_PER_PHONE_PER_HOUR", "5", COUNT)?,
+            sms_per_ip_per_hour: parse(&get, "WXLOGIN_SMS_PER_IP_PER_HOUR", "20", COUNT)?,
         })
     }
 }
@@ -183,6 +221,17 @@ fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<boo
     }
 }
 
+/// Shorter than this, a token could be guessed online.
+const MIN_ADMIN_TOKEN_LEN: usize = 20;
+
+fn admin_token(token: String) -> Result<String, ConfigError> {
+    let token = token.trim().to_owned();
+    if token.len() < MIN_ADMIN_TOKEN_LEN {
+        return Err(invalid("WXLOGIN_ADMIN_TOKEN", format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters (use a random one, e.g. openssl rand -hex 32)")));
+    }
+    Ok(token)
+}
+
 fn aes_key(key: &str) -> Result<String, ConfigError> {
     MessageCrypto::new(key, "").map_err(|_| {
         invalid("WXLOGIN_AES_KEY", format!("must be the {ENCODING_AES_KEY_LEN}-character EncodingAESKey from WeChat's console (got {} characters)", key.len()))
@@ -224,6 +273,13 @@ mod tests {
         assert!(s.aes_key.is_none() && !s.stable_token);
         assert_eq!(s.timestamp_window, Duration::from_secs(300));
         assert_eq!(s.wechat_timeout, Duration::from_secs(5));
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!((s.qr_per_ip_per_min, s.max_scenes), (30, 100_000));
+        assert_eq!((s.sms_per_phone_per_hour, s.sms_per_ip_per_hour), (5, 20));
+        assert_eq!(
+            settings(&[("WXLOGIN_MAX_SCENES", "0")]).unwrap().max_scenes,
+            0
+        );
         let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         assert_eq!(
             settings(&[("WXLOGIN_AES_KEY", key)])
@@ -289,6 +345,23 @@ mod tests {
                 "WXLOGIN_WECHAT_TIMEOUT_SECS",
             ),
             (&[("WXLOGIN_STABLE_TOKEN", "2")], "WXLOGIN_STABLE_TOKEN"),
+            (
+                &[("WXLOGIN_QR_PER_IP_PER_MIN", "-1")],
+                "WXLOGIN_QR_PER_IP_PER_MIN",
+            ),
+            (&[("WXLOGIN_MAX_SCENES", "many")], "WXLOGIN_MAX_SCENES"),
+            (
+                &[("WXLOGIN_SMS_PER_PHONE_PER_HOUR", "1.5")],
+                "WXLOGIN_SMS_PER_PHONE_PER_HOUR",
+            ),
+            (
+                &[("WXLOGIN_SMS_PER_IP_PER_HOUR", "x")],
+                "WXLOGIN_SMS_PER_IP_PER_HOUR",
+            ),
+            (
+                &[("WXLOGIN_SHUTDOWN_TIMEOUT_SECS", "0")],
+                "WXLOGIN_SHUTDOWN_TIMEOUT_SECS",
+            ),
         ];
         for (vars, name) in cases {
             assert_eq!(settings(vars).unwrap_err().name, *name, "{vars:?}");

@@ -29,7 +29,7 @@ pub enum ApiError {
     InvalidPhone,
     #[error("the verification code is wrong")]
     InvalidCode,
-    #[error("a code was sent recently; wait before asking again")]
+    #[error("too many requests; wait before asking again")]
     TooManyRequests { retry_after: Duration },
     #[error("too many wrong codes; scan a new QR code")]
     TooManyAttempts,
@@ -45,6 +45,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(&'static str),
+    #[error("too many login QR codes are live; try again shortly")]
+    Busy,
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("WeChat is unavailable; try again shortly")]
     WechatUnavailable(#[from] WechatError),
     #[error("the verification code could not be sent; try again shortly")]
@@ -56,7 +60,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::SceneNotFound => "scene_not_found",
             ApiError::SceneExpired => "scene_expired",
@@ -73,6 +78,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Busy => "busy",
+            ApiError::NotReady(_) => "not_ready",
             ApiError::WechatUnavailable(_) => "wechat_unavailable",
             ApiError::SmsUnavailable(_) => "sms_unavailable",
             ApiError::Storage(_) | ApiError::Internal(_) => "internal",
@@ -112,9 +119,10 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::WechatUnavailable(_) | ApiError::SmsUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Busy
+            | ApiError::NotReady(_)
+            | ApiError::WechatUnavailable(_)
+            | ApiError::SmsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,7 +141,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         match self {
             ApiError::TooManyRequests { retry_after } => {
-                response.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1)));
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    retry_after.as_secs_f64().ceil().max(1.0) as u64,
+                ));
             }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -4,9 +4,11 @@
 //! protocol, `sandbox` the built-in WeChat simulator. State machines and storage live in
 //! the `wxlogin-actors` and `wxlogin-storage` crates.
 
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod sandbox;
 pub mod sms;
 pub mod startup;

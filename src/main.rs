@@ -1,22 +1,19 @@
+use std::path::Path;
 use std::process::ExitCode;
 
 use wxlogin::config::Settings;
 use wxlogin::startup::Application;
 
-const USAGE: &str = "usage: wxlogin\n\nRuns the service. Settings come from WXLOGIN_* environment variables (see README.md);\nwith no WXLOGIN_APPID it runs a sandbox with a built-in WeChat simulator.";
+const USAGE: &str = "\
+usage: wxlogin               run the service
+       wxlogin restore FILE  load a backup (GET /admin/backup) into an empty WXLOGIN_DATA_DIR
+
+Settings come from WXLOGIN_* environment variables (see README.md); with no WXLOGIN_APPID
+the service runs a sandbox with a built-in WeChat simulator.";
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    if let Some(arg) = std::env::args().nth(1) {
-        let help = arg == "-h" || arg == "--help";
-        eprintln!("{USAGE}");
-        return if help {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(2)
-        };
-    }
-    wxlogin::telemetry::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -24,6 +21,27 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => serve(settings).await,
+        ["restore", file] => restore(&settings, Path::new(file)).await,
+        ["-h" | "--help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    wxlogin::telemetry::init(settings.log_format);
     let app = match Application::build(settings) {
         Ok(app) => app,
         Err(e) => {
@@ -35,6 +53,22 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wxlogin: server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn restore(settings: &Settings, file: &Path) -> ExitCode {
+    match wxlogin::backup::restore(&settings.data_dir, file).await {
+        Ok(count) => {
+            println!(
+                "restored {count} bindings into {}",
+                settings.data_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wxlogin restore: {e}");
             ExitCode::FAILURE
         }
     }

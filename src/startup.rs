@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use actix::Actor;
 use actix_web::dev::Server;
-use actix_web::middleware::ErrorHandlers;
+use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 use url::Url;
 use wxlogin_actors::{SceneSettings, SceneSupervisor, TokenActor};
 use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings};
 use crate::error::json_error_body;
-use crate::http::{self, AppState, Callback};
+use crate::http::{self, AbuseLimits, AppState, Callback};
+use crate::metrics::Metrics;
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
 use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
@@ -40,6 +43,9 @@ pub enum StartupError {
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    store: Store,
+    shutdown: watch::Sender<bool>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -58,8 +64,13 @@ impl Application {
             source,
         })?;
 
-        let (credentials, api_base, simulator) = match &settings.account {
-            Account::Real { credentials, api } => (credentials.clone(), api.clone(), None),
+        let (credentials, api_base, show_qrcode, simulator) = match &settings.account {
+            Account::Real { credentials, api } => (
+                credentials.clone(),
+                api.clone(),
+                crate::wechat::api::SHOW_QRCODE,
+                None,
+            ),
             Account::Sandbox { token } => {
                 let own = format!("http://{}", reachable(addr));
                 let simulator = Arc::new(Simulator::new(
@@ -69,10 +80,12 @@ impl Application {
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
                     .expect("a socket address makes a valid URL");
-                (simulator.credentials(), api, Some(simulator))
+                let show_qrcode = crate::sandbox::SHOW_QRCODE;
+                (simulator.credentials(), api, show_qrcode, Some(simulator))
             }
         };
-        let api = WechatApi::new(&api_base, settings.wechat_timeout);
+        let metrics = Arc::new(Metrics::default());
+        let api = WechatApi::new(&api_base, settings.wechat_timeout, metrics.clone());
         let tokens = TokenActor::new(CredentialTokenSource {
             api: api.clone(),
             appid: credentials.appid.clone(),
@@ -80,17 +93,19 @@ impl Application {
             stable: settings.stable_token,
         })
         .start();
-        let scenes = SceneSupervisor::new(
+        let supervisor = SceneSupervisor::new(
             store.clone(),
             SceneSettings {
                 ttl: settings.scene_ttl,
                 session_ttl: settings.session_ttl,
             },
-        )
-        .start();
+        );
+        let scene_counters = supervisor.counters();
+        let scenes = supervisor.start();
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
             scenes,
-            wechat: WechatClient::new(api, tokens),
+            wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
             store: store.clone(),
             sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
             callback: Callback::new(CallbackKeys::new(
@@ -103,11 +118,17 @@ impl Application {
             )),
             scene_ttl: settings.scene_ttl,
             trust_proxy: settings.trust_proxy,
+            scene_counters,
+            metrics,
+            admin_token: settings.admin_token.clone(),
+            limits: AbuseLimits::from_settings(&settings),
+            shutting_down: shutdown_rx,
         });
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
+                .wrap(from_fn(http::trace_requests))
                 .app_data(state.clone())
                 .configure(http::configure);
             if let Some(simulator) = &simulator {
@@ -117,21 +138,46 @@ impl Application {
             }
             app.default_service(web::to(http::not_found))
         })
+        // Signals are ours to handle: held long-polls must be answered before workers stop.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
         .listen(listener)
         .map_err(|source| StartupError::Bind { addr, source })?
         .run();
 
         announce(&settings, addr);
-        actix_web::rt::spawn(purge_sessions_periodically(store));
-        Ok(Self { server, addr })
+        actix_web::rt::spawn(purge_sessions_periodically(store.clone()));
+        Ok(Self {
+            server,
+            addr,
+            store,
+            shutdown,
+            shutdown_timeout: settings.shutdown_timeout,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: stop accepting, answer every
+    /// held long-poll with its current state, finish in-flight requests (for at most
+    /// `WXLOGIN_SHUTDOWN_TIMEOUT_SECS`), flush storage.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        tokio::select! {
+            finished = &mut server => return finished.map_err(std::io::Error::other)?,
+            signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
+        }
+        let _ = self.shutdown.send(true);
+        let stopped = tokio::time::timeout(self.shutdown_timeout, handle.stop(true)).await;
+        if stopped.is_err() {
+            tracing::warn!("requests still running at the shutdown timeout were dropped");
+        }
+        self.store.flush().await.map_err(std::io::Error::other)?;
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 
@@ -157,6 +203,16 @@ fn announce(settings: &Settings, addr: SocketAddr) {
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), "wxlogin started");
     // Tests and scripts read the port from this line.
     println!("wxlogin listening on http://{addr}");
+}
+
+/// The name of the first of SIGTERM and SIGINT to arrive.
+async fn shutdown_signal() -> &'static str {
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
 }
 
 async fn purge_sessions_periodically(store: Store) {

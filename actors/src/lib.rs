@@ -13,7 +13,8 @@ pub use scene::state::{Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_
 pub use scene::{Bind, RequestCode, Scan, ScanOutcome, Watch, Watched};
 pub use scene_id::SceneId;
 pub use supervisor::{
-    FindScene, OpenScene, SceneHandle, SceneLookup, SceneSettings, SceneSupervisor, ToScene,
+    FindScene, OpenScene, SceneCounters, SceneHandle, SceneLookup, SceneSettings, SceneSupervisor,
+    ToScene,
 };
 pub use token::{
     AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenSource,

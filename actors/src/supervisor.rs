@@ -7,6 +7,8 @@
 //! expiry expires it on the spot, so nobody sees a scene outlive its TTL.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, MessageResult};
@@ -26,8 +28,31 @@ pub struct SceneSettings {
     pub session_ttl: Duration,
 }
 
+/// Counts the supervisor keeps for admission control and metrics, readable from any thread.
+#[derive(Debug, Default)]
+pub struct SceneCounters {
+    live: AtomicUsize,
+    created: AtomicU64,
+    expired: AtomicU64,
+}
+
+impl SceneCounters {
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+}
+
 pub struct SceneSupervisor {
     pub(crate) scenes: HashMap<SceneId, Scene>,
+    counters: Arc<SceneCounters>,
     /// Live scenes by expiry, oldest first.
     expiries: VecDeque<(Instant, SceneId)>,
     /// Scenes that ended within the last TTL, so a late poll hears `expired`, not `not found`.
@@ -42,6 +67,7 @@ impl SceneSupervisor {
     pub fn new(store: Store, settings: SceneSettings) -> Self {
         Self {
             scenes: HashMap::new(),
+            counters: Arc::default(),
             expiries: VecDeque::new(),
             ended: HashSet::new(),
             forget: VecDeque::new(),
@@ -77,6 +103,10 @@ impl SceneSupervisor {
             scene.expire();
             self.ended.insert(id.clone());
             self.forget.push_back((now + self.settings.ttl, id));
+            self.counters
+                .live
+                .store(self.scenes.len(), Ordering::Relaxed);
+            self.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -122,6 +152,13 @@ impl SceneSupervisor {
     }
 }
 
+impl SceneSupervisor {
+    /// Shared counts of live, created and expired scenes.
+    pub fn counters(&self) -> Arc<SceneCounters> {
+        self.counters.clone()
+    }
+}
+
 impl Actor for SceneSupervisor {
     type Context = Context<Self>;
 
@@ -148,6 +185,10 @@ impl Handler<OpenScene> for SceneSupervisor {
         self.scenes
             .insert(msg.id.clone(), Scene::new(expires_at, msg.client_ip));
         self.expiries.push_back((expires_at, msg.id));
+        self.counters
+            .live
+            .store(self.scenes.len(), Ordering::Relaxed);
+        self.counters.created.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -1,21 +1,30 @@
 //! The HTTP API: one module per resource, wired here.
 
+mod admin;
 mod client_ip;
+mod health;
+pub mod page;
 mod qrcode;
+mod rate_limit;
+mod request_trace;
 mod session;
 mod wechat_callback;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{web, HttpResponse};
-use serde_json::json;
-use wxlogin_actors::SceneSupervisor;
+use tokio::sync::watch;
+use wxlogin_actors::{SceneCounters, SceneSupervisor};
 use wxlogin_storage::Store;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::sms::SmsSender;
 use crate::wechat::api::WechatClient;
+pub use rate_limit::AbuseLimits;
+pub use request_trace::trace_requests;
 pub use wechat_callback::Callback;
 
 /// What every handler may use.
@@ -27,6 +36,13 @@ pub struct AppState {
     pub callback: Callback,
     pub scene_ttl: Duration,
     pub trust_proxy: bool,
+    pub scene_counters: Arc<SceneCounters>,
+    pub metrics: Arc<Metrics>,
+    /// `WXLOGIN_ADMIN_TOKEN`; without it `/admin` is not found.
+    pub admin_token: Option<String>,
+    pub limits: AbuseLimits,
+    /// Turns true when the server starts shutting down: held long-polls answer at once.
+    pub shutting_down: watch::Receiver<bool>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -42,14 +58,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
     )
-    .route("/healthz", web::get().to(healthz))
+    .configure(health::configure)
+    .configure(admin::configure)
+    .configure(page::configure)
     .configure(qrcode::configure)
     .configure(session::configure)
     .configure(wechat_callback::configure);
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Answers for routes that do not exist.

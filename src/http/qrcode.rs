@@ -11,6 +11,7 @@ use wxlogin_actors::{
 use wxlogin_storage::Phone;
 
 use super::client_ip::ClientIp;
+use super::rate_limit;
 use super::AppState;
 use crate::error::ApiError;
 
@@ -33,6 +34,12 @@ struct Created {
 }
 
 async fn create(state: web::Data<AppState>, ip: ClientIp) -> Result<HttpResponse, ApiError> {
+    // Each QR code spends WeChat quota: limit before calling.
+    rate_limit::check(&state.limits.qr_per_ip, &ip.0).map_err(too_many)?;
+    let max = state.limits.max_scenes;
+    if max > 0 && state.scene_counters.live() >= max {
+        return Err(ApiError::Busy);
+    }
     let id = SceneId::generate();
     let qr = state.wechat.create_qrcode(&id, state.scene_ttl).await?;
     state
@@ -44,7 +51,7 @@ async fn create(state: web::Data<AppState>, ip: ClientIp) -> Result<HttpResponse
         .await
         .map_err(|e| ApiError::Internal(format!("scene supervisor: {e}")))?;
     Ok(HttpResponse::Ok().json(Created {
-        qrcode_url: qr.image_url(),
+        qrcode_url: state.wechat.image_url(&qr),
         scene_id: id.to_string(),
         ticket: qr.ticket,
         expires_in: state.scene_ttl.as_secs(),
@@ -138,12 +145,19 @@ async fn status(
     };
     let mut status = watched.status;
     if let Some(change) = watched.change {
-        if let Ok(Ok(changed)) = tokio::time::timeout(Duration::from_secs(query.wait), change).await
-        {
-            status = changed;
+        let mut shutting_down = state.shutting_down.clone();
+        tokio::select! {
+            changed = change => status = changed.unwrap_or(status),
+            () = tokio::time::sleep(Duration::from_secs(query.wait)) => {}
+            // On shutdown the state is still the one we read: nothing changed meanwhile.
+            _ = shutting_down.wait_for(|&down| down) => {}
         }
     }
     Ok(HttpResponse::Ok().json(StatusBody::from(status)))
+}
+
+fn too_many(retry_after: Duration) -> ApiError {
+    ApiError::TooManyRequests { retry_after }
 }
 
 #[derive(Deserialize)]
@@ -155,9 +169,12 @@ async fn send_code(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
     body: web::Json<SendCode>,
+    ip: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
     let scene = live_scene(&state, &scene_id).await?;
+    rate_limit::check(&state.limits.sms_per_ip, &ip.0).map_err(too_many)?;
+    rate_limit::check(&state.limits.sms_per_phone, phone.as_str()).map_err(too_many)?;
     let code = scene
         .send(RequestCode {
             phone: phone.clone(),
@@ -191,6 +208,8 @@ async fn bind(
         })
         .await
         .map_err(|_| ApiError::SceneExpired)??;
+    state.metrics.bind();
+    state.metrics.login("bind");
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": token.as_str()})))
 }

@@ -13,17 +13,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/logout", web::post().to(logout));
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub(super) fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn bearer(req: &HttpRequest) -> Result<SessionToken, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = value
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
+    let token = bearer_token(req).ok_or(ApiError::Unauthorized)?;
     Ok(SessionToken::from_bearer(token))
 }
 

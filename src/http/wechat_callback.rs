@@ -65,6 +65,46 @@ async fn receive(
     query: web::Query<CallbackQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let received = open(&state, &query, payload).await;
+    let (message, mode) = match received {
+        Ok(opened) => (opened.message, opened.mode),
+        Err(e) => {
+            state.metrics.callback_event("invalid", e.code());
+            return Err(e);
+        }
+    };
+    let kind = event_kind(&message);
+    let key = message.redelivery_key();
+    if !state.callback.first_delivery(&key) {
+        state.metrics.callback_event(kind, "redelivery");
+        return Ok(acknowledge());
+    }
+    let outcome = match handle(&state, &message).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Let WeChat's retry be handled afresh.
+            state.callback.seen.invalidate(&key);
+            state.metrics.callback_event(kind, e.code());
+            return Err(e);
+        }
+    };
+    state.metrics.callback_event(kind, outcome.label());
+    let Some(text) = outcome.reply() else {
+        return Ok(acknowledge());
+    };
+    let now = unix_now();
+    let reply = text_reply(&message.from_user, &message.to_user, now, text);
+    Ok(HttpResponse::Ok()
+        .content_type("application/xml; charset=utf-8")
+        .body(state.callback.keys.seal(reply, mode, now)))
+}
+
+/// Reads the body within its limit and authenticates, decrypts and parses it.
+async fn open(
+    state: &AppState,
+    query: &CallbackQuery,
+    payload: web::Payload,
+) -> Result<Opened, ApiError> {
     let body = payload
         .to_bytes_limited(MAX_BODY_BYTES)
         .await
@@ -72,30 +112,66 @@ async fn receive(
             limit: MAX_BODY_BYTES,
         })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-    let now = unix_now();
-    let Opened { message, mode } = state.callback.keys.open(&query, &body, now)?;
-    let key = message.redelivery_key();
-    if !state.callback.first_delivery(&key) {
-        return Ok(acknowledge());
+    Ok(state.callback.keys.open(query, &body, unix_now())?)
+}
+
+/// The `type` label of a push in the metrics.
+fn event_kind(message: &Message) -> &'static str {
+    match message.inbound() {
+        Inbound::QrScan {
+            subscribed: true, ..
+        } => "subscribe",
+        Inbound::QrScan {
+            subscribed: false, ..
+        } => "scan",
+        Inbound::Unsubscribe => "unsubscribe",
+        Inbound::Other => "other",
     }
-    match handle(&state, &message).await {
-        Ok(Some(text)) => {
-            let reply = text_reply(&message.from_user, &message.to_user, now, text);
-            Ok(HttpResponse::Ok()
-                .content_type("application/xml; charset=utf-8")
-                .body(state.callback.keys.seal(reply, mode, now)))
+}
+
+/// What came of a push.
+#[derive(Clone, Copy)]
+enum Outcome {
+    LoggedIn,
+    NeedBind,
+    /// Someone else scanned this QR code first.
+    AlreadyScanned,
+    /// The scene expired, or never was.
+    Expired,
+    /// A scene key or event that isn't ours.
+    NotOurs,
+    Unbound,
+    /// An unfollow with nothing to unbind (or older than the current binding).
+    NothingToUnbind,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::LoggedIn => "logged_in",
+            Outcome::NeedBind => "need_bind",
+            Outcome::AlreadyScanned => "already_scanned",
+            Outcome::Expired => "expired",
+            Outcome::NotOurs => "ignored",
+            Outcome::Unbound => "unbound",
+            Outcome::NothingToUnbind => "nothing_to_unbind",
         }
-        Ok(None) => Ok(acknowledge()),
-        Err(e) => {
-            // Let WeChat's retry be handled afresh.
-            state.callback.seen.invalidate(&key);
-            Err(e)
+    }
+
+    /// The text the user sees in WeChat, if any.
+    fn reply(self) -> Option<&'static str> {
+        match self {
+            Outcome::LoggedIn => Some(REPLY_LOGGED_IN),
+            Outcome::NeedBind => Some(REPLY_NEED_BIND),
+            Outcome::AlreadyScanned => Some(REPLY_USED),
+            Outcome::Expired => Some(REPLY_EXPIRED),
+            Outcome::NotOurs | Outcome::Unbound | Outcome::NothingToUnbind => None,
         }
     }
 }
 
-/// Acts on one message; returns the text to reply to the user, if any.
-async fn handle(state: &AppState, message: &Message) -> Result<Option<&'static str>, ApiError> {
+/// Acts on one message.
+async fn handle(state: &AppState, message: &Message) -> Result<Outcome, ApiError> {
     match message.inbound() {
         Inbound::QrScan {
             scene_key,
@@ -103,7 +179,7 @@ async fn handle(state: &AppState, message: &Message) -> Result<Option<&'static s
         } => {
             // A scene key that isn't shaped like ours belongs to some other QR code of the account.
             let Some(scene) = SceneId::parse(scene_key) else {
-                return Ok(None);
+                return Ok(Outcome::NotOurs);
             };
             let openid = sender(message)?;
             let lookup = state
@@ -112,29 +188,34 @@ async fn handle(state: &AppState, message: &Message) -> Result<Option<&'static s
                 .await
                 .map_err(|e| ApiError::Internal(format!("scene supervisor: {e}")))?;
             let SceneLookup::Live(scene) = lookup else {
-                return Ok(Some(REPLY_EXPIRED));
+                return Ok(Outcome::Expired);
             };
-            let Ok(outcome) = scene.send(Scan { openid, subscribed }).await else {
-                return Ok(Some(REPLY_EXPIRED));
+            let Ok(scanned) = scene.send(Scan { openid, subscribed }).await else {
+                return Ok(Outcome::Expired);
             };
-            Ok(Some(match outcome {
-                Ok(ScanOutcome::LoggedIn) => REPLY_LOGGED_IN,
-                Ok(ScanOutcome::NeedBind) => REPLY_NEED_BIND,
-                Err(SceneError::AlreadyScanned) => REPLY_USED,
-                Err(e) => return Err(e.into()),
-            }))
+            match scanned {
+                Ok(ScanOutcome::LoggedIn) => {
+                    state.metrics.login("scan");
+                    Ok(Outcome::LoggedIn)
+                }
+                Ok(ScanOutcome::NeedBind) => Ok(Outcome::NeedBind),
+                Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
+                Err(e) => Err(e.into()),
+            }
         }
         Inbound::Unsubscribe => {
             let openid = sender(message)?;
             let at = message
                 .created_at()
                 .ok_or_else(|| bad_field("CreateTime"))?;
-            if state.store.unbind(&openid, at).await? {
-                tracing::info!(openid = %openid, "unsubscribed: binding removed, sessions revoked");
+            if !state.store.unbind(&openid, at).await? {
+                return Ok(Outcome::NothingToUnbind);
             }
-            Ok(None)
+            state.metrics.unbind();
+            tracing::info!(openid = %openid, "unsubscribed: binding removed, sessions revoked");
+            Ok(Outcome::Unbound)
         }
-        Inbound::Other => Ok(None),
+        Inbound::Other => Ok(Outcome::NotOurs),
     }
 }
 

@@ -1,11 +1,15 @@
 //! The sandbox: a WeChat simulator inside the service, used when no AppID is configured.
 //!
-//! It plays both sides of WeChat: the HTTP API the service calls ([`api`]), and the phone
-//! that scans QR codes, whose events it signs and POSTs to `/wechat` over real HTTP, exactly
-//! as WeChat would ([`phone`]). Sandbox routes exist only in sandbox mode.
+//! It plays both sides of WeChat: the HTTP API the service calls ([`api`]), the server of QR
+//! images ([`showqrcode`]), and the phone that scans QR codes, whose events it signs and POSTs
+//! to `/wechat` over real HTTP, exactly as WeChat would ([`phone`]). Sandbox routes exist only
+//! in sandbox mode.
 
 mod api;
 mod phone;
+mod showqrcode;
+
+pub use showqrcode::SHOW_QRCODE;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -16,7 +20,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use moka::sync::Cache;
 use rand::RngCore;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wxlogin_storage::Phone;
 
 use crate::config::Credentials;
@@ -30,6 +34,8 @@ const APPID: &str = "wxsandbox0000000";
 const ACCOUNT: &str = "gh_sandbox";
 /// WeChat's access tokens live two hours.
 const TOKEN_LIFETIME_SECS: u64 = 7200;
+/// How many sent texts the simulated phones remember; older ones are dropped.
+const OUTBOX_CAPACITY: usize = 100;
 
 pub struct Simulator {
     secret: String,
@@ -42,8 +48,6 @@ pub struct Simulator {
     http: reqwest::Client,
     /// QR ticket → (scene string, expiry).
     tickets: Cache<String, (String, Instant)>,
-    /// Phone → the last code "sent" to it.
-    sms_outbox: Cache<String, String>,
     state: Mutex<SimState>,
 }
 
@@ -60,6 +64,17 @@ struct SimState {
     token_fetches: u64,
     stable_token_fetches: u64,
     qrcodes_created: u64,
+    /// The texts "sent" to phones, oldest first.
+    outbox: VecDeque<Sms>,
+}
+
+/// A verification code as a simulated phone received it.
+#[derive(Clone, Serialize)]
+struct Sms {
+    phone: String,
+    code: String,
+    /// Unix seconds.
+    sent_at: u64,
 }
 
 /// A failure the fake API can be told to give.
@@ -105,10 +120,6 @@ impl Simulator {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(86_400))
                 .build(),
-            sms_outbox: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(3600))
-                .build(),
             state: Mutex::new(SimState::default()),
         }
     }
@@ -124,6 +135,7 @@ impl Simulator {
 
     pub fn configure(cfg: &mut web::ServiceConfig) {
         api::configure(cfg);
+        showqrcode::configure(cfg);
         phone::configure(cfg);
     }
 
@@ -134,8 +146,20 @@ impl Simulator {
     }
 
     pub fn deliver_sms(&self, phone: &Phone, code: &str) {
-        self.sms_outbox
-            .insert(phone.as_str().to_owned(), code.to_owned());
+        let mut state = self.state();
+        if state.outbox.len() == OUTBOX_CAPACITY {
+            state.outbox.pop_front();
+        }
+        state.outbox.push_back(Sms {
+            phone: phone.as_str().to_owned(),
+            code: code.to_owned(),
+            sent_at: unix_now(),
+        });
+    }
+
+    /// The texts phones received, newest first.
+    fn received_sms(&self) -> Vec<Sms> {
+        self.state().outbox.iter().rev().cloned().collect()
     }
 
     /// Signs (and in safe mode encrypts) an event as WeChat does and POSTs it to the

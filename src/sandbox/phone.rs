@@ -1,5 +1,5 @@
-//! The simulated phone and the sandbox's controls: scan a ticket as a chosen openid,
-//! unfollow, read the SMS a phone received, and make the fake API fail on purpose.
+//! The simulated phone and the sandbox's controls: its page, scan a ticket as a chosen openid,
+//! unfollow, read the SMS phones received, and make the fake API fail on purpose.
 
 use std::time::{Duration, Instant};
 
@@ -9,13 +9,24 @@ use serde_json::json;
 
 use super::{Fault, Simulator, UserEvent};
 use crate::error::ApiError;
+use crate::http::page::asset;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sandbox/scan", web::post().to(scan))
-        .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
-        .route("/sandbox/sms/{phone}", web::get().to(last_sms))
-        .route("/sandbox/control", web::post().to(control))
-        .route("/sandbox/stats", web::get().to(stats));
+    // The ticket comes in the query string and is read by the page's script.
+    cfg.route(
+        "/sandbox/phone",
+        web::get().to(|| async { asset("text/html", include_str!("phone/phone.html")) }),
+    )
+    .route(
+        "/sandbox/phone.js",
+        web::get().to(|| async { asset("text/javascript", include_str!("phone/phone.js")) }),
+    )
+    .route("/sandbox/scan", web::post().to(scan))
+    .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
+    .route("/sandbox/sms", web::get().to(all_sms))
+    .route("/sandbox/sms/{phone}", web::get().to(last_sms))
+    .route("/sandbox/control", web::post().to(control))
+    .route("/sandbox/stats", web::get().to(stats));
 }
 
 #[derive(Deserialize)]
@@ -83,15 +94,20 @@ async fn deliver(sim: &Simulator, event: &UserEvent<'_>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(json!({"status": delivery.status, "reply": delivery.reply})))
 }
 
+async fn all_sms(sim: web::Data<Simulator>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.received_sms())
+}
+
 async fn last_sms(
     sim: web::Data<Simulator>,
     phone: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let code = sim
-        .sms_outbox
-        .get(phone.as_str())
+    let sms = sim
+        .received_sms()
+        .into_iter()
+        .find(|sms| sms.phone == *phone)
         .ok_or(ApiError::NotFound("no code was sent to this phone"))?;
-    Ok(HttpResponse::Ok().json(json!({"phone": phone.as_str(), "code": code})))
+    Ok(HttpResponse::Ok().json(sms))
 }
 
 #[derive(Deserialize)]

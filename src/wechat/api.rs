@@ -16,14 +16,16 @@ use wxlogin_actors::{
     TokenSource,
 };
 
+use crate::metrics::Metrics;
+
 /// Tries per call when WeChat is busy (errcode -1), answers 5xx, or can't be connected to.
 const MAX_ATTEMPTS: u32 = 3;
 /// The first retry waits about this long; each later one twice as long, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// After WeChat says the quota is used up (45009, 45011), no call is made for this long.
 const QUOTA_PAUSE: Duration = Duration::from_secs(60);
-/// Where the QR image for a ticket is served.
-const SHOW_QRCODE: &str = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=";
+/// Where WeChat serves the image of a QR ticket; the URL-encoded ticket follows.
+pub const SHOW_QRCODE: &str = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WechatError {
@@ -102,10 +104,10 @@ pub struct QrTicket {
 }
 
 impl QrTicket {
-    /// WeChat's image of this QR code.
-    pub fn image_url(&self) -> String {
+    /// The image of this QR code, served at `show_qrcode` followed by the ticket.
+    fn image_url(&self, show_qrcode: &str) -> String {
         let ticket: String = url::form_urlencoded::byte_serialize(self.ticket.as_bytes()).collect();
-        format!("{SHOW_QRCODE}{ticket}")
+        format!("{show_qrcode}{ticket}")
     }
 }
 
@@ -115,6 +117,7 @@ impl QrTicket {
 pub struct WechatApi {
     http: reqwest::Client,
     base: String,
+    metrics: Arc<Metrics>,
     paused_until: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -133,7 +136,7 @@ struct TokenAnswer {
 }
 
 impl WechatApi {
-    pub fn new(base: &Url, timeout: Duration) -> Self {
+    pub fn new(base: &Url, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -142,6 +145,7 @@ impl WechatApi {
             http,
             base: base.as_str().trim_end_matches('/').to_owned(),
             paused_until: Arc::default(),
+            metrics,
         }
     }
 
@@ -159,9 +163,9 @@ impl WechatApi {
                 ("appid", appid),
                 ("secret", secret),
             ]);
-        self.call::<TokenAnswer>(request)
-            .await
-            .map(TokenAnswer::into_fetched)
+        let answer: TokenAnswer = self.call("token", request).await?;
+        self.metrics.token_refreshed();
+        Ok(answer.into_fetched())
     }
 
     /// The stable token: shared by every server of the account; `force_refresh` only when
@@ -181,9 +185,9 @@ impl WechatApi {
                 "secret": secret,
                 "force_refresh": force_refresh,
             }));
-        self.call::<TokenAnswer>(request)
-            .await
-            .map(TokenAnswer::into_fetched)
+        let answer: TokenAnswer = self.call("stable_token", request).await?;
+        self.metrics.token_refreshed();
+        Ok(answer.into_fetched())
     }
 
     pub async fn create_qrcode(
@@ -201,12 +205,13 @@ impl WechatApi {
                 "action_name": "QR_STR_SCENE",
                 "action_info": {"scene": {"scene_str": scene.as_str()}},
             }));
-        self.call(request).await
+        self.call("qrcode_create", request).await
     }
 
     /// Sends `request`, retrying transient failures with exponential backoff and jitter.
     async fn call<T: DeserializeOwned>(
         &self,
+        endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<T, WechatError> {
         self.check_not_paused()?;
@@ -215,7 +220,9 @@ impl WechatApi {
             let this_try = request
                 .try_clone()
                 .expect("WeChat requests have in-memory bodies");
-            match call_once(this_try).await {
+            let result = call_once(this_try).await;
+            self.metrics.wechat_call(endpoint, &outcome_label(&result));
+            match result {
                 Err(e) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
                     tracing::debug!(error = %e, attempt, "WeChat call failed; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
@@ -255,6 +262,18 @@ impl TokenAnswer {
 fn backoff(attempt: u32) -> Duration {
     let base = FIRST_BACKOFF * 2u32.pow(attempt);
     base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
+/// The `errcode` label of a call: WeChat's own code, or what went wrong on the way.
+fn outcome_label<T>(result: &Result<T, WechatError>) -> String {
+    match result {
+        Ok(_) => "0".into(),
+        Err(WechatError::Api { errcode, .. }) => errcode.to_string(),
+        Err(WechatError::Status(status)) => format!("http_{}", status.as_u16()),
+        Err(WechatError::Unreachable(e)) if e.is_timeout() => "timeout".into(),
+        Err(WechatError::Unreachable(_)) => "unreachable".into(),
+        Err(_) => "bad_answer".into(),
+    }
 }
 
 /// Sends a request and reads WeChat's answer: errors come as HTTP 200 with a non-zero `errcode`.
@@ -318,11 +337,26 @@ impl TokenSource for CredentialTokenSource {
 pub struct WechatClient {
     api: WechatApi,
     tokens: Addr<TokenActor<CredentialTokenSource>>,
+    /// Where QR images are served: [`SHOW_QRCODE`], or the sandbox's stand-in for it.
+    show_qrcode: String,
 }
 
 impl WechatClient {
-    pub fn new(api: WechatApi, tokens: Addr<TokenActor<CredentialTokenSource>>) -> Self {
-        Self { api, tokens }
+    pub fn new(
+        api: WechatApi,
+        tokens: Addr<TokenActor<CredentialTokenSource>>,
+        show_qrcode: String,
+    ) -> Self {
+        Self {
+            api,
+            tokens,
+            show_qrcode,
+        }
+    }
+
+    /// The URL of the image a browser shows for `qr`.
+    pub fn image_url(&self, qr: &QrTicket) -> String {
+        qr.image_url(&self.show_qrcode)
     }
 
     pub async fn create_qrcode(
@@ -355,7 +389,8 @@ impl WechatClient {
         }
     }
 
-    async fn token(&self) -> Result<AccessToken, WechatError> {
+    /// A usable access token: cached, or fetched now.
+    pub async fn token(&self) -> Result<AccessToken, WechatError> {
         let answer = self.tokens.send(GetToken).await;
         let token = answer.map_err(|e| TokenError::new(std::io::Error::other(e.to_string())))??;
         Ok(token)
@@ -385,7 +420,7 @@ mod tests {
             url: String::new(),
         };
         assert_eq!(
-            ticket.image_url(),
+            ticket.image_url(SHOW_QRCODE),
             "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH4%2Ba%2Fb%3D"
         );
     }

@@ -9,6 +9,7 @@ mod model;
 mod store;
 
 pub use model::{
-    constant_time_eq, Binding, LoginMethod, LoginRecord, OpenId, Phone, Session, SessionToken,
+    constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
+    Session, SessionToken,
 };
 pub use store::{BindError, Store, StoreError};

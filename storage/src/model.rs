@@ -138,6 +138,30 @@ pub struct LoginRecord {
     pub client_ip: String,
 }
 
+/// Where a page of the login log ended: the next page starts just before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginCursor(pub(crate) [u8; 16]);
+
+impl LoginCursor {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let bytes = hex::decode(raw).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for LoginCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// Some of a user's logins, newest first, and where the next page starts.
+#[derive(Debug)]
+pub struct LoginPage {
+    pub records: Vec<LoginRecord>,
+    pub next: Option<LoginCursor>,
+}
+
 /// Compares two secrets without an early exit, so timing tells nothing about how much matched.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

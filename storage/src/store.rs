@@ -1,5 +1,5 @@
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -7,8 +7,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
 use crate::flush::GroupFlush;
-
-use crate::model::{Binding, LoginMethod, LoginRecord, OpenId, Phone, Session, SessionToken};
+use crate::model::{
+    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session, SessionToken,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +43,9 @@ pub struct Store {
     sessions_by_openid: Tree,
     /// openid ‖ 0 ‖ big-endian ms ‖ big-endian id → [`LoginRecord`], so a prefix scan is a user's history in time order.
     logins: Tree,
+    /// Binding writes hold it shared; a backup holds it alone while it reads every binding,
+    /// so no backup sees half of a move of a phone from one openid to another.
+    binding_writes: Arc<RwLock<()>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +72,7 @@ impl Store {
             logins: db.open_tree("logins")?,
             flusher: Arc::new(GroupFlush::new(db.clone())),
             db,
+            binding_writes: Arc::default(),
         })
     }
 
@@ -88,11 +93,36 @@ impl Store {
     /// Binds `phone` to `openid`. A phone already bound to another openid is refused;
     /// an openid that is already bound moves to the new phone (it proved it owns both).
     pub async fn bind(&self, openid: &OpenId, phone: &Phone) -> Result<Binding, BindError> {
-        let bound_at = unix_now();
+        let binding = Binding {
+            openid: openid.clone(),
+            phone: phone.clone(),
+            bound_at: unix_now(),
+        };
+        self.write_binding(&binding)?;
+        self.flush().await?;
+        Ok(binding)
+    }
+
+    /// Writes `binding` as it stands (bound_at included), checking the phone is free.
+    /// Not flushed: for loading a backup, which flushes once at the end.
+    pub fn restore_binding(&self, binding: &Binding) -> Result<(), BindError> {
+        self.write_binding(binding)
+    }
+
+    fn write_binding(&self, binding: &Binding) -> Result<(), BindError> {
+        let Binding {
+            openid,
+            phone,
+            bound_at,
+        } = binding;
         let value = encode(&BindingValue {
             phone: phone.clone(),
-            bound_at,
+            bound_at: *bound_at,
         })?;
+        let _shared = self
+            .binding_writes
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         (&self.bindings, &self.phones)
             .transaction(|(bindings, phones)| {
                 if let Some(owner) = phones.get(phone.as_str())? {
@@ -110,13 +140,43 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => StoreError::from(e).into(),
-            })?;
-        self.flush().await?;
-        Ok(Binding {
-            openid: openid.clone(),
-            phone: phone.clone(),
-            bound_at,
-        })
+            })
+    }
+
+    /// Who `phone` is bound to.
+    pub fn binding_by_phone(&self, phone: &Phone) -> Result<Option<Binding>, StoreError> {
+        let Some(owner) = self.phones.get(phone.as_str())? else {
+            return Ok(None);
+        };
+        let openid = OpenId::parse(&String::from_utf8_lossy(&owner)).ok_or_else(corrupt)?;
+        self.binding(&openid)
+    }
+
+    /// Every binding, as of one moment: binding writes wait while they are read.
+    pub fn bindings_snapshot(&self) -> Result<Vec<Binding>, StoreError> {
+        let _alone = self
+            .binding_writes
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        self.bindings
+            .iter()
+            .map(|entry| {
+                let (openid, raw) = entry?;
+                let value: BindingValue = decode(&raw)?;
+                let openid =
+                    OpenId::parse(&String::from_utf8_lossy(&openid)).ok_or_else(corrupt)?;
+                Ok(Binding {
+                    openid,
+                    phone: value.phone,
+                    bound_at: value.bound_at,
+                })
+            })
+            .collect()
+    }
+
+    /// No binding at all: a fresh data directory, fit to restore a backup into.
+    pub fn has_no_bindings(&self) -> bool {
+        self.bindings.is_empty()
     }
 
     /// Removes the binding and every session of `openid`, unless the binding is newer than
@@ -135,6 +195,10 @@ impl Store {
             .scan_prefix(&prefix)
             .keys()
             .collect::<Result<Vec<_>, _>>()?;
+        let _shared = self
+            .binding_writes
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         (
             &self.bindings,
             &self.phones,
@@ -151,6 +215,7 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(tx_error)?;
+        drop(_shared);
         self.flush().await?;
         Ok(true)
     }
@@ -258,21 +323,55 @@ impl Store {
         Ok(purged)
     }
 
-    /// A user's logins, newest first.
-    pub fn logins(&self, openid: &OpenId, limit: usize) -> Result<Vec<LoginRecord>, StoreError> {
-        self.logins
-            .scan_prefix(record_prefix(openid))
-            .values()
+    /// A page of a user's logins, newest first, starting after `before` (a cursor from an
+    /// earlier page) or at the newest.
+    pub fn logins(
+        &self,
+        openid: &OpenId,
+        limit: usize,
+        before: Option<LoginCursor>,
+    ) -> Result<LoginPage, StoreError> {
+        let prefix = record_prefix(openid);
+        let mut end = prefix.clone();
+        match &before {
+            Some(cursor) => end.extend_from_slice(&cursor.0),
+            None => *end.last_mut().expect("the prefix ends with 0") = 1,
+        }
+        let mut records = Vec::new();
+        let mut last_key = None;
+        for entry in self
+            .logins
+            .range(prefix.as_slice()..end.as_slice())
             .rev()
             .take(limit)
-            .map(|raw| decode(&raw?))
-            .collect()
+        {
+            let (key, raw) = entry?;
+            records.push(decode(&raw)?);
+            last_key = Some(key);
+        }
+        let next = last_key
+            .filter(|_| records.len() == limit)
+            .and_then(|key| key[prefix.len()..].try_into().ok())
+            .map(LoginCursor);
+        Ok(LoginPage { records, next })
     }
 
-    async fn flush(&self) -> Result<(), StoreError> {
+    /// Proves the store answers reads (for readiness checks).
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.bindings.first()?;
+        Ok(())
+    }
+
+    /// Writes everything to disk. Every write method already does; this is for shutdown.
+    /// Goes through the group flush, so it shares a sync with concurrent writers.
+    pub async fn flush(&self) -> Result<(), StoreError> {
         self.flusher.flush().await?;
         Ok(())
     }
+}
+
+fn corrupt() -> StoreError {
+    StoreError::Corrupt(postcard::Error::DeserializeBadEncoding)
 }
 
 /// `openid ‖ 0`: openids never contain a zero byte, so one user's prefix never matches another's.
@@ -456,10 +555,76 @@ mod tests {
             .open_session(&openid("alicex"), HOUR, LoginMethod::Scan, "3.3.3.3")
             .await
             .unwrap();
-        let logins = store.logins(&alice, 10).unwrap();
+        let logins = store.logins(&alice, 10, None).unwrap().records;
         let ips: Vec<_> = logins.iter().map(|l| l.client_ip.as_str()).collect();
         assert_eq!(ips, ["2.2.2.2", "1.1.1.1"]);
         assert_eq!(logins[1].method, LoginMethod::Bind);
+    }
+
+    #[tokio::test]
+    async fn logins_page_by_cursor() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        for ip in ["1", "2", "3", "4", "5"] {
+            store
+                .open_session(&alice, HOUR, LoginMethod::Scan, ip)
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.logins(&alice, 2, before).unwrap();
+            seen.extend(page.records.iter().map(|r| r.client_ip.clone()));
+            match page.next {
+                Some(next) => before = Some(LoginCursor::parse(&next.to_string()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["5", "4", "3", "2", "1"]);
+        assert!(LoginCursor::parse("zz").is_none());
+    }
+
+    #[tokio::test]
+    async fn lookups_by_phone_and_snapshots() {
+        let (_dir, store) = store();
+        assert!(store.has_no_bindings());
+        store
+            .bind(&openid("alice"), &phone("13800000001"))
+            .await
+            .unwrap();
+        store
+            .bind(&openid("bob"), &phone("13800000002"))
+            .await
+            .unwrap();
+        let bob = store
+            .binding_by_phone(&phone("13800000002"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(bob.openid, openid("bob"));
+        assert!(store
+            .binding_by_phone(&phone("13800000003"))
+            .unwrap()
+            .is_none());
+        let all = store.bindings_snapshot().unwrap();
+        assert_eq!(all.len(), 2);
+
+        let (_other_dir, copy) = self::store();
+        for binding in &all {
+            copy.restore_binding(binding).unwrap();
+        }
+        assert_eq!(
+            copy.binding(&openid("alice")).unwrap(),
+            store.binding(&openid("alice")).unwrap()
+        );
+        let clash = Binding {
+            openid: openid("carol"),
+            ..all[0].clone()
+        };
+        assert!(matches!(
+            copy.restore_binding(&clash),
+            Err(BindError::PhoneTaken)
+        ));
     }
 
     #[tokio::test]
@@ -479,6 +644,6 @@ mod tests {
             store.session(&token).unwrap().unwrap().binding.phone,
             phone("13800000001")
         );
-        assert_eq!(store.logins(&alice, 10).unwrap().len(), 1);
+        assert_eq!(store.logins(&alice, 10, None).unwrap().records.len(), 1);
     }
 }

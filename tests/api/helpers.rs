@@ -10,6 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// The callback token the sandbox uses when WXLOGIN_TOKEN is not set.
 pub const SANDBOX_TOKEN: &str = "sandbox-token";
@@ -33,11 +36,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(Arc::new(tempfile::tempdir().unwrap()), env).await
+}
+
+/// Starts a server on existing data.
+pub async fn spawn_app_on(data_dir: Arc<TempDir>, env: &[(&str, &str)]) -> TestApp {
     let env = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    start(env, Arc::new(tempfile::tempdir().unwrap()))
+    start(env, data_dir)
 }
 
 fn command(env: &[(String, String)], data_dir: &TempDir) -> Command {
@@ -100,14 +108,28 @@ fn drain_into(stream: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
 
 /// Runs the binary with `env` and waits for it to exit; returns its status and stderr.
 pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let (status, _, stderr) = run_command(&[], env);
+    (status, stderr)
+}
+
+/// Runs `wxlogin ARGS...` with `env` (in a fresh data directory unless `env` names one) and
+/// waits, at most 10 s, for it to exit; returns its status, stdout and stderr.
+pub fn run_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
     let data_dir = tempfile::tempdir().unwrap();
     let env: Vec<_> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut child = command(&env, &data_dir).spawn().unwrap();
+    let mut child = command(&env, &data_dir).args(args).spawn().unwrap();
     for _ in 0..200 {
         if let Some(status) = child.try_wait().unwrap() {
+            let mut stdout = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut stdout)
+                .unwrap();
             let mut stderr = String::new();
             child
                 .stderr
@@ -115,12 +137,12 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
                 .unwrap()
                 .read_to_string(&mut stderr)
                 .unwrap();
-            return (status, stderr);
+            return (status, stdout, stderr);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
-    panic!("wxlogin kept running with {env:?}");
+    panic!("wxlogin {args:?} kept running with {env:?}");
 }
 
 pub fn unix_now() -> u64 {
@@ -160,14 +182,24 @@ pub fn event_xml(openid: &str, create_time: u64, event: &str, event_key: &str) -
 }
 
 impl TestApp {
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 
     /// Kills the server (SIGKILL: nothing gets a chance to flush) and starts it again on the same data.
     pub fn restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.stop();
+        self.start_again();
+    }
+
+    /// Starts the server again on the same data and settings, after [`TestApp::stop`] or
+    /// [`TestApp::terminate`].
+    pub fn start_again(&mut self) {
         let next = start(self.env.clone(), self.data_dir.clone());
         *self = next;
     }
@@ -176,6 +208,23 @@ impl TestApp {
     pub fn stop(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits, at most 20 s, for the server to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("wxlogin did not exit within 20 s of SIGTERM");
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
@@ -342,6 +391,46 @@ impl Drop for TestApp {
             eprintln!("--- wxlogin's log ---\n{}", self.log.lock().unwrap());
         }
     }
+}
+
+/// A stand-in for a server the service calls (an SMS gateway, WeChat's API) on a random
+/// loopback port: every request gets `status` with the JSON `answer`, and each request's body
+/// comes out of the receiver. Returns the server's base URL.
+pub async fn fake_server(status: u16, answer: &'static str) -> (String, UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let received = loop {
+                let n = stream.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break body.to_owned();
+                    }
+                }
+            };
+            let _ = tx.send(received);
+            let response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            stream.write_all(response.as_bytes()).await.unwrap();
+        }
+    });
+    (base, rx)
 }
 
 /// Asserts an error answer: status and JSON `{"error": code, "message": ...}`.

@@ -1,12 +1,20 @@
 //! Black-box tests: the real server on a random port, the sandbox simulator as WeChat.
 
+mod abuse;
+mod admin;
+mod browser;
 mod callback;
 mod config;
+mod crash;
 mod helpers;
 mod hostile;
 mod load_tool;
 mod login;
+mod operations;
+mod page;
 mod safe_mode;
+mod sandbox;
 mod sessions;
+mod shutdown;
 mod sms;
 mod wechat_api;

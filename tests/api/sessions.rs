@@ -106,8 +106,9 @@ async fn logins_are_logged_with_time_and_client_ip() {
 
     let store = Store::open(app.data_dir.path()).unwrap();
     let logins = store
-        .logins(&OpenId::parse("oLogged").unwrap(), 10)
-        .unwrap();
+        .logins(&OpenId::parse("oLogged").unwrap(), 10, None)
+        .unwrap()
+        .records;
     let seen: Vec<_> = logins
         .iter()
         .map(|l| (l.method, l.client_ip.as_str()))
@@ -141,8 +142,10 @@ async fn without_trust_proxy_forwarded_for_is_ignored() {
     app.scan(&ticket, "oDirect", false).await;
     app.stop();
     let store = Store::open(app.data_dir.path()).unwrap();
-    let logins = store.logins(&OpenId::parse("oDirect").unwrap(), 1).unwrap();
-    assert_eq!(logins[0].client_ip, "127.0.0.1");
+    let logins = store
+        .logins(&OpenId::parse("oDirect").unwrap(), 1, None)
+        .unwrap();
+    assert_eq!(logins.records[0].client_ip, "127.0.0.1");
 }
 
 #[tokio::test]

@@ -2,46 +2,14 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::helpers::{assert_error, spawn_app_with};
+use crate::helpers::{assert_error, fake_server, spawn_app_with};
 
-/// A one-route HTTP server that answers `status` and hands each request body to the test.
-async fn webhook(status: u16) -> (String, mpsc::UnboundedReceiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sms", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            let body = loop {
-                let n = stream.read(&mut buf).await.unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break body.to_owned();
-                    }
-                }
-            };
-            let _ = tx.send(serde_json::from_str(&body).unwrap());
-            let answer =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            stream.write_all(answer.as_bytes()).await.unwrap();
-        }
-    });
-    (url, rx)
+/// The site's SMS webhook, answering `status`; each request body comes out of the receiver.
+async fn webhook(status: u16) -> (String, mpsc::UnboundedReceiver<String>) {
+    let (base, received) = fake_server(status, "").await;
+    (format!("{base}/sms"), received)
 }
 
 #[tokio::test]
@@ -56,7 +24,7 @@ async fn codes_are_posted_to_the_webhook() {
             .status(),
         StatusCode::ACCEPTED
     );
-    let message = received.recv().await.unwrap();
+    let message: Value = serde_json::from_str(&received.recv().await.unwrap()).unwrap();
     assert_eq!(message["phone"], "13800000040");
     let code = message["code"].as_str().unwrap();
     assert!(

@@ -1,9 +1,9 @@
 //! The service against WeChat's API: token caching and refresh, outages.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, fake_server, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn one_token_fetch_serves_many_qr_codes() {
@@ -159,4 +159,38 @@ async fn the_stable_token_endpoint_is_used_when_asked() {
     app.control(json!({"revoke_token": true})).await;
     app.create_qr().await;
     assert_eq!(app.sandbox_stats().await["stable_token_fetches"], 2);
+}
+
+#[tokio::test]
+async fn in_real_mode_the_qr_image_is_wechats_and_there_is_no_simulator() {
+    // WeChat's API as far as the service needs it: the token and the QR ticket in one answer.
+    let (wechat, _requests) = fake_server(
+        200,
+        r#"{"access_token": "token", "expires_in": 7200, "ticket": "gQH+a/b=", "url": "http://weixin.qq.com/q/x"}"#,
+    )
+    .await;
+    let app = spawn_app_with(&[
+        ("WXLOGIN_APPID", "wx0000000000000000"),
+        ("WXLOGIN_APPSECRET", "secret"),
+        ("WXLOGIN_TOKEN", "token"),
+        ("WXLOGIN_WECHAT_API", &wechat),
+    ])
+    .await;
+    let qr: Value = app.request_qr().await.json().await.unwrap();
+    assert_eq!(
+        qr["qrcode_url"],
+        "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH%2Ba%2Fb%3D"
+    );
+    assert_eq!(app.get("/").await.status(), StatusCode::OK);
+    for path in [
+        "/sandbox/phone?ticket=gQH%2Ba%2Fb%3D",
+        "/sandbox/showqrcode?ticket=gQH%2Ba%2Fb%3D",
+        "/sandbox/sms",
+    ] {
+        assert_eq!(
+            app.get(path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
 }

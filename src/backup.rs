@@ -1,0 +1,74 @@
+//! Backups of the bindings as JSON lines, one `{"openid", "phone", "bound_at"}` per line:
+//! written by `GET /admin/backup`, loaded by `wxlogin restore FILE`.
+//!
+//! Sessions and the login log are not in a backup: after a restore, users scan once more.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use wxlogin_storage::{BindError, Binding, OpenId, Phone, Store, StoreError};
+
+#[derive(Serialize, Deserialize)]
+pub struct BindingLine {
+    pub openid: String,
+    pub phone: String,
+    pub bound_at: u64,
+}
+
+impl From<&Binding> for BindingLine {
+    fn from(binding: &Binding) -> Self {
+        Self {
+            openid: binding.openid.as_str().to_owned(),
+            phone: binding.phone.as_str().to_owned(),
+            bound_at: binding.bound_at,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot read the backup: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("cannot open the store in WXLOGIN_DATA_DIR: {0}")]
+    Open(StoreError),
+    #[error("the data directory already has bindings; restore into an empty one")]
+    NotEmpty,
+    #[error("line {line}: {problem}")]
+    Line { line: usize, problem: String },
+    #[error("writing the store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Loads the backup at `file` into the empty store in `data_dir`; returns how many bindings.
+pub async fn restore(data_dir: &Path, file: &Path) -> Result<usize, RestoreError> {
+    let store = Store::open(data_dir).map_err(RestoreError::Open)?;
+    if !store.has_no_bindings() {
+        return Err(RestoreError::NotEmpty);
+    }
+    let reader = std::io::BufReader::new(std::fs::File::open(file)?);
+    let mut restored = 0;
+    for (index, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fail = |problem: String| RestoreError::Line {
+            line: index + 1,
+            problem,
+        };
+        let record: BindingLine = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
+        let binding = Binding {
+            openid: OpenId::parse(&record.openid).ok_or_else(|| fail("invalid openid".into()))?,
+            phone: Phone::parse(&record.phone).ok_or_else(|| fail("invalid phone".into()))?,
+            bound_at: record.bound_at,
+        };
+        store.restore_binding(&binding).map_err(|e| match e {
+            BindError::PhoneTaken => fail(format!("phone {} appears twice", record.phone)),
+            BindError::Store(e) => RestoreError::Store(e),
+        })?;
+        restored += 1;
+    }
+    store.flush().await?;
+    Ok(restored)
+}

@@ -1,0 +1,171 @@
+//! The operator's API under `/admin`, behind `WXLOGIN_ADMIN_TOKEN`. Without that setting
+//! none of these routes exist.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use wxlogin_storage::{constant_time_eq, Binding, LoginCursor, OpenId, Phone};
+
+use super::session::bearer_token;
+use super::AppState;
+use crate::backup::BindingLine;
+use crate::error::ApiError;
+
+/// Most login-log entries in one page.
+const MAX_PAGE: usize = 1000;
+/// Bindings per chunk of a streamed backup.
+const BACKUP_CHUNK: usize = 512;
+
+/// The admin routes, when an admin token is configured.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin")
+            .route("/bindings", web::get().to(find_binding))
+            .route("/bindings/{openid}", web::delete().to(delete_binding))
+            .route("/logins", web::get().to(logins))
+            .route("/backup", web::get().to(backup)),
+    );
+}
+
+/// Checks the admin token (in constant time), then reads the query: nothing about a request
+/// is looked at before it is authorized.
+fn authorize<Q: serde::de::DeserializeOwned>(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Q, ApiError> {
+    let expected = state
+        .admin_token
+        .as_deref()
+        .ok_or(ApiError::NotFound("no such endpoint"))?;
+    let given = bearer_token(req).ok_or(ApiError::Unauthorized)?;
+    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::Unauthorized);
+    }
+    let query = web::Query::<Q>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(query.into_inner())
+}
+
+/// For routes that take no query parameters (any given are ignored).
+#[derive(Deserialize)]
+struct NoQuery {}
+
+#[derive(Deserialize)]
+struct BindingQuery {
+    phone: Option<String>,
+    openid: Option<String>,
+}
+
+async fn find_binding(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query: BindingQuery = authorize(&state, &req)?;
+    let binding = match (&query.phone, &query.openid) {
+        (Some(phone), None) => {
+            let phone = Phone::parse(phone).ok_or(ApiError::InvalidPhone)?;
+            state.store.binding_by_phone(&phone)?
+        }
+        (None, Some(openid)) => match OpenId::parse(openid) {
+            Some(openid) => state.store.binding(&openid)?,
+            None => None,
+        },
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of phone and openid".into(),
+            ))
+        }
+    };
+    let binding = binding.ok_or(ApiError::NotFound("no such binding"))?;
+    Ok(HttpResponse::Ok().json(BindingLine::from(&binding)))
+}
+
+async fn delete_binding(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize::<NoQuery>(&state, &req)?;
+    let openid = req.match_info().get("openid").and_then(OpenId::parse);
+    let openid = openid.ok_or(ApiError::NotFound("no such binding"))?;
+    // Every binding is older than the end of time: this always unbinds.
+    if !state.store.unbind(&openid, u64::MAX).await? {
+        return Err(ApiError::NotFound("no such binding"));
+    }
+    state.metrics.unbind();
+    tracing::info!(openid = %openid, "admin removed the binding and revoked its sessions");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct LoginsQuery {
+    openid: String,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+async fn logins(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let query: LoginsQuery = authorize(&state, &req)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let before = match &query.before {
+        Some(raw) => Some(LoginCursor::parse(raw).ok_or(ApiError::BadRequest(
+            "before is not a cursor from an earlier page".into(),
+        ))?),
+        None => None,
+    };
+    let Some(openid) = OpenId::parse(&query.openid) else {
+        return Ok(HttpResponse::Ok().json(json!({"logins": [], "next": null})));
+    };
+    let page = state.store.logins(&openid, limit, before)?;
+    let logins: Vec<_> = page
+        .records
+        .iter()
+        .map(|r| json!({"at_ms": r.at_ms, "method": format!("{:?}", r.method).to_lowercase(), "client_ip": r.client_ip}))
+        .collect();
+    Ok(
+        HttpResponse::Ok()
+            .json(json!({"logins": logins, "next": page.next.map(|c| c.to_string())})),
+    )
+}
+
+/// All bindings as JSON lines, read at one moment and streamed in chunks.
+async fn backup(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    authorize::<NoQuery>(&state, &req)?;
+    let bindings = state.store.bindings_snapshot()?;
+    tracing::info!(bindings = bindings.len(), "backup taken");
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .body(BackupBody {
+            bindings: bindings.into_iter(),
+        }))
+}
+
+struct BackupBody {
+    bindings: std::vec::IntoIter<Binding>,
+}
+
+impl MessageBody for BackupBody {
+    type Error = serde_json::Error;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let mut chunk = Vec::new();
+        for binding in self.bindings.by_ref().take(BACKUP_CHUNK) {
+            if let Err(e) = serde_json::to_writer(&mut chunk, &BindingLine::from(&binding)) {
+                return Poll::Ready(Some(Err(e)));
+            }
+            chunk.push(b'\n');
+        }
+        Poll::Ready((!chunk.is_empty()).then(|| Ok(Bytes::from(chunk))))
+    }
+}

@@ -1,0 +1,200 @@
+// wxlogin's login page: the reference integration. Copy it and adapt TEXT and onLoggedIn.
+//
+// The flow: POST /api/qrcode and show its image; long-poll the scene's status; on `need_bind`
+// ask for a mobile number and its SMS code; on `logged_in` keep the session token.
+'use strict';
+
+const API = '';            // wxlogin's origin: '' when it serves this page or sits behind your proxy
+const POLL_WAIT_SECS = 25; // how long the server may hold each status request
+const RETRY_MS = 3000;     // pause before polling again after a network error
+const TOKEN_KEY = 'wxlogin-token';
+
+const TEXT = {
+  network: 'Cannot reach the server. Check your connection.',
+  expired: 'QR code expired — click to refresh',
+  retry: 'Click to try again',
+  sendCode: 'Send code',
+  resendIn: (secs) => `Resend in ${secs}s`,
+};
+
+const $ = (id) => document.getElementById(id);
+let scene = null;         // the QR code being shown and watched: {scene_id, ticket, qrcode_url}
+let cooldownTimer = null;
+
+class ApiError extends Error {
+  constructor(status, body, retryAfter) {
+    super(body && body.message ? body.message : `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.error;
+    this.retryAfter = Number(retryAfter) || 0;
+  }
+}
+
+// One call to wxlogin. Every error answer is {"error", "message"}; it becomes an ApiError.
+async function api(method, path, body, token) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(API + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, { error: 'network', message: TEXT.network });
+  }
+  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, data, response.headers.get('Retry-After'));
+  return data;
+}
+
+function show(view) {
+  for (const id of ['scan', 'bind', 'me']) $(id).hidden = id !== view;
+}
+
+function showError(error) {
+  const message = error ? error.message : '';
+  $('error').textContent = message.charAt(0).toUpperCase() + message.slice(1);
+  $('error').hidden = !error;
+}
+
+async function newQrCode() {
+  scene = null;
+  showError(null);
+  show('scan');
+  $('refresh').hidden = true;
+  try {
+    scene = await api('POST', '/api/qrcode');
+  } catch (error) {
+    showError(error);
+    offerRefresh(TEXT.retry);
+    return;
+  }
+  $('qr-image').src = scene.qrcode_url;
+  // Sandbox only: its QR codes open a simulated phone; link it for trying on one machine.
+  $('sandbox-phone').hidden = !scene.qrcode_url.startsWith('/sandbox/');
+  $('sandbox-phone').href = `/sandbox/phone?ticket=${encodeURIComponent(scene.ticket)}`;
+  watch(scene);
+}
+
+// Long-polls one scene until it logs in or expires, or another QR code replaces it.
+async function watch(current) {
+  while (scene === current) {
+    let status;
+    try {
+      status = await api('GET', `/api/qrcode/${current.scene_id}/status?wait=${POLL_WAIT_SECS}`);
+    } catch (error) {
+      // 404: the server no longer knows the scene (say, it restarted); that is expired too.
+      if (error.status === 404) status = { state: 'expired' };
+      else {
+        if (scene === current) showError(error);
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+        continue;
+      }
+    }
+    if (scene !== current) return;
+    if (status.state === 'need_bind' && $('bind').hidden) {
+      showError(null);
+      show('bind');
+      $('phone').focus();
+    } else if (status.state === 'logged_in') {
+      return onLoggedIn(status.token);
+    } else if (status.state === 'expired') {
+      scene = null;
+      show('scan');
+      offerRefresh(TEXT.expired);
+      return;
+    }
+  }
+}
+
+function offerRefresh(text) {
+  $('refresh').textContent = text;
+  $('refresh').hidden = false;
+}
+
+async function sendCode() {
+  showError(null);
+  try {
+    const answer = await api('POST', `/api/qrcode/${scene.scene_id}/sms`, { phone: $('phone').value });
+    startCooldown(answer.cooldown);
+    $('code').focus();
+  } catch (error) {
+    showError(error);
+    if (error.retryAfter) startCooldown(error.retryAfter);
+  }
+}
+
+// The send button counts down until the server accepts another code request.
+function startCooldown(secs) {
+  clearInterval(cooldownTimer);
+  const button = $('send-code');
+  const tick = () => {
+    button.disabled = secs > 0;
+    button.textContent = secs > 0 ? TEXT.resendIn(secs) : TEXT.sendCode;
+    if (secs <= 0) clearInterval(cooldownTimer);
+    secs -= 1;
+  };
+  cooldownTimer = setInterval(tick, 1000);
+  tick();
+}
+
+async function bind(event) {
+  event.preventDefault();
+  showError(null);
+  const current = scene;
+  try {
+    const answer = await api('POST', `/api/qrcode/${current.scene_id}/bind`, {
+      phone: $('phone').value,
+      code: $('code').value,
+    });
+    if (scene === current) onLoggedIn(answer.token);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// Logged in. A site would hand the token to its own back end here, which checks it with
+// GET /api/me; this page keeps it for the tab and shows who is logged in.
+function onLoggedIn(token) {
+  scene = null;
+  startCooldown(0);
+  $('bind').reset();
+  sessionStorage.setItem(TOKEN_KEY, token);
+  showMe(token);
+}
+
+async function showMe(token) {
+  try {
+    const me = await api('GET', '/api/me', undefined, token);
+    $('me-phone').textContent = me.phone;
+    $('me-openid').textContent = me.openid;
+    showError(null);
+    show('me');
+  } catch (error) {
+    if (error.status !== 401) return showError(error);
+    sessionStorage.removeItem(TOKEN_KEY); // the session ended: log in again
+    newQrCode();
+  }
+}
+
+async function logout() {
+  try {
+    await api('POST', '/api/logout', undefined, sessionStorage.getItem(TOKEN_KEY));
+  } catch (error) {
+    if (error.status !== 401) return showError(error); // 401: it had ended already
+  }
+  sessionStorage.removeItem(TOKEN_KEY);
+  newQrCode();
+}
+
+$('refresh').addEventListener('click', newQrCode);
+$('send-code').addEventListener('click', sendCode);
+$('bind').addEventListener('submit', bind);
+$('logout').addEventListener('click', logout);
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+if (saved) showMe(saved);
+else newQrCode();

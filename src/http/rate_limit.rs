@@ -1,0 +1,127 @@
+//! Token buckets per key (a client IP, a phone number), kept in moka so that idle keys cost
+//! nothing and vanish on their own.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+
+use crate::config::Settings;
+
+/// Most keys tracked at once by one limiter; beyond that the least used are forgotten.
+const MAX_KEYS: u64 = 1_000_000;
+
+pub struct RateLimiter {
+    capacity: f64,
+    refill_per_sec: f64,
+    buckets: Cache<String, Arc<Mutex<Bucket>>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimiter {
+    /// Allows bursts of `limit` and `limit` per `period` on average; `None` when `limit` is 0,
+    /// which disables the limit.
+    pub fn per(limit: u32, period: Duration) -> Option<Self> {
+        (limit > 0).then(|| Self {
+            capacity: f64::from(limit),
+            refill_per_sec: f64::from(limit) / period.as_secs_f64(),
+            // A bucket left alone for a whole period is full again: forgetting it changes nothing.
+            buckets: Cache::builder()
+                .max_capacity(MAX_KEYS)
+                .time_to_idle(period)
+                .build(),
+        })
+    }
+
+    /// Takes a token for `key`, or tells how long until one is free.
+    pub fn acquire(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let bucket = self.buckets.get_with_by_ref(key, || {
+            Arc::new(Mutex::new(Bucket {
+                tokens: self.capacity,
+                updated: now,
+            }))
+        });
+        let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let refilled =
+            now.saturating_duration_since(bucket.updated).as_secs_f64() * self.refill_per_sec;
+        bucket.tokens = (bucket.tokens + refilled).min(self.capacity);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.refill_per_sec,
+            ))
+        }
+    }
+}
+
+/// What stops one client from spending the account's WeChat quota or SMS budget.
+pub struct AbuseLimits {
+    pub qr_per_ip: Option<RateLimiter>,
+    pub sms_per_phone: Option<RateLimiter>,
+    pub sms_per_ip: Option<RateLimiter>,
+    /// Live scenes at most; 0 for no cap.
+    pub max_scenes: usize,
+}
+
+impl AbuseLimits {
+    pub fn from_settings(settings: &Settings) -> Self {
+        const MINUTE: Duration = Duration::from_secs(60);
+        const HOUR: Duration = Duration::from_secs(3600);
+        Self {
+            qr_per_ip: RateLimiter::per(settings.qr_per_ip_per_min, MINUTE),
+            sms_per_phone: RateLimiter::per(settings.sms_per_phone_per_hour, HOUR),
+            sms_per_ip: RateLimiter::per(settings.sms_per_ip_per_hour, HOUR),
+            max_scenes: settings.max_scenes,
+        }
+    }
+}
+
+/// Acquires from `limiter` when the limit is enabled.
+pub fn check(limiter: &Option<RateLimiter>, key: &str) -> Result<(), Duration> {
+    limiter
+        .as_ref()
+        .map_or(Ok(()), |limiter| limiter.acquire(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_a_burst_then_refuses_until_refilled() {
+        let limiter = RateLimiter::per(3, Duration::from_secs(60)).unwrap();
+        for _ in 0..3 {
+            assert!(limiter.acquire("1.2.3.4").is_ok());
+        }
+        let wait = limiter.acquire("1.2.3.4").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        // Keys are independent.
+        assert!(limiter.acquire("5.6.7.8").is_ok());
+    }
+
+    #[test]
+    fn refills_over_time() {
+        let limiter = RateLimiter::per(1, Duration::from_millis(50)).unwrap();
+        assert!(limiter.acquire("k").is_ok());
+        assert!(limiter.acquire("k").is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(limiter.acquire("k").is_ok());
+    }
+
+    #[test]
+    fn zero_disables() {
+        assert!(RateLimiter::per(0, Duration::from_secs(60)).is_none());
+        assert!(check(&None, "anything").is_ok());
+    }
+}

@@ -1,0 +1,77 @@
+// The sandbox's simulated phone: WeChat's side of a scan, driven by buttons.
+'use strict';
+
+const SMS_REFRESH_MS = 1500;
+const OPENID_KEY = 'wxlogin-sandbox-openid';
+
+const $ = (id) => document.getElementById(id);
+const ticket = new URLSearchParams(location.search).get('ticket');
+
+// Looks like WeChat's: 'o' and 27 base64url characters.
+function randomOpenid() {
+  const bytes = crypto.getRandomValues(new Uint8Array(21));
+  const base64 = btoa(String.fromCharCode(...bytes));
+  return 'o' + base64.slice(0, 27).replaceAll('+', '-').replaceAll('/', '_');
+}
+
+// POSTs to a sandbox route; shows its error message, if any, and returns the answer or null.
+async function post(path, body) {
+  $('error').hidden = true;
+  try {
+    const response = await fetch(path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.message);
+    return data;
+  } catch (error) {
+    $('error').textContent = error.message;
+    $('error').hidden = false;
+    return null;
+  }
+}
+
+async function scan(follow) {
+  if (!ticket) {
+    $('error').textContent = 'No QR code: open this page by scanning a login QR code.';
+    $('error').hidden = false;
+    return;
+  }
+  const answer = await post('/sandbox/scan', { ticket, openid: $('openid').value, follow });
+  if (answer) {
+    $('reply').textContent = answer.reply || `(no reply; the service answered HTTP ${answer.status})`;
+  }
+}
+
+async function unsubscribe() {
+  const answer = await post('/sandbox/unsubscribe', { openid: $('openid').value });
+  if (answer) $('reply').textContent = 'You unfollowed the official account.';
+}
+
+// The codes the service "sent" by SMS, newest first: in the sandbox every phone number lands here.
+async function refreshSms() {
+  try {
+    const response = await fetch('/sandbox/sms');
+    const received = await response.json();
+    const lines = received.slice(0, 5).map((sms) => `To ${sms.phone}: your code is ${sms.code}`);
+    $('sms').replaceChildren(...(lines.length ? lines : ['None yet.']).map((line) => {
+      const item = document.createElement('li');
+      item.textContent = line;
+      return item;
+    }));
+  } catch {
+    // The next refresh tries again.
+  }
+}
+
+// One phone is one WeChat user: its openid stays the same across pages.
+$('openid').value = localStorage.getItem(OPENID_KEY) || randomOpenid();
+localStorage.setItem(OPENID_KEY, $('openid').value);
+$('openid').addEventListener('change', () => localStorage.setItem(OPENID_KEY, $('openid').value));
+$('scan-new').addEventListener('click', () => scan(true));
+$('scan-follower').addEventListener('click', () => scan(false));
+$('unsubscribe').addEventListener('click', unsubscribe);
+refreshSms();
+setInterval(refreshSms, SMS_REFRESH_MS);

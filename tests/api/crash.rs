@@ -1,0 +1,235 @@
+//! Kill -9 at random moments under load, 20 times over: nothing answered as done is lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+const ADMIN: &str = "crash-test-admin-token-0123456789";
+const CYCLES: usize = 20;
+const WORKERS: usize = 4;
+
+/// What the server answered as done, across every cycle.
+#[derive(Default)]
+struct Ledger {
+    /// openid → phone, for every bind answered 200.
+    bound: HashMap<String, String>,
+    /// Session tokens answered by a login, with no logout ever attempted.
+    live: Vec<String>,
+    /// Tokens whose logout was answered 204.
+    logged_out: Vec<String>,
+    /// Tokens a logout was sent for (answered or not): their state is unknown.
+    logout_sent: HashSet<String>,
+}
+
+/// Talks to one server incarnation; every step gives up quietly once it is killed.
+struct Worker {
+    client: Client,
+    base: String,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl Worker {
+    async fn json(&self, request: reqwest::RequestBuilder) -> Option<(StatusCode, Value)> {
+        let response = request.send().await.ok()?;
+        let status = response.status();
+        Some((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Option<(StatusCode, Value)> {
+        self.json(self.client.post(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    async fn get(&self, path: &str) -> Option<(StatusCode, Value)> {
+        self.json(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// A QR code scanned by `openid`: its scene id.
+    async fn scanned(&self, openid: &str, follow: bool) -> Option<String> {
+        let (_, qr) = self.post("/api/qrcode", json!({})).await?;
+        let scan = json!({"ticket": qr["ticket"], "openid": openid, "follow": follow});
+        self.post("/sandbox/scan", scan).await?;
+        Some(qr["scene_id"].as_str()?.to_owned())
+    }
+
+    async fn sign_up(&self, openid: &str, phone: &str) -> Option<()> {
+        let scene = self.scanned(openid, true).await?;
+        self.post(&format!("/api/qrcode/{scene}/sms"), json!({"phone": phone}))
+            .await?;
+        let (_, sms) = self.get(&format!("/sandbox/sms/{phone}")).await?;
+        let bind = json!({"phone": phone, "code": sms["code"]});
+        let (status, body) = self
+            .post(&format!("/api/qrcode/{scene}/bind"), bind)
+            .await?;
+        if status == StatusCode::OK {
+            let mut ledger = self.ledger.lock().unwrap();
+            ledger.bound.insert(openid.to_owned(), phone.to_owned());
+            ledger.live.push(body["token"].as_str()?.to_owned());
+        }
+        Some(())
+    }
+
+    async fn log_in(&self, openid: &str) -> Option<()> {
+        let scene = self.scanned(openid, false).await?;
+        let (_, status) = self.get(&format!("/api/qrcode/{scene}/status")).await?;
+        let token = status["token"].as_str()?.to_owned();
+        self.ledger.lock().unwrap().live.push(token);
+        Some(())
+    }
+
+    async fn log_out(&self) -> Option<()> {
+        let token = {
+            let mut ledger = self.ledger.lock().unwrap();
+            let index = rand::thread_rng().gen_range(0..ledger.live.len().max(1));
+            let token = (index < ledger.live.len()).then(|| ledger.live.swap_remove(index))?;
+            ledger.logout_sent.insert(token.clone());
+            token
+        };
+        let request = self
+            .client
+            .post(format!("{}/api/logout", self.base))
+            .bearer_auth(&token);
+        if request.send().await.ok()?.status() == StatusCode::NO_CONTENT {
+            self.ledger.lock().unwrap().logged_out.push(token);
+        }
+        Some(())
+    }
+
+    /// Signs up, logs in and logs out at random until the server dies.
+    async fn run(self, name: String, phones: Arc<AtomicU32>) {
+        for n in 0.. {
+            let choice = rand::thread_rng().gen_range(0..3);
+            let step = match choice {
+                0 => {
+                    let phone = format!("139{:08}", phones.fetch_add(1, Ordering::Relaxed));
+                    self.sign_up(&format!("{name}_{n}"), &phone).await
+                }
+                1 => {
+                    let openid = self.ledger.lock().unwrap().bound.keys().next().cloned();
+                    match openid {
+                        Some(openid) => self.log_in(&openid).await,
+                        None => Some(()),
+                    }
+                }
+                _ => self.log_out().await,
+            };
+            if step.is_none() {
+                return;
+            }
+        }
+    }
+}
+
+/// Everything the ledger says was done is still so.
+async fn verify(app: &TestApp, ledger: &Ledger) {
+    for (openid, phone) in &ledger.bound {
+        let found = app
+            .client
+            .get(app.url(&format!("/admin/bindings?openid={openid}")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            found.status(),
+            StatusCode::OK,
+            "the bind of {openid} was lost"
+        );
+        assert_eq!(
+            found.json::<Value>().await.unwrap()["phone"],
+            phone.as_str()
+        );
+    }
+    for token in &ledger.logged_out {
+        assert_eq!(
+            app.me(token).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "a logged-out token works again"
+        );
+    }
+    for token in ledger
+        .live
+        .iter()
+        .filter(|t| !ledger.logout_sent.contains(*t))
+    {
+        assert_eq!(
+            app.me(token).await.status(),
+            StatusCode::OK,
+            "a session was lost"
+        );
+    }
+    let backup = app
+        .client
+        .get(app.url("/admin/backup"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut phones = HashSet::new();
+    for line in backup.lines() {
+        let binding: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            phones.insert(binding["phone"].to_string()),
+            "a phone bound twice: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_answered_is_lost_across_kill_9() {
+    let mut app = spawn_app_with(&[
+        ("WXLOGIN_ADMIN_TOKEN", ADMIN),
+        ("WXLOGIN_QR_PER_IP_PER_MIN", "0"),
+        ("WXLOGIN_SMS_PER_IP_PER_HOUR", "0"),
+        ("WXLOGIN_SMS_PER_PHONE_PER_HOUR", "0"),
+    ])
+    .await;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let phones = Arc::new(AtomicU32::new(0));
+    for cycle in 0..CYCLES {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let worker = Worker {
+                    client: Client::new(),
+                    base: app.address.clone(),
+                    ledger: ledger.clone(),
+                };
+                tokio::spawn(worker.run(format!("oC{cycle}w{w}"), phones.clone()))
+            })
+            .collect();
+        let uptime = rand::thread_rng().gen_range(50..400);
+        tokio::time::sleep(Duration::from_millis(uptime)).await;
+        // SIGKILL, then a fresh start on the same data: opening it must succeed every time.
+        app.restart();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let snapshot = std::mem::take(&mut *ledger.lock().unwrap());
+        verify(&app, &snapshot).await;
+        *ledger.lock().unwrap() = snapshot;
+    }
+    let ledger = ledger.lock().unwrap();
+    eprintln!(
+        "{CYCLES} kill -9 cycles: {} binds, {} live sessions, {} logouts answered",
+        ledger.bound.len(),
+        ledger.live.len(),
+        ledger.logged_out.len()
+    );
+    assert!(
+        ledger.bound.len() >= CYCLES,
+        "too little happened to prove much: {} binds",
+        ledger.bound.len()
+    );
+    assert!(!ledger.logged_out.is_empty(), "no logout was ever answered");
+}

@@ -1,0 +1,105 @@
+//! What an operator sees: readiness, metrics, request ids, JSON logs.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn readiness_needs_a_wechat_token() {
+    let app = spawn_app().await;
+    app.control(json!({"down": true})).await;
+    assert_error(
+        app.get("/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+    )
+    .await;
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        StatusCode::OK,
+        "alive all the same"
+    );
+    app.control(json!({"down": false})).await;
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let app = spawn_app().await;
+    app.sign_up("oCounted", "13800000080").await;
+    app.scan_in("oCounted").await;
+    app.unsubscribe("oCounted", None).await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    for line in [
+        "wxlogin_live_scenes 2",
+        "wxlogin_scenes_created_total 2",
+        "wxlogin_scenes_expired_total 0",
+        "wxlogin_logins_total{path=\"bind\"} 1",
+        "wxlogin_logins_total{path=\"scan\"} 1",
+        "wxlogin_binds_total 1",
+        "wxlogin_unbinds_total 1",
+        "wxlogin_callback_events_total{type=\"subscribe\",outcome=\"need_bind\"} 1",
+        "wxlogin_callback_events_total{type=\"scan\",outcome=\"logged_in\"} 1",
+        "wxlogin_callback_events_total{type=\"unsubscribe\",outcome=\"unbound\"} 1",
+        "wxlogin_wechat_api_calls_total{endpoint=\"token\",errcode=\"0\"} 1",
+        "wxlogin_wechat_api_calls_total{endpoint=\"qrcode_create\",errcode=\"0\"} 2",
+        "wxlogin_token_refreshes_total 1",
+        "wxlogin_http_request_duration_seconds_count{route=\"/api/qrcode\"} 2",
+        "wxlogin_http_request_duration_seconds_bucket{route=\"/api/qrcode/{scene_id}/bind\",le=\"+Inf\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn rejected_pushes_are_counted() {
+    let app = spawn_app().await;
+    let response = app
+        .post_callback("signature=x&timestamp=1&nonce=1", "<xml/>")
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(
+            "wxlogin_callback_events_total{type=\"invalid\",outcome=\"stale_timestamp\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let ids: Vec<String> = [app.get("/healthz").await, app.get("/no/such/thing").await]
+        .iter()
+        .map(|r| r.headers()["x-request-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.iter().all(|id| id.len() == 16));
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_span() {
+    let app = spawn_app_with(&[("WXLOGIN_LOG_FORMAT", "json")]).await;
+    app.sign_up("oLogged", "13800000081").await;
+    app.unsubscribe("oLogged", None).await;
+    let log = app.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    let unsubscribed = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("unsubscribed"))
+        })
+        .expect("the unbind was logged");
+    assert_eq!(unsubscribed["span"]["name"], "request");
+    assert_eq!(unsubscribed["span"]["id"].as_str().map(str::len), Some(16));
+}

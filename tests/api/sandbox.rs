@@ -1,0 +1,64 @@
+//! The sandbox's QR images and simulated phone, as a browser uses them.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, spawn_app};
+
+#[tokio::test]
+async fn sandbox_qr_images_are_served_by_the_service() {
+    let app = spawn_app().await;
+    let qr: Value = app.request_qr().await.json().await.unwrap();
+    let image_url = qr["qrcode_url"].as_str().unwrap();
+    let ticket: String =
+        url::form_urlencoded::byte_serialize(qr["ticket"].as_str().unwrap().as_bytes()).collect();
+    assert_eq!(image_url, format!("/sandbox/showqrcode?ticket={ticket}"));
+
+    let response = app.get(image_url).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    assert!(response.text().await.unwrap().contains("<svg"));
+
+    assert_error(
+        app.get("/sandbox/showqrcode?ticket=unknown").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_simulated_phone_page_is_served() {
+    let app = spawn_app().await;
+    let response = app.get("/sandbox/phone?ticket=anything").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("<script src=\"/sandbox/phone.js\""));
+    assert_eq!(app.get("/sandbox/phone.js").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_simulated_phone_lists_the_codes_sent_newest_first() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.get("/sandbox/sms").await.json::<Value>().await.unwrap(),
+        serde_json::json!([])
+    );
+    for (openid, phone) in [("oFirstSms", "13800000050"), ("oSecondSms", "13800000051")] {
+        let qr = app.create_qr().await;
+        app.scan(&qr.ticket, openid, true).await;
+        app.request_code(&qr.scene_id, phone).await;
+    }
+    let sent: Value = app.get("/sandbox/sms").await.json().await.unwrap();
+    let phones: Vec<_> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sms| &sms["phone"])
+        .collect();
+    assert_eq!(phones, ["13800000051", "13800000050"]);
+    assert_eq!(sent[0]["code"], app.sms_code("13800000051").await);
+}
