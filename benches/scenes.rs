@@ -1,11 +1,12 @@
 //! A scene's life through the actors (create → scan event → status) and a session lookup in
 //! the store: the in-process work behind `POST /api/qrcode`, `/wechat` and `GET /api/me`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use wxlogin_actors::{
-    FindScene, OpenScene, Phase, Scan, SceneId, SceneLookup, SceneSettings, SceneSupervisor, Watch,
+    FindScene, LoginMode, OpenScene, Phase, Requester, Scan, SceneId, SceneLookup, SceneSettings,
+    SceneSupervisor, Watch,
 };
 use wxlogin_storage::{LoginMethod, OpenId, Phone, SessionToken, Store};
 
@@ -16,6 +17,7 @@ fn round_trip(c: &mut Criterion) {
     let settings = SceneSettings {
         ttl: Duration::from_secs(300),
         session_ttl: Duration::from_secs(3600),
+        confirm: false,
     };
     let supervisor =
         system.block_on(async { actix::Actor::start(SceneSupervisor::new(store, settings)) });
@@ -26,9 +28,14 @@ fn round_trip(c: &mut Criterion) {
                 let id = SceneId::generate();
                 let open = OpenScene {
                     id: id.clone(),
-                    client_ip: "127.0.0.1".into(),
+                    mode: LoginMode::QrCode,
+                    requester: Requester {
+                        ip: "127.0.0.1".into(),
+                        device: "Chrome on Linux".into(),
+                        at: SystemTime::now(),
+                    },
                 };
-                supervisor.send(open).await.unwrap();
+                supervisor.send(open).await.unwrap().unwrap();
                 let SceneLookup::Live(scene) =
                     supervisor.send(FindScene(id.clone())).await.unwrap()
                 else {

@@ -41,6 +41,39 @@ pub struct Settings {
     pub max_scenes: usize,
     pub sms_per_phone_per_hour: u32,
     pub sms_per_ip_per_hour: u32,
+    pub login_mode: LoginModeSetting,
+    /// The official account's own QR image, shown in code mode; the sandbox serves its own.
+    pub account_qr_url: Option<String>,
+    /// Ask the scanner to confirm each login by replying with the number the browser shows.
+    pub confirm: bool,
+    /// The site's name, as the account's replies show it.
+    pub site_name: String,
+    /// How long an openid that sent too many wrong login codes is ignored.
+    pub code_guess_window: Duration,
+}
+
+/// How users start a login (`WXLOGIN_LOGIN_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginModeSetting {
+    /// Scan a parametric QR code: verified service accounts.
+    QrCode,
+    /// Follow the account and send it the code the page shows: every account.
+    Code,
+    /// QR codes until WeChat refuses to make them (errcode 48001), then codes.
+    Auto,
+}
+
+impl std::str::FromStr for LoginModeSetting {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "qrcode" => Ok(LoginModeSetting::QrCode),
+            "code" => Ok(LoginModeSetting::Code),
+            "auto" => Ok(LoginModeSetting::Auto),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Which WeChat the service talks to.
@@ -133,6 +166,16 @@ impl Settings {
                 format!("WeChat allows at most {MAX_SCENE_TTL_SECS}"),
             ));
         }
+        let account = account(&get)?;
+        let login_mode = parse(&get, "WXLOGIN_LOGIN_MODE", "qrcode", "qrcode, code or auto")?;
+        let account_qr_url = get("WXLOGIN_ACCOUNT_QR_URL").map(|raw| raw.trim().to_owned());
+        let sandbox = matches!(account, Account::Sandbox { .. });
+        if login_mode != LoginModeSetting::QrCode && account_qr_url.is_none() && !sandbox {
+            return Err(invalid(
+                "WXLOGIN_ACCOUNT_QR_URL",
+                "required when WXLOGIN_LOGIN_MODE is code or auto: the URL of your official account's QR code image (from the WeChat console), which the login page shows",
+            ));
+        }
         let sms_webhook = get("WXLOGIN_SMS_WEBHOOK")
             .map(|raw| http_url("WXLOGIN_SMS_WEBHOOK", &raw))
             .transpose()?;
@@ -141,7 +184,7 @@ impl Settings {
             data_dir: get("WXLOGIN_DATA_DIR")
                 .unwrap_or_else(|| "./data".into())
                 .into(),
-            account: account(&get)?,
+            account,
             scene_ttl,
             session_ttl: seconds(&get, "WXLOGIN_SESSION_TTL_SECS", 604_800)?,
             sms_webhook,
@@ -159,6 +202,12 @@ impl Settings {
             max_scenes: parse(&get, "WXLOGIN_MAX_SCENES", "100000", COUNT)?,
             sms_per_phone_per_hour: parse(&get, "WXLOGIN_SMS_PER_PHONE_PER_HOUR", "5", COUNT)?,
             sms_per_ip_per_hour: parse(&get, "WXLOGIN_SMS_PER_IP_PER_HOUR", "20", COUNT)?,
+            login_mode,
+            account_qr_url,
+            confirm: confirm(&get)?,
+            site_name: get("WXLOGIN_SITE_NAME")
+                .map_or_else(|| "wxlogin".into(), |name| name.trim().to_owned()),
+            code_guess_window: seconds(&get, "WXLOGIN_CODE_GUESS_WINDOW_SECS", 600)?,
         })
     }
 }
@@ -184,6 +233,17 @@ fn account(get: &impl Fn(&str) -> Option<String>) -> Result<Account, ConfigError
         },
         api: http_url("WXLOGIN_WECHAT_API", &api)?,
     })
+}
+
+fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match get("WXLOGIN_CONFIRM").as_deref().map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("number") => Ok(true),
+        Some(other) => Err(invalid(
+            "WXLOGIN_CONFIRM",
+            format!("{other:?} is not off or number"),
+        )),
+    }
 }
 
 fn parse<T: std::str::FromStr>(
@@ -276,6 +336,18 @@ mod tests {
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!((s.qr_per_ip_per_min, s.max_scenes), (30, 100_000));
         assert_eq!((s.sms_per_phone_per_hour, s.sms_per_ip_per_hour), (5, 20));
+        assert_eq!(s.login_mode, LoginModeSetting::QrCode);
+        assert!(!s.confirm && s.account_qr_url.is_none());
+        assert_eq!(s.site_name, "wxlogin");
+        assert_eq!(s.code_guess_window, Duration::from_secs(600));
+        // The sandbox serves its own account QR code.
+        let code = settings(&[
+            ("WXLOGIN_LOGIN_MODE", "code"),
+            ("WXLOGIN_CONFIRM", "number"),
+        ]);
+        let code = code.unwrap();
+        assert_eq!(code.login_mode, LoginModeSetting::Code);
+        assert!(code.confirm);
         assert_eq!(
             settings(&[("WXLOGIN_MAX_SCENES", "0")]).unwrap().max_scenes,
             0
@@ -362,7 +434,22 @@ mod tests {
                 &[("WXLOGIN_SHUTDOWN_TIMEOUT_SECS", "0")],
                 "WXLOGIN_SHUTDOWN_TIMEOUT_SECS",
             ),
+            (&[("WXLOGIN_LOGIN_MODE", "text")], "WXLOGIN_LOGIN_MODE"),
+            (&[("WXLOGIN_CONFIRM", "yes")], "WXLOGIN_CONFIRM"),
+            (
+                &[("WXLOGIN_CODE_GUESS_WINDOW_SECS", "0")],
+                "WXLOGIN_CODE_GUESS_WINDOW_SECS",
+            ),
         ];
+        let real = [
+            ("WXLOGIN_APPID", "wx1"),
+            ("WXLOGIN_APPSECRET", "s"),
+            ("WXLOGIN_TOKEN", "t"),
+        ];
+        for mode in ["code", "auto"] {
+            let vars = [&real[..], &[("WXLOGIN_LOGIN_MODE", mode)]].concat();
+            assert_eq!(settings(&vars).unwrap_err().name, "WXLOGIN_ACCOUNT_QR_URL");
+        }
         for (vars, name) in cases {
             assert_eq!(settings(vars).unwrap_err().name, *name, "{vars:?}");
         }

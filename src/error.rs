@@ -87,11 +87,21 @@ impl ApiError {
     }
 }
 
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        ApiError::Internal(format!("scene supervisor: {e}"))
+    }
+}
+
 impl From<SceneError> for ApiError {
     fn from(e: SceneError) -> Self {
         match e {
-            // Callers of the HTTP API never scan; a scene that was scanned is simply not awaiting them.
-            SceneError::AlreadyScanned | SceneError::NotAwaitingBind => ApiError::NotAwaitingBind,
+            // Callers of the HTTP API never scan or confirm; a scene in any other state is
+            // simply not awaiting them.
+            SceneError::AlreadyScanned
+            | SceneError::NotAwaitingBind
+            | SceneError::NotAwaitingConfirmation => ApiError::NotAwaitingBind,
+            SceneError::NoFreeLoginCode => ApiError::Busy,
             SceneError::CodeCooldown { retry_after } => ApiError::TooManyRequests { retry_after },
             SceneError::InvalidCode => ApiError::InvalidCode,
             SceneError::TooManyAttempts => ApiError::TooManyAttempts,

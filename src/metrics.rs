@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use wxlogin_actors::SceneCounters;
+use wxlogin_actors::{LoginMode, SceneCounters};
 
 /// Upper bounds, in seconds, of the request latency buckets. Long-polls land in the top ones.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -25,6 +25,10 @@ pub struct Metrics {
     wechat_calls: Labeled<u64>,
     token_refreshes: AtomicU64,
     request_seconds: Labeled<Histogram>,
+    confirmations: Labeled<u64>,
+    login_codes_rejected: AtomicU64,
+    openids_throttled: AtomicU64,
+    code_mode_fallbacks: AtomicU64,
 }
 
 /// Values keyed by their rendered label set, e.g. `path="scan"`.
@@ -60,9 +64,33 @@ struct Histogram {
 }
 
 impl Metrics {
-    /// A login, by the path it took: `scan` or `bind`.
-    pub fn login(&self, path: &'static str) {
-        self.logins.update(format!("path=\"{path}\""), |n| *n += 1);
+    /// A login, by the path it took (`scan`: already bound, or `bind`) and the scene's mode.
+    pub fn login(&self, path: &'static str, mode: LoginMode) {
+        self.logins
+            .update(format!("path=\"{path}\",mode=\"{}\"", mode.as_str()), |n| {
+                *n += 1
+            });
+    }
+
+    /// A scanner answered a confirmation request: `accepted` or `denied`.
+    pub fn confirmation(&self, result: &'static str) {
+        self.confirmations
+            .update(format!("result=\"{result}\""), |n| *n += 1);
+    }
+
+    /// A text message carried a login code that logged nothing in.
+    pub fn login_code_rejected(&self) {
+        self.login_codes_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An openid sent too many wrong login codes and is ignored for a while.
+    pub fn openid_throttled(&self) {
+        self.openids_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `auto` mode switched to codes after WeChat refused to make QR codes.
+    pub fn code_mode_fallback(&self) {
+        self.code_mode_fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn bind(&self) {
@@ -131,8 +159,32 @@ impl Metrics {
         labeled(
             &mut out,
             "wxlogin_logins_total",
-            "Logins, by path: scan (already bound) or bind.",
+            "Logins, by path (scan: already bound, or bind) and mode (qrcode or code).",
             &self.logins,
+        );
+        labeled(
+            &mut out,
+            "wxlogin_confirmations_total",
+            "Answers to confirmation requests, by result: accepted or denied.",
+            &self.confirmations,
+        );
+        counter(
+            &mut out,
+            "wxlogin_login_codes_rejected_total",
+            "Login codes sent by text message that logged nothing in.",
+            self.login_codes_rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "wxlogin_openids_throttled_total",
+            "Times an openid was ignored for sending too many wrong login codes.",
+            self.openids_throttled.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "wxlogin_code_mode_fallback",
+            "1 once WXLOGIN_LOGIN_MODE=auto has fallen back to code mode (WeChat answered 48001).",
+            self.code_mode_fallbacks.load(Ordering::Relaxed),
         );
         counter(
             &mut out,
@@ -217,13 +269,13 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let metrics = Metrics::default();
-        metrics.login("scan");
-        metrics.login("scan");
+        metrics.login("scan", LoginMode::QrCode);
+        metrics.login("scan", LoginMode::QrCode);
         metrics.wechat_call("qrcode_create", "0");
         metrics.request("/api/qrcode/{scene_id}/status", Duration::from_millis(3));
         let text = metrics.render(&SceneCounters::default());
         assert!(
-            text.contains("wxlogin_logins_total{path=\"scan\"} 2\n"),
+            text.contains("wxlogin_logins_total{path=\"scan\",mode=\"qrcode\"} 2\n"),
             "{text}"
         );
         assert!(text.contains(

@@ -16,7 +16,7 @@ use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings};
 use crate::error::json_error_body;
-use crate::http::{self, AbuseLimits, AppState, Callback};
+use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes};
 use crate::metrics::Metrics;
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
@@ -84,6 +84,12 @@ impl Application {
                 (simulator.credentials(), api, show_qrcode, Some(simulator))
             }
         };
+        // Code mode shows the account's own QR code; the sandbox serves one of its own.
+        // (Settings require one outside the sandbox whenever code mode can be served.)
+        let account_qr_url = settings
+            .account_qr_url
+            .clone()
+            .unwrap_or_else(|| crate::sandbox::ACCOUNT_QRCODE.to_owned());
         let metrics = Arc::new(Metrics::default());
         let api = WechatApi::new(&api_base, settings.wechat_timeout, metrics.clone());
         let tokens = TokenActor::new(CredentialTokenSource {
@@ -98,6 +104,7 @@ impl Application {
             SceneSettings {
                 ttl: settings.scene_ttl,
                 session_ttl: settings.session_ttl,
+                confirm: settings.confirm,
             },
         );
         let scene_counters = supervisor.counters();
@@ -108,14 +115,19 @@ impl Application {
             wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
             store: store.clone(),
             sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
-            callback: Callback::new(CallbackKeys::new(
-                credentials.token.clone(),
-                settings.aes_key.as_deref().map(|key| {
-                    MessageCrypto::new(key, &credentials.appid)
-                        .expect("the key was checked with the settings")
-                }),
-                settings.timestamp_window,
-            )),
+            callback: Callback::new(
+                CallbackKeys::new(
+                    credentials.token.clone(),
+                    settings.aes_key.as_deref().map(|key| {
+                        MessageCrypto::new(key, &credentials.appid)
+                            .expect("the key was checked with the settings")
+                    }),
+                    settings.timestamp_window,
+                ),
+                settings.code_guess_window,
+                settings.site_name.clone(),
+            ),
+            modes: LoginModes::new(settings.login_mode, account_qr_url),
             scene_ttl: settings.scene_ttl,
             trust_proxy: settings.trust_proxy,
             scene_counters,

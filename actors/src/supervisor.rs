@@ -5,17 +5,25 @@
 //! docs/PERFORMANCE.md). Their TTL is one setting, so scenes expire in the order they were
 //! made: a queue is the timer wheel, swept a few times a second, and a lookup past a scene's
 //! expiry expires it on the spot, so nobody sees a scene outlive its TTL.
+//!
+//! Two indexes find a scene other than by id: its login code (code mode), for the text
+//! message that carries it, and its scanner, for the reply to a confirmation request.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, MessageResult};
-use wxlogin_storage::Store;
+use wxlogin_storage::{OpenId, Store};
 
-use crate::scene::Scene;
-use crate::SceneId;
+use crate::scene::state::{LoginMode, Phase, SceneError, SceneMachine, SceneStatus};
+use crate::scene::{Requester, Scene};
+use crate::{LoginCode, SceneId};
+
+/// Draws of a random login code before giving up: with the code space a tenth full, the
+/// chance that all of them are taken is 10⁻¹⁶.
+const CODE_DRAWS: usize = 16;
 
 /// How often expired scenes are swept out: the most a waiting long-poll hears `expired` late.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
@@ -26,6 +34,8 @@ pub struct SceneSettings {
     pub ttl: Duration,
     /// How long a session opened from a scene lives.
     pub session_ttl: Duration,
+    /// A scan must be confirmed by the scanner replying with the number the browser shows.
+    pub confirm: bool,
 }
 
 /// Counts the supervisor keeps for admission control and metrics, readable from any thread.
@@ -55,10 +65,16 @@ pub struct SceneSupervisor {
     counters: Arc<SceneCounters>,
     /// Live scenes by expiry, oldest first.
     expiries: VecDeque<(Instant, SceneId)>,
-    /// Scenes that ended within the last TTL, so a late poll hears `expired`, not `not found`.
-    ended: HashSet<SceneId>,
+    /// Scenes that ended within the last TTL, so a late poll hears how they ended, not
+    /// `not found`.
+    ended: HashMap<SceneId, Ended>,
     /// When each ended scene is forgotten, oldest first.
     forget: VecDeque<(Instant, SceneId)>,
+    /// The login codes of live scenes and of scenes ended within the last TTL: a code is
+    /// not handed out again while someone may still send it.
+    pub(crate) codes: HashMap<LoginCode, SceneId>,
+    /// Scenes waiting for their scanner's confirmation, by scanner (the latest one asked).
+    pub(crate) confirmations: HashMap<OpenId, SceneId>,
     pub(crate) store: Store,
     pub(crate) settings: SceneSettings,
 }
@@ -69,8 +85,10 @@ impl SceneSupervisor {
             scenes: HashMap::new(),
             counters: Arc::default(),
             expiries: VecDeque::new(),
-            ended: HashSet::new(),
+            ended: HashMap::new(),
             forget: VecDeque::new(),
+            codes: HashMap::new(),
+            confirmations: HashMap::new(),
             store,
             settings,
         }
@@ -84,7 +102,7 @@ impl SceneSupervisor {
             let (at, id) = self.expiries.pop_front().expect("just seen");
             match self.scenes.get(&id) {
                 Some(scene) if scene.busy => in_flight.push((at, id)),
-                Some(_) => self.end(id, now),
+                Some(_) => self.expire(id),
                 None => {}
             }
         }
@@ -93,21 +111,46 @@ impl SceneSupervisor {
         }
         while self.forget.front().is_some_and(|(at, _)| *at <= now) {
             let (_, id) = self.forget.pop_front().expect("just seen");
-            self.ended.remove(&id);
+            if let Some(code) = self.ended.remove(&id).and_then(|ended| ended.code) {
+                self.codes.remove(&code);
+            }
         }
         self.give_back_memory();
     }
 
-    fn end(&mut self, id: SceneId, now: Instant) {
-        if let Some(mut scene) = self.scenes.remove(&id) {
-            scene.expire();
-            self.ended.insert(id.clone());
-            self.forget.push_back((now + self.settings.ttl, id));
-            self.counters
-                .live
-                .store(self.scenes.len(), Ordering::Relaxed);
+    /// The scene's TTL ran out.
+    fn expire(&mut self, id: SceneId) {
+        if self.end(id) {
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Takes a scene out of the live ones (expiring it unless it already reached a terminal
+    /// state) and remembers how it ended for one TTL. False if it was not live.
+    pub(crate) fn end(&mut self, id: SceneId) -> bool {
+        let Some(mut scene) = self.scenes.remove(&id) else {
+            return false;
+        };
+        if let Some(scanner) = scene.machine.confirming() {
+            if self.confirmations.get(scanner) == Some(&id) {
+                self.confirmations.remove(scanner);
+            }
+        }
+        scene.expire();
+        self.ended.insert(
+            id.clone(),
+            Ended {
+                phase: scene.machine.phase(),
+                mode: scene.machine.mode(),
+                code: scene.code,
+            },
+        );
+        self.forget
+            .push_back((Instant::now() + self.settings.ttl, id));
+        self.counters
+            .live
+            .store(self.scenes.len(), Ordering::Relaxed);
+        true
     }
 
     /// After a wave of scenes ends, hand the emptied tables back to the allocator, and the
@@ -129,6 +172,10 @@ impl SceneSupervisor {
             self.ended.shrink_to_fit();
             shrunk = true;
         }
+        if oversized(self.codes.len(), self.codes.capacity()) {
+            self.codes.shrink_to_fit();
+            shrunk = true;
+        }
         if oversized(self.forget.len(), self.forget.capacity()) {
             self.forget.shrink_to_fit();
             shrunk = true;
@@ -146,7 +193,7 @@ impl SceneSupervisor {
             .get(id)
             .is_some_and(|scene| scene.expires_at <= now && !scene.busy)
         {
-            self.end(id.clone(), now);
+            self.expire(id.clone());
         }
         self.scenes.get_mut(id)
     }
@@ -169,26 +216,49 @@ impl Actor for SceneSupervisor {
     }
 }
 
-/// Open a new scene.
+/// How an ended scene is reported until it is forgotten.
+struct Ended {
+    phase: Phase,
+    mode: LoginMode,
+    code: Option<LoginCode>,
+}
+
+/// Open a new scene. In code mode it answers the scene's login code.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<Option<LoginCode>, SceneError>")]
 pub struct OpenScene {
     pub id: SceneId,
-    pub client_ip: String,
+    pub mode: LoginMode,
+    pub requester: Requester,
 }
 
 impl Handler<OpenScene> for SceneSupervisor {
-    type Result = ();
+    type Result = Result<Option<LoginCode>, SceneError>;
 
-    fn handle(&mut self, msg: OpenScene, _: &mut Self::Context) {
+    fn handle(&mut self, msg: OpenScene, _: &mut Self::Context) -> Self::Result {
+        let code = match msg.mode {
+            LoginMode::QrCode => None,
+            LoginMode::Code => {
+                let code = std::iter::repeat_with(LoginCode::random)
+                    .take(CODE_DRAWS)
+                    .find(|code| !self.codes.contains_key(code))
+                    .ok_or(SceneError::NoFreeLoginCode)?;
+                self.codes.insert(code, msg.id.clone());
+                Some(code)
+            }
+        };
         let expires_at = Instant::now() + self.settings.ttl;
-        self.scenes
-            .insert(msg.id.clone(), Scene::new(expires_at, msg.client_ip));
+        let machine = SceneMachine::new(msg.mode, self.settings.confirm);
+        self.scenes.insert(
+            msg.id.clone(),
+            Scene::new(machine, expires_at, msg.requester, code),
+        );
         self.expiries.push_back((expires_at, msg.id));
         self.counters
             .live
             .store(self.scenes.len(), Ordering::Relaxed);
         self.counters.created.fetch_add(1, Ordering::Relaxed);
+        Ok(code)
     }
 }
 
@@ -198,8 +268,8 @@ pub struct FindScene(pub SceneId);
 
 pub enum SceneLookup {
     Live(SceneHandle),
-    /// It existed and has expired.
-    Ended,
+    /// It existed and has ended: its last status.
+    Ended(SceneStatus),
     Unknown,
 }
 
@@ -212,8 +282,16 @@ impl Handler<FindScene> for SceneSupervisor {
                 id,
                 supervisor: ctx.address(),
             })
-        } else if self.ended.contains(&id) {
-            SceneLookup::Ended
+        } else if let Some(ended) = self.ended.get(&id) {
+            SceneLookup::Ended(SceneStatus {
+                phase: ended.phase,
+                mode: ended.mode,
+                subscribed: false,
+                bound: false,
+                expires_at: Instant::now(),
+                token: None,
+                confirm_number: None,
+            })
         } else {
             SceneLookup::Unknown
         })

@@ -2,7 +2,9 @@
 
 mod admin;
 mod client_ip;
+mod device;
 mod health;
+mod login_mode;
 pub mod page;
 mod qrcode;
 mod rate_limit;
@@ -23,6 +25,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::sms::SmsSender;
 use crate::wechat::api::WechatClient;
+pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
 pub use wechat_callback::Callback;
@@ -34,6 +37,8 @@ pub struct AppState {
     pub store: Store,
     pub sms: SmsSender,
     pub callback: Callback,
+    /// Which login mode new scenes get.
+    pub modes: LoginModes,
     pub scene_ttl: Duration,
     pub trust_proxy: bool,
     pub scene_counters: Arc<SceneCounters>,

@@ -1,19 +1,21 @@
 //! Login scenes: create a QR code, wait on its status, and bind a phone to finish.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use wxlogin_actors::{
-    Bind, FindScene, OpenScene, Phase, RequestCode, SceneHandle, SceneId, SceneLookup, SceneStatus,
-    Watch, CODE_COOLDOWN,
+    Bind, FindScene, LoginMode, OpenScene, Phase, RequestCode, Requester, SceneHandle, SceneId,
+    SceneLookup, SceneStatus, Watch, CODE_COOLDOWN,
 };
 use wxlogin_storage::Phone;
 
 use super::client_ip::ClientIp;
-use super::rate_limit;
 use super::AppState;
+use super::{device, rate_limit};
 use crate::error::ApiError;
+use crate::wechat::api::{QrTicket, WechatError};
 
 /// Longest a status request may be held.
 const MAX_WAIT_SECS: u64 = 30;
@@ -28,12 +30,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Serialize)]
 struct Created {
     scene_id: String,
-    ticket: String,
+    mode: &'static str,
+    /// QR mode: WeChat's ticket of the scene's own QR code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ticket: Option<String>,
+    /// Code mode: what the user sends the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    /// QR mode: the scene's QR code; code mode: the account's, to follow it.
     qrcode_url: String,
     expires_in: u64,
 }
 
-async fn create(state: web::Data<AppState>, ip: ClientIp) -> Result<HttpResponse, ApiError> {
+/// WeChat makes parametric QR codes only for verified service accounts; others get this.
+const API_UNAUTHORIZED: i64 = 48001;
+
+async fn create(
+    state: web::Data<AppState>,
+    ip: ClientIp,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     // Each QR code spends WeChat quota: limit before calling.
     rate_limit::check(&state.limits.qr_per_ip, &ip.0).map_err(too_many)?;
     let max = state.limits.max_scenes;
@@ -41,39 +57,77 @@ async fn create(state: web::Data<AppState>, ip: ClientIp) -> Result<HttpResponse
         return Err(ApiError::Busy);
     }
     let id = SceneId::generate();
-    let qr = state.wechat.create_qrcode(&id, state.scene_ttl).await?;
-    state
+    let qr = match state.modes.current() {
+        LoginMode::QrCode => qrcode_or_fallback(&state, &id).await?,
+        LoginMode::Code => None,
+    };
+    let mode = if qr.is_some() {
+        LoginMode::QrCode
+    } else {
+        LoginMode::Code
+    };
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .unwrap_or_default();
+    let code = state
         .scenes
         .send(OpenScene {
             id: id.clone(),
-            client_ip: ip.0,
+            mode,
+            requester: Requester {
+                ip: ip.0,
+                device: device::describe(user_agent),
+                at: SystemTime::now(),
+            },
         })
-        .await
-        .map_err(|e| ApiError::Internal(format!("scene supervisor: {e}")))?;
+        .await??;
+    let (qrcode_url, ticket) = match qr {
+        Some(qr) => (state.wechat.image_url(&qr), Some(qr.ticket)),
+        None => (state.modes.account_qr_url.clone(), None),
+    };
     Ok(HttpResponse::Ok().json(Created {
-        qrcode_url: state.wechat.image_url(&qr),
         scene_id: id.to_string(),
-        ticket: qr.ticket,
+        mode: mode.as_str(),
+        ticket,
+        code: code.map(|code| code.to_string()),
+        qrcode_url,
         expires_in: state.scene_ttl.as_secs(),
     }))
+}
+
+/// The scene's QR code from WeChat, or `None` when `auto` mode falls back to codes because
+/// WeChat won't make QR codes for this account.
+async fn qrcode_or_fallback(state: &AppState, id: &SceneId) -> Result<Option<QrTicket>, ApiError> {
+    match state.wechat.create_qrcode(id, state.scene_ttl).await {
+        Ok(qr) => Ok(Some(qr)),
+        Err(WechatError::Api {
+            errcode: API_UNAUTHORIZED,
+            ..
+        }) if state.modes.can_fall_back() => {
+            if state.modes.qrcodes_refused() {
+                tracing::warn!("WeChat refused to make a parametric QR code (errcode 48001: this account is not a verified service account); WXLOGIN_LOGIN_MODE=auto now serves every login in code mode");
+                state.metrics.code_mode_fallback();
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn lookup(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
     let Some(id) = SceneId::parse(raw_id) else {
         return Ok(SceneLookup::Unknown);
     };
-    state
-        .scenes
-        .send(FindScene(id))
-        .await
-        .map_err(|e| ApiError::Internal(format!("scene supervisor: {e}")))
+    Ok(state.scenes.send(FindScene(id)).await?)
 }
 
 /// The live scene, or why there is none.
 async fn live_scene(state: &AppState, raw_id: &str) -> Result<SceneHandle, ApiError> {
     match lookup(state, raw_id).await? {
         SceneLookup::Live(scene) => Ok(scene),
-        SceneLookup::Ended => Err(ApiError::SceneExpired),
+        SceneLookup::Ended(_) => Err(ApiError::SceneExpired),
         SceneLookup::Unknown => Err(ApiError::SceneNotFound),
     }
 }
@@ -87,6 +141,10 @@ struct StatusQuery {
 #[derive(Serialize)]
 struct StatusBody {
     state: &'static str,
+    mode: &'static str,
+    /// In `confirm`: the number the browser shows, for the scanner to reply with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirm_number: Option<u8>,
     subscribed: bool,
     bound: bool,
     expires_in: u64,
@@ -98,6 +156,8 @@ impl From<SceneStatus> for StatusBody {
     fn from(status: SceneStatus) -> Self {
         Self {
             state: status.phase.as_str(),
+            mode: status.mode.as_str(),
+            confirm_number: status.confirm_number,
             subscribed: status.subscribed,
             bound: status.bound,
             expires_in: status
@@ -106,16 +166,6 @@ impl From<SceneStatus> for StatusBody {
                 .as_secs(),
             token: status.token.map(|t| t.as_str().to_owned()),
         }
-    }
-}
-
-fn expired() -> StatusBody {
-    StatusBody {
-        state: Phase::Expired.as_str(),
-        subscribed: false,
-        bound: false,
-        expires_in: 0,
-        token: None,
     }
 }
 
@@ -131,17 +181,17 @@ async fn status(
     }
     let scene = match lookup(&state, &scene_id).await? {
         SceneLookup::Live(scene) => scene,
-        SceneLookup::Ended => return Ok(HttpResponse::Ok().json(expired())),
+        SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
         SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
     };
-    // The scene may expire between lookup and send.
+    // The scene may end between lookup and send: ask again how it ended.
     let Ok(watched) = scene
         .send(Watch {
             until_change: query.wait > 0,
         })
         .await
     else {
-        return Ok(HttpResponse::Ok().json(expired()));
+        return Box::pin(status(state, scene_id, query)).await;
     };
     let mut status = watched.status;
     if let Some(change) = watched.change {
@@ -200,7 +250,7 @@ async fn bind(
     let body = body.into_inner();
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
     let scene = live_scene(&state, &scene_id).await?;
-    let token = scene
+    let bound = scene
         .send(Bind {
             phone,
             code: body.code,
@@ -209,7 +259,8 @@ async fn bind(
         .await
         .map_err(|_| ApiError::SceneExpired)??;
     state.metrics.bind();
-    state.metrics.login("bind");
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": token.as_str()})))
+    state.metrics.login("bind", bound.mode);
+    Ok(HttpResponse::Ok().json(
+        serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": bound.token.as_str()}),
+    ))
 }

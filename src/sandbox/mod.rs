@@ -9,7 +9,7 @@ mod api;
 mod phone;
 mod showqrcode;
 
-pub use showqrcode::SHOW_QRCODE;
+pub use showqrcode::{ACCOUNT_QRCODE, SHOW_QRCODE};
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -87,13 +87,52 @@ pub enum Fault {
     Status(u16),
 }
 
-/// A scan, unfollow or other event the simulated user performs.
-pub struct UserEvent<'a> {
+/// Something the simulated user does that WeChat pushes to the service.
+pub struct UserAction<'a> {
     pub openid: &'a str,
-    pub event: &'a str,
-    pub event_key: &'a str,
-    pub ticket: &'a str,
+    /// Override the push's CreateTime, e.g. to replay a delivery.
     pub create_time: Option<u64>,
+    pub kind: ActionKind<'a>,
+}
+
+pub enum ActionKind<'a> {
+    /// A scan, follow or unfollow.
+    Event {
+        event: &'a str,
+        event_key: &'a str,
+        ticket: &'a str,
+    },
+    /// A text message to the account.
+    Text(&'a str),
+}
+
+impl UserAction<'_> {
+    /// The message as WeChat writes it.
+    fn xml(&self, now: u64) -> String {
+        let fields = match self.kind {
+            ActionKind::Event {
+                event,
+                event_key,
+                ticket,
+            } => format!(
+                "<MsgType><![CDATA[event]]></MsgType><Event>{}</Event><EventKey>{}</EventKey><Ticket>{}</Ticket>",
+                cdata(event),
+                cdata(event_key),
+                cdata(ticket)
+            ),
+            ActionKind::Text(content) => format!(
+                "<MsgType><![CDATA[text]]></MsgType><Content>{}</Content><MsgId>{}</MsgId>",
+                cdata(content),
+                rand::thread_rng().next_u64()
+            ),
+        };
+        format!(
+            "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime>{fields}</xml>",
+            cdata(ACCOUNT),
+            cdata(self.openid),
+            self.create_time.unwrap_or(now),
+        )
+    }
 }
 
 /// What the service answered to a delivered event.
@@ -162,20 +201,11 @@ impl Simulator {
         self.state().outbox.iter().rev().cloned().collect()
     }
 
-    /// Signs (and in safe mode encrypts) an event as WeChat does and POSTs it to the
+    /// Signs (and in safe mode encrypts) a push as WeChat does and POSTs it to the
     /// service's callback; reads the reply the way WeChat would.
-    pub async fn deliver(&self, event: &UserEvent<'_>) -> Result<Delivery, DeliveryError> {
+    pub async fn deliver(&self, action: &UserAction<'_>) -> Result<Delivery, DeliveryError> {
         let now = unix_now();
-        let xml = format!(
-            "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime>\
-             <MsgType><![CDATA[event]]></MsgType><Event>{}</Event><EventKey>{}</EventKey><Ticket>{}</Ticket></xml>",
-            cdata(ACCOUNT),
-            cdata(event.openid),
-            event.create_time.unwrap_or(now),
-            cdata(event.event),
-            cdata(event.event_key),
-            cdata(event.ticket),
-        );
+        let xml = action.xml(now);
         let timestamp = now.to_string();
         let nonce = random_nonce();
         let mut query = vec![
@@ -185,7 +215,7 @@ impl Simulator {
             ),
             ("timestamp", timestamp.clone()),
             ("nonce", nonce.clone()),
-            ("openid", event.openid.to_owned()),
+            ("openid", action.openid.to_owned()),
         ];
         let body = match &self.crypto {
             None => xml,

@@ -1,5 +1,6 @@
 //! The simulated phone and the sandbox's controls: its page, scan a ticket as a chosen openid,
-//! unfollow, read the SMS phones received, and make the fake API fail on purpose.
+//! follow and unfollow, send the account a text, read the SMS phones received, and make the
+//! fake API fail on purpose.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Fault, Simulator, UserEvent};
+use super::{ActionKind, Fault, Simulator, UserAction};
 use crate::error::ApiError;
 use crate::http::page::asset;
 
@@ -22,7 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(|| async { asset("text/javascript", include_str!("phone/phone.js")) }),
     )
     .route("/sandbox/scan", web::post().to(scan))
+    .route("/sandbox/follow", web::post().to(follow))
     .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
+    .route("/sandbox/text", web::post().to(text))
     .route("/sandbox/sms", web::get().to(all_sms))
     .route("/sandbox/sms/{phone}", web::get().to(last_sms))
     .route("/sandbox/control", web::post().to(control))
@@ -56,39 +59,71 @@ async fn scan(
     } else {
         scene
     };
-    let event = UserEvent {
-        openid: &body.openid,
+    let event = ActionKind::Event {
         event: if body.follow { "subscribe" } else { "SCAN" },
         event_key: &event_key,
         ticket: &body.ticket,
-        create_time: body.create_time,
     };
-    deliver(&sim, &event).await
+    deliver(&sim, &body.openid, body.create_time, event).await
 }
 
 #[derive(Deserialize)]
-struct UnsubscribeRequest {
+struct UserRequest {
     openid: String,
     create_time: Option<u64>,
 }
 
+/// Follows the account without a scan: from its own QR code, a search or an article.
+async fn follow(
+    sim: web::Data<Simulator>,
+    body: web::Json<UserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let event = ActionKind::Event {
+        event: "subscribe",
+        event_key: "",
+        ticket: "",
+    };
+    deliver(&sim, &body.openid, body.create_time, event).await
+}
+
 async fn unsubscribe(
     sim: web::Data<Simulator>,
-    body: web::Json<UnsubscribeRequest>,
+    body: web::Json<UserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let event = UserEvent {
-        openid: &body.openid,
+    let event = ActionKind::Event {
         event: "unsubscribe",
         event_key: "",
         ticket: "",
-        create_time: body.create_time,
     };
-    deliver(&sim, &event).await
+    deliver(&sim, &body.openid, body.create_time, event).await
 }
 
-async fn deliver(sim: &Simulator, event: &UserEvent<'_>) -> Result<HttpResponse, ApiError> {
+#[derive(Deserialize)]
+struct TextRequest {
+    openid: String,
+    content: String,
+}
+
+async fn text(
+    sim: web::Data<Simulator>,
+    body: web::Json<TextRequest>,
+) -> Result<HttpResponse, ApiError> {
+    deliver(&sim, &body.openid, None, ActionKind::Text(&body.content)).await
+}
+
+async fn deliver(
+    sim: &Simulator,
+    openid: &str,
+    create_time: Option<u64>,
+    kind: ActionKind<'_>,
+) -> Result<HttpResponse, ApiError> {
+    let action = UserAction {
+        openid,
+        create_time,
+        kind,
+    };
     let delivery = sim
-        .deliver(event)
+        .deliver(&action)
         .await
         .map_err(|e| ApiError::Internal(format!("sandbox delivery failed: {e}")))?;
     Ok(HttpResponse::Ok().json(json!({"status": delivery.status, "reply": delivery.reply})))

@@ -54,9 +54,13 @@ pub enum Inbound<'a> {
         scene_key: &'a str,
         subscribed: bool,
     },
+    /// A follow that is not a scan: from a search, an article, the account's own QR code.
+    Follow,
     /// The user unfollowed the account.
     Unsubscribe,
-    /// Anything else: a plain follow, a text, a menu click.
+    /// A text message, with its content.
+    Text(&'a str),
+    /// Anything else: an image, a menu click, a location report.
     Other,
 }
 
@@ -128,19 +132,22 @@ impl Message {
     }
 
     pub fn inbound(&self) -> Inbound<'_> {
+        if self.msg_type.eq_ignore_ascii_case("text") {
+            return Inbound::Text(&self.content);
+        }
         if !self.msg_type.eq_ignore_ascii_case("event") {
             return Inbound::Other;
         }
         let event = self.event.as_str();
         if event.eq_ignore_ascii_case("subscribe") {
-            // Only a `qrscene_` prefix makes a follow a scan; other keys (a plain follow,
-            // `last_trade_no_...`) are not ours.
+            // Only a `qrscene_` prefix makes a follow a scan; other keys (none, or
+            // `last_trade_no_...`) are plain follows.
             match self.event_key.strip_prefix("qrscene_") {
                 Some(scene_key) => Inbound::QrScan {
                     scene_key,
                     subscribed: true,
                 },
-                None => Inbound::Other,
+                None => Inbound::Follow,
             }
         } else if event.eq_ignore_ascii_case("scan") {
             Inbound::QrScan {
@@ -250,7 +257,7 @@ mod tests {
         );
         for key in ["", "last_trade_no_4200001", "x_qrscene_Y"] {
             let message = Message::parse(event("subscribe", key).as_bytes()).unwrap();
-            assert_eq!(message.inbound(), Inbound::Other, "{key}");
+            assert_eq!(message.inbound(), Inbound::Follow, "{key}");
         }
     }
 
@@ -259,8 +266,17 @@ mod tests {
         let xml = b"<?xml version=\"1.0\"?><xml><FromUserName>a&amp;b</FromUserName><MsgType>text</MsgType><MsgId>42</MsgId><Extra><Nested>1</Nested></Extra></xml>";
         let message = Message::parse(xml).unwrap();
         assert_eq!(message.from_user, "a&b");
-        assert_eq!(message.inbound(), Inbound::Other);
+        assert_eq!(message.inbound(), Inbound::Text(""));
         assert_eq!(message.redelivery_key(), "a&b\n42");
+    }
+
+    #[test]
+    fn text_messages_carry_their_content() {
+        let xml = b"<xml><FromUserName><![CDATA[oUser]]></FromUserName><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ 123456 ]]></Content><MsgId>7</MsgId></xml>";
+        let message = Message::parse(xml).unwrap();
+        assert_eq!(message.inbound(), Inbound::Text(" 123456 "));
+        let image = b"<xml><MsgType>image</MsgType><Content>123456</Content></xml>";
+        assert_eq!(Message::parse(image).unwrap().inbound(), Inbound::Other);
     }
 
     #[test]

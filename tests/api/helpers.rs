@@ -181,6 +181,14 @@ pub fn event_xml(openid: &str, create_time: u64, event: &str, event_key: &str) -
     )
 }
 
+pub fn text_xml(openid: &str, create_time: u64, content: &str, msg_id: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
+         <MsgId>{msg_id}</MsgId></xml>"
+    )
+}
+
 impl TestApp {
     /// What the server has logged so far.
     pub fn log(&self) -> String {
@@ -285,6 +293,44 @@ impl TestApp {
         let response = self.post_json("/sandbox/scan", body).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+
+    /// The simulated user sends the account a text message; returns the callback's status and reply.
+    pub async fn text(&self, openid: &str, content: &str) -> Value {
+        let body = json!({"openid": openid, "content": content});
+        let response = self.post_json("/sandbox/text", body).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// The simulated user follows the account without scanning a login QR code.
+    pub async fn follow(&self, openid: &str) -> Value {
+        let response = self
+            .post_json("/sandbox/follow", json!({"openid": openid}))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// In code mode: a new scene's id and the login code its page shows.
+    pub async fn create_code_login(&self) -> (String, String) {
+        let response = self.request_qr().await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["mode"], "code", "{body}");
+        (
+            body["scene_id"].as_str().unwrap().to_owned(),
+            body["code"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The Prometheus line of `metric` (name and labels) holds `value`.
+    pub async fn assert_metric(&self, metric: &str, value: u64) {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        assert!(
+            text.lines().any(|line| line == format!("{metric} {value}")),
+            "no `{metric} {value}` in:\n{text}"
+        );
     }
 
     pub async fn unsubscribe(&self, openid: &str, create_time: Option<u64>) -> Value {

@@ -7,8 +7,8 @@ use wxlogin::wechat::crypto::MessageCrypto;
 use wxlogin::wechat::message::Message;
 
 use crate::helpers::{
-    assert_error, event_xml, signed_query, spawn_app_with, unix_now, wechat_signature, TestApp,
-    SANDBOX_TOKEN,
+    assert_error, event_xml, signed_query, spawn_app_with, text_xml, unix_now, wechat_signature,
+    TestApp, SANDBOX_TOKEN,
 };
 
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -72,12 +72,8 @@ async fn encrypted_subscribe_and_scan_drive_a_full_login() {
     assert_eq!(status["state"], "logged_in");
 }
 
-#[tokio::test]
-async fn the_encrypted_reply_decrypts_and_its_signature_verifies() {
-    let app = safe_mode_app().await;
-    let qr = app.create_qr().await;
-    let event = event_xml("oReader", unix_now(), "SCAN", &qr.scene_id);
-    let response = post_encrypted(&app, SANDBOX_APPID, &event, unix_now(), false).await;
+/// Checks the reply's MsgSignature and decrypts it.
+async fn decrypt_reply(response: reqwest::Response) -> Message {
     assert_eq!(response.status(), StatusCode::OK);
     let envelope = Message::parse(&response.bytes().await.unwrap()).unwrap();
     let signed = [
@@ -91,7 +87,16 @@ async fn the_encrypted_reply_decrypts_and_its_signature_verifies() {
         .unwrap()
         .decrypt(&envelope.encrypt)
         .unwrap();
-    let reply = Message::parse(&inner).unwrap();
+    Message::parse(&inner).unwrap()
+}
+
+#[tokio::test]
+async fn the_encrypted_reply_decrypts_and_its_signature_verifies() {
+    let app = safe_mode_app().await;
+    let qr = app.create_qr().await;
+    let event = event_xml("oReader", unix_now(), "SCAN", &qr.scene_id);
+    let response = post_encrypted(&app, SANDBOX_APPID, &event, unix_now(), false).await;
+    let reply = decrypt_reply(response).await;
     assert_eq!(reply.to_user, "oReader");
     assert!(reply.content.contains("手机号"), "{}", reply.content);
 }
@@ -172,4 +177,33 @@ async fn an_encrypted_push_without_safe_mode_is_refused() {
     let event = event_xml("oConfused", unix_now(), "SCAN", "x");
     let response = post_encrypted(&app, SANDBOX_APPID, &event, unix_now(), false).await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_message").await;
+}
+
+#[tokio::test]
+async fn a_login_code_and_a_confirmation_number_travel_encrypted() {
+    let app = spawn_app_with(&[
+        ("WXLOGIN_AES_KEY", AES_KEY),
+        ("WXLOGIN_LOGIN_MODE", "code"),
+        ("WXLOGIN_CONFIRM", "number"),
+    ])
+    .await;
+    let (scene_id, code) = app.create_code_login().await;
+    let sent = text_xml("oSecret", unix_now(), &code, 1);
+    let asked = post_encrypted(&app, SANDBOX_APPID, &sent, unix_now(), false).await;
+    let asked = decrypt_reply(asked).await;
+    assert!(asked.content.contains("两位数字"), "{}", asked.content);
+    let (_, status) = app.status(&scene_id, 0).await;
+    assert_eq!(status["state"], "confirm", "{status}");
+
+    let number = status["confirm_number"].as_u64().unwrap().to_string();
+    let answer = text_xml("oSecret", unix_now(), &number, 2);
+    let confirmed = post_encrypted(&app, SANDBOX_APPID, &answer, unix_now(), false).await;
+    let confirmed = decrypt_reply(confirmed).await;
+    assert!(
+        confirmed.content.contains("手机号"),
+        "{}",
+        confirmed.content
+    );
+    let (_, status) = app.status(&scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
 }

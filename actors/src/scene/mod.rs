@@ -1,28 +1,44 @@
 //! One scene in memory from QR creation until its TTL runs out, and the messages it answers.
 //!
 //! A scene lives in the [`SceneSupervisor`]'s map; its messages reach it through a
-//! [`crate::SceneHandle`]. While a store write for a scene is in flight (a scan that logs in,
-//! a bind) the scene is `busy`: other scans are told it was already scanned and other binds
-//! that it is not awaiting one, so a scene can never log in twice.
+//! [`crate::SceneHandle`] or, for those that find it by login code or by its scanner, through
+//! the supervisor. While a store write for a scene is in flight (a scan that logs in, a bind)
+//! the scene is `busy`: other scans are told it was already scanned and other binds that it is
+//! not awaiting one, so a scene can never log in twice.
 
+mod bind;
+mod scan;
 pub mod state;
 
-use std::time::{Duration, Instant};
+pub use bind::{Bind, Bound, RequestCode};
+pub use scan::{Admitted, Answer, AnswerOutcome, Scan, ScanByCode, ScanOutcome};
 
-use actix::fut::{ready, ActorFutureExt, WrapFuture};
+use std::time::{Instant, SystemTime};
+
+use actix::fut::ready;
 use actix::{Handler, Message, MessageResult, ResponseActFuture};
-use rand::Rng;
 use tokio::sync::oneshot;
-use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken};
 
 use crate::supervisor::{SceneSupervisor, ToScene};
-use state::{SceneError, SceneMachine, SceneStatus};
+use crate::LoginCode;
+use state::{SceneMachine, SceneStatus};
+
+/// The browser that asked for a login: where a scan login is logged from, and what the
+/// scanner is shown when asked to confirm.
+#[derive(Clone, Debug)]
+pub struct Requester {
+    pub ip: String,
+    /// Browser and operating system in words, e.g. "Chrome on Windows".
+    pub device: String,
+    pub at: SystemTime,
+}
 
 pub struct Scene {
-    machine: SceneMachine,
+    pub(crate) machine: SceneMachine,
     pub(crate) expires_at: Instant,
-    /// The browser that asked for the QR code: a scan login is logged against it.
-    client_ip: String,
+    pub(crate) requester: Requester,
+    /// In code mode, the code that scans this scene by text message.
+    pub(crate) code: Option<LoginCode>,
     /// Long-polls waiting for the next change.
     watchers: Vec<oneshot::Sender<SceneStatus>>,
     /// A store write for this scene is in flight.
@@ -30,17 +46,23 @@ pub struct Scene {
 }
 
 impl Scene {
-    pub(crate) fn new(expires_at: Instant, client_ip: String) -> Self {
+    pub(crate) fn new(
+        machine: SceneMachine,
+        expires_at: Instant,
+        requester: Requester,
+        code: Option<LoginCode>,
+    ) -> Self {
         Self {
-            machine: SceneMachine::default(),
+            machine,
             expires_at,
-            client_ip,
+            requester,
+            code,
             watchers: Vec::new(),
             busy: false,
         }
     }
 
-    fn notify_watchers(&mut self) {
+    pub(crate) fn notify_watchers(&mut self) {
         let status = self.machine.status(self.expires_at);
         for watcher in self.watchers.drain(..) {
             let _ = watcher.send(status.clone());
@@ -55,7 +77,7 @@ impl Scene {
 }
 
 /// Answers at once with a value computed synchronously.
-fn done<T: 'static>(value: T) -> ResponseActFuture<SceneSupervisor, T> {
+pub(crate) fn done<T: 'static>(value: T) -> ResponseActFuture<SceneSupervisor, T> {
     Box::pin(ready(value))
 }
 
@@ -90,149 +112,6 @@ impl Handler<ToScene<Watch>> for SceneSupervisor {
                 rx
             });
             Watched { status, change }
-        }))
-    }
-}
-
-/// A WeChat user scanned this scene's QR code.
-#[derive(Message)]
-#[rtype(result = "Result<ScanOutcome, SceneError>")]
-pub struct Scan {
-    pub openid: OpenId,
-    /// The scan came with a new follow.
-    pub subscribed: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanOutcome {
-    LoggedIn,
-    NeedBind,
-}
-
-impl Handler<ToScene<Scan>> for SceneSupervisor {
-    type Result = ResponseActFuture<Self, Option<Result<ScanOutcome, SceneError>>>;
-
-    fn handle(
-        &mut self,
-        ToScene { id, msg }: ToScene<Scan>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        let store = self.store.clone();
-        let session_ttl = self.settings.session_ttl;
-        let Some(scene) = self.live(&id) else {
-            return done(None);
-        };
-        if scene.busy {
-            return done(Some(Err(SceneError::AlreadyScanned)));
-        }
-        if let Err(e) = scene.machine.check_scan() {
-            return done(Some(Err(e)));
-        }
-        match store.binding(&msg.openid) {
-            Err(e) => done(Some(Err(e.into()))),
-            Ok(None) => {
-                let result = scene.machine.await_bind(msg.openid, msg.subscribed);
-                scene.notify_watchers();
-                done(Some(result.map(|()| ScanOutcome::NeedBind)))
-            }
-            Ok(Some(_)) => {
-                scene.busy = true;
-                let ip = scene.client_ip.clone();
-                let open = async move {
-                    store
-                        .open_session(&msg.openid, session_ttl, LoginMethod::Scan, &ip)
-                        .await
-                };
-                Box::pin(open.into_actor(self).map(move |opened, supervisor, _| {
-                    let scene = supervisor.scenes.get_mut(&id)?;
-                    scene.busy = false;
-                    Some(opened.map_err(SceneError::from).and_then(|token| {
-                        scene.machine.log_in_scanned(msg.subscribed, token)?;
-                        scene.notify_watchers();
-                        Ok(ScanOutcome::LoggedIn)
-                    }))
-                }))
-            }
-        }
-    }
-}
-
-/// Issue a verification code for `phone`; the caller delivers it.
-#[derive(Message)]
-#[rtype(result = "Result<String, SceneError>")]
-pub struct RequestCode {
-    pub phone: Phone,
-}
-
-impl Handler<ToScene<RequestCode>> for SceneSupervisor {
-    type Result = MessageResult<ToScene<RequestCode>>;
-
-    fn handle(
-        &mut self,
-        ToScene { id, msg }: ToScene<RequestCode>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        MessageResult(self.live(&id).map(|scene| {
-            if scene.busy {
-                return Err(SceneError::NotAwaitingBind);
-            }
-            let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
-            scene
-                .machine
-                .code_sent(msg.phone, code.clone(), Instant::now())?;
-            Ok(code)
-        }))
-    }
-}
-
-/// Bind `phone` to the scanner with the code sent to it, and log in.
-#[derive(Message)]
-#[rtype(result = "Result<SessionToken, SceneError>")]
-pub struct Bind {
-    pub phone: Phone,
-    pub code: String,
-    pub client_ip: String,
-}
-
-impl Handler<ToScene<Bind>> for SceneSupervisor {
-    type Result = ResponseActFuture<Self, Option<Result<SessionToken, SceneError>>>;
-
-    fn handle(
-        &mut self,
-        ToScene { id, msg }: ToScene<Bind>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        let store = self.store.clone();
-        let session_ttl: Duration = self.settings.session_ttl;
-        let Some(scene) = self.live(&id) else {
-            return done(None);
-        };
-        if scene.busy {
-            return done(Some(Err(SceneError::NotAwaitingBind)));
-        }
-        let openid = match scene.machine.verify_code(&msg.phone, &msg.code) {
-            Ok(openid) => openid,
-            Err(e) => return done(Some(Err(e))),
-        };
-        scene.busy = true;
-        let bind = async move {
-            store.bind(&openid, &msg.phone).await.map_err(|e| match e {
-                BindError::PhoneTaken => SceneError::PhoneTaken,
-                BindError::Store(e) => e.into(),
-            })?;
-            let token = store
-                .open_session(&openid, session_ttl, LoginMethod::Bind, &msg.client_ip)
-                .await?;
-            Ok::<_, SceneError>(token)
-        };
-        Box::pin(bind.into_actor(self).map(move |bound, supervisor, _| {
-            let scene = supervisor.scenes.get_mut(&id)?;
-            scene.busy = false;
-            Some(bound.and_then(|token| {
-                scene.machine.log_in_bound(token.clone())?;
-                scene.notify_watchers();
-                Ok(token)
-            }))
         }))
     }
 }

@@ -1,12 +1,16 @@
 //! One scene's state machine, free of actors and I/O so every transition is unit-tested.
 //!
 //! ```text
-//! Waiting ──scan, bound──────────────► LoggedIn
-//!    │                                   ▲
-//!    └─scan, unbound─► NeedBind ─right code, bind─┘
-//! any ──TTL──► Expired (terminal)
+//!              ┌─confirmation off─► (admit) ──bound──► LoggedIn
+//! Waiting ─scan┤                      │                  ▲
+//!              │                      └─unbound─► NeedBind ─right SMS code, bind─┘
+//!              └─confirmation on──► Confirm ─right number from the scanner─► (admit)
+//!                                      └─0 or a wrong number from the scanner─► Denied
+//! any live state ──TTL──► Expired
 //! ```
-//! New states (confirmation, text-code login) slot in as variants with their own transitions.
+//! `Denied` and `Expired` are terminal: nothing moves a scene out of them. A scan is the QR
+//! event or, in code mode, the text message carrying the scene's login code; both arrive here
+//! the same way.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +25,12 @@ pub const MAX_WRONG_CODES: u8 = 5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Waiting,
+    /// Scanned; waiting for the scanner to reply with the number the browser shows.
+    Confirm,
     NeedBind,
     LoggedIn,
+    /// The scanner refused the login (or answered the wrong number).
+    Denied,
     Expired,
 }
 
@@ -30,14 +38,33 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Waiting => "waiting",
+            Phase::Confirm => "confirm",
             Phase::NeedBind => "need_bind",
             Phase::LoggedIn => "logged_in",
+            Phase::Denied => "denied",
             Phase::Expired => "expired",
         }
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Expired)
+        matches!(self, Phase::Denied | Phase::Expired)
+    }
+}
+
+/// How the browser's user starts the login: scanning a parametric QR code, or sending the
+/// account a short code from the page (for accounts WeChat won't make such QR codes for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginMode {
+    QrCode,
+    Code,
+}
+
+impl LoginMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMode::QrCode => "qrcode",
+            LoginMode::Code => "code",
+        }
     }
 }
 
@@ -45,6 +72,7 @@ impl Phase {
 #[derive(Clone, Debug)]
 pub struct SceneStatus {
     pub phase: Phase,
+    pub mode: LoginMode,
     /// The scan came with a new follow (`subscribe`), not from an existing follower (`SCAN`).
     pub subscribed: bool,
     /// The scanning user has a phone bound.
@@ -52,6 +80,8 @@ pub struct SceneStatus {
     pub expires_at: Instant,
     /// Present only in [`Phase::LoggedIn`].
     pub token: Option<SessionToken>,
+    /// Present only in [`Phase::Confirm`]: the number the browser shows and the scanner replies.
+    pub confirm_number: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +90,8 @@ pub enum SceneError {
     AlreadyScanned,
     #[error("the scene is not waiting for a phone binding")]
     NotAwaitingBind,
+    #[error("the scene is not waiting for this user's confirmation")]
+    NotAwaitingConfirmation,
     #[error("a code was sent recently; try again later")]
     CodeCooldown { retry_after: Duration },
     #[error("the verification code is wrong")]
@@ -68,8 +100,20 @@ pub enum SceneError {
     TooManyAttempts,
     #[error("the phone is bound to another WeChat user")]
     PhoneTaken,
+    #[error("no login code is free; try again in a moment")]
+    NoFreeLoginCode,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The scanner's reply to a confirmation request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The right number: admit the scanner (see [`SceneMachine::await_bind`] and
+    /// [`SceneMachine::log_in_scanned`]).
+    Accepted { openid: OpenId, subscribed: bool },
+    /// `0` or a wrong number: the scene is now [`Phase::Denied`].
+    Denied,
 }
 
 struct SentCode {
@@ -80,6 +124,13 @@ struct SentCode {
 
 enum State {
     Waiting,
+    Confirm {
+        openid: OpenId,
+        number: u8,
+        subscribed: bool,
+        /// The right number came back; the scanner is being admitted.
+        confirmed: bool,
+    },
     NeedBind {
         openid: OpenId,
         sent: Option<SentCode>,
@@ -88,45 +139,71 @@ enum State {
     LoggedIn {
         token: SessionToken,
     },
+    Denied,
     Expired,
 }
 
 pub struct SceneMachine {
     state: State,
+    mode: LoginMode,
+    /// A scan must be confirmed by the scanner replying with the browser's number.
+    confirm: bool,
     subscribed: bool,
 }
 
-impl Default for SceneMachine {
-    fn default() -> Self {
+impl SceneMachine {
+    pub fn new(mode: LoginMode, confirm: bool) -> Self {
         Self {
             state: State::Waiting,
+            mode,
+            confirm,
             subscribed: false,
         }
     }
-}
 
-impl SceneMachine {
     pub fn phase(&self) -> Phase {
         match self.state {
             State::Waiting => Phase::Waiting,
+            State::Confirm { .. } => Phase::Confirm,
             State::NeedBind { .. } => Phase::NeedBind,
             State::LoggedIn { .. } => Phase::LoggedIn,
+            State::Denied => Phase::Denied,
             State::Expired => Phase::Expired,
         }
     }
 
+    pub fn mode(&self) -> LoginMode {
+        self.mode
+    }
+
     pub fn status(&self, expires_at: Instant) -> SceneStatus {
-        let token = match &self.state {
-            State::LoggedIn { token } => Some(token.clone()),
-            _ => None,
+        let (token, confirm_number) = match &self.state {
+            State::LoggedIn { token } => (Some(token.clone()), None),
+            State::Confirm { number, .. } => (None, Some(*number)),
+            _ => (None, None),
         };
         SceneStatus {
             phase: self.phase(),
+            mode: self.mode,
             subscribed: self.subscribed,
             bound: token.is_some(),
             expires_at,
             token,
+            confirm_number,
         }
+    }
+
+    /// The scanner whose confirmation this scene waits for.
+    pub fn confirming(&self) -> Option<&OpenId> {
+        match &self.state {
+            State::Confirm { openid, .. } => Some(openid),
+            _ => None,
+        }
+    }
+
+    /// Whether a scan must be confirmed before the scanner is admitted.
+    pub fn needs_confirmation(&self) -> bool {
+        self.confirm
     }
 
     /// A scan is taken only while nobody has scanned yet: the first scanner owns the scene.
@@ -137,9 +214,70 @@ impl SceneMachine {
         }
     }
 
-    /// The scanner has no phone bound yet.
-    pub fn await_bind(&mut self, openid: OpenId, subscribed: bool) -> Result<(), SceneError> {
+    /// Confirmation is on: the scanner must reply with `number`, which the browser shows.
+    pub fn ask_confirmation(
+        &mut self,
+        openid: OpenId,
+        subscribed: bool,
+        number: u8,
+    ) -> Result<(), SceneError> {
         self.check_scan()?;
+        if !self.confirm {
+            return Err(SceneError::NotAwaitingConfirmation);
+        }
+        self.subscribed = subscribed;
+        self.state = State::Confirm {
+            openid,
+            number,
+            subscribed,
+            confirmed: false,
+        };
+        Ok(())
+    }
+
+    /// `openid` replied `number` to the confirmation request. Only the scanner's replies count.
+    pub fn answer(&mut self, openid: &OpenId, number: u8) -> Result<Answer, SceneError> {
+        let State::Confirm {
+            openid: scanner,
+            number: expected,
+            subscribed,
+            confirmed,
+        } = &mut self.state
+        else {
+            return Err(SceneError::NotAwaitingConfirmation);
+        };
+        if scanner != openid {
+            return Err(SceneError::NotAwaitingConfirmation);
+        }
+        if number != *expected || number == 0 {
+            self.state = State::Denied;
+            return Ok(Answer::Denied);
+        }
+        *confirmed = true;
+        Ok(Answer::Accepted {
+            openid: scanner.clone(),
+            subscribed: *subscribed,
+        })
+    }
+
+    /// May `openid` be let in now: a first scan without confirmation, or the confirmed scanner.
+    pub fn check_admit(&self, openid: &OpenId) -> Result<(), SceneError> {
+        match &self.state {
+            State::Waiting if !self.confirm => Ok(()),
+            State::Waiting => Err(SceneError::NotAwaitingConfirmation),
+            State::Confirm {
+                openid: scanner,
+                confirmed: true,
+                ..
+            } if scanner == openid => Ok(()),
+            State::Confirm { .. } => Err(SceneError::NotAwaitingConfirmation),
+            _ => Err(SceneError::AlreadyScanned),
+        }
+    }
+
+    /// The admitted scanner has no phone bound yet.
+    pub fn await_bind(&mut self, openid: OpenId, subscribed: bool) -> Result<(), SceneError> {
+        self.check_admit(&openid)?;
         self.subscribed = subscribed;
         self.state = State::NeedBind {
             openid,
@@ -149,13 +287,14 @@ impl SceneMachine {
         Ok(())
     }
 
-    /// A bound scanner logs in at once.
+    /// An admitted scanner with a phone bound logs in at once.
     pub fn log_in_scanned(
         &mut self,
+        openid: &OpenId,
         subscribed: bool,
         token: SessionToken,
     ) -> Result<(), SceneError> {
-        self.check_scan()?;
+        self.check_admit(openid)?;
         self.subscribed = subscribed;
         self.state = State::LoggedIn { token };
         Ok(())
@@ -229,8 +368,11 @@ impl SceneMachine {
         }
     }
 
+    /// The TTL ran out. A terminal state stays as it is.
     pub fn expire(&mut self) {
-        self.state = State::Expired;
+        if !self.phase().is_terminal() {
+            self.state = State::Expired;
+        }
     }
 }
 
@@ -242,21 +384,37 @@ mod tests {
         OpenId::parse("alice").unwrap()
     }
 
+    fn bob() -> OpenId {
+        OpenId::parse("bob").unwrap()
+    }
+
     fn phone() -> Phone {
         Phone::parse("13800000001").unwrap()
     }
 
+    fn plain() -> SceneMachine {
+        SceneMachine::new(LoginMode::QrCode, false)
+    }
+
+    fn confirming() -> SceneMachine {
+        let mut scene = SceneMachine::new(LoginMode::Code, true);
+        scene.ask_confirmation(alice(), true, 42).unwrap();
+        scene
+    }
+
     fn need_bind() -> SceneMachine {
-        let mut scene = SceneMachine::default();
+        let mut scene = plain();
         scene.await_bind(alice(), true).unwrap();
         scene
     }
 
     #[test]
     fn a_bound_scan_logs_in_and_carries_the_token() {
-        let mut scene = SceneMachine::default();
+        let mut scene = plain();
         let token = SessionToken::generate();
-        scene.log_in_scanned(false, token.clone()).unwrap();
+        scene
+            .log_in_scanned(&alice(), false, token.clone())
+            .unwrap();
         let status = scene.status(Instant::now());
         assert_eq!(status.phase, Phase::LoggedIn);
         assert!(status.bound && !status.subscribed);
@@ -268,20 +426,19 @@ mod tests {
         let mut scene = need_bind();
         assert_eq!(scene.status(Instant::now()).phase, Phase::NeedBind);
         assert!(scene.status(Instant::now()).subscribed);
-        let bob = OpenId::parse("bob").unwrap();
         assert!(matches!(
-            scene.await_bind(bob, false),
+            scene.await_bind(bob(), false),
             Err(SceneError::AlreadyScanned)
         ));
         assert!(matches!(
-            scene.log_in_scanned(false, SessionToken::generate()),
+            scene.log_in_scanned(&alice(), false, SessionToken::generate()),
             Err(SceneError::AlreadyScanned)
         ));
     }
 
     #[test]
     fn codes_need_need_bind() {
-        let mut scene = SceneMachine::default();
+        let mut scene = plain();
         let now = Instant::now();
         assert!(matches!(
             scene.code_sent(phone(), "123456".into(), now),
@@ -354,15 +511,131 @@ mod tests {
     }
 
     #[test]
-    fn expired_is_terminal() {
-        let mut scene = need_bind();
-        scene.expire();
+    fn with_confirmation_a_scan_waits_for_the_number() {
+        let mut scene = SceneMachine::new(LoginMode::QrCode, true);
+        assert!(scene.needs_confirmation());
+        // Admitting straight from a scan would skip the confirmation.
+        assert!(matches!(
+            scene.await_bind(alice(), false),
+            Err(SceneError::NotAwaitingConfirmation)
+        ));
+        scene.ask_confirmation(alice(), true, 42).unwrap();
+        let status = scene.status(Instant::now());
+        assert_eq!(status.phase, Phase::Confirm);
+        assert_eq!(status.confirm_number, Some(42));
+        assert!(status.token.is_none());
+        assert!(matches!(
+            scene.log_in_scanned(&alice(), true, SessionToken::generate()),
+            Err(SceneError::NotAwaitingConfirmation)
+        ));
+        assert!(matches!(
+            scene.ask_confirmation(bob(), false, 17),
+            Err(SceneError::AlreadyScanned)
+        ));
+    }
+
+    #[test]
+    fn confirmation_needs_confirmation_on() {
+        let mut scene = plain();
+        assert!(matches!(
+            scene.ask_confirmation(alice(), false, 42),
+            Err(SceneError::NotAwaitingConfirmation)
+        ));
+        assert!(matches!(
+            scene.answer(&alice(), 42),
+            Err(SceneError::NotAwaitingConfirmation)
+        ));
+    }
+
+    #[test]
+    fn the_right_number_from_the_scanner_admits_them() {
+        let mut scene = confirming();
+        assert_eq!(
+            scene.answer(&alice(), 42).unwrap(),
+            Answer::Accepted {
+                openid: alice(),
+                subscribed: true
+            }
+        );
+        // Only the scanner is admitted.
+        assert!(scene.check_admit(&bob()).is_err());
+        scene.await_bind(alice(), true).unwrap();
+        assert_eq!(scene.phase(), Phase::NeedBind);
+        assert_eq!(scene.status(Instant::now()).confirm_number, None);
+    }
+
+    #[test]
+    fn a_confirmed_bound_scanner_logs_in() {
+        let mut scene = confirming();
+        scene.answer(&alice(), 42).unwrap();
+        scene
+            .log_in_scanned(&alice(), true, SessionToken::generate())
+            .unwrap();
+        assert_eq!(scene.phase(), Phase::LoggedIn);
+        assert!(matches!(
+            scene.answer(&alice(), 42),
+            Err(SceneError::NotAwaitingConfirmation)
+        ));
+    }
+
+    #[test]
+    fn another_users_number_changes_nothing() {
+        let mut scene = confirming();
+        for number in [0, 41, 42] {
+            assert!(matches!(
+                scene.answer(&bob(), number),
+                Err(SceneError::NotAwaitingConfirmation)
+            ));
+        }
+        assert_eq!(scene.phase(), Phase::Confirm);
+        assert!(matches!(
+            scene.answer(&alice(), 42),
+            Ok(Answer::Accepted { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_or_a_wrong_number_denies_for_good() {
+        for refusal in [0, 24, 99] {
+            let mut scene = confirming();
+            assert_eq!(scene.answer(&alice(), refusal).unwrap(), Answer::Denied);
+            assert_eq!(scene.phase(), Phase::Denied);
+            assert_terminal(&mut scene, Phase::Denied);
+        }
+    }
+
+    #[test]
+    fn expired_is_terminal_from_every_live_state() {
+        let mut confirmed = confirming();
+        confirmed.answer(&alice(), 42).unwrap();
+        let mut logged_in = plain();
+        logged_in
+            .log_in_scanned(&alice(), false, SessionToken::generate())
+            .unwrap();
+        for mut scene in [plain(), confirming(), confirmed, need_bind(), logged_in] {
+            scene.expire();
+            assert_terminal(&mut scene, Phase::Expired);
+        }
+    }
+
+    /// Tries every transition on a terminal scene: each must fail and leave it as it was.
+    fn assert_terminal(scene: &mut SceneMachine, phase: Phase) {
+        let now = Instant::now();
         assert!(scene.phase().is_terminal());
         assert!(scene.check_scan().is_err());
-        assert!(scene.log_in_bound(SessionToken::generate()).is_err());
+        assert!(scene.ask_confirmation(alice(), false, 42).is_err());
+        assert!(scene.answer(&alice(), 42).is_err());
+        assert!(scene.check_admit(&alice()).is_err());
+        assert!(scene.await_bind(alice(), false).is_err());
         assert!(scene
-            .code_sent(phone(), "1".into(), Instant::now())
+            .log_in_scanned(&alice(), false, SessionToken::generate())
             .is_err());
-        assert_eq!(scene.status(Instant::now()).token, None);
+        assert!(scene.code_sent(phone(), "1".into(), now).is_err());
+        assert!(scene.verify_code(&phone(), "1").is_err());
+        assert!(scene.log_in_bound(SessionToken::generate()).is_err());
+        scene.expire();
+        let status = scene.status(now);
+        assert_eq!(status.phase, phase);
+        assert_eq!((status.token, status.confirm_number), (None, None));
     }
 }

@@ -1,0 +1,178 @@
+//! What each pushed message does: a QR scan or a login code scans a scene, a number answers
+//! a confirmation request, an unfollow unbinds, a follow in code mode is told how to log in.
+
+use wxlogin_actors::{
+    Admitted, Answer, AnswerOutcome, FindScene, LoginCode, LoginMode, Scan, ScanByCode,
+    ScanOutcome, SceneError, SceneId, SceneLookup,
+};
+use wxlogin_storage::OpenId;
+
+use super::replies::Outcome;
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::wechat::envelope::EnvelopeError;
+use crate::wechat::message::{Inbound, Message, MessageError};
+
+/// The `type` label of a push in the metrics.
+pub fn kind(message: &Message) -> &'static str {
+    match message.inbound() {
+        Inbound::QrScan {
+            subscribed: true, ..
+        } => "subscribe",
+        Inbound::QrScan {
+            subscribed: false, ..
+        } => "scan",
+        Inbound::Follow => "follow",
+        Inbound::Unsubscribe => "unsubscribe",
+        Inbound::Text(_) => "text",
+        Inbound::Other => "other",
+    }
+}
+
+/// Acts on one message.
+pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiError> {
+    match message.inbound() {
+        Inbound::QrScan {
+            scene_key,
+            subscribed,
+        } => {
+            // A scene key that isn't shaped like ours belongs to some other QR code of the account.
+            let Some(scene) = SceneId::parse(scene_key) else {
+                return Ok(Outcome::NotOurs);
+            };
+            let openid = sender(message)?;
+            let SceneLookup::Live(scene) = state.scenes.send(FindScene(scene)).await? else {
+                return Ok(Outcome::Expired);
+            };
+            let Ok(scanned) = scene.send(Scan { openid, subscribed }).await else {
+                return Ok(Outcome::Expired);
+            };
+            match scanned {
+                Ok(outcome) => Ok(scanned_outcome(state, outcome)),
+                Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Inbound::Text(text) => text_message(state, sender(message)?, text.trim()).await,
+        Inbound::Follow if codes_served(state) => Ok(Outcome::HowTo { followed: true }),
+        Inbound::Unsubscribe => {
+            let openid = sender(message)?;
+            let at = message
+                .created_at()
+                .ok_or_else(|| bad_field("CreateTime"))?;
+            if !state.store.unbind(&openid, at).await? {
+                return Ok(Outcome::NothingToUnbind);
+            }
+            state.metrics.unbind();
+            tracing::info!(openid = %openid, "unsubscribed: binding removed, sessions revoked");
+            Ok(Outcome::Unbound)
+        }
+        Inbound::Follow | Inbound::Other => Ok(Outcome::NotOurs),
+    }
+}
+
+/// A text is the answer to the sender's pending confirmation request, else (in code mode)
+/// a login code.
+async fn text_message(state: &AppState, openid: OpenId, text: &str) -> Result<Outcome, ApiError> {
+    if let Some(number) = confirmation_answer(text) {
+        let answer = Answer {
+            openid: openid.clone(),
+            number,
+        };
+        match state.scenes.send(answer).await? {
+            Some(Ok(AnswerOutcome::Admitted(admitted))) => {
+                state.metrics.confirmation("accepted");
+                return Ok(admitted_outcome(state, admitted));
+            }
+            Some(Ok(AnswerOutcome::Denied)) => {
+                state.metrics.confirmation("denied");
+                return Ok(Outcome::Denied);
+            }
+            // Being admitted already (WeChat's retry of the right answer): nothing to add.
+            Some(Err(SceneError::NotAwaitingConfirmation)) => return Ok(Outcome::NotOurs),
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    if !codes_served(state) {
+        return Ok(Outcome::NotOurs);
+    }
+    let Some(code) = LoginCode::parse(text) else {
+        return Ok(Outcome::HowTo { followed: false });
+    };
+    let guesses = &state.callback.guesses;
+    if guesses.is_throttled(openid.as_str()) {
+        return Ok(Outcome::Throttled);
+    }
+    let rejected = match state
+        .scenes
+        .send(ScanByCode {
+            code,
+            openid: openid.clone(),
+        })
+        .await?
+    {
+        Some(Ok(outcome)) => return Ok(scanned_outcome(state, outcome)),
+        Some(Err(SceneError::AlreadyScanned)) => Outcome::CodeUsed,
+        Some(Err(e)) => return Err(e.into()),
+        None => Outcome::CodeUnknown,
+    };
+    state.metrics.login_code_rejected();
+    if guesses.miss(openid.as_str()) {
+        state.metrics.openid_throttled();
+        tracing::info!(openid = %openid, "too many wrong login codes: ignoring this openid's codes for a while");
+        return Ok(Outcome::Throttled);
+    }
+    Ok(rejected)
+}
+
+/// One or two digits: what a user replies to a confirmation request (`0` refuses).
+fn confirmation_answer(text: &str) -> Option<u8> {
+    let short_number = (1..=2).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+    short_number.then(|| text.parse().ok()).flatten()
+}
+
+/// New scenes are in code mode, so texts and follows may be logins.
+fn codes_served(state: &AppState) -> bool {
+    state.modes.current() == LoginMode::Code
+}
+
+fn scanned_outcome(state: &AppState, outcome: ScanOutcome) -> Outcome {
+    match outcome {
+        ScanOutcome::Admitted(admitted) => admitted_outcome(state, admitted),
+        ScanOutcome::Confirm(requester) => Outcome::ConfirmAsked(requester),
+    }
+}
+
+fn admitted_outcome(state: &AppState, admitted: Admitted) -> Outcome {
+    match admitted {
+        Admitted::LoggedIn(mode) => {
+            state.metrics.login("scan", mode);
+            Outcome::LoggedIn
+        }
+        Admitted::NeedBind => Outcome::NeedBind,
+    }
+}
+
+fn sender(message: &Message) -> Result<OpenId, ApiError> {
+    OpenId::parse(&message.from_user).ok_or_else(|| bad_field("FromUserName"))
+}
+
+fn bad_field(name: &'static str) -> ApiError {
+    EnvelopeError::Message(MessageError::BadField(name)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirmation_answer;
+
+    #[test]
+    fn answers_are_one_or_two_digits() {
+        assert_eq!(confirmation_answer("0"), Some(0));
+        assert_eq!(confirmation_answer("42"), Some(42));
+        assert_eq!(confirmation_answer("07"), Some(7));
+        for text in ["", "123", "4a", "-1", "+5", "１"] {
+            assert_eq!(confirmation_answer(text), None, "{text}");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `/wechat`: the callback WeChat verifies with GET and pushes user events to with POST.
+//!
+//! This module is the transport (limits, authentication, redelivery, the reply envelope);
+//! [`actions`] is what each message does, [`replies`] what the user is told.
+
+mod actions;
+mod guesses;
+mod replies;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, HttpResponse};
+use moka::sync::Cache;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
+use crate::wechat::message::text_reply;
+use guesses::CodeGuesses;
+
+/// WeChat's messages are a few hundred bytes; anything near this is not from WeChat.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// WeChat retries an unanswered push twice over about 15 s; remember deliveries well past that.
+const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
+const REDELIVERY_CAPACITY: u64 = 100_000;
+
+/// The callback's own state: how pushes are authenticated, the memory of recent deliveries
+/// and of wrong login codes, and the site name replies show.
+pub struct Callback {
+    keys: CallbackKeys,
+    seen: Cache<String, ()>,
+    guesses: CodeGuesses,
+    site_name: String,
+}
+
+impl Callback {
+    pub fn new(keys: CallbackKeys, code_guess_window: Duration, site_name: String) -> Self {
+        let seen = Cache::builder()
+            .max_capacity(REDELIVERY_CAPACITY)
+            .time_to_live(REDELIVERY_MEMORY)
+            .build();
+        Self {
+            keys,
+            seen,
+            guesses: CodeGuesses::new(code_guess_window),
+            site_name,
+        }
+    }
+
+    /// True the first time a delivery is seen; false for WeChat's retries of it.
+    fn first_delivery(&self, key: &str) -> bool {
+        self.seen.entry(key.to_owned()).or_insert(()).is_fresh()
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/wechat", web::get().to(verify_server))
+        .route("/wechat", web::post().to(receive));
+}
+
+/// WeChat checks the server URL by asking it to echo `echostr` under a valid signature.
+async fn verify_server(
+    state: web::Data<AppState>,
+    query: web::Query<CallbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let echo = state.callback.keys.echo(&query, unix_now())?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(echo))
+}
+
+async fn receive(
+    state: web::Data<AppState>,
+    query: web::Query<CallbackQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let received = open(&state, &query, payload).await;
+    let (message, mode) = match received {
+        Ok(opened) => (opened.message, opened.mode),
+        Err(e) => {
+            state.metrics.callback_event("invalid", e.code());
+            return Err(e);
+        }
+    };
+    let kind = actions::kind(&message);
+    let key = message.redelivery_key();
+    if !state.callback.first_delivery(&key) {
+        state.metrics.callback_event(kind, "redelivery");
+        return Ok(acknowledge());
+    }
+    let outcome = match actions::act(&state, &message).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Let WeChat's retry be handled afresh.
+            state.callback.seen.invalidate(&key);
+            state.metrics.callback_event(kind, e.code());
+            return Err(e);
+        }
+    };
+    state.metrics.callback_event(kind, outcome.label());
+    let Some(text) = outcome.reply(&state.callback) else {
+        return Ok(acknowledge());
+    };
+    let now = unix_now();
+    let reply = text_reply(&message.from_user, &message.to_user, now, &text);
+    Ok(HttpResponse::Ok()
+        .content_type("application/xml; charset=utf-8")
+        .body(state.callback.keys.seal(reply, mode, now)))
+}
+
+/// Reads the body within its limit and authenticates, decrypts and parses it.
+async fn open(
+    state: &AppState,
+    query: &CallbackQuery,
+    payload: web::Payload,
+) -> Result<Opened, ApiError> {
+    let body = payload
+        .to_bytes_limited(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })?
+        .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    Ok(state.callback.keys.open(query, &body, unix_now())?)
+}
+
+/// WeChat's "received, no reply".
+fn acknowledge() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("success")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,155 @@
+//! What came of a push, and the text the WeChat user is told about it.
+
+use std::time::SystemTime;
+
+use time::{OffsetDateTime, UtcOffset};
+use wxlogin_actors::Requester;
+
+use super::Callback;
+
+const LOGGED_IN: &str = "登录成功，请回到网页继续。";
+const NEED_BIND: &str = "扫码成功！请在网页上填写手机号并完成验证，即可登录。";
+const USED: &str = "这个二维码已经被扫过了，请刷新网页获取新的二维码。";
+const EXPIRED: &str = "二维码已过期，请刷新网页获取新的二维码。";
+const DENIED: &str = "已拒绝这次登录，那个网页不会登录你的账号。如果登录请求不是你本人发起的，请勿把网页上的数字告诉任何人。";
+const CODE_USED: &str = "这个登录码已经用过了，请刷新网页获取新的登录码。";
+const CODE_UNKNOWN: &str = "登录码不正确或已过期，请核对网页上显示的 6 位登录码后重新发送。";
+
+/// Times in replies are Beijing time, which WeChat's users read.
+const REPLY_UTC_OFFSET_HOURS: i8 = 8;
+
+/// What came of a push.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    LoggedIn,
+    NeedBind,
+    /// Confirmation is on: the scanner is asked to reply with the browser's number.
+    ConfirmAsked(Requester),
+    /// The scanner answered 0 or a wrong number.
+    Denied,
+    /// Someone else scanned this QR code first.
+    AlreadyScanned,
+    /// The scene expired, or never was.
+    Expired,
+    /// A login code that belongs to a scene already scanned.
+    CodeUsed,
+    /// A login code that belongs to no live scene.
+    CodeUnknown,
+    /// The sender sent too many wrong login codes and is ignored for now.
+    Throttled,
+    /// Code mode: a follow or a text that is no code. Tell them how to log in.
+    HowTo {
+        followed: bool,
+    },
+    /// A scene key or event that isn't ours.
+    NotOurs,
+    Unbound,
+    /// An unfollow with nothing to unbind (or older than the current binding).
+    NothingToUnbind,
+}
+
+impl Outcome {
+    /// The `outcome` label of `wxlogin_callback_events_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::LoggedIn => "logged_in",
+            Outcome::NeedBind => "need_bind",
+            Outcome::ConfirmAsked(_) => "confirm",
+            Outcome::Denied => "denied",
+            Outcome::AlreadyScanned => "already_scanned",
+            Outcome::Expired => "expired",
+            Outcome::CodeUsed => "code_used",
+            Outcome::CodeUnknown => "code_unknown",
+            Outcome::Throttled => "throttled",
+            Outcome::HowTo { .. } => "how_to",
+            Outcome::NotOurs => "ignored",
+            Outcome::Unbound => "unbound",
+            Outcome::NothingToUnbind => "nothing_to_unbind",
+        }
+    }
+
+    /// The text the user sees in WeChat, if any.
+    pub fn reply(&self, callback: &Callback) -> Option<String> {
+        let site = &callback.site_name;
+        let text = match self {
+            Outcome::LoggedIn => LOGGED_IN.to_owned(),
+            Outcome::NeedBind => NEED_BIND.to_owned(),
+            Outcome::ConfirmAsked(requester) => confirm_request(site, requester),
+            Outcome::Denied => DENIED.to_owned(),
+            Outcome::AlreadyScanned => USED.to_owned(),
+            Outcome::Expired => EXPIRED.to_owned(),
+            Outcome::CodeUsed => CODE_USED.to_owned(),
+            Outcome::CodeUnknown => CODE_UNKNOWN.to_owned(),
+            Outcome::Throttled => {
+                let minutes = callback.guesses.window().as_secs().div_ceil(60);
+                format!("错误的登录码太多，{minutes} 分钟内发来的登录码都不会被处理，请稍后再试。")
+            }
+            Outcome::HowTo { followed } => {
+                let welcome = if *followed { "欢迎关注！" } else { "" };
+                format!("{welcome}要登录「{site}」，请打开它的登录页面，把页面上显示的 6 位登录码发送给本公众号。")
+            }
+            Outcome::NotOurs | Outcome::Unbound | Outcome::NothingToUnbind => return None,
+        };
+        Some(text)
+    }
+}
+
+/// Names the site and the browser that asked to log in, so the user can tell a login they
+/// started from one a phisher relayed, and asks for the number that browser shows. The
+/// number itself is never in the reply: whoever holds the browser must read it out.
+fn confirm_request(site: &str, requester: &Requester) -> String {
+    format!(
+        "有人正在用你的微信登录「{site}」。\n设备：{}\nIP：{}\n时间：{}（北京时间）\n\n如果这是你本人在操作，请回复该网页上显示的两位数字；如果不是你，请回复 0。",
+        requester.device,
+        requester.ip,
+        beijing_time(requester.at)
+    )
+}
+
+fn beijing_time(at: SystemTime) -> String {
+    let offset = UtcOffset::from_hms(REPLY_UTC_OFFSET_HOURS, 0, 0).expect("a valid offset");
+    let t = OffsetDateTime::from(at).to_offset(offset);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn times_are_beijing_time() {
+        // 2024-11-24 00:00:00 UTC.
+        let at = UNIX_EPOCH + Duration::from_secs(1_732_406_400);
+        assert_eq!(beijing_time(at), "2024-11-24 08:00:00");
+    }
+
+    #[test]
+    fn the_confirmation_request_names_site_device_ip_and_time_but_not_the_number() {
+        let requester = Requester {
+            ip: "203.0.113.7".into(),
+            device: "Chrome on Windows".into(),
+            at: UNIX_EPOCH + Duration::from_secs(1_732_406_400),
+        };
+        let text = confirm_request("Example 商城", &requester);
+        for part in [
+            "Example 商城",
+            "Chrome on Windows",
+            "203.0.113.7",
+            "2024-11-24 08:00:00",
+            "两位数字",
+            "回复 0",
+        ] {
+            assert!(text.contains(part), "{part} missing from {text}");
+        }
+    }
+}
