@@ -2,7 +2,9 @@
 
 mod admin;
 mod client_ip;
+mod events;
 mod health;
+mod oidc;
 pub mod page;
 mod qrcode;
 mod rate_limit;
@@ -21,10 +23,12 @@ use wxlogin_storage::Store;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::oidc::Provider;
 use crate::sms::SmsSender;
 use crate::wechat::api::WechatClient;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
+pub use session::SessionCookies;
 pub use wechat_callback::Callback;
 
 /// What every handler may use.
@@ -43,6 +47,9 @@ pub struct AppState {
     pub limits: AbuseLimits,
     /// Turns true when the server starts shutting down: held long-polls answer at once.
     pub shutting_down: watch::Receiver<bool>,
+    /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
+    pub oidc: Option<Arc<Provider>>,
+    pub cookies: SessionCookies,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -62,7 +69,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(admin::configure)
     .configure(page::configure)
     .configure(qrcode::configure)
+    .configure(events::configure)
     .configure(session::configure)
+    .configure(oidc::configure)
     .configure(wechat_callback::configure);
 }
 

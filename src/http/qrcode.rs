@@ -58,7 +58,7 @@ async fn create(state: web::Data<AppState>, ip: ClientIp) -> Result<HttpResponse
     }))
 }
 
-async fn lookup(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
+pub(super) async fn lookup(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
     let Some(id) = SceneId::parse(raw_id) else {
         return Ok(SceneLookup::Unknown);
     };
@@ -84,14 +84,15 @@ struct StatusQuery {
     wait: u64,
 }
 
+/// A scene's status as the long-poll and the event stream answer it.
 #[derive(Serialize)]
-struct StatusBody {
+pub(super) struct StatusBody {
     state: &'static str,
     subscribed: bool,
     bound: bool,
     expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 impl From<SceneStatus> for StatusBody {
@@ -109,7 +110,7 @@ impl From<SceneStatus> for StatusBody {
     }
 }
 
-fn expired() -> StatusBody {
+pub(super) fn expired() -> StatusBody {
     StatusBody {
         state: Phase::Expired.as_str(),
         subscribed: false,
@@ -153,7 +154,12 @@ async fn status(
             _ = shutting_down.wait_for(|&down| down) => {}
         }
     }
-    Ok(HttpResponse::Ok().json(StatusBody::from(status)))
+    let body = StatusBody::from(status);
+    let mut response = HttpResponse::Ok();
+    if let Some(token) = &body.token {
+        response.cookie(state.cookies.carrying(token));
+    }
+    Ok(response.json(body))
 }
 
 fn too_many(retry_after: Duration) -> ApiError {
@@ -211,5 +217,6 @@ async fn bind(
     state.metrics.bind();
     state.metrics.login("bind");
     Ok(HttpResponse::Ok()
+        .cookie(state.cookies.carrying(token.as_str()))
         .json(serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": token.as_str()})))
 }
