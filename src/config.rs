@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::oidc::clients::Clients;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 
 /// How a limit is described when it does not parse.
@@ -41,6 +42,12 @@ pub struct Settings {
     pub max_scenes: usize,
     pub sms_per_phone_per_hour: u32,
     pub sms_per_ip_per_hour: u32,
+    /// `WXLOGIN_PUBLIC_URL`, the OpenID Connect issuer; `None`: `http://` + the bound address.
+    pub public_url: Option<Url>,
+    /// The OpenID Connect clients; `None` turns the provider off.
+    pub oidc_clients: Option<std::sync::Arc<Clients>>,
+    /// How long an authorization code may wait to be redeemed.
+    pub oidc_code_ttl: Duration,
     pub login_mode: LoginModeSetting,
     /// The official account's own QR image, shown in code mode; the sandbox serves its own.
     pub account_qr_url: Option<String>,
@@ -202,6 +209,15 @@ impl Settings {
             max_scenes: parse(&get, "WXLOGIN_MAX_SCENES", "100000", COUNT)?,
             sms_per_phone_per_hour: parse(&get, "WXLOGIN_SMS_PER_PHONE_PER_HOUR", "5", COUNT)?,
             sms_per_ip_per_hour: parse(&get, "WXLOGIN_SMS_PER_IP_PER_HOUR", "20", COUNT)?,
+            public_url: get("WXLOGIN_PUBLIC_URL")
+                .map(|raw| public_url(&raw))
+                .transpose()?,
+            oidc_clients: get("WXLOGIN_OIDC_CLIENTS")
+                .map(|path| Clients::load(path.trim().as_ref()))
+                .transpose()
+                .map_err(|problem| invalid("WXLOGIN_OIDC_CLIENTS", problem))?
+                .map(std::sync::Arc::new),
+            oidc_code_ttl: seconds(&get, "WXLOGIN_OIDC_CODE_TTL_SECS", 60)?,
             login_mode,
             account_qr_url,
             confirm: confirm(&get)?,
@@ -299,6 +315,18 @@ fn aes_key(key: &str) -> Result<String, ConfigError> {
     Ok(key.to_owned())
 }
 
+/// The issuer must be a plain origin (and path): OpenID Connect forbids a query or fragment.
+fn public_url(raw: &str) -> Result<Url, ConfigError> {
+    let url = http_url("WXLOGIN_PUBLIC_URL", raw)?;
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid(
+            "WXLOGIN_PUBLIC_URL",
+            format!("{raw:?} must have no query or fragment"),
+        ));
+    }
+    Ok(url)
+}
+
 fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url =
         Url::parse(raw.trim()).map_err(|e| invalid(name, format!("{raw:?} is not a URL ({e})")))?;
@@ -336,6 +364,8 @@ mod tests {
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!((s.qr_per_ip_per_min, s.max_scenes), (30, 100_000));
         assert_eq!((s.sms_per_phone_per_hour, s.sms_per_ip_per_hour), (5, 20));
+        assert!(s.public_url.is_none() && s.oidc_clients.is_none());
+        assert_eq!(s.oidc_code_ttl, Duration::from_secs(60));
         assert_eq!(s.login_mode, LoginModeSetting::QrCode);
         assert!(!s.confirm && s.account_qr_url.is_none());
         assert_eq!(s.site_name, "wxlogin");
@@ -433,6 +463,22 @@ mod tests {
             (
                 &[("WXLOGIN_SHUTDOWN_TIMEOUT_SECS", "0")],
                 "WXLOGIN_SHUTDOWN_TIMEOUT_SECS",
+            ),
+            (
+                &[("WXLOGIN_PUBLIC_URL", "login.example")],
+                "WXLOGIN_PUBLIC_URL",
+            ),
+            (
+                &[("WXLOGIN_PUBLIC_URL", "https://login.example/?a=b")],
+                "WXLOGIN_PUBLIC_URL",
+            ),
+            (
+                &[("WXLOGIN_OIDC_CLIENTS", "/nonexistent/clients.toml")],
+                "WXLOGIN_OIDC_CLIENTS",
+            ),
+            (
+                &[("WXLOGIN_OIDC_CODE_TTL_SECS", "0")],
+                "WXLOGIN_OIDC_CODE_TTL_SECS",
             ),
             (&[("WXLOGIN_LOGIN_MODE", "text")], "WXLOGIN_LOGIN_MODE"),
             (&[("WXLOGIN_CONFIRM", "yes")], "WXLOGIN_CONFIRM"),

@@ -1,5 +1,6 @@
 //! Every error the HTTP API answers, and the one place each becomes a status and a JSON body
 //! `{"error": code, "message": text}`. Causes are logged, never shown to the client.
+//! OAuth errors also carry `error_description`, the field RFC 6749 gives their text.
 
 use std::time::Duration;
 
@@ -57,6 +58,18 @@ pub enum ApiError {
     Storage(#[from] StoreError),
     #[error("internal error")]
     Internal(String),
+    /// An error of the OpenID Connect token or userinfo endpoint, with RFC 6749's `error` code.
+    #[error("{description}")]
+    OAuth {
+        code: &'static str,
+        description: &'static str,
+    },
+}
+
+impl ApiError {
+    pub fn oauth(code: &'static str, description: &'static str) -> Self {
+        ApiError::OAuth { code, description }
+    }
 }
 
 impl ApiError {
@@ -83,6 +96,7 @@ impl ApiError {
             ApiError::WechatUnavailable(_) => "wechat_unavailable",
             ApiError::SmsUnavailable(_) => "sms_unavailable",
             ApiError::Storage(_) | ApiError::Internal(_) => "internal",
+            ApiError::OAuth { code, .. } => code,
         }
     }
 }
@@ -128,6 +142,11 @@ impl ResponseError for ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::OAuth {
+                code: "invalid_client" | "invalid_token",
+                ..
+            } => StatusCode::UNAUTHORIZED,
+            ApiError::OAuth { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Busy
             | ApiError::NotReady(_)
@@ -159,6 +178,20 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
+            ApiError::OAuth { code, description } => {
+                match *code {
+                    "invalid_client" => response
+                        .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"wxlogin\"")),
+                    "invalid_token" => response.insert_header((
+                        header::WWW_AUTHENTICATE,
+                        "Bearer error=\"invalid_token\"",
+                    )),
+                    _ => &mut response,
+                };
+                return response
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .json(json!({"error": code, "error_description": description, "message": description}));
+            }
             _ => {}
         }
         response.json(json!({"error": self.code(), "message": self.to_string()}))
@@ -166,13 +199,13 @@ impl ResponseError for ApiError {
 }
 
 /// Middleware hook: errors raised outside our handlers (an unknown route, a wrong method,
-/// a body actix refused) get the same JSON shape as ours.
+/// a body actix refused) get the same JSON shape as ours. Our own answers, JSON or a page
+/// (the authorization endpoint's), pass as they are.
 pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+    let ours = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+    });
+    if ours {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

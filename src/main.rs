@@ -7,6 +7,8 @@ use wxlogin::startup::Application;
 const USAGE: &str = "\
 usage: wxlogin               run the service
        wxlogin restore FILE  load a backup (GET /admin/backup) into an empty WXLOGIN_DATA_DIR
+       wxlogin rotate-key    add a new OpenID Connect signing key; the old one stays published
+                             until the ID tokens it signed have expired
 
 Settings come from WXLOGIN_* environment variables (see README.md); with no WXLOGIN_APPID
 the service runs a sandbox with a built-in WeChat simulator.";
@@ -29,6 +31,7 @@ async fn main() -> ExitCode {
     {
         [] => serve(settings).await,
         ["restore", file] => restore(&settings, Path::new(file)).await,
+        ["rotate-key"] => rotate_key(&settings),
         ["-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -69,6 +72,20 @@ async fn restore(settings: &Settings, file: &Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("wxlogin restore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Safe while the service runs: it picks the new key up on its next use.
+fn rotate_key(settings: &Settings) -> ExitCode {
+    match wxlogin::oidc::keys::rotate(&wxlogin::oidc::key_dir(&settings.data_dir)) {
+        Ok(kid) => {
+            println!("new signing key {kid}; earlier keys stay in the JWKS until their ID tokens have expired");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wxlogin rotate-key: {e}");
             ExitCode::FAILURE
         }
     }

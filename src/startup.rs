@@ -16,8 +16,10 @@ use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings};
 use crate::error::json_error_body;
-use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes};
+use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies};
 use crate::metrics::Metrics;
+use crate::oidc::keys::KeyError;
+use crate::oidc::Provider;
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
 use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
@@ -38,6 +40,8 @@ pub enum StartupError {
         "WXLOGIN_DATA_DIR: cannot open the store in {dir} (is another wxlogin using it?): {source}"
     )]
     Store { dir: String, source: StoreError },
+    #[error("WXLOGIN_DATA_DIR: the OpenID Connect keys: {0}")]
+    OidcKeys(#[from] KeyError),
 }
 
 pub struct Application {
@@ -90,6 +94,24 @@ impl Application {
             .account_qr_url
             .clone()
             .unwrap_or_else(|| crate::sandbox::ACCOUNT_QRCODE.to_owned());
+        // The issuer: as configured, or this listener's own address.
+        let public_url = settings.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}", reachable(addr)))
+                .expect("a socket address makes a valid URL")
+        });
+        let oidc = settings
+            .oidc_clients
+            .clone()
+            .map(|clients| {
+                Provider::open(
+                    &settings.data_dir,
+                    &public_url,
+                    clients,
+                    settings.oidc_code_ttl,
+                )
+            })
+            .transpose()?
+            .map(Arc::new);
         let metrics = Arc::new(Metrics::default());
         let api = WechatApi::new(&api_base, settings.wechat_timeout, metrics.clone());
         let tokens = TokenActor::new(CredentialTokenSource {
@@ -135,6 +157,11 @@ impl Application {
             admin_token: settings.admin_token.clone(),
             limits: AbuseLimits::from_settings(&settings),
             shutting_down: shutdown_rx,
+            oidc,
+            cookies: SessionCookies {
+                secure: public_url.scheme() == "https",
+                max_age: settings.session_ttl,
+            },
         });
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
@@ -231,10 +258,15 @@ async fn purge_sessions_periodically(store: Store) {
     let mut interval = tokio::time::interval(SESSION_PURGE_INTERVAL);
     loop {
         interval.tick().await;
-        match store.purge_expired_sessions().await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired sessions removed"),
-            Err(e) => tracing::error!(error = %e, "purging expired sessions failed"),
-        }
+        log_purge("sessions", store.purge_expired_sessions().await);
+        log_purge("access tokens", store.purge_expired_access_tokens().await);
+    }
+}
+
+fn log_purge(what: &str, purged: Result<usize, StoreError>) {
+    match purged {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, "expired {what} removed"),
+        Err(e) => tracing::error!(error = %e, "purging expired {what} failed"),
     }
 }

@@ -3,8 +3,10 @@
 mod admin;
 mod client_ip;
 mod device;
+mod events;
 mod health;
 mod login_mode;
+mod oidc;
 pub mod page;
 mod qrcode;
 mod rate_limit;
@@ -23,11 +25,13 @@ use wxlogin_storage::Store;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::oidc::Provider;
 use crate::sms::SmsSender;
 use crate::wechat::api::WechatClient;
 pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
+pub use session::SessionCookies;
 pub use wechat_callback::Callback;
 
 /// What every handler may use.
@@ -48,6 +52,9 @@ pub struct AppState {
     pub limits: AbuseLimits,
     /// Turns true when the server starts shutting down: held long-polls answer at once.
     pub shutting_down: watch::Receiver<bool>,
+    /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
+    pub oidc: Option<Arc<Provider>>,
+    pub cookies: SessionCookies,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -67,7 +74,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(admin::configure)
     .configure(page::configure)
     .configure(qrcode::configure)
+    .configure(events::configure)
     .configure(session::configure)
+    .configure(oidc::configure)
     .configure(wechat_callback::configure);
 }
 

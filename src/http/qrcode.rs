@@ -116,7 +116,7 @@ async fn qrcode_or_fallback(state: &AppState, id: &SceneId) -> Result<Option<QrT
     }
 }
 
-async fn lookup(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
+pub(super) async fn lookup(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
     let Some(id) = SceneId::parse(raw_id) else {
         return Ok(SceneLookup::Unknown);
     };
@@ -138,8 +138,9 @@ struct StatusQuery {
     wait: u64,
 }
 
+/// A scene's status as the long-poll and the event stream answer it.
 #[derive(Serialize)]
-struct StatusBody {
+pub(super) struct StatusBody {
     state: &'static str,
     mode: &'static str,
     /// In `confirm`: the number the browser shows, for the scanner to reply with.
@@ -149,7 +150,7 @@ struct StatusBody {
     bound: bool,
     expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 impl From<SceneStatus> for StatusBody {
@@ -169,6 +170,15 @@ impl From<SceneStatus> for StatusBody {
     }
 }
 
+/// The last status of a scene that ended after it was looked up.
+pub(super) async fn ended(state: &AppState, raw_id: &str) -> Result<StatusBody, ApiError> {
+    match lookup(state, raw_id).await? {
+        SceneLookup::Ended(last) => Ok(last.into()),
+        // Ended scenes never come back; and one is forgotten only a TTL after it ended.
+        SceneLookup::Live(_) | SceneLookup::Unknown => Err(ApiError::SceneNotFound),
+    }
+}
+
 async fn status(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
@@ -184,14 +194,13 @@ async fn status(
         SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
         SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
     };
-    // The scene may end between lookup and send: ask again how it ended.
     let Ok(watched) = scene
         .send(Watch {
             until_change: query.wait > 0,
         })
         .await
     else {
-        return Box::pin(status(state, scene_id, query)).await;
+        return Ok(HttpResponse::Ok().json(ended(&state, &scene_id).await?));
     };
     let mut status = watched.status;
     if let Some(change) = watched.change {
@@ -203,7 +212,12 @@ async fn status(
             _ = shutting_down.wait_for(|&down| down) => {}
         }
     }
-    Ok(HttpResponse::Ok().json(StatusBody::from(status)))
+    let body = StatusBody::from(status);
+    let mut response = HttpResponse::Ok();
+    if let Some(token) = &body.token {
+        response.cookie(state.cookies.carrying(token));
+    }
+    Ok(response.json(body))
 }
 
 fn too_many(retry_after: Duration) -> ApiError {
@@ -260,7 +274,8 @@ async fn bind(
         .map_err(|_| ApiError::SceneExpired)??;
     state.metrics.bind();
     state.metrics.login("bind", bound.mode);
-    Ok(HttpResponse::Ok().json(
-        serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": bound.token.as_str()}),
-    ))
+    let token = bound.token.as_str();
+    Ok(HttpResponse::Ok()
+        .cookie(state.cookies.carrying(token))
+        .json(serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": token})))
 }

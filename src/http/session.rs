@@ -1,16 +1,55 @@
-//! Bearer sessions: who is logged in, and logging out.
+//! Sessions: who is logged in, and logging out. A session token is accepted as
+//! `Authorization: Bearer TOKEN` or as the `wxlogin_session` cookie the server sets.
 
+use std::time::Duration;
+
+use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
-use wxlogin_storage::SessionToken;
+use wxlogin_storage::{Session, SessionToken};
 
 use super::AppState;
 use crate::error::ApiError;
 
+pub const COOKIE: &str = "wxlogin_session";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/me", web::get().to(me))
         .route("/api/logout", web::post().to(logout));
+}
+
+/// How the session cookie is set: `Secure` when the public URL is https, and as long-lived as
+/// a session.
+#[derive(Clone, Copy)]
+pub struct SessionCookies {
+    pub secure: bool,
+    pub max_age: Duration,
+}
+
+impl SessionCookies {
+    /// The cookie that carries `token`: HttpOnly, so page scripts never see it; SameSite=Lax, so
+    /// other sites' forms and scripts don't send it, but a redirect back from a site does.
+    pub fn carrying(&self, token: &str) -> Cookie<'static> {
+        self.build(token.to_owned(), self.max_age.as_secs())
+    }
+
+    /// The cookie that deletes it.
+    fn removal(&self) -> Cookie<'static> {
+        self.build(String::new(), 0)
+    }
+
+    fn build(&self, value: String, max_age: u64) -> Cookie<'static> {
+        Cookie::build(COOKIE, value)
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .max_age(time::Duration::seconds(
+                max_age.try_into().unwrap_or(i64::MAX),
+            ))
+            .finish()
+    }
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.
@@ -21,16 +60,28 @@ pub(super) fn bearer_token(req: &HttpRequest) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn bearer(req: &HttpRequest) -> Result<SessionToken, ApiError> {
-    let token = bearer_token(req).ok_or(ApiError::Unauthorized)?;
-    Ok(SessionToken::from_bearer(token))
+/// The session token the request carries: the bearer header first, else the cookie.
+fn session_token(req: &HttpRequest) -> Option<SessionToken> {
+    if let Some(token) = bearer_token(req) {
+        return Some(SessionToken::from_bearer(token));
+    }
+    let cookie = req.cookie(COOKIE)?;
+    (!cookie.value().is_empty()).then(|| SessionToken::from_bearer(cookie.value()))
+}
+
+/// The live session of the request, if it carries one.
+pub(super) fn current_session(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<Session>, ApiError> {
+    match session_token(req) {
+        Some(token) => Ok(state.store.session(&token)?),
+        None => Ok(None),
+    }
 }
 
 async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = state
-        .store
-        .session(&bearer(&req)?)?
-        .ok_or(ApiError::Unauthorized)?;
+    let session = current_session(&state, &req)?.ok_or(ApiError::Unauthorized)?;
     Ok(HttpResponse::Ok().json(json!({
         "openid": session.binding.openid.as_str(),
         "phone": session.binding.phone.as_str(),
@@ -40,10 +91,21 @@ async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse
     })))
 }
 
+/// Ends the session and revokes the user's OpenID Connect access tokens: logging out of
+/// wxlogin logs the user out of what sites read through it.
 async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if state.store.close_session(&bearer(&req)?).await? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::Unauthorized)
+    let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
+    let session = state.store.session(&token)?;
+    if !state.store.close_session(&token).await? {
+        return Err(ApiError::Unauthorized);
     }
+    if let Some(session) = session {
+        state
+            .store
+            .revoke_access_tokens(&session.binding.openid)
+            .await?;
+    }
+    Ok(HttpResponse::NoContent()
+        .cookie(state.cookies.removal())
+        .finish())
 }

@@ -1,4 +1,5 @@
-//! wxlogin's durable state: who is bound to which phone, live sessions, and the login log.
+//! wxlogin's durable state: who is bound to which phone, live sessions, OpenID Connect access
+//! tokens, and the login log.
 //!
 //! Every method that changes state flushes sled to disk before it returns `Ok`,
 //! so a success the service reports survives a `kill -9` right after; concurrent writers share
@@ -12,4 +13,4 @@ pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
     Session, SessionToken,
 };
-pub use store::{BindError, Store, StoreError};
+pub use store::{AccessGrant, BindError, Store, StoreError};

@@ -6,6 +6,10 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
+mod access;
+
+pub use access::AccessGrant;
+
 use crate::flush::GroupFlush;
 use crate::model::{
     Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session, SessionToken,
@@ -43,6 +47,10 @@ pub struct Store {
     sessions_by_openid: Tree,
     /// openid ‖ 0 ‖ big-endian ms ‖ big-endian id → [`LoginRecord`], so a prefix scan is a user's history in time order.
     logins: Tree,
+    /// SHA-256(access token) → [`access::AccessGrant`]
+    access_tokens: Tree,
+    /// openid ‖ 0 ‖ SHA-256(access token) → (), as for sessions.
+    access_tokens_by_openid: Tree,
     /// Binding writes hold it shared; a backup holds it alone while it reads every binding,
     /// so no backup sees half of a move of a phone from one openid to another.
     binding_writes: Arc<RwLock<()>>,
@@ -70,6 +78,8 @@ impl Store {
             sessions: db.open_tree("sessions")?,
             sessions_by_openid: db.open_tree("sessions_by_openid")?,
             logins: db.open_tree("logins")?,
+            access_tokens: db.open_tree("access_tokens")?,
+            access_tokens_by_openid: db.open_tree("access_tokens_by_openid")?,
             flusher: Arc::new(GroupFlush::new(db.clone())),
             db,
             binding_writes: Arc::default(),
@@ -179,7 +189,7 @@ impl Store {
         self.bindings.is_empty()
     }
 
-    /// Removes the binding and every session of `openid`, unless the binding is newer than
+    /// Removes the binding and every session and access token of `openid`, unless the binding is newer than
     /// `event_time` (a late, redelivered unsubscribe must not undo a bind that came after it).
     /// Returns whether a binding was removed.
     pub async fn unbind(&self, openid: &OpenId, event_time: u64) -> Result<bool, StoreError> {
@@ -216,6 +226,8 @@ impl Store {
             })
             .map_err(tx_error)?;
         drop(_shared);
+        // Outside the transaction: the binding is gone, so lookups refuse these already.
+        self.remove_access_tokens(openid)?;
         self.flush().await?;
         Ok(true)
     }

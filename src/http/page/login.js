@@ -1,7 +1,8 @@
 // wxlogin's login page: the reference integration. Copy it and adapt TEXT and onLoggedIn.
 //
-// The flow: POST /api/qrcode and show its image; long-poll the scene's status; on `need_bind`
-// ask for a mobile number and its SMS code; on `logged_in` keep the session token.
+// The flow: POST /api/qrcode and show its image; follow the scene's status (the event stream,
+// or long-poll where that fails); on `need_bind` ask for a mobile number and its SMS code; on
+// `logged_in` keep the session token, or go back to `?return_to=` (an OpenID Connect login).
 'use strict';
 
 const API = '';            // wxlogin's origin: '' when it serves this page or sits behind your proxy
@@ -79,8 +80,25 @@ async function newQrCode() {
   watch(scene);
 }
 
-// Long-polls one scene until it logs in or expires, or another QR code replaces it.
-async function watch(current) {
+// Follows one scene until it logs in or expires, or another QR code replaces it: by its event
+// stream, falling back to long-polling when the stream fails (an old proxy, say).
+function watch(current) {
+  if (!window.EventSource) return poll(current);
+  const events = new EventSource(`${API}/api/qrcode/${current.scene_id}/events`);
+  events.onmessage = (message) => {
+    if (scene !== current) return events.close();
+    const status = JSON.parse(message.data);
+    // The stream ends after these; close before the browser tries to reconnect.
+    if (status.state === 'logged_in' || status.state === 'expired') events.close();
+    onStatus(current, status);
+  };
+  events.onerror = () => {
+    events.close();
+    if (scene === current) poll(current);
+  };
+}
+
+async function poll(current) {
   while (scene === current) {
     let status;
     try {
@@ -94,20 +112,26 @@ async function watch(current) {
         continue;
       }
     }
-    if (scene !== current) return;
-    if (status.state === 'need_bind' && $('bind').hidden) {
-      showError(null);
-      show('bind');
-      $('phone').focus();
-    } else if (status.state === 'logged_in') {
-      return onLoggedIn(status.token);
-    } else if (status.state === 'expired') {
-      scene = null;
-      show('scan');
-      offerRefresh(TEXT.expired);
-      return;
-    }
+    if (scene !== current || onStatus(current, status)) return;
   }
+}
+
+// Acts on a scene's status; true once there is nothing more to wait for.
+function onStatus(current, status) {
+  if (status.state === 'need_bind' && $('bind').hidden) {
+    showError(null);
+    show('bind');
+    $('phone').focus();
+  } else if (status.state === 'logged_in') {
+    onLoggedIn(status.token, current);
+    return true;
+  } else if (status.state === 'expired') {
+    scene = null;
+    show('scan');
+    offerRefresh(TEXT.expired);
+    return true;
+  }
+  return false;
 }
 
 function offerRefresh(text) {
@@ -150,15 +174,32 @@ async function bind(event) {
       phone: $('phone').value,
       code: $('code').value,
     });
-    if (scene === current) onLoggedIn(answer.token);
+    if (scene === current) onLoggedIn(answer.token);  // the answer set the session cookie
   } catch (error) {
     showError(error);
   }
 }
 
+// Where to go once logged in, from `?return_to=`: only a path on this origin, so the page can't
+// be made to send anyone elsewhere.
+function returnTo() {
+  const target = new URLSearchParams(location.search).get('return_to');
+  if (!target || !target.startsWith('/') || target.startsWith('//') || target.startsWith('/\\')) return null;
+  const url = new URL(target, location.origin);
+  return url.origin === location.origin ? url.pathname + url.search : null;
+}
+
 // Logged in. A site would hand the token to its own back end here, which checks it with
-// GET /api/me; this page keeps it for the tab and shows who is logged in.
-function onLoggedIn(token) {
+// GET /api/me; this page keeps it for the tab and shows who is logged in. Sent here to log in
+// (an OpenID Connect authorization), it goes back instead, carrying the session cookie.
+async function onLoggedIn(token, loggedInScene) {
+  const target = returnTo();
+  if (target) {
+    // An event stream can't set a cookie; the status answer does.
+    if (loggedInScene) await api('GET', `/api/qrcode/${loggedInScene.scene_id}/status`).catch(() => null);
+    location.assign(target);
+    return;
+  }
   scene = null;
   startCooldown(0);
   $('bind').reset();
@@ -196,5 +237,5 @@ $('bind').addEventListener('submit', bind);
 $('logout').addEventListener('click', logout);
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
-if (saved) showMe(saved);
+if (saved && !returnTo()) showMe(saved);
 else newQrCode();

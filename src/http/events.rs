@@ -1,0 +1,110 @@
+//! `GET /api/qrcode/{scene_id}/events`: a scene's status as a server-sent event stream.
+//!
+//! The current status at once, then one event per change, each the same JSON as the long-poll's
+//! answer; a `:` comment every 15 s keeps proxies from closing an idle stream. The stream ends
+//! after `logged_in` (the browser has what it came for) or any terminal state, when the browser
+//! goes away, and when the server shuts down.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{interval_at, Instant};
+use wxlogin_actors::{Phase, SceneHandle, SceneLookup, Watch};
+
+use super::qrcode::{ended, lookup, StatusBody};
+use super::AppState;
+use crate::error::ApiError;
+
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/qrcode/{scene_id}/events", web::get().to(events));
+}
+
+async fn events(
+    state: web::Data<AppState>,
+    scene_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let scene = match lookup(&state, &scene_id).await? {
+        SceneLookup::Live(scene) => scene,
+        SceneLookup::Ended(last) => {
+            return Ok(stream_response().body(event(&StatusBody::from(last))))
+        }
+        SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
+    };
+    let (tx, mut rx) = mpsc::channel(4);
+    actix_web::rt::spawn(forward(state, scene_id.into_inner(), scene, tx));
+    let body = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|next| next.map(Ok::<_, Infallible>))
+    });
+    Ok(stream_response().streaming(body))
+}
+
+fn stream_response() -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // nginx would otherwise buffer the stream and deliver events late.
+        .insert_header(("X-Accel-Buffering", "no"));
+    response
+}
+
+fn event(body: &StatusBody) -> Bytes {
+    let json = serde_json::to_string(body).expect("a status serializes");
+    Bytes::from(format!("data: {json}\n\n"))
+}
+
+/// Whether the stream ends after this state.
+fn ends_stream(phase: Phase) -> bool {
+    phase == Phase::LoggedIn || phase.is_terminal()
+}
+
+/// Sends the scene's status into `tx` now and on every change, until the stream ends.
+async fn forward(
+    state: web::Data<AppState>,
+    scene_id: String,
+    scene: SceneHandle,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let mut shutting_down: watch::Receiver<bool> = state.shutting_down.clone();
+    let mut heartbeat = interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+    loop {
+        // Watching anew after each change reads the state as it is, so no change is missed.
+        let Ok(watched) = scene.send(Watch { until_change: true }).await else {
+            // It ended meanwhile: say how.
+            if let Ok(last) = ended(&state, &scene_id).await {
+                let _ = tx.send(event(&last)).await;
+            }
+            return;
+        };
+        let phase = watched.status.phase;
+        if tx
+            .send(event(&StatusBody::from(watched.status)))
+            .await
+            .is_err()
+            || ends_stream(phase)
+        {
+            return;
+        }
+        let Some(mut change) = watched.change else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = &mut change => break,
+                _ = heartbeat.tick() => {
+                    if tx.send(Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
+                        return;
+                    }
+                }
+                () = tx.closed() => return,
+                _ = shutting_down.wait_for(|&down| down) => return,
+            }
+        }
+    }
+}

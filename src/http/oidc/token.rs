@@ -1,0 +1,190 @@
+//! `POST /oauth/token`: a code for an access token and an ID token (RFC 6749 §4.1.3,
+//! OpenID Connect Core §3.1.3). Clients authenticate with `client_secret_basic` or
+//! `client_secret_post`; public clients send only `client_id` and prove the code with PKCE.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::provider;
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::oidc::clients::Client;
+use crate::oidc::codes::verifier_matches;
+use crate::oidc::{unix_now, Provider, UserClaims, ACCESS_TOKEN_TTL, ID_TOKEN_TTL};
+
+const BAD_CODE: &str = "the code is unknown, expired, already used, or not for this client";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/oauth/token")
+            .app_data(
+                web::FormConfig::default()
+                    .limit(8192)
+                    .error_handler(|_, _| {
+                        ApiError::oauth(
+                            "invalid_request",
+                            "the body must be an application/x-www-form-urlencoded token request",
+                        )
+                        .into()
+                    }),
+            )
+            .route(web::post().to(token)),
+    );
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+#[derive(Serialize)]
+struct IdTokenClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    auth_time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    #[serde(flatten)]
+    user: UserClaims,
+}
+
+async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let p = provider(&state)?;
+    let client = authenticate(p, &req, &form)?;
+    if form.grant_type.as_deref() != Some("authorization_code") {
+        return Err(ApiError::oauth(
+            "unsupported_grant_type",
+            "only grant_type=authorization_code",
+        ));
+    }
+    let code = form
+        .code
+        .as_deref()
+        .ok_or(ApiError::oauth("invalid_request", "code is required"))?;
+    let bad_code = || ApiError::oauth("invalid_grant", BAD_CODE);
+    let entry = p
+        .codes
+        .get(code)
+        .filter(|e| e.grant.client_id == client.id)
+        .ok_or_else(bad_code)?;
+    // Held until the tokens are stored, so a second use waits and then finds what to revoke.
+    let mut redeemed = entry.redeemed.lock().await;
+    if let Some(issued) = redeemed.take() {
+        p.codes.remove(code);
+        state.store.revoke_access_token(&issued).await?;
+        tracing::warn!(client = %client.id, "an authorization code was used twice: the access token issued for it is revoked");
+        return Err(bad_code());
+    }
+    let grant = &entry.grant;
+    if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+        return Err(ApiError::oauth(
+            "invalid_grant",
+            "redirect_uri differs from the authorization request's",
+        ));
+    }
+    let pkce_ok = match (&grant.code_challenge, &form.code_verifier) {
+        (Some(challenge), Some(verifier)) => verifier_matches(challenge, verifier),
+        (None, None) => true,
+        _ => false,
+    };
+    if !pkce_ok {
+        return Err(ApiError::oauth(
+            "invalid_grant",
+            "the PKCE code_verifier does not match",
+        ));
+    }
+    // The user may have unfollowed since logging in.
+    let binding = state.store.binding(&grant.openid)?.ok_or_else(bad_code)?;
+    let access_token = state
+        .store
+        .issue_access_token(
+            &grant.openid,
+            &client.id,
+            grant.scope.as_str(),
+            ACCESS_TOKEN_TTL,
+        )
+        .await?;
+    *redeemed = Some(access_token.clone());
+    let now = unix_now();
+    let id_token = p
+        .keys
+        .sign(&IdTokenClaims {
+            iss: &p.issuer,
+            aud: &client.id,
+            iat: now,
+            exp: now + ID_TOKEN_TTL.as_secs(),
+            auth_time: grant.auth_time,
+            nonce: grant.nonce.as_deref(),
+            user: p.user_claims(&client.id, &binding, grant.scope),
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!(client = %client.id, "tokens issued");
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(json!({
+            "access_token": access_token.as_str(),
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_TTL.as_secs(),
+            "id_token": id_token,
+            "scope": grant.scope.as_str(),
+        })))
+}
+
+/// The client the request authenticates as: HTTP Basic (`client_secret_basic`), or
+/// `client_id` and `client_secret` in the body (`client_secret_post`), or `client_id` alone for
+/// a public client. Ids and secrets are unreserved characters (see `clients`), which
+/// form-encoding leaves as they are, so they are compared as sent.
+fn authenticate<'a>(
+    p: &'a Provider,
+    req: &HttpRequest,
+    form: &TokenRequest,
+) -> Result<&'a Client, ApiError> {
+    let failed = || ApiError::oauth("invalid_client", "client authentication failed");
+    let (id, secret) = match (basic_credentials(req), &form.client_secret) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::oauth(
+                "invalid_request",
+                "use one client authentication method, not two",
+            ))
+        }
+        (Some((id, secret)), None) => {
+            if form.client_id.as_ref().is_some_and(|c| *c != id) {
+                return Err(failed());
+            }
+            (id, Some(secret))
+        }
+        (None, secret) => (form.client_id.clone().ok_or_else(failed)?, secret.clone()),
+    };
+    p.clients
+        .get(&id)
+        .filter(|client| client.authenticates(secret.as_deref()))
+        .ok_or_else(failed)
+}
+
+/// `Authorization: Basic base64(id:secret)`, if the request has it.
+fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}

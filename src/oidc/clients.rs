@@ -1,0 +1,204 @@
+//! The relying parties allowed to use wxlogin, read from the TOML file `WXLOGIN_OIDC_CLIENTS`.
+//!
+//! ```toml
+//! [[clients]]
+//! id = "shop"
+//! name = "The shop"
+//! redirect_uris = ["https://shop.example.com/oauth2/callback"]
+//! secret = "..."   # absent: a public client, which must use PKCE
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+use wxlogin_storage::constant_time_eq;
+
+/// Shorter than this, a client secret could be guessed online.
+const MIN_SECRET_LEN: usize = 32;
+
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    redirect_uris: Vec<String>,
+    secret: Option<String>,
+}
+
+impl Client {
+    /// Public clients (no secret) run in browsers or apps that can't keep one; they must use PKCE.
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    /// Redirect URIs match exactly, as registered: no prefix or pattern matching.
+    pub fn allows_redirect(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether `secret` (or its absence) authenticates this client.
+    pub fn authenticates(&self, secret: Option<&str>) -> bool {
+        match (&self.secret, secret) {
+            (Some(ours), Some(theirs)) => constant_time_eq(ours.as_bytes(), theirs.as_bytes()),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<_> = self.by_id.keys().collect();
+        f.debug_struct("Clients").field("ids", &ids).finish()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("redirect_uris", &self.redirect_uris)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct Clients {
+    by_id: HashMap<String, Client>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    clients: Vec<Spanned<RawClient>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: String,
+    name: String,
+    redirect_uris: Vec<String>,
+    secret: Option<String>,
+}
+
+impl Clients {
+    pub fn get(&self, id: &str) -> Option<&Client> {
+        self.by_id.get(id)
+    }
+
+    /// Reads and checks the clients file; an error names the file and the line.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|(line, problem)| match line {
+            Some(line) => format!("{} line {line}: {problem}", path.display()),
+            None => format!("{}: {problem}", path.display()),
+        })
+    }
+
+    /// Parses the file's text; an error carries its 1-based line where known.
+    fn parse(text: &str) -> Result<Self, (Option<usize>, String)> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let file: File = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| line_of(span.start));
+            (line, e.message().to_owned())
+        })?;
+        let mut by_id = HashMap::new();
+        for client in file.clients {
+            let line = Some(line_of(client.span().start));
+            let client = check(client.into_inner()).map_err(|problem| (line, problem))?;
+            if by_id.contains_key(&client.id) {
+                return Err((line, format!("client id {:?} appears twice", client.id)));
+            }
+            by_id.insert(client.id.clone(), client);
+        }
+        if by_id.is_empty() {
+            return Err((None, "no [[clients]] entry".into()));
+        }
+        Ok(Self { by_id })
+    }
+}
+
+/// Ids and secrets travel in HTTP Basic and form bodies: keep them to characters that need no
+/// escaping there, so no client library's encoding choices can make them differ.
+fn unreserved(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn check(raw: RawClient) -> Result<Client, String> {
+    if !unreserved(&raw.id) {
+        return Err(format!(
+            "client id {:?} must be letters, digits, '-', '.', '_' or '~'",
+            raw.id
+        ));
+    }
+    if let Some(secret) = &raw.secret {
+        if secret.len() < MIN_SECRET_LEN || !unreserved(secret) {
+            return Err(format!("the secret of {:?} must be at least {MIN_SECRET_LEN} letters, digits, '-', '.', '_' or '~' (e.g. openssl rand -hex 32)", raw.id));
+        }
+    }
+    if raw.redirect_uris.is_empty() {
+        return Err(format!("{:?} has no redirect_uris", raw.id));
+    }
+    for uri in &raw.redirect_uris {
+        let ok = Url::parse(uri)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none());
+        if !ok {
+            return Err(format!(
+                "redirect URI {uri:?} of {:?} must be an absolute http(s) URL without a fragment",
+                raw.id
+            ));
+        }
+    }
+    Ok(Client {
+        id: raw.id,
+        name: raw.name,
+        redirect_uris: raw.redirect_uris,
+        secret: raw.secret,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_good_file_parses() {
+        let text = format!(
+            "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = [\"https://shop.example/cb\"]\nsecret = \"{SECRET}\"\n\n\
+             [[clients]]\nid = \"spa\"\nname = \"App\"\nredirect_uris = [\"http://localhost:3000/cb\"]\n"
+        );
+        let clients = Clients::parse(&text).unwrap();
+        let shop = clients.get("shop").unwrap();
+        assert!(!shop.is_public() && shop.authenticates(Some(SECRET)));
+        assert!(!shop.authenticates(Some("0123456789abcdef0123456789abcdeX")));
+        assert!(!shop.authenticates(None));
+        assert!(shop.allows_redirect("https://shop.example/cb"));
+        assert!(!shop.allows_redirect("https://shop.example/cb/"));
+        let spa = clients.get("spa").unwrap();
+        assert!(spa.is_public() && spa.authenticates(None) && !spa.authenticates(Some(SECRET)));
+        assert!(!format!("{shop:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases: &[(&str, usize)] = &[
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nsecret = 5\n", 5),
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n\n[[clients]]\nid = \"b\"\nname = \"B\"\nredirect_uris = [\"https://a/cb#x\"]\n", 6),
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n", 5),
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nsecret = \"short\"\n", 1),
+            ("[[clients]]\nid = \"a b\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n", 1),
+            ("\n\n[[clients]\nid = \"a\"\n", 3),
+        ];
+        for (text, line) in cases {
+            let (got, _) = Clients::parse(text).err().unwrap();
+            assert_eq!(got, Some(*line), "{text}");
+        }
+        assert!(Clients::parse("").is_err());
+    }
+}

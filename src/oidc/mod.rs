@@ -1,0 +1,96 @@
+//! wxlogin as a small OpenID Connect provider whose one login method is the WeChat scan.
+//!
+//! The pieces, free of HTTP: the registered [`clients`], ID-token signing [`keys`], pairwise
+//! [`subject`] identifiers, and authorization [`codes`]. The endpoints are in `http::oidc`.
+
+pub mod clients;
+pub mod codes;
+pub mod keys;
+pub mod subject;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use url::Url;
+use wxlogin_storage::Binding;
+
+use clients::Clients;
+use codes::{Codes, Scope};
+use keys::{KeyError, SigningKeys};
+use subject::PairwiseSubjects;
+
+/// How long an ID token is valid; a retired signing key stays published this long after.
+pub const ID_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// How long an access token lets its client read `/oauth/userinfo`.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+pub struct Provider {
+    /// The issuer: `WXLOGIN_PUBLIC_URL`, without a trailing slash.
+    pub issuer: String,
+    pub clients: Arc<Clients>,
+    pub keys: SigningKeys,
+    pub subjects: PairwiseSubjects,
+    pub codes: Codes,
+}
+
+impl Provider {
+    /// Opens (making on first start) the signing keys and pairwise secret in the data directory.
+    pub fn open(
+        data_dir: &Path,
+        public_url: &Url,
+        clients: Arc<Clients>,
+        code_ttl: Duration,
+    ) -> Result<Self, KeyError> {
+        let dir = key_dir(data_dir);
+        let keys = SigningKeys::open(&dir)?;
+        Ok(Self {
+            issuer: public_url.as_str().trim_end_matches('/').to_owned(),
+            clients,
+            keys,
+            subjects: PairwiseSubjects::open(&dir)?,
+            codes: Codes::new(code_ttl),
+        })
+    }
+
+    /// An absolute URL of one of our endpoints.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}
+
+/// Where the provider's secrets live: `DATA_DIR/oidc`, beside sled's files.
+pub fn key_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("oidc")
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What the ID token and userinfo both say about the user.
+#[derive(serde::Serialize)]
+pub struct UserClaims {
+    pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_verified: Option<bool>,
+}
+
+impl Provider {
+    /// The user as `client_id` sees them; the phone (E.164, verified by SMS when bound) only
+    /// with the `phone` scope.
+    pub fn user_claims(&self, client_id: &str, binding: &Binding, scope: Scope) -> UserClaims {
+        let phone = scope
+            .phone
+            .then(|| format!("+86{}", binding.phone.as_str()));
+        UserClaims {
+            sub: self.subjects.sub(client_id, &binding.openid),
+            phone_number_verified: phone.as_ref().map(|_| true),
+            phone_number: phone,
+        }
+    }
+}

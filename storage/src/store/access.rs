@@ -1,0 +1,192 @@
+//! OpenID Connect access tokens: like sessions, stored only as SHA-256 digests, indexed by
+//! openid so logging out or unfollowing revokes every one of a user's tokens.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+use super::{decode, encode, record_prefix, tx_error, unix_now, Store, StoreError};
+use crate::model::{Binding, OpenId, SessionToken};
+
+/// What an access token lets its client read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessGrant {
+    pub openid: OpenId,
+    pub client_id: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+impl Store {
+    /// Stores a new access token for `openid` and returns it.
+    pub async fn issue_access_token(
+        &self,
+        openid: &OpenId,
+        client_id: &str,
+        scope: &str,
+        ttl: Duration,
+    ) -> Result<SessionToken, StoreError> {
+        let token = SessionToken::generate();
+        let digest = token.digest();
+        let issued_at = unix_now();
+        let grant = encode(&AccessGrant {
+            openid: openid.clone(),
+            client_id: client_id.to_owned(),
+            scope: scope.to_owned(),
+            issued_at,
+            expires_at: issued_at.saturating_add(ttl.as_secs()),
+        })?;
+        let mut index_key = record_prefix(openid);
+        index_key.extend_from_slice(&digest);
+        (&self.access_tokens, &self.access_tokens_by_openid)
+            .transaction(|(tokens, index)| {
+                tokens.insert(&digest, grant.as_slice())?;
+                index.insert(index_key.as_slice(), &[])?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)?;
+        self.flush().await?;
+        Ok(token)
+    }
+
+    /// The live grant of `token` and its user's binding: unexpired, and the user still bound by
+    /// the binding it was issued under.
+    pub fn access_token(
+        &self,
+        token: &SessionToken,
+    ) -> Result<Option<(AccessGrant, Binding)>, StoreError> {
+        let Some(raw) = self.access_tokens.get(token.digest())? else {
+            return Ok(None);
+        };
+        let grant: AccessGrant = decode(&raw)?;
+        if grant.expires_at <= unix_now() {
+            return Ok(None);
+        }
+        Ok(self
+            .binding(&grant.openid)?
+            .filter(|binding| binding.bound_at <= grant.issued_at)
+            .map(|binding| (grant, binding)))
+    }
+
+    /// Revokes one access token. Returns whether it existed.
+    pub async fn revoke_access_token(&self, token: &SessionToken) -> Result<bool, StoreError> {
+        let digest = token.digest();
+        let Some(raw) = self.access_tokens.remove(digest)? else {
+            return Ok(false);
+        };
+        let grant: AccessGrant = decode(&raw)?;
+        let mut index_key = record_prefix(&grant.openid);
+        index_key.extend_from_slice(&digest);
+        self.access_tokens_by_openid.remove(index_key)?;
+        self.flush().await?;
+        Ok(true)
+    }
+
+    /// Revokes every access token of `openid`; returns how many there were.
+    pub async fn revoke_access_tokens(&self, openid: &OpenId) -> Result<usize, StoreError> {
+        let revoked = self.remove_access_tokens(openid)?;
+        if revoked > 0 {
+            self.flush().await?;
+        }
+        Ok(revoked)
+    }
+
+    /// Removes `openid`'s access tokens without flushing: for callers that flush after.
+    pub(super) fn remove_access_tokens(&self, openid: &OpenId) -> Result<usize, StoreError> {
+        let prefix = record_prefix(openid);
+        let mut removed = 0;
+        for key in self.access_tokens_by_openid.scan_prefix(&prefix).keys() {
+            let key = key?;
+            self.access_tokens.remove(&key[prefix.len()..])?;
+            self.access_tokens_by_openid.remove(&key)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes expired access tokens (already refused by lookups); returns how many.
+    pub async fn purge_expired_access_tokens(&self) -> Result<usize, StoreError> {
+        let now = unix_now();
+        let mut purged = 0;
+        for entry in self.access_tokens.iter() {
+            let (digest, raw) = entry?;
+            let grant: AccessGrant = decode(&raw)?;
+            if grant.expires_at > now {
+                continue;
+            }
+            let mut index_key = record_prefix(&grant.openid);
+            index_key.extend_from_slice(&digest);
+            self.access_tokens.remove(&digest)?;
+            self.access_tokens_by_openid.remove(index_key)?;
+            purged += 1;
+        }
+        if purged > 0 {
+            self.flush().await?;
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Phone;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn access_tokens_live_until_revoked_or_unbound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let alice = OpenId::parse("alice").unwrap();
+        store
+            .bind(&alice, &Phone::parse("13800000001").unwrap())
+            .await
+            .unwrap();
+        let a = store
+            .issue_access_token(&alice, "shop", "openid phone", HOUR)
+            .await
+            .unwrap();
+        let b = store
+            .issue_access_token(&alice, "blog", "openid", HOUR)
+            .await
+            .unwrap();
+        let (grant, binding) = store.access_token(&a).unwrap().unwrap();
+        assert_eq!(
+            (grant.client_id.as_str(), grant.scope.as_str()),
+            ("shop", "openid phone")
+        );
+        assert_eq!(binding.phone.as_str(), "13800000001");
+        assert!(store.revoke_access_token(&a).await.unwrap());
+        assert!(store.access_token(&a).unwrap().is_none());
+        assert!(store.access_token(&b).unwrap().is_some());
+        assert!(store.unbind(&alice, unix_now()).await.unwrap());
+        assert!(store.access_token(&b).unwrap().is_none());
+        assert_eq!(store.access_tokens.len(), 0);
+        assert_eq!(store.access_tokens_by_openid.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn expired_access_tokens_are_refused_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let alice = OpenId::parse("alice").unwrap();
+        store
+            .bind(&alice, &Phone::parse("13800000001").unwrap())
+            .await
+            .unwrap();
+        let token = store
+            .issue_access_token(&alice, "shop", "openid", Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(store.access_token(&token).unwrap().is_none());
+        assert_eq!(store.purge_expired_access_tokens().await.unwrap(), 1);
+        assert_eq!(store.revoke_access_tokens(&alice).await.unwrap(), 0);
+    }
+}

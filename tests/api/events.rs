@@ -1,0 +1,127 @@
+//! The live status stream (`GET /api/qrcode/{id}/events`): server-sent events.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+/// Reads a `text/event-stream` answer one event at a time.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(app: &crate::helpers::TestApp, scene_id: &str) -> Self {
+        let response = app.get(&format!("/api/qrcode/{scene_id}/events")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's data, skipping comments; `None` once the server closed the stream.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(data) = block.strip_prefix("data: ") {
+                    return Some(serde_json::from_str(data.trim_end()).unwrap());
+                }
+                assert!(
+                    block.starts_with(':'),
+                    "neither data nor comment: {block:?}"
+                );
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_stream_delivers_each_change_as_the_long_poll_would() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    let mut events = Events::open(&app, &qr.scene_id).await;
+    let (_, polled) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(
+        events.next().await.unwrap(),
+        polled,
+        "the same JSON as the long-poll"
+    );
+    assert_eq!(polled["state"], "waiting");
+
+    let scanned_at = Instant::now();
+    app.scan(&qr.ticket, "oStream", true).await;
+    let need_bind = events.next().await.unwrap();
+    assert_eq!(need_bind["state"], "need_bind");
+    assert!(
+        scanned_at.elapsed() < Duration::from_secs(1),
+        "delivered at once"
+    );
+
+    let phone = "13800000301";
+    app.request_code(&qr.scene_id, phone).await;
+    let code = app.sms_code(phone).await;
+    let bound: Value = app
+        .bind(&qr.scene_id, phone, &code)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let logged_in = events.next().await.unwrap();
+    assert_eq!(logged_in["state"], "logged_in");
+    assert_eq!(logged_in["token"], bound["token"]);
+    assert!(
+        events.next().await.is_none(),
+        "the stream ends after logged_in"
+    );
+}
+
+#[tokio::test]
+async fn the_stream_ends_with_expiry_and_knows_no_strangers() {
+    let app = spawn_app_with(&[("WXLOGIN_SCENE_TTL_SECS", "1")]).await;
+    let qr = app.create_qr().await;
+    let mut events = Events::open(&app, &qr.scene_id).await;
+    assert_eq!(events.next().await.unwrap()["state"], "waiting");
+    assert_eq!(events.next().await.unwrap()["state"], "expired");
+    assert!(events.next().await.is_none());
+
+    // An ended scene answers its expiry at once; an unknown one is 404.
+    let mut ended = Events::open(&app, &qr.scene_id).await;
+    assert_eq!(ended.next().await.unwrap()["state"], "expired");
+    assert!(ended.next().await.is_none());
+    let unknown = app
+        .get("/api/qrcode/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/events")
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn open_streams_do_not_hold_up_shutdown() {
+    let mut app = spawn_app_with(&[("WXLOGIN_SHUTDOWN_TIMEOUT_SECS", "30")]).await;
+    let qr = app.create_qr().await;
+    let mut events = Events::open(&app, &qr.scene_id).await;
+    assert_eq!(events.next().await.unwrap()["state"], "waiting");
+    let asked = Instant::now();
+    assert!(app.terminate().await.success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(events.next().await.is_none());
+}

@@ -1,0 +1,789 @@
+//! wxlogin as an OpenID Connect provider: an independent relying-party library (the
+//! `openidconnect` crate) runs the code flow against it, and every refusal is checked by hand.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreProviderMetadata, CoreUserInfoClaims,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::helpers::{run_command, run_to_exit, spawn_app_on, TestApp};
+
+const SHOP: &str = "shop";
+const SHOP_SECRET: &str = "shop-secret-0123456789abcdef0123456789";
+const SHOP_CALLBACK: &str = "https://shop.example/oauth2/callback";
+const BLOG: &str = "blog";
+const BLOG_SECRET: &str = "blog-secret-0123456789abcdef0123456789";
+const BLOG_CALLBACK: &str = "https://blog.example/cb";
+const SPA: &str = "spa";
+const SPA_CALLBACK: &str = "http://localhost:3000/cb";
+
+fn write_clients(dir: &Path) -> String {
+    let path = dir.join("clients.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[clients]]\nid = \"{SHOP}\"\nname = \"Shop\"\nredirect_uris = [\"{SHOP_CALLBACK}\"]\nsecret = \"{SHOP_SECRET}\"\n\n\
+             [[clients]]\nid = \"{BLOG}\"\nname = \"Blog\"\nredirect_uris = [\"{BLOG_CALLBACK}\"]\nsecret = \"{BLOG_SECRET}\"\n\n\
+             [[clients]]\nid = \"{SPA}\"\nname = \"App\"\nredirect_uris = [\"{SPA_CALLBACK}\"]\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// A sandbox server with the three clients above.
+async fn provider_with(env: &[(&str, &str)]) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let clients = write_clients(dir.path());
+    let mut env = env.to_vec();
+    env.push(("WXLOGIN_OIDC_CLIENTS", &clients));
+    spawn_app_on(dir, &env).await
+}
+
+async fn provider() -> TestApp {
+    provider_with(&[]).await
+}
+
+/// An HTTP client that shows redirects instead of following them, as the relying party's
+/// library and our checks need.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A PKCE verifier and its S256 challenge, computed here independently of the server.
+fn pkce() -> (String, String) {
+    let verifier = format!("verifier-{}", "x".repeat(40));
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// `GET /oauth/authorize` as the browser of the user holding `session` (a cookie) would.
+async fn authorize(
+    app: &TestApp,
+    session: Option<&str>,
+    params: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = http().get(app.url("/oauth/authorize")).query(params);
+    if let Some(session) = session {
+        request = request.header(header::COOKIE, format!("wxlogin_session={session}"));
+    }
+    request.send().await.unwrap()
+}
+
+/// The redirect's target and its query parameters.
+fn redirected(response: &reqwest::Response) -> (String, Vec<(String, String)>) {
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let url = Url::parse(location).unwrap();
+    let params = url.query_pairs().into_owned().collect();
+    (
+        format!("{}{}", url.origin().ascii_serialization(), url.path()),
+        params,
+    )
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A code for the shop, with PKCE; returns the code and the verifier.
+async fn shop_code(app: &TestApp, session: &str, scope: &str) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let response = authorize(
+        app,
+        Some(session),
+        &[
+            ("response_type", "code"),
+            ("client_id", SHOP),
+            ("redirect_uri", SHOP_CALLBACK),
+            ("scope", scope),
+            ("state", "st"),
+            ("nonce", "n-1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let (target, params) = redirected(&response);
+    assert_eq!(target, SHOP_CALLBACK);
+    assert_eq!(param(&params, "state"), Some("st"));
+    (param(&params, "code").expect("a code").to_owned(), verifier)
+}
+
+/// `POST /oauth/token` with `form`, authenticated by HTTP Basic when `basic` is given.
+async fn exchange(
+    app: &TestApp,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = http().post(app.url("/oauth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn shop_exchange(app: &TestApp, code: &str, verifier: &str) -> (StatusCode, Value) {
+    exchange(
+        app,
+        Some((SHOP, SHOP_SECRET)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", SHOP_CALLBACK),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
+    http()
+        .get(app.url("/oauth/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An OAuth error answer: the status, RFC 6749's `error`, and our `message` beside it.
+fn assert_oauth_error((status, body): (StatusCode, Value), expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["message"], body["error_description"]);
+}
+
+#[tokio::test]
+async fn a_relying_party_library_runs_the_code_flow_with_pkce() {
+    let app = provider().await;
+    let session = app.sign_up("oRelying", "13800000201").await;
+    let http = http();
+
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(app.address.clone()).unwrap(), &http)
+            .await
+            .expect("discovery");
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(SHOP.into()),
+        Some(ClientSecret::new(SHOP_SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(SHOP_CALLBACK.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, csrf, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("phone".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    // The user's browser, logged in to wxlogin, follows the authorization URL.
+    let response = http
+        .get(auth_url)
+        .header(header::COOKIE, format!("wxlogin_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    let (target, params) = redirected(&response);
+    assert_eq!(target, SHOP_CALLBACK);
+    assert_eq!(param(&params, "state"), Some(csrf.secret().as_str()));
+    let code = param(&params, "code").unwrap().to_owned();
+
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("the code is exchanged");
+    let id_token = tokens.id_token().expect("an ID token");
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &nonce)
+        .expect("the ID token verifies through the JWKS");
+    assert_eq!(claims.issuer().as_str(), app.address);
+    assert!(claims.auth_time().is_some());
+    assert_eq!(
+        claims.phone_number().map(|p| p.as_str()),
+        Some("+8613800000201")
+    );
+    assert_eq!(claims.phone_number_verified(), Some(true));
+    assert!(!claims.subject().as_str().contains("oRelying"));
+
+    let info: CoreUserInfoClaims = client
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&http)
+        .await
+        .expect("userinfo");
+    assert_eq!(info.subject(), claims.subject());
+    assert_eq!(
+        info.phone_number().map(|p| p.as_str()),
+        Some("+8613800000201")
+    );
+}
+
+#[tokio::test]
+async fn the_login_page_brings_the_user_back_to_the_authorization() {
+    let app = provider().await;
+    let (_, challenge) = pkce();
+    let params = [
+        ("response_type", "code"),
+        ("client_id", SPA),
+        ("redirect_uri", SPA_CALLBACK),
+        ("scope", "openid"),
+        ("state", "s p&a"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let response = authorize(&app, None, &params).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let login = Url::parse(&app.url(location)).unwrap();
+    assert_eq!(login.path(), "/");
+    let return_to = login
+        .query_pairs()
+        .find(|(k, _)| k == "return_to")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(return_to.starts_with("/oauth/authorize?"), "{return_to}");
+
+    // The user scans in on that page: the status answer sets the session cookie...
+    app.sign_up("oReturning", "13800000202").await;
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, "oReturning", false).await;
+    let status = app
+        .get(&format!("/api/qrcode/{}/status", qr.scene_id))
+        .await;
+    let cookie = status.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("wxlogin_session="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    let session = cookie["wxlogin_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap();
+    let me = http()
+        .get(app.url("/api/me"))
+        .header(header::COOKIE, format!("wxlogin_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+
+    // ...and the page goes back to the same authorization request, which now answers a code.
+    let back = http()
+        .get(app.url(&return_to))
+        .header(header::COOKIE, format!("wxlogin_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    let (target, answer) = redirected(&back);
+    assert_eq!(target, SPA_CALLBACK);
+    assert_eq!(param(&answer, "state"), Some("s p&a"));
+    assert!(param(&answer, "code").is_some());
+
+    // prompt=none without a session answers login_required instead of a page.
+    let mut silent = params_vec(&[("prompt", "none")]);
+    silent.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let response = http()
+        .get(app.url("/oauth/authorize"))
+        .query(&silent)
+        .send()
+        .await
+        .unwrap();
+    let (_, answer) = redirected(&response);
+    assert_eq!(param(&answer, "error"), Some("login_required"));
+}
+
+fn params_vec(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unknown_client_or_redirect_uri_gets_a_page_not_a_redirect() {
+    let app = provider().await;
+    let session = app.sign_up("oPage", "13800000203").await;
+    let cases: &[&[(&str, &str)]] = &[
+        &[
+            ("client_id", SHOP),
+            ("redirect_uri", "https://evil.example/cb"),
+        ],
+        &[
+            ("client_id", SHOP),
+            ("redirect_uri", "https://shop.example/oauth2/callback/x"),
+        ],
+        &[("client_id", SHOP)],
+        &[("client_id", "nobody"), ("redirect_uri", SHOP_CALLBACK)],
+    ];
+    for case in cases {
+        let mut params = case.to_vec();
+        params.extend([("response_type", "code"), ("scope", "openid")]);
+        let response = authorize(&app, Some(&session), &params).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{case:?}");
+        assert!(
+            response.headers().get(header::LOCATION).is_none(),
+            "{case:?}"
+        );
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(content_type.starts_with("text/html"), "{case:?}");
+        assert!(response.text().await.unwrap().contains("Cannot log in"));
+    }
+}
+
+#[tokio::test]
+async fn bad_authorization_requests_go_back_with_an_error() {
+    let app = provider().await;
+    let session = app.sign_up("oBadRequest", "13800000204").await;
+    let (_, challenge) = pkce();
+    // (client, parameters besides the client's own, the error expected)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (SPA, &[("scope", "openid")], "invalid_request"), // a public client without PKCE
+        (SHOP, &[("scope", "phone")], "invalid_scope"),
+        (
+            SHOP,
+            &[
+                ("scope", "openid"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "plain"),
+            ],
+            "invalid_request",
+        ),
+        (
+            SHOP,
+            &[("scope", "openid"), ("response_type", "token")],
+            "unsupported_response_type",
+        ),
+    ];
+    for (client, extra, error) in cases {
+        let redirect_uri = if *client == SPA {
+            SPA_CALLBACK
+        } else {
+            SHOP_CALLBACK
+        };
+        let mut params = vec![
+            ("client_id", *client),
+            ("redirect_uri", redirect_uri),
+            ("state", "keep"),
+        ];
+        params.extend(extra.iter().copied());
+        if !extra.iter().any(|(k, _)| *k == "response_type") {
+            params.push(("response_type", "code"));
+        }
+        let response = authorize(&app, Some(&session), &params).await;
+        let (target, back) = redirected(&response);
+        assert_eq!(target, redirect_uri);
+        assert_eq!(param(&back, "error"), Some(*error), "{extra:?}");
+        assert_eq!(param(&back, "state"), Some("keep"));
+        assert!(param(&back, "code").is_none());
+    }
+}
+
+#[tokio::test]
+async fn bad_token_requests_are_refused() {
+    let app = provider().await;
+    let session = app.sign_up("oRefused", "13800000205").await;
+
+    let (code, verifier) = shop_code(&app, &session, "openid").await;
+    let wrong_secret = exchange(
+        &app,
+        Some((SHOP, BLOG_SECRET)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", SHOP_CALLBACK),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_oauth_error(wrong_secret, StatusCode::UNAUTHORIZED, "invalid_client");
+    let other_client = exchange(
+        &app,
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", SHOP_CALLBACK),
+            ("code_verifier", &verifier),
+            ("client_id", BLOG),
+            ("client_secret", BLOG_SECRET),
+        ],
+    )
+    .await;
+    assert_oauth_error(other_client, StatusCode::BAD_REQUEST, "invalid_grant");
+    let wrong_verifier = shop_exchange(&app, &code, &format!("{verifier}y")).await;
+    assert_oauth_error(wrong_verifier, StatusCode::BAD_REQUEST, "invalid_grant");
+    let no_verifier = exchange(
+        &app,
+        Some((SHOP, SHOP_SECRET)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", SHOP_CALLBACK),
+        ],
+    )
+    .await;
+    assert_oauth_error(no_verifier, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // The refusals did not use the code up; client_secret_post works as well as Basic.
+    let (status, tokens) = exchange(
+        &app,
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", SHOP_CALLBACK),
+            ("code_verifier", &verifier),
+            ("client_id", SHOP),
+            ("client_secret", SHOP_SECRET),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 3600);
+    let access_token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&app, access_token).await.status(), StatusCode::OK);
+
+    // A second use is refused, and the access token from the first dies with it.
+    assert_oauth_error(
+        shop_exchange(&app, &code, &verifier).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    let revoked = userinfo(&app, access_token).await;
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+    assert!(revoked.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+
+    // Garbage is a 4xx with the OAuth shape, never a 5xx.
+    let (status, body) = exchange(
+        &app,
+        Some((SHOP, SHOP_SECRET)),
+        &[("grant_type", "password")],
+    )
+    .await;
+    assert_oauth_error(
+        (status, body),
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    );
+    let raw = http()
+        .post(app.url("/oauth/token"))
+        .body("{}")
+        .header(header::CONTENT_TYPE, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(
+        (raw.status(), raw.json().await.unwrap()),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+}
+
+#[tokio::test]
+async fn a_public_client_redeems_with_its_verifier_alone() {
+    let app = provider().await;
+    let session = app.sign_up("oPublic", "13800000206").await;
+    let (verifier, challenge) = pkce();
+    let response = authorize(
+        &app,
+        Some(&session),
+        &[
+            ("response_type", "code"),
+            ("client_id", SPA),
+            ("redirect_uri", SPA_CALLBACK),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let (_, params) = redirected(&response);
+    let code = param(&params, "code").unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", SPA_CALLBACK),
+        ("client_id", SPA),
+    ];
+    let mut with_verifier = form.to_vec();
+    with_verifier.push(("code_verifier", &verifier));
+    let (status, tokens) = exchange(&app, None, &with_verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let info: Value = userinfo(&app, tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        info["sub"].is_string() && info.get("phone_number").is_none(),
+        "{info}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let app = provider_with(&[("WXLOGIN_OIDC_CODE_TTL_SECS", "1")]).await;
+    let session = app.sign_up("oLate", "13800000207").await;
+    let (code, verifier) = shop_code(&app, &session, "openid").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_oauth_error(
+        shop_exchange(&app, &code, &verifier).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+}
+
+/// A fresh ID token for the shop; returns it, its access token, and the `sub`.
+async fn shop_tokens(app: &TestApp, session: &str) -> (String, String, String) {
+    let (code, verifier) = shop_code(app, session, "openid phone").await;
+    let (status, tokens) = shop_exchange(app, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let info: Value = userinfo(app, &access).await.json().await.unwrap();
+    (
+        tokens["id_token"].as_str().unwrap().to_owned(),
+        access,
+        info["sub"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Verifies `id_token` against the JWKS the server publishes now, with the relying-party library.
+async fn verify_now(app: &TestApp, id_token: &str) -> String {
+    let jwks = CoreJsonWebKeySet::fetch_async(
+        &openidconnect::JsonWebKeySetUrl::new(app.url("/oauth/jwks")).unwrap(),
+        &http(),
+    )
+    .await
+    .unwrap();
+    let verifier = CoreIdTokenVerifier::new_confidential_client(
+        ClientId::new(SHOP.into()),
+        ClientSecret::new(SHOP_SECRET.into()),
+        IssuerUrl::new(app.address.clone()).unwrap(),
+        jwks,
+    )
+    .set_allowed_algs([openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let token: CoreIdToken = id_token.parse().unwrap();
+    let claims = token
+        .claims(&verifier, &Nonce::new("n-1".into()))
+        .expect("the ID token verifies");
+    claims.subject().to_string()
+}
+
+fn kid(id_token: &str) -> String {
+    let header = id_token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_token_signed_before_rotate_key_still_verifies_after_it() {
+    let app = provider().await;
+    let session = app.sign_up("oRotate", "13800000208").await;
+    let (before, _, _) = shop_tokens(&app, &session).await;
+
+    let data_dir = app.data_dir.path().display().to_string();
+    let (status, stdout, stderr) = run_command(&["rotate-key"], &[("WXLOGIN_DATA_DIR", &data_dir)]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("new signing key"), "{stdout}");
+
+    let (after, _, _) = shop_tokens(&app, &session).await;
+    assert_ne!(
+        kid(&before),
+        kid(&after),
+        "the running server signs with the new key"
+    );
+    let jwks: Value = app.get("/oauth/jwks").await.json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    assert_eq!(
+        verify_now(&app, &before).await,
+        verify_now(&app, &after).await
+    );
+
+    let key_file = app.data_dir.path().join("oidc/signing-keys.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn the_pairwise_sub_differs_per_client_and_is_stable() {
+    let mut app = provider().await;
+    let session = app.sign_up("oPairwise", "13800000209").await;
+    let (_, _, shop_sub) = shop_tokens(&app, &session).await;
+
+    let (verifier, challenge) = pkce();
+    let response = authorize(
+        &app,
+        Some(&session),
+        &[
+            ("response_type", "code"),
+            ("client_id", BLOG),
+            ("redirect_uri", BLOG_CALLBACK),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let (_, params) = redirected(&response);
+    let (status, tokens) = exchange(
+        &app,
+        Some((BLOG, BLOG_SECRET)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", param(&params, "code").unwrap()),
+            ("redirect_uri", BLOG_CALLBACK),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let blog: Value = userinfo(&app, tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(blog["sub"].as_str().unwrap(), shop_sub);
+
+    // Another login, and a restart, leave the shop's sub as it was.
+    let again = app.scan_in("oPairwise").await;
+    assert_eq!(shop_tokens(&app, &again).await.2, shop_sub);
+    app.restart();
+    let after_restart = app.scan_in("oPairwise").await;
+    assert_eq!(shop_tokens(&app, &after_restart).await.2, shop_sub);
+}
+
+#[tokio::test]
+async fn logout_and_unfollowing_revoke_access_tokens() {
+    let app = provider().await;
+    let session = app.sign_up("oRevoke", "13800000210").await;
+    let (_, from_this_session, _) = shop_tokens(&app, &session).await;
+    let other_session = app.scan_in("oRevoke").await;
+    let (_, from_other_session, _) = shop_tokens(&app, &other_session).await;
+    let logout = http()
+        .post(app.url("/api/logout"))
+        .header(header::COOKIE, format!("wxlogin_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert!(logout.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    for token in [&from_this_session, &from_other_session] {
+        assert_eq!(
+            userinfo(&app, token).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    let (_, fresh, _) = shop_tokens(&app, &other_session).await;
+    assert_eq!(userinfo(&app, &fresh).await.status(), StatusCode::OK);
+    app.unsubscribe("oRevoke", None).await;
+    assert_eq!(
+        userinfo(&app, &fresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn access_tokens_survive_a_restart() {
+    let mut app = provider().await;
+    let session = app.sign_up("oDurable", "13800000211").await;
+    let (_, access, sub) = shop_tokens(&app, &session).await;
+    app.restart();
+    let info: Value = userinfo(&app, &access).await.json().await.unwrap();
+    assert_eq!(info["sub"], sub.as_str());
+    assert_eq!(info["phone_number"], "+8613800000211");
+}
+
+#[tokio::test]
+async fn without_clients_every_oidc_endpoint_is_absent() {
+    let app = crate::helpers::spawn_app().await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/oauth/jwks",
+        "/oauth/authorize?client_id=x",
+        "/oauth/userinfo",
+    ] {
+        assert_eq!(
+            app.get(path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let token = http()
+        .post(app.url("/oauth/token"))
+        .form(&[("grant_type", "authorization_code")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::NOT_FOUND);
+    assert!(
+        !app.data_dir.path().join("oidc").exists(),
+        "no keys are made"
+    );
+}
+
+#[test]
+fn a_bad_clients_file_stops_the_start_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(&path, "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = \"https://shop.example/cb\"\n").unwrap();
+    let (status, stderr) = run_to_exit(&[("WXLOGIN_OIDC_CLIENTS", path.to_str().unwrap())]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("WXLOGIN_OIDC_CLIENTS"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} line 4", path.display())),
+        "{stderr}"
+    );
+}
