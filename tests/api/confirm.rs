@@ -22,8 +22,8 @@ async fn confirm_app(extra: &[(&str, &str)]) -> TestApp {
     spawn_app_with(&env).await
 }
 
-/// A QR code asked for by Firefox on Linux: its scene id and ticket.
-async fn qr_from_firefox(app: &TestApp) -> (String, String) {
+/// `POST /api/qrcode` from Firefox on Linux: the answer.
+async fn create_from_firefox(app: &TestApp) -> Value {
     let response = app
         .client
         .post(app.url("/api/qrcode"))
@@ -31,7 +31,13 @@ async fn qr_from_firefox(app: &TestApp) -> (String, String) {
         .send()
         .await
         .unwrap();
-    let body: Value = response.json().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// A QR code asked for by Firefox on Linux: its scene id and ticket.
+async fn qr_from_firefox(app: &TestApp) -> (String, String) {
+    let body = create_from_firefox(app).await;
     (
         body["scene_id"].as_str().unwrap().to_owned(),
         body["ticket"].as_str().unwrap().to_owned(),
@@ -186,14 +192,7 @@ async fn another_users_reply_changes_nothing() {
 async fn code_mode_and_confirmation_work_together_under_safe_mode() {
     let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
     let app = confirm_app(&[("WXLOGIN_LOGIN_MODE", "code"), ("WXLOGIN_AES_KEY", key)]).await;
-    let response = app
-        .client
-        .post(app.url("/api/qrcode"))
-        .header("User-Agent", FIREFOX_ON_LINUX)
-        .send()
-        .await
-        .unwrap();
-    let created: Value = response.json().await.unwrap();
+    let created = create_from_firefox(&app).await;
     let scene_id = created["scene_id"].as_str().unwrap();
     let code = created["code"].as_str().unwrap();
     let asked = app.text("oSafeUser", code).await;
