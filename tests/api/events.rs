@@ -125,3 +125,41 @@ async fn open_streams_do_not_hold_up_shutdown() {
     );
     assert!(events.next().await.is_none());
 }
+
+#[tokio::test]
+async fn a_quiet_stream_gets_a_heartbeat_comment() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    let mut events = Events::open(&app, &qr.scene_id).await;
+    assert_eq!(events.next().await.unwrap()["state"], "waiting");
+    // The first event's bytes are consumed; the next bytes, 15 s on, are the comment.
+    let chunk = tokio::time::timeout(Duration::from_secs(20), events.response.chunk())
+        .await
+        .expect("a heartbeat within 20 s")
+        .unwrap()
+        .expect("the stream is still open");
+    let text = std::str::from_utf8(&chunk).unwrap();
+    assert!(text.starts_with(':') && text.ends_with("\n\n"), "{text:?}");
+}
+
+#[tokio::test]
+async fn the_stream_follows_a_confirmation_to_its_denial_and_ends() {
+    let app = spawn_app_with(&[("WXLOGIN_CONFIRM", "number")]).await;
+    let qr = app.create_qr().await;
+    let mut events = Events::open(&app, &qr.scene_id).await;
+    assert_eq!(events.next().await.unwrap()["state"], "waiting");
+    app.scan(&qr.ticket, "oStreamed", false).await;
+    let confirm = events.next().await.unwrap();
+    assert_eq!(confirm["state"], "confirm", "{confirm}");
+    assert!(confirm["confirm_number"].is_u64(), "{confirm}");
+    app.text("oStreamed", "0").await;
+    assert_eq!(events.next().await.unwrap()["state"], "denied");
+    assert!(
+        events.next().await.is_none(),
+        "the stream ends after denied"
+    );
+
+    let mut ended = Events::open(&app, &qr.scene_id).await;
+    assert_eq!(ended.next().await.unwrap()["state"], "denied");
+    assert!(ended.next().await.is_none());
+}
