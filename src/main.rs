@@ -7,8 +7,8 @@ use wxlogin::startup::Application;
 const USAGE: &str = "\
 usage: wxlogin               run the service
        wxlogin restore FILE  load a backup (GET /admin/backup) into an empty WXLOGIN_DATA_DIR
-       wxlogin rotate-key    add a new OpenID Connect signing key; the old one stays published
-                             until the ID tokens it signed have expired
+       wxlogin rotate-key    add a new OpenID Connect signing key of each algorithm in use; the
+                             old ones stay published until the ID tokens they signed have expired
 
 Settings come from WXLOGIN_* environment variables (see README.md); with no WXLOGIN_APPID
 the service runs a sandbox with a built-in WeChat simulator.";
@@ -80,8 +80,11 @@ async fn restore(settings: &Settings, file: &Path) -> ExitCode {
 /// Safe while the service runs: it picks the new key up on its next use.
 fn rotate_key(settings: &Settings) -> ExitCode {
     match wxlogin::oidc::keys::rotate(&wxlogin::oidc::key_dir(&settings.data_dir)) {
-        Ok(kid) => {
-            println!("new signing key {kid}; earlier keys stay in the JWKS until their ID tokens have expired");
+        Ok(new) => {
+            for (alg, kid) in new {
+                println!("new signing key {kid} ({alg:?})");
+            }
+            println!("earlier keys stay in the JWKS until their ID tokens have expired");
             ExitCode::SUCCESS
         }
         Err(e) => {

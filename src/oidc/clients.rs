@@ -6,9 +6,10 @@
 //! name = "The shop"
 //! redirect_uris = ["https://shop.example.com/oauth2/callback"]
 //! secret = "..."   # absent: a public client, which must use PKCE
+//! id_token_signed_response_alg = "RS256"   # absent: ES256
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -16,12 +17,16 @@ use toml::Spanned;
 use url::Url;
 use wxlogin_storage::constant_time_eq;
 
+use super::keys::SigningAlg;
+
 /// Shorter than this, a client secret could be guessed online.
 const MIN_SECRET_LEN: usize = 32;
 
 pub struct Client {
     pub id: String,
     pub name: String,
+    /// How this client's ID tokens are signed.
+    pub id_token_signed_response_alg: SigningAlg,
     redirect_uris: Vec<String>,
     secret: Option<String>,
 }
@@ -80,11 +85,21 @@ struct RawClient {
     name: String,
     redirect_uris: Vec<String>,
     secret: Option<String>,
+    #[serde(default)]
+    id_token_signed_response_alg: SigningAlg,
 }
 
 impl Clients {
     pub fn get(&self, id: &str) -> Option<&Client> {
         self.by_id.get(id)
+    }
+
+    /// The ID-token signing algorithms the clients registered, each once.
+    pub fn signing_algs(&self) -> BTreeSet<SigningAlg> {
+        self.by_id
+            .values()
+            .map(|c| c.id_token_signed_response_alg)
+            .collect()
     }
 
     /// Reads and checks the clients file; an error names the file and the line.
@@ -156,6 +171,7 @@ fn check(raw: RawClient) -> Result<Client, String> {
     Ok(Client {
         id: raw.id,
         name: raw.name,
+        id_token_signed_response_alg: raw.id_token_signed_response_alg,
         redirect_uris: raw.redirect_uris,
         secret: raw.secret,
     })
@@ -171,7 +187,7 @@ mod tests {
     fn a_good_file_parses() {
         let text = format!(
             "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = [\"https://shop.example/cb\"]\nsecret = \"{SECRET}\"\n\n\
-             [[clients]]\nid = \"spa\"\nname = \"App\"\nredirect_uris = [\"http://localhost:3000/cb\"]\n"
+             [[clients]]\nid = \"spa\"\nname = \"App\"\nredirect_uris = [\"http://localhost:3000/cb\"]\nid_token_signed_response_alg = \"RS256\"\n"
         );
         let clients = Clients::parse(&text).unwrap();
         let shop = clients.get("shop").unwrap();
@@ -183,6 +199,12 @@ mod tests {
         let spa = clients.get("spa").unwrap();
         assert!(spa.is_public() && spa.authenticates(None) && !spa.authenticates(Some(SECRET)));
         assert!(!format!("{shop:?}").contains(SECRET));
+        assert_eq!(shop.id_token_signed_response_alg, SigningAlg::ES256);
+        assert_eq!(spa.id_token_signed_response_alg, SigningAlg::RS256);
+        assert_eq!(
+            clients.signing_algs(),
+            [SigningAlg::ES256, SigningAlg::RS256].into()
+        );
     }
 
     #[test]
@@ -194,6 +216,7 @@ mod tests {
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nsecret = \"short\"\n", 1),
             ("[[clients]]\nid = \"a b\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n", 1),
             ("\n\n[[clients]\nid = \"a\"\n", 3),
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nid_token_signed_response_alg = \"none\"\n", 5),
         ];
         for (text, line) in cases {
             let (got, _) = Clients::parse(text).err().unwrap();

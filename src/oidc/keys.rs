@@ -1,10 +1,13 @@
-//! ID-token signing keys: ES256 (P-256), generated with the `p256` crate, used through
-//! `jsonwebtoken`, kept in `DATA_DIR/oidc/signing-keys.json` (mode 0600).
+//! ID-token signing keys, kept in `DATA_DIR/oidc/signing-keys.json` (mode 0600) and used through
+//! `jsonwebtoken`: ES256 (P-256, made by `p256`) for every client by default, and RS256 (RSA
+//! 2048, made by `rsa`) when some client registers `id_token_signed_response_alg = "RS256"`.
 //!
-//! The newest key signs. `wxlogin rotate-key` adds a key and retires the previous one; a retired
-//! key stays in the JWKS until every ID token it signed has expired, then the next rotation drops
-//! it. A running server notices the file changed on its next use, so rotation needs no restart.
+//! The newest key of each algorithm signs. `wxlogin rotate-key` adds a key of each algorithm in
+//! the file and retires the previous ones; a retired key stays in the JWKS until every ID token it
+//! signed has expired, then the next rotation drops it. A running server notices the file changed
+//! on its next use, so rotation needs no restart.
 
+use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -16,14 +19,17 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use p256::pkcs8::EncodePrivateKey;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rand::rngs::OsRng;
 use rand::RngCore;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::RsaPrivateKey;
 use serde::{Deserialize, Serialize};
 
 use super::{unix_now, ID_TOKEN_TTL};
 
-pub const ALGORITHM: Algorithm = Algorithm::ES256;
 const FILE: &str = "signing-keys.json";
+const RSA_BITS: usize = 2048;
 /// Published past a retired key's last possible token, for clocks that disagree a little.
 const RETENTION_MARGIN_SECS: u64 = 300;
 
@@ -38,13 +44,67 @@ pub enum KeyError {
     Corrupt { path: PathBuf, problem: String },
 }
 
-#[derive(Serialize, Deserialize)]
+/// An ID-token signing algorithm a client may register (`id_token_signed_response_alg`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SigningAlg {
+    #[default]
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    /// What discovery lists: Discovery §3 requires RS256; a client gets it by registering it.
+    pub const ALL: [Self; 2] = [Self::ES256, Self::RS256];
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::ES256 => Algorithm::ES256,
+            Self::RS256 => Algorithm::RS256,
+        }
+    }
+
+    /// A new private key, PKCS#8 DER.
+    fn generate(self) -> Vec<u8> {
+        let der = match self {
+            Self::ES256 => p256::SecretKey::random(&mut OsRng).to_pkcs8_der(),
+            Self::RS256 => RsaPrivateKey::new(&mut OsRng, RSA_BITS)
+                .expect("RSA key generation")
+                .to_pkcs8_der(),
+        };
+        der.expect("a fresh key encodes as PKCS#8")
+            .as_bytes()
+            .to_vec()
+    }
+
+    fn encoding_key(self, pkcs8: &[u8]) -> Result<EncodingKey, String> {
+        match self {
+            Self::ES256 => Ok(EncodingKey::from_ec_der(pkcs8)),
+            // jsonwebtoken takes RSA private keys as PKCS#1.
+            Self::RS256 => RsaPrivateKey::from_pkcs8_der(pkcs8)
+                .and_then(|key| Ok(key.to_pkcs1_der()?))
+                .map(|der| EncodingKey::from_rsa_der(der.as_bytes()))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
 struct KeyFile {
     keys: Vec<StoredKey>,
 }
 
+impl KeyFile {
+    /// The algorithms with a key in the file, each once.
+    fn algs(&self) -> BTreeSet<SigningAlg> {
+        self.keys.iter().map(|k| k.alg).collect()
+    }
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredKey {
+    /// Absent in files written before RS256: those keys are ES256.
+    #[serde(default)]
+    alg: SigningAlg,
     kid: String,
     created_at: u64,
     /// When a newer key took over signing; `None` for the signing key.
@@ -54,18 +114,15 @@ struct StoredKey {
 }
 
 impl StoredKey {
-    fn generate() -> Self {
-        let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-        let der = secret
-            .to_pkcs8_der()
-            .expect("a fresh P-256 key encodes as PKCS#8");
+    fn generate(alg: SigningAlg) -> Self {
         let mut kid = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut kid);
         Self {
+            alg,
             kid: URL_SAFE_NO_PAD.encode(kid),
             created_at: unix_now(),
             retired_at: None,
-            pkcs8: STANDARD.encode(der.as_bytes()),
+            pkcs8: STANDARD.encode(alg.generate()),
         }
     }
 
@@ -78,7 +135,6 @@ impl StoredKey {
 
 /// A key ready to sign, and its public half.
 struct LoadedKey {
-    kid: String,
     encoding: EncodingKey,
     public: Jwk,
     stored: StoredKey,
@@ -96,16 +152,17 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
-    /// Opens the keys in `dir`, making the first one if there is none.
-    pub fn open(dir: &Path) -> Result<Self, KeyError> {
+    /// Opens the keys in `dir`, making one of each algorithm in `algs` that has none yet.
+    pub fn open(dir: &Path, algs: &BTreeSet<SigningAlg>) -> Result<Self, KeyError> {
         let path = dir.join(FILE);
-        if !path.exists() {
-            write(
-                &path,
-                &KeyFile {
-                    keys: vec![StoredKey::generate()],
-                },
-            )?;
+        let mut file = read_or_empty(&path)?;
+        let missing: Vec<_> = algs
+            .difference(&file.algs())
+            .map(|&alg| StoredKey::generate(alg))
+            .collect();
+        if !missing.is_empty() {
+            file.keys.extend(missing);
+            write(&path, &file)?;
         }
         let loaded = load(&path)?;
         Ok(Self {
@@ -114,18 +171,23 @@ impl SigningKeys {
         })
     }
 
-    /// Signs `claims` with the newest key.
-    pub fn sign(&self, claims: &impl Serialize) -> Result<String, KeyError> {
+    /// Signs `claims` with the newest key of `alg`.
+    pub fn sign(&self, alg: SigningAlg, claims: &impl Serialize) -> Result<String, KeyError> {
+        let corrupt = |problem: String| KeyError::Corrupt {
+            path: self.path.clone(),
+            problem,
+        };
         self.with_keys(|keys| {
-            let key = keys.last().expect("a key file holds at least one key");
+            let key = keys
+                .iter()
+                .rev()
+                .find(|k| k.stored.alg == alg)
+                .ok_or_else(|| corrupt(format!("no {alg:?} key")))?;
             let header = Header {
-                kid: Some(key.kid.clone()),
-                ..Header::new(ALGORITHM)
+                kid: Some(key.stored.kid.clone()),
+                ..Header::new(alg.jwt())
             };
-            jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyError::Corrupt {
-                path: self.path.clone(),
-                problem: e.to_string(),
-            })
+            jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| corrupt(e.to_string()))
         })?
     }
 
@@ -150,25 +212,26 @@ impl SigningKeys {
     }
 }
 
-/// Adds a new signing key to the file in `dir`, retires the one before, and drops retired keys
-/// no live token can need. Returns the new key's id.
-pub fn rotate(dir: &Path) -> Result<String, KeyError> {
+/// Adds a new signing key of each algorithm in the file in `dir` (ES256 when there is none),
+/// retires the ones before, and drops retired keys no live token can need. Returns the new keys'
+/// algorithms and ids.
+pub fn rotate(dir: &Path) -> Result<Vec<(SigningAlg, String)>, KeyError> {
     let path = dir.join(FILE);
-    let mut file = if path.exists() {
-        read(&path)?
-    } else {
-        KeyFile { keys: Vec::new() }
-    };
+    let mut file = read_or_empty(&path)?;
+    let mut algs = file.algs();
+    if algs.is_empty() {
+        algs.insert(SigningAlg::default());
+    }
     let now = unix_now();
     for key in &mut file.keys {
         key.retired_at.get_or_insert(now);
     }
     file.keys.retain(|k| k.published(now));
-    let key = StoredKey::generate();
-    let kid = key.kid.clone();
-    file.keys.push(key);
+    let new: Vec<_> = algs.into_iter().map(StoredKey::generate).collect();
+    let ids = new.iter().map(|k| (k.alg, k.kid.clone())).collect();
+    file.keys.extend(new);
     write(&path, &file)?;
-    Ok(kid)
+    Ok(ids)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -191,6 +254,14 @@ fn read(path: &Path) -> Result<KeyFile, KeyError> {
     Ok(file)
 }
 
+fn read_or_empty(path: &Path) -> Result<KeyFile, KeyError> {
+    if path.exists() {
+        read(path)
+    } else {
+        Ok(KeyFile::default())
+    }
+}
+
 fn load(path: &Path) -> Result<Loaded, KeyError> {
     // Read the time first: a rotation racing this read is then seen on the next use.
     let modified = modified(path);
@@ -198,17 +269,17 @@ fn load(path: &Path) -> Result<Loaded, KeyError> {
         .keys
         .into_iter()
         .map(|stored| {
+            let corrupt = |problem: String| KeyError::Corrupt {
+                path: path.to_owned(),
+                problem: format!("key {}: {problem}", stored.kid),
+            };
             let der = STANDARD.decode(&stored.pkcs8).unwrap_or_default();
-            let encoding = EncodingKey::from_ec_der(&der);
-            let mut public =
-                Jwk::from_encoding_key(&encoding, ALGORITHM).map_err(|e| KeyError::Corrupt {
-                    path: path.to_owned(),
-                    problem: format!("key {}: {e}", stored.kid),
-                })?;
+            let encoding = stored.alg.encoding_key(&der).map_err(corrupt)?;
+            let mut public = Jwk::from_encoding_key(&encoding, stored.alg.jwt())
+                .map_err(|e| corrupt(e.to_string()))?;
             public.common.key_id = Some(stored.kid.clone());
             public.common.public_key_use = Some(PublicKeyUse::Signature);
             Ok(LoadedKey {
-                kid: stored.kid.clone(),
                 encoding,
                 public,
                 stored,
@@ -251,6 +322,7 @@ mod tests {
     use jsonwebtoken::{DecodingKey, Validation};
 
     use super::*;
+    use SigningAlg::{ES256, RS256};
 
     #[derive(Serialize, Deserialize)]
     struct Claims {
@@ -258,52 +330,106 @@ mod tests {
         exp: u64,
     }
 
+    fn claims() -> Claims {
+        Claims {
+            sub: "a".into(),
+            exp: unix_now() + 60,
+        }
+    }
+
+    /// Verifies `token` by the key its `kid` names, for the algorithm that key is published for.
     fn verify(token: &str, jwks: &JwkSet) -> Claims {
-        let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
-        let key = DecodingKey::from_jwk(jwks.find(&kid).expect("kid published")).unwrap();
-        let mut validation = Validation::new(ALGORITHM);
+        let header = jsonwebtoken::decode_header(token).unwrap();
+        let jwk = jwks.find(&header.kid.unwrap()).expect("kid published");
+        assert_eq!(
+            jwk.common.key_algorithm.unwrap().to_string(),
+            format!("{:?}", header.alg)
+        );
+        let mut validation = Validation::new(header.alg);
         validation.required_spec_claims.clear();
-        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
             .unwrap()
             .claims
+    }
+
+    fn kid(token: &str) -> Option<String> {
+        jsonwebtoken::decode_header(token).unwrap().kid
     }
 
     #[test]
     fn keys_are_made_private_and_survive_rotation() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = SigningKeys::open(dir.path()).unwrap();
+        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
         let mode = fs::metadata(dir.path().join(FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let claims = Claims {
-            sub: "a".into(),
-            exp: unix_now() + 60,
-        };
-        let before = keys.sign(&claims).unwrap();
-        let new_kid = rotate(dir.path()).unwrap();
-        let after = keys.sign(&claims).unwrap();
-        assert_eq!(
-            jsonwebtoken::decode_header(&after).unwrap().kid,
-            Some(new_kid)
-        );
+        let before = keys.sign(ES256, &claims()).unwrap();
+        let new = rotate(dir.path()).unwrap();
+        assert_eq!(new.len(), 1, "only the algorithm in use");
+        let after = keys.sign(ES256, &claims()).unwrap();
+        assert_eq!(kid(&after), Some(new[0].1.clone()));
         let jwks = keys.jwks().unwrap();
         assert_eq!(jwks.keys.len(), 2);
         assert_eq!(verify(&before, &jwks).sub, "a");
         assert_eq!(verify(&after, &jwks).sub, "a");
+        assert!(
+            keys.sign(RS256, &claims()).is_err(),
+            "no RSA key was asked for"
+        );
+    }
+
+    #[test]
+    fn each_algorithm_signs_with_its_own_key_and_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        // A client registered RS256 later: the next start adds an RSA key beside the P-256 one.
+        let keys = SigningKeys::open(dir.path(), &[ES256, RS256].into()).unwrap();
+        let es = keys.sign(ES256, &claims()).unwrap();
+        let rs = keys.sign(RS256, &claims()).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&rs).unwrap().alg,
+            Algorithm::RS256
+        );
+        assert_ne!(kid(&es), kid(&rs));
+
+        let new = rotate(dir.path()).unwrap();
+        let algs: Vec<_> = new.iter().map(|(alg, _)| *alg).collect();
+        assert_eq!(algs, [ES256, RS256]);
+        let jwks = keys.jwks().unwrap();
+        assert_eq!(jwks.keys.len(), 4);
+        for token in [&es, &rs] {
+            assert_eq!(verify(token, &jwks).sub, "a");
+        }
+        let rs_after = keys.sign(RS256, &claims()).unwrap();
+        assert_eq!(kid(&rs_after), Some(new[1].1.clone()));
+        assert_eq!(verify(&rs_after, &jwks).sub, "a");
+    }
+
+    #[test]
+    fn a_key_file_from_before_rs256_reads_as_es256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut stored = serde_json::to_value(StoredKey::generate(ES256)).unwrap();
+        stored.as_object_mut().unwrap().remove("alg");
+        fs::write(&path, serde_json::json!({ "keys": [stored] }).to_string()).unwrap();
+        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let token = keys.sign(ES256, &claims()).unwrap();
+        assert_eq!(verify(&token, &keys.jwks().unwrap()).sub, "a");
+        assert_eq!(read(&path).unwrap().keys.len(), 1, "no key was added");
     }
 
     #[test]
     fn long_retired_keys_leave_the_jwks() {
         let dir = tempfile::tempdir().unwrap();
-        SigningKeys::open(dir.path()).unwrap();
+        SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
         let path = dir.path().join(FILE);
         let mut file = read(&path).unwrap();
         file.keys[0].retired_at = Some(unix_now() - ID_TOKEN_TTL.as_secs() - 3600);
-        file.keys.push(StoredKey::generate());
+        file.keys.push(StoredKey::generate(ES256));
         write(&path, &file).unwrap();
-        let keys = SigningKeys::open(dir.path()).unwrap();
+        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
         assert_eq!(keys.jwks().unwrap().keys.len(), 1);
         rotate(dir.path()).unwrap();
         assert_eq!(read(&path).unwrap().keys.len(), 2);

@@ -43,7 +43,7 @@ impl Provider {
         code_ttl: Duration,
     ) -> Result<Self, KeyError> {
         let dir = key_dir(data_dir);
-        let keys = SigningKeys::open(&dir)?;
+        let keys = SigningKeys::open(&dir, &clients.signing_algs())?;
         Ok(Self {
             issuer: public_url.as_str().trim_end_matches('/').to_owned(),
             clients,

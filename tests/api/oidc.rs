@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
-    CoreProviderMetadata, CoreUserInfoClaims,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreUserInfoClaims,
 };
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
@@ -30,6 +30,27 @@ const BLOG_CALLBACK: &str = "https://blog.example/cb";
 const SPA: &str = "spa";
 const SPA_CALLBACK: &str = "http://localhost:3000/cb";
 
+/// A confidential client as the tests use it.
+#[derive(Clone, Copy)]
+struct Rp {
+    id: &'static str,
+    secret: &'static str,
+    callback: &'static str,
+}
+
+/// Registered without `id_token_signed_response_alg`: ES256.
+const SHOP_RP: Rp = Rp {
+    id: SHOP,
+    secret: SHOP_SECRET,
+    callback: SHOP_CALLBACK,
+};
+/// Registered RS256, as Spring Security expects by default.
+const SPRING_RP: Rp = Rp {
+    id: "spring",
+    secret: "spring-secret-0123456789abcdef0123456789",
+    callback: "https://spring.example/login/oauth2/code/wxlogin",
+};
+
 fn write_clients(dir: &Path) -> String {
     let path = dir.join("clients.toml");
     std::fs::write(
@@ -37,14 +58,17 @@ fn write_clients(dir: &Path) -> String {
         format!(
             "[[clients]]\nid = \"{SHOP}\"\nname = \"Shop\"\nredirect_uris = [\"{SHOP_CALLBACK}\"]\nsecret = \"{SHOP_SECRET}\"\n\n\
              [[clients]]\nid = \"{BLOG}\"\nname = \"Blog\"\nredirect_uris = [\"{BLOG_CALLBACK}\"]\nsecret = \"{BLOG_SECRET}\"\n\n\
-             [[clients]]\nid = \"{SPA}\"\nname = \"App\"\nredirect_uris = [\"{SPA_CALLBACK}\"]\n"
+             [[clients]]\nid = \"{SPA}\"\nname = \"App\"\nredirect_uris = [\"{SPA_CALLBACK}\"]\n\n\
+             [[clients]]\nid = \"{}\"\nname = \"Spring\"\nredirect_uris = [\"{}\"]\nsecret = \"{}\"\n\
+             id_token_signed_response_alg = \"RS256\"\n",
+            SPRING_RP.id, SPRING_RP.callback, SPRING_RP.secret
         ),
     )
     .unwrap();
     path.display().to_string()
 }
 
-/// A sandbox server with the three clients above.
+/// A sandbox server with the four clients above.
 async fn provider_with(env: &[(&str, &str)]) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let clients = write_clients(dir.path());
@@ -105,16 +129,16 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// A code for the shop, with PKCE; returns the code and the verifier.
-async fn shop_code(app: &TestApp, session: &str, scope: &str) -> (String, String) {
+/// A code for `rp`, with PKCE; returns the code and the verifier.
+async fn code(app: &TestApp, rp: Rp, session: &str, scope: &str) -> (String, String) {
     let (verifier, challenge) = pkce();
     let response = authorize(
         app,
         Some(session),
         &[
             ("response_type", "code"),
-            ("client_id", SHOP),
-            ("redirect_uri", SHOP_CALLBACK),
+            ("client_id", rp.id),
+            ("redirect_uri", rp.callback),
             ("scope", scope),
             ("state", "st"),
             ("nonce", "n-1"),
@@ -124,7 +148,7 @@ async fn shop_code(app: &TestApp, session: &str, scope: &str) -> (String, String
     )
     .await;
     let (target, params) = redirected(&response);
-    assert_eq!(target, SHOP_CALLBACK);
+    assert_eq!(target, rp.callback);
     assert_eq!(param(&params, "state"), Some("st"));
     (param(&params, "code").expect("a code").to_owned(), verifier)
 }
@@ -143,14 +167,14 @@ async fn exchange(
     (response.status(), response.json().await.unwrap())
 }
 
-async fn shop_exchange(app: &TestApp, code: &str, verifier: &str) -> (StatusCode, Value) {
+async fn redeem(app: &TestApp, rp: Rp, code: &str, verifier: &str) -> (StatusCode, Value) {
     exchange(
         app,
-        Some((SHOP, SHOP_SECRET)),
+        Some((rp.id, rp.secret)),
         &[
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", SHOP_CALLBACK),
+            ("redirect_uri", rp.callback),
             ("code_verifier", verifier),
         ],
     )
@@ -181,6 +205,17 @@ fn assert_oauth_error((status, body): (StatusCode, Value), expected: StatusCode,
 
 #[tokio::test]
 async fn a_relying_party_library_runs_the_code_flow_with_pkce() {
+    relying_party_flow(SHOP_RP, CoreJwsSigningAlgorithm::EcdsaP256Sha256).await;
+}
+
+#[tokio::test]
+async fn a_client_registered_rs256_gets_rs256_id_tokens() {
+    relying_party_flow(SPRING_RP, CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256).await;
+}
+
+/// The `openidconnect` crate discovers wxlogin and runs the code flow with PKCE as `rp`, checks
+/// the ID token is signed `alg` and verifies it through the JWKS, and reads userinfo.
+async fn relying_party_flow(rp: Rp, alg: CoreJwsSigningAlgorithm) {
     let app = provider().await;
     let session = app.sign_up("oRelying", "13800000201").await;
     let http = http();
@@ -191,10 +226,10 @@ async fn a_relying_party_library_runs_the_code_flow_with_pkce() {
             .expect("discovery");
     let client = CoreClient::from_provider_metadata(
         metadata,
-        ClientId::new(SHOP.into()),
-        Some(ClientSecret::new(SHOP_SECRET.into())),
+        ClientId::new(rp.id.into()),
+        Some(ClientSecret::new(rp.secret.into())),
     )
-    .set_redirect_uri(RedirectUrl::new(SHOP_CALLBACK.into()).unwrap());
+    .set_redirect_uri(RedirectUrl::new(rp.callback.into()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, csrf, nonce) = client
         .authorize_url(
@@ -214,7 +249,7 @@ async fn a_relying_party_library_runs_the_code_flow_with_pkce() {
         .await
         .unwrap();
     let (target, params) = redirected(&response);
-    assert_eq!(target, SHOP_CALLBACK);
+    assert_eq!(target, rp.callback);
     assert_eq!(param(&params, "state"), Some(csrf.secret().as_str()));
     let code = param(&params, "code").unwrap().to_owned();
 
@@ -226,6 +261,7 @@ async fn a_relying_party_library_runs_the_code_flow_with_pkce() {
         .await
         .expect("the code is exchanged");
     let id_token = tokens.id_token().expect("an ID token");
+    assert_eq!(id_token.signing_alg().unwrap(), &alg);
     let claims = id_token
         .claims(&client.id_token_verifier(), &nonce)
         .expect("the ID token verifies through the JWKS");
@@ -425,7 +461,7 @@ async fn bad_token_requests_are_refused() {
     let app = provider().await;
     let session = app.sign_up("oRefused", "13800000205").await;
 
-    let (code, verifier) = shop_code(&app, &session, "openid").await;
+    let (code, verifier) = code(&app, SHOP_RP, &session, "openid").await;
     let wrong_secret = exchange(
         &app,
         Some((SHOP, BLOG_SECRET)),
@@ -452,7 +488,7 @@ async fn bad_token_requests_are_refused() {
     )
     .await;
     assert_oauth_error(other_client, StatusCode::BAD_REQUEST, "invalid_grant");
-    let wrong_verifier = shop_exchange(&app, &code, &format!("{verifier}y")).await;
+    let wrong_verifier = redeem(&app, SHOP_RP, &code, &format!("{verifier}y")).await;
     assert_oauth_error(wrong_verifier, StatusCode::BAD_REQUEST, "invalid_grant");
     let no_verifier = exchange(
         &app,
@@ -488,7 +524,7 @@ async fn bad_token_requests_are_refused() {
 
     // A second use is refused, and the access token from the first dies with it.
     assert_oauth_error(
-        shop_exchange(&app, &code, &verifier).await,
+        redeem(&app, SHOP_RP, &code, &verifier).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     );
@@ -570,19 +606,19 @@ async fn a_public_client_redeems_with_its_verifier_alone() {
 async fn an_expired_code_is_refused() {
     let app = provider_with(&[("WXLOGIN_OIDC_CODE_TTL_SECS", "1")]).await;
     let session = app.sign_up("oLate", "13800000207").await;
-    let (code, verifier) = shop_code(&app, &session, "openid").await;
+    let (code, verifier) = code(&app, SHOP_RP, &session, "openid").await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_oauth_error(
-        shop_exchange(&app, &code, &verifier).await,
+        redeem(&app, SHOP_RP, &code, &verifier).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     );
 }
 
-/// A fresh ID token for the shop; returns it, its access token, and the `sub`.
-async fn shop_tokens(app: &TestApp, session: &str) -> (String, String, String) {
-    let (code, verifier) = shop_code(app, session, "openid phone").await;
-    let (status, tokens) = shop_exchange(app, &code, &verifier).await;
+/// A fresh ID token for `rp`; returns it, its access token, and the `sub`.
+async fn fresh_tokens(app: &TestApp, rp: Rp, session: &str) -> (String, String, String) {
+    let (code, verifier) = code(app, rp, session, "openid phone").await;
+    let (status, tokens) = redeem(app, rp, &code, &verifier).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let info: Value = userinfo(app, &access).await.json().await.unwrap();
@@ -593,8 +629,9 @@ async fn shop_tokens(app: &TestApp, session: &str) -> (String, String, String) {
     )
 }
 
-/// Verifies `id_token` against the JWKS the server publishes now, with the relying-party library.
-async fn verify_now(app: &TestApp, id_token: &str) -> String {
+/// Verifies `rp`'s `id_token` against the JWKS the server publishes now, with the relying-party
+/// library.
+async fn verify_now(app: &TestApp, rp: Rp, id_token: &str) -> String {
     let jwks = CoreJsonWebKeySet::fetch_async(
         &openidconnect::JsonWebKeySetUrl::new(app.url("/oauth/jwks")).unwrap(),
         &http(),
@@ -602,12 +639,15 @@ async fn verify_now(app: &TestApp, id_token: &str) -> String {
     .await
     .unwrap();
     let verifier = CoreIdTokenVerifier::new_confidential_client(
-        ClientId::new(SHOP.into()),
-        ClientSecret::new(SHOP_SECRET.into()),
+        ClientId::new(rp.id.into()),
+        ClientSecret::new(rp.secret.into()),
         IssuerUrl::new(app.address.clone()).unwrap(),
         jwks,
     )
-    .set_allowed_algs([openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    .set_allowed_algs([
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    ]);
     let token: CoreIdToken = id_token.parse().unwrap();
     let claims = token
         .claims(&verifier, &Nonce::new("n-1".into()))
@@ -615,36 +655,45 @@ async fn verify_now(app: &TestApp, id_token: &str) -> String {
     claims.subject().to_string()
 }
 
-fn kid(id_token: &str) -> String {
+/// The ID token's `alg` and `kid`, read from its header by hand.
+fn alg_and_kid(id_token: &str) -> (String, String) {
     let header = id_token.split('.').next().unwrap();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    assert_eq!(header["alg"], "ES256");
-    header["kid"].as_str().unwrap().to_owned()
+    let field = |name: &str| header[name].as_str().unwrap().to_owned();
+    (field("alg"), field("kid"))
 }
 
 #[tokio::test]
 async fn a_token_signed_before_rotate_key_still_verifies_after_it() {
     let app = provider().await;
     let session = app.sign_up("oRotate", "13800000208").await;
-    let (before, _, _) = shop_tokens(&app, &session).await;
+    let clients = [(SHOP_RP, "ES256"), (SPRING_RP, "RS256")];
+    let mut before = Vec::new();
+    for (rp, _) in clients {
+        before.push(fresh_tokens(&app, rp, &session).await.0);
+    }
 
     let data_dir = app.data_dir.path().display().to_string();
     let (status, stdout, stderr) = run_command(&["rotate-key"], &[("WXLOGIN_DATA_DIR", &data_dir)]);
     assert!(status.success(), "{stderr}");
-    assert!(stdout.contains("new signing key"), "{stdout}");
+    assert_eq!(stdout.matches("new signing key").count(), 2, "{stdout}");
 
-    let (after, _, _) = shop_tokens(&app, &session).await;
-    assert_ne!(
-        kid(&before),
-        kid(&after),
-        "the running server signs with the new key"
-    );
     let jwks: Value = app.get("/oauth/jwks").await.json().await.unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
-    assert_eq!(
-        verify_now(&app, &before).await,
-        verify_now(&app, &after).await
-    );
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 4, "{jwks}");
+    for ((rp, alg), before) in clients.into_iter().zip(before) {
+        let (after, _, _) = fresh_tokens(&app, rp, &session).await;
+        let (before_alg, before_kid) = alg_and_kid(&before);
+        let (after_alg, after_kid) = alg_and_kid(&after);
+        assert_eq!((before_alg.as_str(), after_alg.as_str()), (alg, alg));
+        assert_ne!(
+            before_kid, after_kid,
+            "the running server signs with the new {alg} key"
+        );
+        assert_eq!(
+            verify_now(&app, rp, &before).await,
+            verify_now(&app, rp, &after).await
+        );
+    }
 
     let key_file = app.data_dir.path().join("oidc/signing-keys.json");
     let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -657,7 +706,7 @@ async fn a_token_signed_before_rotate_key_still_verifies_after_it() {
 async fn the_pairwise_sub_differs_per_client_and_is_stable() {
     let mut app = provider().await;
     let session = app.sign_up("oPairwise", "13800000209").await;
-    let (_, _, shop_sub) = shop_tokens(&app, &session).await;
+    let (_, _, shop_sub) = fresh_tokens(&app, SHOP_RP, &session).await;
 
     let (verifier, challenge) = pkce();
     let response = authorize(
@@ -695,19 +744,22 @@ async fn the_pairwise_sub_differs_per_client_and_is_stable() {
 
     // Another login, and a restart, leave the shop's sub as it was.
     let again = app.scan_in("oPairwise").await;
-    assert_eq!(shop_tokens(&app, &again).await.2, shop_sub);
+    assert_eq!(fresh_tokens(&app, SHOP_RP, &again).await.2, shop_sub);
     app.restart();
     let after_restart = app.scan_in("oPairwise").await;
-    assert_eq!(shop_tokens(&app, &after_restart).await.2, shop_sub);
+    assert_eq!(
+        fresh_tokens(&app, SHOP_RP, &after_restart).await.2,
+        shop_sub
+    );
 }
 
 #[tokio::test]
 async fn logout_and_unfollowing_revoke_access_tokens() {
     let app = provider().await;
     let session = app.sign_up("oRevoke", "13800000210").await;
-    let (_, from_this_session, _) = shop_tokens(&app, &session).await;
+    let (_, from_this_session, _) = fresh_tokens(&app, SHOP_RP, &session).await;
     let other_session = app.scan_in("oRevoke").await;
-    let (_, from_other_session, _) = shop_tokens(&app, &other_session).await;
+    let (_, from_other_session, _) = fresh_tokens(&app, SHOP_RP, &other_session).await;
     let logout = http()
         .post(app.url("/api/logout"))
         .header(header::COOKIE, format!("wxlogin_session={session}"))
@@ -726,7 +778,7 @@ async fn logout_and_unfollowing_revoke_access_tokens() {
         );
     }
 
-    let (_, fresh, _) = shop_tokens(&app, &other_session).await;
+    let (_, fresh, _) = fresh_tokens(&app, SHOP_RP, &other_session).await;
     assert_eq!(userinfo(&app, &fresh).await.status(), StatusCode::OK);
     app.unsubscribe("oRevoke", None).await;
     assert_eq!(
@@ -739,7 +791,7 @@ async fn logout_and_unfollowing_revoke_access_tokens() {
 async fn access_tokens_survive_a_restart() {
     let mut app = provider().await;
     let session = app.sign_up("oDurable", "13800000211").await;
-    let (_, access, sub) = shop_tokens(&app, &session).await;
+    let (_, access, sub) = fresh_tokens(&app, SHOP_RP, &session).await;
     app.restart();
     let info: Value = userinfo(&app, &access).await.json().await.unwrap();
     assert_eq!(info["sub"], sub.as_str());
@@ -778,12 +830,23 @@ async fn without_clients_every_oidc_endpoint_is_absent() {
 fn a_bad_clients_file_stops_the_start_naming_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clients.toml");
-    std::fs::write(&path, "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = \"https://shop.example/cb\"\n").unwrap();
-    let (status, stderr) = run_to_exit(&[("WXLOGIN_OIDC_CLIENTS", path.to_str().unwrap())]);
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("WXLOGIN_OIDC_CLIENTS"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{} line 4", path.display())),
-        "{stderr}"
-    );
+    let client = "[[clients]]\nid = \"shop\"\nname = \"Shop\"\n";
+    for (rest, problem) in [
+        ("redirect_uris = \"https://shop.example/cb\"\n", "a sequence"),
+        (
+            "redirect_uris = [\"https://shop.example/cb\"]\nid_token_signed_response_alg = \"HS256\"\n",
+            "`ES256` or `RS256`",
+        ),
+    ] {
+        std::fs::write(&path, format!("{client}{rest}")).unwrap();
+        let (status, stderr) = run_to_exit(&[("WXLOGIN_OIDC_CLIENTS", path.to_str().unwrap())]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("WXLOGIN_OIDC_CLIENTS"), "{stderr}");
+        let line = 3 + rest.lines().count();
+        assert!(
+            stderr.contains(&format!("{} line {line}", path.display())),
+            "{stderr}"
+        );
+        assert!(stderr.contains(problem), "{stderr}");
+    }
 }

@@ -12,7 +12,7 @@ use super::session::bearer_token;
 use super::AppState;
 use crate::error::ApiError;
 use crate::oidc::codes::Scope;
-use crate::oidc::keys::ALGORITHM;
+use crate::oidc::keys::SigningAlg;
 use crate::oidc::Provider;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -47,7 +47,7 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "id_token_signing_alg_values_supported": SigningAlg::ALL,
         "scopes_supported": ["openid", "phone"],
         "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "phone_number", "phone_number_verified"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

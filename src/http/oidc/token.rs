@@ -123,15 +123,18 @@ async fn token(
     let now = unix_now();
     let id_token = p
         .keys
-        .sign(&IdTokenClaims {
-            iss: &p.issuer,
-            aud: &client.id,
-            iat: now,
-            exp: now + ID_TOKEN_TTL.as_secs(),
-            auth_time: grant.auth_time,
-            nonce: grant.nonce.as_deref(),
-            user: p.user_claims(&client.id, &binding, grant.scope),
-        })
+        .sign(
+            client.id_token_signed_response_alg,
+            &IdTokenClaims {
+                iss: &p.issuer,
+                aud: &client.id,
+                iat: now,
+                exp: now + ID_TOKEN_TTL.as_secs(),
+                auth_time: grant.auth_time,
+                nonce: grant.nonce.as_deref(),
+                user: p.user_claims(&client.id, &binding, grant.scope),
+            },
+        )
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(client = %client.id, "tokens issued");
     Ok(HttpResponse::Ok()
