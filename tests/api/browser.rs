@@ -1,5 +1,6 @@
 //! The login page and the simulated phone in headless Chromium: `tests/browser/login.mjs`
-//! (Node with playwright-core) drives them against real servers.
+//! (Node with playwright-core) drives them against real servers: QR mode, QR codes that expire
+//! at once, code mode and confirmation by number.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
     }
     let app = spawn_app().await;
     let expiring = spawn_app_with(&[("WXLOGIN_SCENE_TTL_SECS", "3")]).await;
+    let code_mode = spawn_app_with(&[("WXLOGIN_LOGIN_MODE", "code")]).await;
+    let confirming = spawn_app_with(&[("WXLOGIN_CONFIRM", "number")]).await;
     let screenshots = screenshot_dir();
     let _ = writeln!(
         std::io::stderr(),
@@ -42,6 +45,8 @@ async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
         .current_dir(&scripts)
         .env("WXLOGIN_URL", &app.address)
         .env("WXLOGIN_EXPIRING_URL", &expiring.address)
+        .env("WXLOGIN_CODE_URL", &code_mode.address)
+        .env("WXLOGIN_CONFIRM_URL", &confirming.address)
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", CHROMIUM)
         .output()

@@ -10,7 +10,7 @@ async fn the_login_page_and_its_files_are_served() {
     for (path, content_type, needle) in [
         ("/", "text/html", "<script src=\"/login.js\""),
         ("/login.js", "text/javascript", "/api/qrcode"),
-        ("/login.css", "text/css", ".qr"),
+        ("/login.css", "text/css", ".challenge"),
     ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");

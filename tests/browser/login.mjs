@@ -1,7 +1,9 @@
 // The login page and the sandbox's simulated phone, end to end in headless Chromium.
-// `cargo test` runs this (tests/api/browser.rs) against two real servers:
+// `cargo test` runs this (tests/api/browser.rs) against real servers:
 //   WXLOGIN_URL           a sandbox server
 //   WXLOGIN_EXPIRING_URL  a sandbox server whose QR codes expire within seconds
+//   WXLOGIN_CODE_URL      a sandbox server in code mode (WXLOGIN_LOGIN_MODE=code)
+//   WXLOGIN_CONFIRM_URL   a sandbox server that asks the scanner to confirm (WXLOGIN_CONFIRM=number)
 //   SCREENSHOTS           the folder for a screenshot of each step
 //   CHROMIUM              the browser to drive
 import assert from 'node:assert/strict';
@@ -9,16 +11,20 @@ import path from 'node:path';
 import jsQR from 'jsqr';
 import { chromium } from 'playwright-core';
 
-const { WXLOGIN_URL, WXLOGIN_EXPIRING_URL, SCREENSHOTS, CHROMIUM } = process.env;
+const { WXLOGIN_URL, WXLOGIN_EXPIRING_URL, WXLOGIN_CODE_URL, WXLOGIN_CONFIRM_URL, SCREENSHOTS, CHROMIUM } =
+  process.env;
 const LOGIN_VIEWPORT = { width: 480, height: 640 };
-const PHONE_VIEWPORT = { width: 390, height: 700 };
+const PHONE_VIEWPORT = { width: 390, height: 844 };
 const PHONE_NUMBER = '13800138000';
+// Smallest font size, in CSS pixels, for a code or number the user reads off the screen.
+const BIG_TEXT_PX = 32;
 
 let step = 0;
 async function screenshot(page, name) {
   step += 1;
   const file = path.join(SCREENSHOTS, `${String(step).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file });
+  // The whole page: the phone's replies and SMS list may run past the viewport.
+  await page.screenshot({ path: file, fullPage: true });
   console.log(`  screenshot ${file}`);
 }
 
@@ -62,6 +68,42 @@ async function recordBindForm(page) {
   });
 }
 
+// Waits for the element at `selector` to match `pattern`, checks it is big, and returns its text.
+async function bigTextShown(page, selector, pattern) {
+  const element = page.locator(selector, { hasText: pattern });
+  await element.waitFor();
+  const fontSize = await element.evaluate((e) => parseFloat(getComputedStyle(e).fontSize));
+  assert.ok(fontSize >= BIG_TEXT_PX, `${selector} is ${fontSize}px, too small to read`);
+  return element.textContent();
+}
+
+// Sends the official account a message from the simulated phone.
+async function sendMessage(phone, text) {
+  await phone.fill('#message', text);
+  await phone.getByRole('button', { name: 'Send', exact: true }).click();
+}
+
+// Asks for an SMS code on the login page's bind form; reads it off the simulated phone.
+async function requestSmsCode(login, phone) {
+  await login.locator('#bind').waitFor();
+  await login.fill('#phone', PHONE_NUMBER);
+  await login.getByRole('button', { name: 'Send code' }).click();
+  await login.getByRole('button', { name: /^Resend in \d+s$/ }).waitFor();
+  assert.ok(await login.locator('#send-code').isDisabled());
+  const sms = phone.locator('#sms li', { hasText: PHONE_NUMBER }).first();
+  await sms.waitFor();
+  return (await sms.textContent()).match(/\d{6}$/)[0];
+}
+
+async function bindAndExpectLoggedIn(login, smsCode, openid) {
+  await login.fill('#code', smsCode);
+  await login.getByRole('button', { name: 'Bind and log in' }).click();
+  await login.locator('#me').waitFor();
+  assert.equal(await login.textContent('#me-phone'), PHONE_NUMBER);
+  assert.equal(await login.textContent('#me-openid'), openid);
+  assert.ok(await login.locator('#error').isHidden());
+}
+
 async function newUserBindsAPhone(login, phone) {
   console.log('a new user scans, binds a phone with the SMS code, and is logged in');
   await login.goto(`${WXLOGIN_URL}/`);
@@ -79,14 +121,7 @@ async function newUserBindsAPhone(login, phone) {
 
   await login.locator('#bind').waitFor();
   await screenshot(login, 'login-bind-form');
-  await login.fill('#phone', PHONE_NUMBER);
-  await login.getByRole('button', { name: 'Send code' }).click();
-  await login.getByRole('button', { name: /^Resend in \d+s$/ }).waitFor();
-  assert.ok(await login.locator('#send-code').isDisabled());
-
-  const sms = phone.locator('#sms li', { hasText: PHONE_NUMBER }).first();
-  await sms.waitFor();
-  const code = (await sms.textContent()).match(/\d{6}$/)[0];
+  const code = await requestSmsCode(login, phone);
   await screenshot(phone, 'phone-sms-code');
 
   await login.fill('#code', code === '000000' ? '000001' : '000000');
@@ -94,12 +129,7 @@ async function newUserBindsAPhone(login, phone) {
   await login.locator('#error', { hasText: 'The verification code is wrong' }).waitFor();
   await screenshot(login, 'login-wrong-code');
 
-  await login.fill('#code', code);
-  await login.getByRole('button', { name: 'Bind and log in' }).click();
-  await login.locator('#me').waitFor();
-  assert.equal(await login.textContent('#me-phone'), PHONE_NUMBER);
-  assert.equal(await login.textContent('#me-openid'), openid);
-  assert.ok(await login.locator('#error').isHidden());
+  await bindAndExpectLoggedIn(login, code, openid);
   await screenshot(login, 'login-logged-in');
   return { openid, qrSrc: qr.src };
 }
@@ -136,6 +166,59 @@ async function expiredQrCodeOffersRefresh(login) {
   await screenshot(login, 'login-refreshed');
 }
 
+async function codeModeLogin(login, phone) {
+  console.log('code mode: a new user follows the account, sends it the login code, binds a phone');
+  await login.goto(`${WXLOGIN_CODE_URL}/`);
+  const loginCode = await bigTextShown(login, '#login-code', /^\d{6}$/);
+  const accountQr = await scanQrCode(login);
+  assert.match(accountQr.text, /^http:\/\/127\.0\.0\.1:\d+\/sandbox\/phone$/, 'the account QR has no ticket');
+  assert.equal(await login.locator('#sandbox-phone').evaluate((a) => a.href), accountQr.text);
+  await screenshot(login, 'code-mode-login');
+
+  await phone.goto(accountQr.text);
+  const openid = await phone.inputValue('#openid');
+  assert.ok(await phone.locator('#scan-new').isHidden(), 'no ticket, nothing to scan');
+  await phone.getByRole('button', { name: 'Follow the official account' }).click();
+  await phone.locator('#reply', { hasText: '6 位登录码' }).waitFor();
+  await sendMessage(phone, loginCode);
+  await phone.locator('#reply', { hasText: '手机号' }).waitFor();
+  await screenshot(phone, 'code-mode-phone-sent-code');
+
+  await bindAndExpectLoggedIn(login, await requestSmsCode(login, phone), openid);
+  await screenshot(login, 'code-mode-logged-in');
+}
+
+// Scans the login page's QR code and waits for the page to ask for confirmation; returns the
+// number it shows.
+async function scanAndReadConfirmNumber(login, phone, { previousSrc, follow }) {
+  const qr = await scanQrCode(login, previousSrc);
+  await phone.goto(qr.text);
+  await phone.getByRole('button', { name: follow ? 'Scan as a new follower' : 'Scan as a follower' }).click();
+  await phone.locator('#reply', { hasText: '两位数字' }).waitFor();
+  const number = await bigTextShown(login, '#confirm-number', /^[1-9]\d$/);
+  return { qrSrc: qr.src, number };
+}
+
+async function confirmedLogin(login, phone) {
+  console.log('confirmation: replying 0 refuses the login; replying the number shown logs in');
+  await login.goto(`${WXLOGIN_CONFIRM_URL}/`);
+  const refused = await scanAndReadConfirmNumber(login, phone, { follow: true });
+  await screenshot(login, 'confirm-number');
+  await screenshot(phone, 'confirm-phone-request');
+  await sendMessage(phone, '0');
+  await phone.locator('#reply', { hasText: '已拒绝' }).waitFor();
+  await login.locator('#denied', { hasText: 'The login was refused in WeChat' }).waitFor();
+  await screenshot(login, 'confirm-denied');
+
+  await login.getByRole('button', { name: 'Start again' }).click();
+  const confirmed = await scanAndReadConfirmNumber(login, phone, { previousSrc: refused.qrSrc, follow: false });
+  await sendMessage(phone, confirmed.number);
+  await phone.locator('#reply', { hasText: '手机号' }).waitFor();
+  const openid = await phone.inputValue('#openid');
+  await bindAndExpectLoggedIn(login, await requestSmsCode(login, phone), openid);
+  await screenshot(login, 'confirm-logged-in');
+}
+
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   // Playwright adds --headless and a fresh temporary --user-data-dir itself. The rest keep
@@ -152,22 +235,33 @@ const browser = await chromium.launch({
 });
 const errors = [];
 const pages = [];
-try {
+
+// A fresh browser profile with a login tab and, when asked, a second tab as the phone: the same
+// "phone" for every scan in that profile.
+async function openTabs({ withPhone }) {
   const context = await browser.newContext({ viewport: LOGIN_VIEWPORT });
   context.setDefaultTimeout(15_000);
-  const login = await context.newPage();
-  // A second tab of the same browser: the same "phone" for both scans.
-  const phone = await context.newPage();
-  await phone.setViewportSize(PHONE_VIEWPORT);
-  const expiringContext = await browser.newContext({ viewport: LOGIN_VIEWPORT });
-  expiringContext.setDefaultTimeout(15_000);
-  const expiring = await expiringContext.newPage();
-  pages.push(login, phone, expiring);
-  pages.forEach((page) => watchForErrors(page, errors));
+  const tabs = { login: await context.newPage() };
+  if (withPhone) {
+    tabs.phone = await context.newPage();
+    await tabs.phone.setViewportSize(PHONE_VIEWPORT);
+  }
+  for (const page of Object.values(tabs)) {
+    pages.push(page);
+    watchForErrors(page, errors);
+  }
+  return tabs;
+}
 
+try {
+  const { login, phone } = await openTabs({ withPhone: true });
   const user = await newUserBindsAPhone(login, phone);
   await returningUserScansIn(login, phone, user);
-  await expiredQrCodeOffersRefresh(expiring);
+  await expiredQrCodeOffersRefresh((await openTabs({ withPhone: false })).login);
+  const codeMode = await openTabs({ withPhone: true });
+  await codeModeLogin(codeMode.login, codeMode.phone);
+  const confirming = await openTabs({ withPhone: true });
+  await confirmedLogin(confirming.login, confirming.phone);
   assert.deepEqual(errors, [], 'the pages reported errors');
   console.log('all browser scenarios passed');
 } catch (error) {

@@ -1,25 +1,42 @@
 // wxlogin's login page: the reference integration. Copy it and adapt TEXT and onLoggedIn.
 //
-// The flow: POST /api/qrcode and show its image; follow the scene's status (the event stream,
-// or long-poll where that fails); on `need_bind` ask for a mobile number and its SMS code; on
-// `logged_in` keep the session token, or go back to `?return_to=` (an OpenID Connect login).
+// The flow: POST /api/qrcode and show its QR code (or, in code mode, the login code to send
+// the official account and the account's QR code to follow it); follow the scene's status (the
+// event stream, or long-poll where that fails); on `confirm` show the number to reply in WeChat;
+// on `need_bind` ask for a mobile number and its SMS code; on `logged_in` keep the session
+// token, or go back to `?return_to=` (an OpenID Connect login); on `denied` or `expired` offer
+// to start again.
 'use strict';
 
 const API = '';            // wxlogin's origin: '' when it serves this page or sits behind your proxy
 const POLL_WAIT_SECS = 25; // how long the server may hold each status request
 const RETRY_MS = 3000;     // pause before polling again after a network error
 const TOKEN_KEY = 'wxlogin-token';
+// The states after which a scene's status never changes again.
+const FINAL_STATES = ['logged_in', 'denied', 'expired'];
 
 const TEXT = {
   network: 'Cannot reach the server. Check your connection.',
-  expired: 'QR code expired — click to refresh',
+  // Keyed by login mode, as the server names it.
+  expired: {
+    qrcode: 'QR code expired — click to refresh',
+    code: 'Login code expired — click for a new one',
+  },
+  qrImage: {
+    qrcode: 'Login QR code',
+    code: "Our official account's QR code",
+  },
+  sandboxPhone: {
+    qrcode: 'Sandbox: open the simulated phone to scan',
+    code: 'Sandbox: open the simulated phone to follow and send the code',
+  },
   retry: 'Click to try again',
   sendCode: 'Send code',
   resendIn: (secs) => `Resend in ${secs}s`,
 };
 
 const $ = (id) => document.getElementById(id);
-let scene = null;         // the QR code being shown and watched: {scene_id, ticket, qrcode_url}
+let scene = null;         // the login being shown and watched: POST /api/qrcode's answer
 let cooldownTimer = null;
 
 class ApiError extends Error {
@@ -52,7 +69,12 @@ async function api(method, path, body, token) {
 }
 
 function show(view) {
-  for (const id of ['scan', 'bind', 'me']) $(id).hidden = id !== view;
+  for (const id of ['scan', 'confirm', 'bind', 'denied', 'me']) $(id).hidden = id !== view;
+}
+
+// Shows the elements of this login mode and hides the other mode's.
+function showMode(mode) {
+  for (const element of document.querySelectorAll('[data-mode]')) element.hidden = element.dataset.mode !== mode;
 }
 
 function showError(error) {
@@ -61,7 +83,8 @@ function showError(error) {
   $('error').hidden = !error;
 }
 
-async function newQrCode() {
+// A new login: a new QR code, or in code mode a new login code.
+async function startLogin() {
   scene = null;
   showError(null);
   show('scan');
@@ -73,14 +96,20 @@ async function newQrCode() {
     offerRefresh(TEXT.retry);
     return;
   }
+  showMode(scene.mode);
+  $('login-code').textContent = scene.code ?? '';
   $('qr-image').src = scene.qrcode_url;
-  // Sandbox only: its QR codes open a simulated phone; link it for trying on one machine.
-  $('sandbox-phone').hidden = !scene.qrcode_url.startsWith('/sandbox/');
-  $('sandbox-phone').href = `/sandbox/phone?ticket=${encodeURIComponent(scene.ticket)}`;
+  $('qr-image').alt = TEXT.qrImage[scene.mode];
+  // Sandbox only: its QR codes open a simulated phone; link it for trying on one machine. The
+  // account's own QR code (code mode) opens it without a ticket, as a plain follow.
+  const phone = $('sandbox-phone');
+  phone.hidden = !scene.qrcode_url.startsWith('/sandbox/');
+  phone.textContent = TEXT.sandboxPhone[scene.mode];
+  phone.href = scene.ticket ? `/sandbox/phone?ticket=${encodeURIComponent(scene.ticket)}` : '/sandbox/phone';
   watch(scene);
 }
 
-// Follows one scene until it logs in or expires, or another QR code replaces it: by its event
+// Follows one scene until it reaches a final state, or another login replaces it: by its event
 // stream, falling back to long-polling when the stream fails (an old proxy, say).
 function watch(current) {
   if (!window.EventSource) return poll(current);
@@ -89,7 +118,7 @@ function watch(current) {
     if (scene !== current) return events.close();
     const status = JSON.parse(message.data);
     // The stream ends after these; close before the browser tries to reconnect.
-    if (status.state === 'logged_in' || status.state === 'expired') events.close();
+    if (FINAL_STATES.includes(status.state)) events.close();
     onStatus(current, status);
   };
   events.onerror = () => {
@@ -118,17 +147,25 @@ async function poll(current) {
 
 // Acts on a scene's status; true once there is nothing more to wait for.
 function onStatus(current, status) {
-  if (status.state === 'need_bind' && $('bind').hidden) {
+  if (status.state === 'confirm') {
+    showError(null);
+    $('confirm-number').textContent = status.confirm_number;
+    show('confirm');
+  } else if (status.state === 'need_bind' && $('bind').hidden) {
     showError(null);
     show('bind');
     $('phone').focus();
   } else if (status.state === 'logged_in') {
     onLoggedIn(status.token, current);
     return true;
+  } else if (status.state === 'denied') {
+    scene = null;
+    show('denied');
+    return true;
   } else if (status.state === 'expired') {
     scene = null;
     show('scan');
-    offerRefresh(TEXT.expired);
+    offerRefresh(TEXT.expired[current.mode]);
     return true;
   }
   return false;
@@ -217,7 +254,7 @@ async function showMe(token) {
   } catch (error) {
     if (error.status !== 401) return showError(error);
     sessionStorage.removeItem(TOKEN_KEY); // the session ended: log in again
-    newQrCode();
+    startLogin();
   }
 }
 
@@ -228,14 +265,15 @@ async function logout() {
     if (error.status !== 401) return showError(error); // 401: it had ended already
   }
   sessionStorage.removeItem(TOKEN_KEY);
-  newQrCode();
+  startLogin();
 }
 
-$('refresh').addEventListener('click', newQrCode);
+$('refresh').addEventListener('click', startLogin);
+$('start-again').addEventListener('click', startLogin);
 $('send-code').addEventListener('click', sendCode);
 $('bind').addEventListener('submit', bind);
 $('logout').addEventListener('click', logout);
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved && !returnTo()) showMe(saved);
-else newQrCode();
+else startLogin();

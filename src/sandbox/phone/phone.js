@@ -1,4 +1,6 @@
-// The sandbox's simulated phone: WeChat's side of a scan, driven by buttons.
+// The sandbox's simulated phone: WeChat's side of a scan, a follow or a message, driven by
+// buttons. Opened from a login QR code it has that code's ticket and can scan it; opened from
+// the account's own QR code (code mode) it has none, and follows and sends the login code.
 'use strict';
 
 const SMS_REFRESH_MS = 1500;
@@ -6,6 +8,7 @@ const OPENID_KEY = 'wxlogin-sandbox-openid';
 
 const $ = (id) => document.getElementById(id);
 const ticket = new URLSearchParams(location.search).get('ticket');
+const openid = () => $('openid').value;
 
 // Looks like WeChat's: 'o' and 27 base64url characters.
 function randomOpenid() {
@@ -33,20 +36,23 @@ async function post(path, body) {
   }
 }
 
-async function scan(follow) {
-  if (!ticket) {
-    $('error').textContent = 'No QR code: open this page by scanning a login QR code.';
-    $('error').hidden = false;
-    return;
-  }
-  const answer = await post('/sandbox/scan', { ticket, openid: $('openid').value, follow });
+// Does something in WeChat and shows what the official account replied; the answer, or null.
+async function act(path, body) {
+  const answer = await post(path, body);
   if (answer) {
     $('reply').textContent = answer.reply || `(no reply; the service answered HTTP ${answer.status})`;
   }
+  return answer;
+}
+
+async function sendMessage(event) {
+  event.preventDefault();
+  // Kept when it failed to send, to try again.
+  if (await act('/sandbox/text', { openid: openid(), content: $('message').value })) $('message').value = '';
 }
 
 async function unsubscribe() {
-  const answer = await post('/sandbox/unsubscribe', { openid: $('openid').value });
+  const answer = await post('/sandbox/unsubscribe', { openid: openid() });
   if (answer) $('reply').textContent = 'You unfollowed the official account.';
 }
 
@@ -70,8 +76,12 @@ async function refreshSms() {
 $('openid').value = localStorage.getItem(OPENID_KEY) || randomOpenid();
 localStorage.setItem(OPENID_KEY, $('openid').value);
 $('openid').addEventListener('change', () => localStorage.setItem(OPENID_KEY, $('openid').value));
-$('scan-new').addEventListener('click', () => scan(true));
-$('scan-follower').addEventListener('click', () => scan(false));
+for (const id of ['scanned-hint', 'scan-new', 'scan-follower']) $(id).hidden = !ticket;
+for (const id of ['account-hint', 'follow']) $(id).hidden = Boolean(ticket);
+$('scan-new').addEventListener('click', () => act('/sandbox/scan', { ticket, openid: openid(), follow: true }));
+$('scan-follower').addEventListener('click', () => act('/sandbox/scan', { ticket, openid: openid(), follow: false }));
+$('follow').addEventListener('click', () => act('/sandbox/follow', { openid: openid() }));
+$('message-form').addEventListener('submit', sendMessage);
 $('unsubscribe').addEventListener('click', unsubscribe);
 refreshSms();
 setInterval(refreshSms, SMS_REFRESH_MS);
