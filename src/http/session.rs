@@ -109,3 +109,32 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .cookie(state.cookies.removal())
         .finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_secure_exactly_when_the_public_url_is_https() {
+        for secure in [false, true] {
+            let cookies = SessionCookies {
+                secure,
+                max_age: Duration::from_secs(60),
+            };
+            let set = cookies.carrying("t0ken").to_string();
+            for attribute in [
+                "wxlogin_session=t0ken",
+                "HttpOnly",
+                "SameSite=Lax",
+                "Path=/",
+                "Max-Age=60",
+            ] {
+                assert!(set.contains(attribute), "{set}");
+            }
+            assert_eq!(set.contains("Secure"), secure, "{set}");
+            let removal = cookies.removal().to_string();
+            assert!(removal.contains("Max-Age=0"), "{removal}");
+            assert_eq!(removal.contains("Secure"), secure, "{removal}");
+        }
+    }
+}

@@ -303,6 +303,7 @@ async fn the_login_page_brings_the_user_back_to_the_authorization() {
     let response = authorize(&app, None, &params).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = response.headers()[header::LOCATION].to_str().unwrap();
+    assert!(location.starts_with("/?return_to="), "{location}");
     let login = Url::parse(&app.url(location)).unwrap();
     assert_eq!(login.path(), "/");
     let return_to = login
@@ -587,6 +588,12 @@ async fn a_public_client_redeems_with_its_verifier_alone() {
         ("redirect_uri", SPA_CALLBACK),
         ("client_id", SPA),
     ];
+    // Without its verifier a public client has nothing to prove the code with.
+    assert_oauth_error(
+        exchange(&app, None, &form).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
     let mut with_verifier = form.to_vec();
     with_verifier.push(("code_verifier", &verifier));
     let (status, tokens) = exchange(&app, None, &with_verifier).await;

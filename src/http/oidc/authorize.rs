@@ -142,10 +142,10 @@ fn to_login_page(req: &HttpRequest) -> HttpResponse {
             .extend_pairs(query)
             .finish()
     );
-    let login = url::form_urlencoded::Serializer::new("/?".to_owned())
+    let login = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("return_to", &back)
         .finish();
-    found(&login)
+    found(&format!("/?{login}"))
 }
 
 fn found(location: &str) -> HttpResponse {
