@@ -91,8 +91,8 @@ async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse
     })))
 }
 
-/// Ends the session and revokes the user's OpenID Connect access tokens: logging out of
-/// wxlogin logs the user out of what sites read through it.
+/// Ends the session and revokes the user's OpenID Connect access tokens and unredeemed codes:
+/// logging out of wxlogin logs the user out of what sites read through it.
 async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
     let session = state.store.session(&token)?;
@@ -100,10 +100,11 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         return Err(ApiError::Unauthorized);
     }
     if let Some(session) = session {
-        state
-            .store
-            .revoke_access_tokens(&session.binding.openid)
-            .await?;
+        let openid = &session.binding.openid;
+        if let Some(oidc) = &state.oidc {
+            oidc.codes.forget_user(openid);
+        }
+        state.store.revoke_access_tokens(openid).await?;
     }
     Ok(HttpResponse::NoContent()
         .cookie(state.cookies.removal())

@@ -99,6 +99,19 @@ impl Codes {
     pub fn remove(&self, code: &str) {
         self.live.invalidate(code);
     }
+
+    /// Forgets every code issued to `openid`, so none issued before a logout is redeemed after it.
+    pub fn forget_user(&self, openid: &OpenId) {
+        let theirs: Vec<_> = self
+            .live
+            .iter()
+            .filter(|(_, entry)| entry.grant.openid == *openid)
+            .map(|(code, _)| code)
+            .collect();
+        for code in theirs {
+            self.live.invalidate(code.as_str());
+        }
+    }
 }
 
 /// A PKCE `code_challenge`: 43 to 128 characters of the verifier alphabet (RFC 7636 §4.2).

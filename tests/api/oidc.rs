@@ -767,6 +767,8 @@ async fn logout_and_unfollowing_revoke_access_tokens() {
     let (_, from_this_session, _) = fresh_tokens(&app, SHOP_RP, &session).await;
     let other_session = app.scan_in("oRevoke").await;
     let (_, from_other_session, _) = fresh_tokens(&app, SHOP_RP, &other_session).await;
+    // A code issued before the logout and not yet redeemed must not yield a token after it.
+    let (pending, verifier) = code(&app, SHOP_RP, &session, "openid").await;
     let logout = http()
         .post(app.url("/api/logout"))
         .header(header::COOKIE, format!("wxlogin_session={session}"))
@@ -784,6 +786,11 @@ async fn logout_and_unfollowing_revoke_access_tokens() {
             StatusCode::UNAUTHORIZED
         );
     }
+    assert_oauth_error(
+        redeem(&app, SHOP_RP, &pending, &verifier).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
 
     let (_, fresh, _) = fresh_tokens(&app, SHOP_RP, &other_session).await;
     assert_eq!(userinfo(&app, &fresh).await.status(), StatusCode::OK);
