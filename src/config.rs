@@ -175,7 +175,9 @@ impl Settings {
         }
         let account = account(&get)?;
         let login_mode = parse(&get, "WXLOGIN_LOGIN_MODE", "qrcode", "qrcode, code or auto")?;
-        let account_qr_url = get("WXLOGIN_ACCOUNT_QR_URL").map(|raw| raw.trim().to_owned());
+        let account_qr_url = get("WXLOGIN_ACCOUNT_QR_URL")
+            .map(|raw| http_url("WXLOGIN_ACCOUNT_QR_URL", &raw).map(String::from))
+            .transpose()?;
         let sandbox = matches!(account, Account::Sandbox { .. });
         if login_mode != LoginModeSetting::QrCode && account_qr_url.is_none() && !sandbox {
             return Err(invalid(
@@ -322,6 +324,13 @@ fn public_url(raw: &str) -> Result<Url, ConfigError> {
         return Err(invalid(
             "WXLOGIN_PUBLIC_URL",
             format!("{raw:?} must have no query or fragment"),
+        ));
+    }
+    // The login page and the OpenID Connect endpoints live at the root of the host.
+    if url.path() != "/" {
+        return Err(invalid(
+            "WXLOGIN_PUBLIC_URL",
+            format!("{raw:?} must be the root of its host (no path): serve wxlogin on a host of its own"),
         ));
     }
     Ok(url)
@@ -481,6 +490,14 @@ mod tests {
                 "WXLOGIN_OIDC_CODE_TTL_SECS",
             ),
             (&[("WXLOGIN_LOGIN_MODE", "text")], "WXLOGIN_LOGIN_MODE"),
+            (
+                &[("WXLOGIN_ACCOUNT_QR_URL", "qr.png")],
+                "WXLOGIN_ACCOUNT_QR_URL",
+            ),
+            (
+                &[("WXLOGIN_PUBLIC_URL", "https://example.com/login")],
+                "WXLOGIN_PUBLIC_URL",
+            ),
             (&[("WXLOGIN_CONFIRM", "yes")], "WXLOGIN_CONFIRM"),
             (
                 &[("WXLOGIN_CODE_GUESS_WINDOW_SECS", "0")],

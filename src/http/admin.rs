@@ -96,6 +96,7 @@ async fn delete_binding(
     if !state.store.unbind(&openid, u64::MAX).await? {
         return Err(ApiError::NotFound("no such binding"));
     }
+    state.forget_authorization_codes(&openid);
     state.metrics.unbind();
     tracing::info!(openid = %openid, "admin removed the binding and revoked its sessions");
     Ok(HttpResponse::NoContent().finish())

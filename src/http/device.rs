@@ -6,7 +6,9 @@
 /// say Chrome, Chrome also says Safari.
 const BROWSERS: &[(&str, &str)] = &[
     ("MicroMessenger", "WeChat"),
-    ("Edg", "Edge"),
+    ("Edg/", "Edge"),
+    ("EdgA/", "Edge"),
+    ("EdgiOS/", "Edge"),
     ("OPR/", "Opera"),
     ("SamsungBrowser", "Samsung Internet"),
     ("Firefox/", "Firefox"),

@@ -21,7 +21,7 @@ use actix::Addr;
 use actix_web::{web, HttpResponse};
 use tokio::sync::watch;
 use wxlogin_actors::{SceneCounters, SceneSupervisor};
-use wxlogin_storage::Store;
+use wxlogin_storage::{OpenId, Store};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -55,6 +55,16 @@ pub struct AppState {
     /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
     pub oidc: Option<Arc<Provider>>,
     pub cookies: SessionCookies,
+}
+
+impl AppState {
+    /// The user's unredeemed OpenID Connect codes die with their session or binding, so none
+    /// issued before a logout or unbind yields a token after it.
+    pub fn forget_authorization_codes(&self, openid: &OpenId) {
+        if let Some(oidc) = &self.oidc {
+            oidc.codes.forget_user(openid);
+        }
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

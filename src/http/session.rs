@@ -101,9 +101,7 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     }
     if let Some(session) = session {
         let openid = &session.binding.openid;
-        if let Some(oidc) = &state.oidc {
-            oidc.codes.forget_user(openid);
-        }
+        state.forget_authorization_codes(openid);
         state.store.revoke_access_tokens(openid).await?;
     }
     Ok(HttpResponse::NoContent()

@@ -794,10 +794,18 @@ async fn logout_and_unfollowing_revoke_access_tokens() {
 
     let (_, fresh, _) = fresh_tokens(&app, SHOP_RP, &other_session).await;
     assert_eq!(userinfo(&app, &fresh).await.status(), StatusCode::OK);
+    let (pending, verifier) = code(&app, SHOP_RP, &other_session, "openid").await;
     app.unsubscribe("oRevoke", None).await;
     assert_eq!(
         userinfo(&app, &fresh).await.status(),
         StatusCode::UNAUTHORIZED
+    );
+    // Following and binding again at once does not revive a code from before the unfollow.
+    app.sign_up("oRevoke", "13800000210").await;
+    assert_oauth_error(
+        redeem(&app, SHOP_RP, &pending, &verifier).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
     );
 }
 

@@ -207,3 +207,32 @@ async fn a_login_code_and_a_confirmation_number_travel_encrypted() {
     let (_, status) = app.status(&scene_id, 0).await;
     assert_eq!(status["state"], "need_bind");
 }
+
+#[tokio::test]
+async fn code_mode_alone_and_confirmation_alone_work_under_safe_mode() {
+    let code_app =
+        spawn_app_with(&[("WXLOGIN_AES_KEY", AES_KEY), ("WXLOGIN_LOGIN_MODE", "code")]).await;
+    let (scene_id, code) = code_app.create_code_login().await;
+    let sent = code_app.text("oSafeCoder", &code).await;
+    assert!(sent["reply"].as_str().unwrap().contains("手机号"), "{sent}");
+    let (_, status) = code_app.status(&scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
+
+    let confirm_app =
+        spawn_app_with(&[("WXLOGIN_AES_KEY", AES_KEY), ("WXLOGIN_CONFIRM", "number")]).await;
+    let qr = confirm_app.create_qr().await;
+    let asked = confirm_app.scan(&qr.ticket, "oSafeScanner", true).await;
+    assert!(
+        asked["reply"].as_str().unwrap().contains("两位数字"),
+        "{asked}"
+    );
+    let (_, status) = confirm_app.status(&qr.scene_id, 0).await;
+    let number = status["confirm_number"].as_u64().unwrap().to_string();
+    let confirmed = confirm_app.text("oSafeScanner", &number).await;
+    assert!(
+        confirmed["reply"].as_str().unwrap().contains("手机号"),
+        "{confirmed}"
+    );
+    let (_, status) = confirm_app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
+}

@@ -53,7 +53,10 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
                 Err(e) => Err(e.into()),
             }
         }
-        Inbound::Text(text) => text_message(state, sender(message)?, text.trim()).await,
+        Inbound::Text(text) => {
+            let text = ascii_digits(text.trim());
+            text_message(state, sender(message)?, &text).await
+        }
         Inbound::Follow if codes_served(state) => Ok(Outcome::HowTo { followed: true }),
         Inbound::Unsubscribe => {
             let openid = sender(message)?;
@@ -63,6 +66,7 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             if !state.store.unbind(&openid, at).await? {
                 return Ok(Outcome::NothingToUnbind);
             }
+            state.forget_authorization_codes(&openid);
             state.metrics.unbind();
             tracing::info!(openid = %openid, "unsubscribed: binding removed, sessions revoked");
             Ok(Outcome::Unbound)
@@ -126,6 +130,16 @@ async fn text_message(state: &AppState, openid: OpenId, text: &str) -> Result<Ou
     Ok(rejected)
 }
 
+/// Chinese input methods often type full-width digits (`８０５８８９`): read them as digits.
+fn ascii_digits(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '０'..='９' => char::from(b'0' + (c as u32 - '０' as u32) as u8),
+            c => c,
+        })
+        .collect()
+}
+
 /// One or two digits: what a user replies to a confirmation request (`0` refuses).
 fn confirmation_answer(text: &str) -> Option<u8> {
     let short_number = (1..=2).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
@@ -164,7 +178,13 @@ fn bad_field(name: &'static str) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::confirmation_answer;
+    use super::{ascii_digits, confirmation_answer};
+
+    #[test]
+    fn full_width_digits_read_as_digits() {
+        assert_eq!(ascii_digits("８０５８８９"), "805889");
+        assert_eq!(ascii_digits("４2 号"), "42 号");
+    }
 
     #[test]
     fn answers_are_one_or_two_digits() {
