@@ -404,7 +404,11 @@ async fn an_unknown_client_or_redirect_uri_gets_a_page_not_a_redirect() {
             .unwrap()
             .to_owned();
         assert!(content_type.starts_with("text/html"), "{case:?}");
-        assert!(response.text().await.unwrap().contains("Cannot log in"));
+        let page = response.text().await.unwrap();
+        assert!(page.contains("Cannot log in"), "{page}");
+        // A registered client is named, so the user knows whose link was wrong.
+        let known = case[0].1 == SHOP;
+        assert_eq!(page.contains("that Shop registered"), known, "{page}");
     }
 }
 

@@ -41,7 +41,7 @@ pub(super) async fn authorize(
     let q = query.into_inner();
     let Some(client) = q.client_id.as_deref().and_then(|id| p.clients.get(id)) else {
         return Ok(refusal(
-            "The application asking you to log in is not registered here.",
+            "The application asking you to log in is not registered here.".into(),
         ));
     };
     let Some(redirect_uri) = q
@@ -49,9 +49,10 @@ pub(super) async fn authorize(
         .as_deref()
         .filter(|uri| client.allows_redirect(uri))
     else {
-        return Ok(refusal(
-            "The address to return to is not one this application registered.",
-        ));
+        return Ok(refusal(format!(
+            "The address to return to is not one that {} registered.",
+            escape_html(&client.name)
+        )));
     };
     let back = Back {
         redirect_uri,
@@ -155,9 +156,10 @@ fn found(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// The 400 page for a request that can't be answered by redirect. `reason` is ours, never the
-/// request's, so nothing from the request is echoed into HTML.
-fn refusal(reason: &'static str) -> HttpResponse {
+/// The 400 page for a request that can't be answered by redirect. `reason` is ours (with at
+/// most a registered client's name, escaped), never the request's: nothing from the request is
+/// echoed into HTML.
+fn refusal(reason: String) -> HttpResponse {
     HttpResponse::BadRequest()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'"))
@@ -166,4 +168,25 @@ fn refusal(reason: &'static str) -> HttpResponse {
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cannot log in</title></head>\n\
              <body><h1>Cannot log in</h1><p>{reason}</p><p>Go back to the site you came from and tell its owners.</p></body></html>\n"
         ))
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_html;
+
+    #[test]
+    fn client_names_are_escaped_for_html() {
+        assert_eq!(
+            escape_html(r#"<b>"Tom" & 'Jerry'</b>"#),
+            "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;"
+        );
+    }
 }
