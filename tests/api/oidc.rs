@@ -410,6 +410,18 @@ async fn an_unknown_client_or_redirect_uri_gets_a_page_not_a_redirect() {
         let known = case[0].1 == SHOP;
         assert_eq!(page.contains("that Shop registered"), known, "{page}");
     }
+    // A query that doesn't parse can't be trusted to name where to go back either.
+    let twice = [
+        ("client_id", SHOP),
+        ("client_id", SHOP),
+        ("redirect_uri", SHOP_CALLBACK),
+        ("response_type", "code"),
+        ("scope", "openid"),
+    ];
+    let response = authorize(&app, Some(&session), &twice).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get(header::LOCATION).is_none());
+    assert!(response.text().await.unwrap().contains("malformed"));
 }
 
 #[tokio::test]

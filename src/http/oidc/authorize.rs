@@ -35,9 +35,13 @@ pub(super) struct AuthorizeQuery {
 pub(super) async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
-    query: web::Query<AuthorizeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
+    // Read here rather than by an extractor: a query that doesn't parse (a parameter twice, say)
+    // can't be trusted to name a redirect URI either, so it gets the page too.
+    let Ok(query) = web::Query::<AuthorizeQuery>::from_query(req.query_string()) else {
+        return Ok(refusal("The login request is malformed.".into()));
+    };
     let q = query.into_inner();
     let Some(client) = q.client_id.as_deref().and_then(|id| p.clients.get(id)) else {
         return Ok(refusal(
