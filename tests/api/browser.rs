@@ -6,29 +6,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{node_scripts, spawn_app, spawn_app_with};
 
 /// Debian's Chromium, which `.ci/run` installs.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[tokio::test]
 async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if let Some(missing) = missing_tools(&scripts) {
-        // CI installs everything, so there a missing tool is a failure, not a reason to skip.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{missing}: .ci/run should have installed it"
-        );
-        // Straight to stderr, here and for the screenshots' path: the test harness would
-        // swallow eprintln! of a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n########## SKIPPED the browser test: {missing}.\n\
-             ########## To run it: apt-get install chromium && (cd tests/browser && npm ci)\n"
-        );
+    let Some(scripts) = node_scripts(
+        "the browser test",
+        "playwright-core",
+        &[(CHROMIUM, "apt-get install chromium")],
+    ) else {
         return;
-    }
+    };
     let app = spawn_app().await;
     let expiring = spawn_app_with(&[("WXLOGIN_SCENE_TTL_SECS", "3")]).await;
     let code_mode = spawn_app_with(&[("WXLOGIN_LOGIN_MODE", "code")]).await;
@@ -58,20 +49,6 @@ async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
         screenshots.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// What the browser test needs and this machine lacks, if anything.
-fn missing_tools(scripts: &Path) -> Option<String> {
-    if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} is not installed"));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node is not installed".into());
-    }
-    if !scripts.join("node_modules/playwright-core").exists() {
-        return Some("tests/browser/node_modules is missing".into());
-    }
-    None
 }
 
 /// `target/screenshots`, emptied of an earlier run's pictures.

@@ -1,7 +1,8 @@
 //! Starts the real `wxlogin` binary on a random loopback port (sandbox mode unless told
 //! otherwise) and talks HTTP to it, with the built-in simulator playing WeChat.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -143,6 +144,43 @@ pub fn run_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, 
     }
     let _ = child.kill();
     panic!("wxlogin {args:?} kept running with {env:?}");
+}
+
+/// `tests/browser`, where the Node scripts live, if this machine can run them: `node`, the npm
+/// package `module` installed there (`npm ci`), and each of `extra`'s paths (with how to get it).
+/// Without them `None`, after saying on stderr that `test` was skipped and why; but under CI,
+/// which installs everything (`.ci/run`), a missing tool is a failure, not a reason to skip.
+pub fn node_scripts(test: &str, module: &str, extra: &[(&str, &str)]) -> Option<PathBuf> {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let mut install = vec!["(cd tests/browser && npm ci)".to_owned()];
+    let missing = if Command::new("node").arg("--version").output().is_err() {
+        install.insert(0, "install Node.js 20+".into());
+        Some("node is not installed".to_owned())
+    } else if !scripts.join("node_modules").join(module).exists() {
+        Some(format!("tests/browser/node_modules/{module} is missing"))
+    } else {
+        extra
+            .iter()
+            .find(|(path, _)| !Path::new(path).exists())
+            .map(|(path, how)| {
+                install = vec![how.to_string()];
+                format!("{path} is not installed")
+            })
+    };
+    let Some(missing) = missing else {
+        return Some(scripts);
+    };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {missing}; .ci/run should have installed it"
+    );
+    // Straight to stderr: the test harness would swallow eprintln! of a passing test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n########## SKIPPED {test}: {missing}.\n########## To run it: {}\n",
+        install.join(" && ")
+    );
+    None
 }
 
 pub fn unix_now() -> u64 {
