@@ -2,6 +2,7 @@
 
 mod abuse;
 mod admin;
+mod authjs;
 mod browser;
 mod callback;
 mod code_login;

@@ -32,10 +32,10 @@ const SPA_CALLBACK: &str = "http://localhost:3000/cb";
 
 /// A confidential client as the tests use it.
 #[derive(Clone, Copy)]
-struct Rp {
-    id: &'static str,
-    secret: &'static str,
-    callback: &'static str,
+pub(crate) struct Rp {
+    pub(crate) id: &'static str,
+    pub(crate) secret: &'static str,
+    pub(crate) callback: &'static str,
 }
 
 /// Registered without `id_token_signed_response_alg`: ES256.
@@ -639,7 +639,7 @@ async fn an_expired_code_is_refused() {
 }
 
 /// A fresh ID token for `rp`; returns it, its access token, and the `sub`.
-async fn fresh_tokens(app: &TestApp, rp: Rp, session: &str) -> (String, String, String) {
+pub(crate) async fn fresh_tokens(app: &TestApp, rp: Rp, session: &str) -> (String, String, String) {
     let (code, verifier) = code(app, rp, session, "openid phone").await;
     let (status, tokens) = redeem(app, rp, &code, &verifier).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
