@@ -44,6 +44,17 @@ const SHOP_RP: Rp = Rp {
     secret: SHOP_SECRET,
     callback: SHOP_CALLBACK,
 };
+const BLOG_RP: Rp = Rp {
+    id: BLOG,
+    secret: BLOG_SECRET,
+    callback: BLOG_CALLBACK,
+};
+/// A public client: its `secret` is never sent.
+const SPA_RP: Rp = Rp {
+    id: SPA,
+    secret: "",
+    callback: SPA_CALLBACK,
+};
 /// Registered RS256, as Spring Security expects by default.
 const SPRING_RP: Rp = Rp {
     id: "spring",
@@ -582,25 +593,10 @@ async fn bad_token_requests_are_refused() {
 async fn a_public_client_redeems_with_its_verifier_alone() {
     let app = provider().await;
     let session = app.sign_up("oPublic", "13800000206").await;
-    let (verifier, challenge) = pkce();
-    let response = authorize(
-        &app,
-        Some(&session),
-        &[
-            ("response_type", "code"),
-            ("client_id", SPA),
-            ("redirect_uri", SPA_CALLBACK),
-            ("scope", "openid"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .await;
-    let (_, params) = redirected(&response);
-    let code = param(&params, "code").unwrap();
+    let (code, verifier) = code(&app, SPA_RP, &session, "openid").await;
     let form = [
         ("grant_type", "authorization_code"),
-        ("code", code),
+        ("code", code.as_str()),
         ("redirect_uri", SPA_CALLBACK),
         ("client_id", SPA),
     ];
@@ -731,32 +727,8 @@ async fn the_pairwise_sub_differs_per_client_and_is_stable() {
     let session = app.sign_up("oPairwise", "13800000209").await;
     let (_, _, shop_sub) = fresh_tokens(&app, SHOP_RP, &session).await;
 
-    let (verifier, challenge) = pkce();
-    let response = authorize(
-        &app,
-        Some(&session),
-        &[
-            ("response_type", "code"),
-            ("client_id", BLOG),
-            ("redirect_uri", BLOG_CALLBACK),
-            ("scope", "openid"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .await;
-    let (_, params) = redirected(&response);
-    let (status, tokens) = exchange(
-        &app,
-        Some((BLOG, BLOG_SECRET)),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", param(&params, "code").unwrap()),
-            ("redirect_uri", BLOG_CALLBACK),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (code, verifier) = code(&app, BLOG_RP, &session, "openid").await;
+    let (status, tokens) = redeem(&app, BLOG_RP, &code, &verifier).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
     let blog: Value = userinfo(&app, tokens["access_token"].as_str().unwrap())
         .await

@@ -140,8 +140,8 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    #[tokio::test]
-    async fn access_tokens_live_until_revoked_or_unbound() {
+    /// A store in a fresh directory (kept alive by the caller) where `alice` has a phone bound.
+    async fn store_with_alice() -> (tempfile::TempDir, Store, OpenId) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let alice = OpenId::parse("alice").unwrap();
@@ -149,6 +149,12 @@ mod tests {
             .bind(&alice, &Phone::parse("13800000001").unwrap())
             .await
             .unwrap();
+        (dir, store, alice)
+    }
+
+    #[tokio::test]
+    async fn access_tokens_live_until_revoked_or_unbound() {
+        let (_dir, store, alice) = store_with_alice().await;
         let a = store
             .issue_access_token(&alice, "shop", "openid phone", HOUR)
             .await
@@ -174,13 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_access_tokens_are_refused_and_purged() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let alice = OpenId::parse("alice").unwrap();
-        store
-            .bind(&alice, &Phone::parse("13800000001").unwrap())
-            .await
-            .unwrap();
+        let (_dir, store, alice) = store_with_alice().await;
         let token = store
             .issue_access_token(&alice, "shop", "openid", Duration::ZERO)
             .await
