@@ -233,6 +233,18 @@ impl TestApp {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (at most 10 s) until the log contains `needle`: the log is read from the server's
+    /// stderr by another thread, so a line written just now may not be in it yet.
+    pub async fn wait_for_log(&self, needle: &str) {
+        for _ in 0..200 {
+            if self.log().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{needle:?} never appeared in the log:\n{}", self.log());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

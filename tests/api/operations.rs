@@ -87,6 +87,7 @@ async fn json_logs_carry_the_request_span() {
     let app = spawn_app_with(&[("WXLOGIN_LOG_FORMAT", "json")]).await;
     app.sign_up("oLogged", "13800000081").await;
     app.unsubscribe("oLogged", None).await;
+    app.wait_for_log("unsubscribed").await;
     let log = app.log();
     let lines: Vec<Value> = log
         .lines()
