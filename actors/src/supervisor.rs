@@ -185,6 +185,20 @@ impl SceneSupervisor {
         }
     }
 
+    /// The first of `draws` that no live or recently ended scene holds, now held by `id`: one
+    /// code never serves two scenes.
+    fn reserve_code(
+        &mut self,
+        id: &SceneId,
+        mut draws: impl Iterator<Item = LoginCode>,
+    ) -> Result<LoginCode, SceneError> {
+        let code = draws
+            .find(|code| !self.codes.contains_key(code))
+            .ok_or(SceneError::NoFreeLoginCode)?;
+        self.codes.insert(code, id.clone());
+        Ok(code)
+    }
+
     /// The live scene `id`, expiring it first if its TTL has run out.
     pub(crate) fn live(&mut self, id: &SceneId) -> Option<&mut Scene> {
         let now = Instant::now();
@@ -239,12 +253,8 @@ impl Handler<OpenScene> for SceneSupervisor {
         let code = match msg.mode {
             LoginMode::QrCode => None,
             LoginMode::Code => {
-                let code = std::iter::repeat_with(LoginCode::random)
-                    .take(CODE_DRAWS)
-                    .find(|code| !self.codes.contains_key(code))
-                    .ok_or(SceneError::NoFreeLoginCode)?;
-                self.codes.insert(code, msg.id.clone());
-                Some(code)
+                let draws = std::iter::repeat_with(LoginCode::random).take(CODE_DRAWS);
+                Some(self.reserve_code(&msg.id, draws)?)
             }
         };
         let expires_at = Instant::now() + self.settings.ttl;
@@ -349,3 +359,63 @@ fn release_free_heap() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_heap() {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn code(digits: &str) -> LoginCode {
+        LoginCode::parse(digits).unwrap()
+    }
+
+    fn supervisor(dir: &tempfile::TempDir) -> SceneSupervisor {
+        let settings = SceneSettings {
+            ttl: Duration::from_secs(300),
+            session_ttl: Duration::from_secs(3600),
+            confirm: false,
+        };
+        SceneSupervisor::new(Store::open(dir.path()).unwrap(), settings)
+    }
+
+    #[test]
+    fn a_code_is_held_by_one_scene_until_it_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut supervisor = supervisor(&dir);
+        let (first, second) = (SceneId::generate(), SceneId::generate());
+        let a = code("111111");
+        assert_eq!(supervisor.reserve_code(&first, [a].into_iter()).unwrap(), a);
+        // A taken code is skipped; when every draw is taken, there is no code to give.
+        let b = code("222222");
+        assert_eq!(
+            supervisor
+                .reserve_code(&second, [a, b].into_iter())
+                .unwrap(),
+            b
+        );
+        assert!(matches!(
+            supervisor.reserve_code(&SceneId::generate(), [a, b].into_iter()),
+            Err(SceneError::NoFreeLoginCode)
+        ));
+
+        // Ended, the first scene keeps its code for one more TTL, then lets it go.
+        let machine = SceneMachine::new(LoginMode::Code, false);
+        let requester = Requester {
+            ip: "127.0.0.1".into(),
+            device: "curl".into(),
+            at: SystemTime::now(),
+        };
+        supervisor.scenes.insert(
+            first.clone(),
+            Scene::new(machine, Instant::now(), requester, Some(a)),
+        );
+        assert!(supervisor.end(first));
+        assert!(supervisor
+            .reserve_code(&SceneId::generate(), [a].into_iter())
+            .is_err());
+        supervisor.sweep(Instant::now() + Duration::from_secs(301));
+        let third = SceneId::generate();
+        assert_eq!(supervisor.reserve_code(&third, [a].into_iter()).unwrap(), a);
+    }
+}
