@@ -237,15 +237,27 @@ async fn send_code(
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
     let scene = live_scene(&state, &scene_id).await?;
-    rate_limit::check(&state.limits.sms_per_ip, &ip.0).map_err(too_many)?;
-    rate_limit::check(&state.limits.sms_per_phone, phone.as_str()).map_err(too_many)?;
-    let code = scene
-        .send(RequestCode {
-            phone: phone.clone(),
-        })
-        .await
-        .map_err(|_| ApiError::SceneExpired)??;
-    state.sms.send(&phone, &code).await?;
+    let limits = &state.limits;
+    let taken = rate_limit::acquire_all(&[
+        (&limits.sms_per_ip, ip.0.as_str()),
+        (&limits.sms_per_phone, phone.as_str()),
+    ])
+    .map_err(too_many)?;
+    let sent = async {
+        let code = scene
+            .send(RequestCode {
+                phone: phone.clone(),
+            })
+            .await
+            .map_err(|_| ApiError::SceneExpired)??;
+        state.sms.send(&phone, &code).await?;
+        Ok::<_, ApiError>(())
+    };
+    if let Err(e) = sent.await {
+        // No code went out (a resend inside the cooldown, say): it costs nothing.
+        taken.give_back();
+        return Err(e);
+    }
     Ok(HttpResponse::Accepted().json(serde_json::json!({"cooldown": CODE_COOLDOWN.as_secs()})))
 }
 

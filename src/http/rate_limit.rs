@@ -60,6 +60,43 @@ impl RateLimiter {
             ))
         }
     }
+
+    /// Returns a token taken for a request that ended up doing nothing.
+    fn give_back(&self, key: &str) {
+        if let Some(bucket) = self.buckets.get(key) {
+            let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+            bucket.tokens = (bucket.tokens + 1.0).min(self.capacity);
+        }
+    }
+}
+
+/// Tokens one request took from several limiters, to give back if it ends up doing nothing.
+#[must_use = "tokens are kept unless given back"]
+pub struct Taken<'a>(Vec<(&'a RateLimiter, &'a str)>);
+
+impl Taken<'_> {
+    pub fn give_back(self) {
+        for (limiter, key) in self.0 {
+            limiter.give_back(key);
+        }
+    }
+}
+
+/// Takes a token for each enabled `(limiter, key)`, or none at all: when one refuses, those
+/// already taken are given back and the wait is answered.
+pub fn acquire_all<'a>(
+    limits: &[(&'a Option<RateLimiter>, &'a str)],
+) -> Result<Taken<'a>, Duration> {
+    let mut taken = Taken(Vec::new());
+    for &(limiter, key) in limits {
+        let Some(limiter) = limiter else { continue };
+        if let Err(wait) = limiter.acquire(key) {
+            taken.give_back();
+            return Err(wait);
+        }
+        taken.0.push((limiter, key));
+    }
+    Ok(taken)
 }
 
 /// What stops one client from spending the account's WeChat quota or SMS budget.
@@ -117,6 +154,20 @@ mod tests {
         assert!(limiter.acquire("k").is_err());
         std::thread::sleep(Duration::from_millis(60));
         assert!(limiter.acquire("k").is_ok());
+    }
+
+    #[test]
+    fn all_or_nothing_and_given_back() {
+        let ip = RateLimiter::per(1, Duration::from_secs(3600));
+        let phone = RateLimiter::per(1, Duration::from_secs(3600));
+        let both = [(&ip, "1.2.3.4"), (&phone, "13800000001")];
+        acquire_all(&both).unwrap().give_back();
+        let kept = acquire_all(&both).unwrap();
+        // Both spent: another phone from the same IP is refused, and takes nothing.
+        assert!(acquire_all(&both).is_err());
+        drop(kept);
+        assert!(acquire_all(&[(&phone, "13800000002"), (&ip, "1.2.3.4")]).is_err());
+        assert!(acquire_all(&[(&phone, "13800000002")]).is_ok());
     }
 
     #[test]

@@ -103,6 +103,36 @@ async fn codes_are_limited_per_phone() {
 }
 
 #[tokio::test]
+async fn a_refused_resend_costs_no_token() {
+    let app = spawn_app_with(&[("WXLOGIN_SMS_PER_PHONE_PER_HOUR", "2")]).await;
+    let scene = need_bind(&app, "oHasty").await;
+    assert_eq!(
+        app.request_code(&scene, "13800000074").await.status(),
+        StatusCode::ACCEPTED
+    );
+    // Inside the scene's cooldown: refused, and no SMS goes out.
+    assert_error(
+        app.request_code(&scene, "13800000074").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+    )
+    .await;
+    // So the phone still has its second code of the hour.
+    let other = need_bind(&app, "oPatient").await;
+    assert_eq!(
+        app.request_code(&other, "13800000074").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let third = need_bind(&app, "oLate").await;
+    assert_error(
+        app.request_code(&third, "13800000074").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn codes_are_limited_per_client_ip() {
     let app = spawn_app_with(&[("WXLOGIN_SMS_PER_IP_PER_HOUR", "2")]).await;
     for (openid, phone) in [("oD", "13800000072"), ("oE", "13800000073")] {
