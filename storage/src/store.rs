@@ -425,21 +425,22 @@ fn unix_now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    //! Its helpers serve `access`'s tests too.
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    fn store() -> (tempfile::TempDir, Store) {
+    pub(super) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         (dir, store)
     }
 
-    fn openid(s: &str) -> OpenId {
+    pub(super) fn openid(s: &str) -> OpenId {
         OpenId::parse(s).unwrap()
     }
 
-    fn phone(s: &str) -> Phone {
+    pub(super) fn phone(s: &str) -> Phone {
         Phone::parse(s).unwrap()
     }
 

@@ -135,20 +135,16 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{openid, phone, store};
     use super::*;
-    use crate::model::Phone;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
     /// A store in a fresh directory (kept alive by the caller) where `alice` has a phone bound.
     async fn store_with_alice() -> (tempfile::TempDir, Store, OpenId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let alice = OpenId::parse("alice").unwrap();
-        store
-            .bind(&alice, &Phone::parse("13800000001").unwrap())
-            .await
-            .unwrap();
+        let (dir, store) = store();
+        let alice = openid("alice");
+        store.bind(&alice, &phone("13800000001")).await.unwrap();
         (dir, store, alice)
     }
 
