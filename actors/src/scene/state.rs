@@ -127,7 +127,6 @@ enum State {
     Confirm {
         openid: OpenId,
         number: u8,
-        subscribed: bool,
         /// The right number came back; the scanner is being admitted.
         confirmed: bool,
     },
@@ -229,7 +228,6 @@ impl SceneMachine {
         self.state = State::Confirm {
             openid,
             number,
-            subscribed,
             confirmed: false,
         };
         Ok(())
@@ -240,7 +238,6 @@ impl SceneMachine {
         let State::Confirm {
             openid: scanner,
             number: expected,
-            subscribed,
             confirmed,
         } = &mut self.state
         else {
@@ -256,7 +253,7 @@ impl SceneMachine {
         *confirmed = true;
         Ok(Answer::Accepted {
             openid: scanner.clone(),
-            subscribed: *subscribed,
+            subscribed: self.subscribed,
         })
     }
 
