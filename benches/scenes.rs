@@ -33,6 +33,7 @@ fn round_trip(c: &mut Criterion) {
                         ip: "127.0.0.1".into(),
                         device: "Chrome on Linux".into(),
                         at: SystemTime::now(),
+                        secret_digest: [0; 32],
                     },
                 };
                 supervisor.send(open).await.unwrap().unwrap();
@@ -43,7 +44,7 @@ fn round_trip(c: &mut Criterion) {
                 };
                 let scan = Scan {
                     openid: openid.clone(),
-                    subscribed: false,
+                    new_follower: false,
                 };
                 scene.send(scan).await.unwrap().unwrap();
                 let SceneLookup::Live(scene) = supervisor.send(FindScene(id)).await.unwrap() else {

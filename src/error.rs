@@ -38,6 +38,8 @@ pub enum ApiError {
     PhoneTaken,
     #[error("a valid bearer session token is required")]
     Unauthorized,
+    #[error("this login was started by another browser: send the scene_secret that POST /api/qrcode answered as the X-Scene-Secret header, or the cookie it set")]
+    NotSceneOwner,
     #[error("{0}")]
     Callback(#[from] EnvelopeError),
     #[error("the body is larger than {limit} bytes")]
@@ -85,6 +87,7 @@ impl ApiError {
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::PhoneTaken => "phone_taken",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::NotSceneOwner => "not_scene_owner",
             ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
             ApiError::Callback(EnvelopeError::StaleTimestamp) => "stale_timestamp",
             ApiError::Callback(_) => "invalid_message",
@@ -132,9 +135,8 @@ impl ResponseError for ApiError {
             ApiError::SceneExpired => StatusCode::GONE,
             ApiError::NotAwaitingBind | ApiError::PhoneTaken => StatusCode::CONFLICT,
             ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Callback(EnvelopeError::BadSignature | EnvelopeError::StaleTimestamp) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::Callback(EnvelopeError::BadSignature | EnvelopeError::StaleTimestamp)
+            | ApiError::NotSceneOwner => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }

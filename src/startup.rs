@@ -167,6 +167,7 @@ impl Application {
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
+                .wrap(from_fn(http::no_store_by_default))
                 .wrap(from_fn(http::trace_requests))
                 .app_data(state.clone())
                 .configure(http::configure);

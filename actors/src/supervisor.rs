@@ -139,11 +139,7 @@ impl SceneSupervisor {
         scene.expire();
         self.ended.insert(
             id.clone(),
-            Ended {
-                phase: scene.machine.phase(),
-                mode: scene.machine.mode(),
-                code: scene.code,
-            },
+            Ended::from_status(scene.machine.status(Instant::now()), scene.code),
         );
         self.forget
             .push_back((Instant::now() + self.settings.ttl, id));
@@ -230,11 +226,39 @@ impl Actor for SceneSupervisor {
     }
 }
 
-/// How an ended scene is reported until it is forgotten.
+/// How an ended scene is reported until it is forgotten: the little of its last status that
+/// is not implied by its end (it carries no token, no number, no time left).
 struct Ended {
     phase: Phase,
     mode: LoginMode,
+    subscribed: bool,
+    new_follower: bool,
     code: Option<LoginCode>,
+}
+
+impl Ended {
+    fn from_status(last: SceneStatus, code: Option<LoginCode>) -> Self {
+        Self {
+            phase: last.phase,
+            mode: last.mode,
+            subscribed: last.subscribed,
+            new_follower: last.new_follower,
+            code,
+        }
+    }
+
+    fn status(&self) -> SceneStatus {
+        SceneStatus {
+            phase: self.phase,
+            mode: self.mode,
+            subscribed: self.subscribed,
+            new_follower: self.new_follower,
+            bound: false,
+            expires_at: Instant::now(),
+            token: None,
+            confirm_number: None,
+        }
+    }
 }
 
 /// Open a new scene. In code mode it answers the scene's login code.
@@ -287,21 +311,14 @@ impl Handler<FindScene> for SceneSupervisor {
     type Result = MessageResult<FindScene>;
 
     fn handle(&mut self, FindScene(id): FindScene, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(if self.live(&id).is_some() {
+        MessageResult(if let Some(scene) = self.live(&id) {
             SceneLookup::Live(SceneHandle {
+                secret_digest: scene.requester.secret_digest,
                 id,
                 supervisor: ctx.address(),
             })
         } else if let Some(ended) = self.ended.get(&id) {
-            SceneLookup::Ended(SceneStatus {
-                phase: ended.phase,
-                mode: ended.mode,
-                subscribed: false,
-                bound: false,
-                expires_at: Instant::now(),
-                token: None,
-                confirm_number: None,
-            })
+            SceneLookup::Ended(ended.status())
         } else {
             SceneLookup::Unknown
         })
@@ -315,9 +332,15 @@ impl Handler<FindScene> for SceneSupervisor {
 pub struct SceneHandle {
     id: SceneId,
     supervisor: Addr<SceneSupervisor>,
+    secret_digest: [u8; 32],
 }
 
 impl SceneHandle {
+    /// See [`Requester::secret_digest`].
+    pub fn secret_digest(&self) -> &[u8; 32] {
+        &self.secret_digest
+    }
+
     pub async fn send<M>(&self, msg: M) -> Result<M::Result, MailboxError>
     where
         M: Message + Send + 'static,
@@ -405,6 +428,7 @@ mod tests {
             ip: "127.0.0.1".into(),
             device: "curl".into(),
             at: SystemTime::now(),
+            secret_digest: [0; 32],
         };
         supervisor.scenes.insert(
             first.clone(),

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant};
-use wxlogin_actors::{Phase, SceneHandle, SceneLookup, Watch};
+use wxlogin_actors::{SceneHandle, SceneLookup, Watch};
 
 use super::qrcode::{ended, lookup, StatusBody};
 use super::AppState;
@@ -28,8 +28,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn events(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let scene = match lookup(&state, &scene_id).await? {
+    let scene = match lookup(&state, &scene_id, &request).await? {
         SceneLookup::Live(scene) => scene,
         SceneLookup::Ended(last) => {
             return Ok(stream_response().body(event(&StatusBody::from(last))))
@@ -48,7 +49,8 @@ fn stream_response() -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::Ok();
     response
         .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // The stream carries the session token.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         // nginx would otherwise buffer the stream and deliver events late.
         .insert_header(("X-Accel-Buffering", "no"));
     response
@@ -57,11 +59,6 @@ fn stream_response() -> actix_web::HttpResponseBuilder {
 fn event(body: &StatusBody) -> Bytes {
     let json = serde_json::to_string(body).expect("a status serializes");
     Bytes::from(format!("data: {json}\n\n"))
-}
-
-/// Whether the stream ends after this state.
-fn ends_stream(phase: Phase) -> bool {
-    phase == Phase::LoggedIn || phase.is_terminal()
 }
 
 /// Sends the scene's status into `tx` now and on every change, until the stream ends.
@@ -87,7 +84,8 @@ async fn forward(
             .send(event(&StatusBody::from(watched.status)))
             .await
             .is_err()
-            || ends_stream(phase)
+            // After a settled state only the TTL can change anything.
+            || phase.is_settled()
         {
             return;
         }

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, wired here.
 
 mod admin;
+mod cache_policy;
 mod client_ip;
 mod device;
 mod events;
@@ -11,6 +12,7 @@ pub mod page;
 mod qrcode;
 mod rate_limit;
 mod request_trace;
+mod scene_owner;
 mod session;
 mod wechat_callback;
 
@@ -28,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::sms::SmsSender;
 use crate::wechat::api::WechatClient;
+pub use cache_policy::no_store_by_default;
 pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;

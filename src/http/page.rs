@@ -2,33 +2,129 @@
 //! compiled into the binary, so there is no front-end build step and `cargo run` serves it all.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use url::Url;
 
-/// Scripts and styles only from this origin, and QR images from here or WeChat.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' https://mp.weixin.qq.com";
+/// Scripts and styles only from this origin, QR images from here or WeChat, and no other
+/// site may frame a page (clickjacking).
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; img-src 'self' https://mp.weixin.qq.com; frame-ancestors 'none'";
+
+const LOGIN_PAGE: &str = include_str!("page/login.html");
+
+/// The one place the login page is sent back to: the OpenID Connect authorization that sent
+/// the user to log in.
+const RETURN_PATH: &str = "/oauth/authorize";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/",
-        web::get().to(|| async { asset("text/html", include_str!("page/login.html")) }),
-    )
-    .route(
-        "/login.css",
-        web::get().to(|| async { asset("text/css", include_str!("page/login.css")) }),
-    )
-    .route(
-        "/login.js",
-        web::get().to(|| async { asset("text/javascript", include_str!("page/login.js")) }),
-    );
+    cfg.route("/", web::get().to(login_page))
+        .route(
+            "/login.css",
+            web::get().to(|| async { asset("text/css", include_str!("page/login.css")) }),
+        )
+        .route(
+            "/login.js",
+            web::get().to(|| async { asset("text/javascript", include_str!("page/login.js")) }),
+        );
 }
 
 /// A file compiled into the binary.
-pub fn asset(content_type: &str, body: &'static str) -> HttpResponse {
+pub fn asset(content_type: &str, body: impl Into<String>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(format!("{content_type}; charset=utf-8"))
         // Revalidate on every load, so a new release is never mixed with a cached old file.
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(body)
+        .body(body.into())
+}
+
+/// The page, told in `data-return-to` where to go once logged in, if `?return_to=` is a place
+/// it may go. The server decides, so the page never interprets a URL from the query itself.
+async fn login_page(request: HttpRequest) -> HttpResponse {
+    let return_to = url::form_urlencoded::parse(request.query_string().as_bytes())
+        .find(|(name, _)| name == "return_to")
+        .and_then(|(_, value)| allowed_return_to(&value));
+    match return_to {
+        Some(path) => asset(
+            "text/html",
+            LOGIN_PAGE.replacen(
+                "<body>",
+                &format!("<body data-return-to=\"{}\">", escape_html(&path)),
+                1,
+            ),
+        ),
+        None => asset("text/html", LOGIN_PAGE),
+    }
+}
+
+/// `raw` as a path and query on this origin, if it is an authorization request: anything
+/// else (another site, a protocol-relative `//host`, backslashes, dot segments or encodings
+/// that normalise elsewhere) is ignored. The page joins the answer to its own origin.
+pub fn allowed_return_to(raw: &str) -> Option<String> {
+    // Browsers read `\` as `/` and drop tabs and newlines: refuse them rather than guess.
+    if !raw.starts_with('/') || raw.contains('\\') || raw.chars().any(char::is_control) {
+        return None;
+    }
+    let base = Url::parse("http://wxlogin.invalid/").expect("a valid URL");
+    let url = base.join(raw).ok()?;
+    let on_origin = url.origin() == base.origin();
+    (on_origin && url.path() == RETURN_PATH && url.fragment().is_none())
+        .then(|| format!("{}?{}", url.path(), url.query().unwrap_or_default()))
+}
+
+/// Text made safe to put in HTML, inside an element or a quoted attribute.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{allowed_return_to, escape_html};
+
+    #[test]
+    fn only_authorization_requests_on_this_origin_are_returned_to() {
+        assert_eq!(
+            allowed_return_to("/oauth/authorize?client_id=a&state=b").as_deref(),
+            Some("/oauth/authorize?client_id=a&state=b")
+        );
+        // Dot segments that stay on the path are normalised, not refused.
+        assert_eq!(
+            allowed_return_to("/x/../oauth/authorize?a=1").as_deref(),
+            Some("/oauth/authorize?a=1")
+        );
+        for hostile in [
+            "//evil.example/x",
+            "/.//evil.example/x",
+            "/a/..//evil.example",
+            "/%2e%2e//evil.example",
+            "/%2F%2Fevil.example",
+            "/\\evil.example",
+            "/\\/evil.example",
+            "\\\\evil.example",
+            "https://evil.example/oauth/authorize",
+            "http://wxlogin.invalid/oauth/authorize",
+            "/\t/evil.example",
+            "/oauth/authorize\n",
+            "javascript:alert(1)",
+            "/oauth/authorize/../../..//evil.example",
+            "/api/logout",
+            "",
+        ] {
+            assert_eq!(allowed_return_to(hostile), None, "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape_html(r#"<b>"Tom" & 'Jerry'</b>"#),
+            "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use wxlogin_actors::{
 use wxlogin_storage::Phone;
 
 use super::client_ip::ClientIp;
+use super::scene_owner::{self, BrowserKey};
 use super::AppState;
 use super::{device, rate_limit};
 use crate::error::ApiError;
@@ -30,6 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Serialize)]
 struct Created {
     scene_id: String,
+    /// Proves this client asked for the scene (see [`scene_owner`]); a browser also got it
+    /// as a cookie, an API client sends it as `X-Scene-Secret`.
+    scene_secret: String,
     mode: &'static str,
     /// QR mode: WeChat's ticket of the scene's own QR code.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +75,8 @@ async fn create(
         .get(header::USER_AGENT)
         .and_then(|ua| ua.to_str().ok())
         .unwrap_or_default();
+    let browser = BrowserKey::of(&request);
+    let scene_secret = browser.scene_secret(&id);
     let code = state
         .scenes
         .send(OpenScene {
@@ -80,6 +86,7 @@ async fn create(
                 ip: ip.0,
                 device: device::describe(user_agent),
                 at: SystemTime::now(),
+                secret_digest: scene_owner::secret_digest(&scene_secret),
             },
         })
         .await??;
@@ -87,8 +94,13 @@ async fn create(
         Some(qr) => (state.wechat.image_url(&qr), Some(qr.ticket)),
         None => (state.modes.account_qr_url.clone(), None),
     };
-    Ok(HttpResponse::Ok().json(Created {
+    let mut response = HttpResponse::Ok();
+    if let Some(cookie) = browser.cookie(state.cookies.secure) {
+        response.cookie(cookie);
+    }
+    Ok(response.json(Created {
         scene_id: id.to_string(),
+        scene_secret,
         mode: mode.as_str(),
         ticket,
         code: code.map(|code| code.to_string()),
@@ -116,16 +128,34 @@ async fn qrcode_or_fallback(state: &AppState, id: &SceneId) -> Result<Option<QrT
     }
 }
 
-pub(super) async fn lookup(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
+async fn find(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
     let Some(id) = SceneId::parse(raw_id) else {
         return Ok(SceneLookup::Unknown);
     };
     Ok(state.scenes.send(FindScene(id)).await?)
 }
 
+/// The scene, if the request comes from the browser that created it while it is live. An
+/// ended scene tells anyone who knows its id how it ended: it has nothing left to hand out.
+pub(super) async fn lookup(
+    state: &AppState,
+    raw_id: &str,
+    request: &HttpRequest,
+) -> Result<SceneLookup, ApiError> {
+    let found = find(state, raw_id).await?;
+    if let SceneLookup::Live(scene) = &found {
+        scene_owner::check(request, raw_id, scene)?;
+    }
+    Ok(found)
+}
+
 /// The live scene, or why there is none.
-async fn live_scene(state: &AppState, raw_id: &str) -> Result<SceneHandle, ApiError> {
-    match lookup(state, raw_id).await? {
+async fn live_scene(
+    state: &AppState,
+    raw_id: &str,
+    request: &HttpRequest,
+) -> Result<SceneHandle, ApiError> {
+    match lookup(state, raw_id, request).await? {
         SceneLookup::Live(scene) => Ok(scene),
         SceneLookup::Ended(_) => Err(ApiError::SceneExpired),
         SceneLookup::Unknown => Err(ApiError::SceneNotFound),
@@ -146,7 +176,10 @@ pub(super) struct StatusBody {
     /// In `confirm`: the number the browser shows, for the scanner to reply with.
     #[serde(skip_serializing_if = "Option::is_none")]
     confirm_number: Option<u8>,
+    /// The scanner follows the account (every scan, every login code sent by text).
     subscribed: bool,
+    /// The scan made them follow.
+    new_follower: bool,
     bound: bool,
     expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +193,7 @@ impl From<SceneStatus> for StatusBody {
             mode: status.mode.as_str(),
             confirm_number: status.confirm_number,
             subscribed: status.subscribed,
+            new_follower: status.new_follower,
             bound: status.bound,
             expires_in: status
                 .expires_at
@@ -172,7 +206,7 @@ impl From<SceneStatus> for StatusBody {
 
 /// The last status of a scene that ended after it was looked up.
 pub(super) async fn ended(state: &AppState, raw_id: &str) -> Result<StatusBody, ApiError> {
-    match lookup(state, raw_id).await? {
+    match find(state, raw_id).await? {
         SceneLookup::Ended(last) => Ok(last.into()),
         // Ended scenes never come back; and one is forgotten only a TTL after it ended.
         SceneLookup::Live(_) | SceneLookup::Unknown => Err(ApiError::SceneNotFound),
@@ -183,13 +217,14 @@ async fn status(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
     query: web::Query<StatusQuery>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     if query.wait > MAX_WAIT_SECS {
         return Err(ApiError::BadRequest(format!(
             "wait must be 0 to {MAX_WAIT_SECS} seconds"
         )));
     }
-    let scene = match lookup(&state, &scene_id).await? {
+    let scene = match lookup(&state, &scene_id, &request).await? {
         SceneLookup::Live(scene) => scene,
         SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
         SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
@@ -234,9 +269,10 @@ async fn send_code(
     scene_id: web::Path<String>,
     body: web::Json<SendCode>,
     ip: ClientIp,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
-    let scene = live_scene(&state, &scene_id).await?;
+    let scene = live_scene(&state, &scene_id, &request).await?;
     let limits = &state.limits;
     let taken = rate_limit::acquire_all(&[
         (&limits.sms_per_ip, ip.0.as_str()),
@@ -272,10 +308,11 @@ async fn bind(
     scene_id: web::Path<String>,
     body: web::Json<BindRequest>,
     ip: ClientIp,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
-    let scene = live_scene(&state, &scene_id).await?;
+    let scene = live_scene(&state, &scene_id, &request).await?;
     let bound = scene
         .send(Bind {
             phone,

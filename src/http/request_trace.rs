@@ -1,6 +1,7 @@
 //! One tracing span per request, carrying a request id that is also sent back as
 //! `X-Request-Id`; and the request's latency, by route, for the metrics.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -20,7 +21,8 @@ pub async fn trace_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = format!("{:016x}", rand::thread_rng().gen::<u64>());
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
+    let path = loggable_path(req.path());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %path);
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let started = Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
@@ -43,4 +45,40 @@ pub async fn trace_requests(
         res.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(res)
+}
+
+/// Scene ids in request paths are bearer secrets for their scene's lifetime: logs show the
+/// first few characters, enough to follow one login through the log and useless to poll it.
+fn loggable_path(path: &str) -> Cow<'_, str> {
+    const SCENE_ROUTES: &str = "/api/qrcode/";
+    const SHOWN: usize = 6;
+    let Some(rest) = path.strip_prefix(SCENE_ROUTES) else {
+        return Cow::Borrowed(path);
+    };
+    let (id, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match id.get(..SHOWN) {
+        Some(shown) => Cow::Owned(format!("{SCENE_ROUTES}{shown}…{tail}")),
+        None => Cow::Borrowed(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn scene_ids_are_cut_short_in_logged_paths() {
+        let id = "AbCdEfGhIjKlMnOpQrStUvWxYz012345";
+        assert_eq!(
+            loggable_path(&format!("/api/qrcode/{id}/status")),
+            "/api/qrcode/AbCdEf…/status"
+        );
+        assert_eq!(
+            loggable_path(&format!("/api/qrcode/{id}")),
+            "/api/qrcode/AbCdEf…"
+        );
+        assert_eq!(loggable_path("/api/qrcode"), "/api/qrcode");
+        assert_eq!(loggable_path("/api/qrcode/ab/sms"), "/api/qrcode/ab/sms");
+        assert_eq!(loggable_path("/api/me"), "/api/me");
+    }
 }

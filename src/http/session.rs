@@ -92,17 +92,18 @@ async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse
 }
 
 /// Ends the session and revokes the user's OpenID Connect access tokens and unredeemed codes:
-/// logging out of wxlogin logs the user out of what sites read through it.
+/// logging out of wxlogin logs the user out of what sites read through it. The tokens go
+/// first: if a step fails, the session is still there to log out with again, and nothing that
+/// should have ended outlives it.
 async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
-    let session = state.store.session(&token)?;
-    if !state.store.close_session(&token).await? {
-        return Err(ApiError::Unauthorized);
-    }
-    if let Some(session) = session {
+    if let Some(session) = state.store.session(&token)? {
         let openid = &session.binding.openid;
         state.forget_authorization_codes(openid);
         state.store.revoke_access_tokens(openid).await?;
+    }
+    if !state.store.close_session(&token).await? {
+        return Err(ApiError::Unauthorized);
     }
     Ok(HttpResponse::NoContent()
         .cookie(state.cookies.removal())

@@ -1,6 +1,7 @@
 //! The login page and the simulated phone in headless Chromium: `tests/browser/login.mjs`
 //! (Node with playwright-core) drives them against real servers: QR mode, QR codes that expire
-//! at once, code mode and confirmation by number.
+//! at once, code mode and confirmation by number; and `tests/browser/attacks.mjs` tries what an
+//! attacker would through a browser.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,4 +61,32 @@ fn screenshot_dir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("the screenshot folder can be made");
     dir
+}
+
+/// `tests/browser/attacks.mjs`: a planted session (login CSRF) from another site, and hostile
+/// `return_to` values, in Chromium.
+#[tokio::test]
+async fn a_browser_refuses_planted_sessions_and_open_redirects() {
+    let Some(scripts) = node_scripts(
+        "the browser attack test",
+        "playwright-core",
+        &[(CHROMIUM, "apt-get install chromium")],
+    ) else {
+        return;
+    };
+    let app = spawn_app().await;
+    let output = Command::new("node")
+        .arg("attacks.mjs")
+        .current_dir(&scripts)
+        .env("WXLOGIN_URL", &app.address)
+        .env("CHROMIUM", CHROMIUM)
+        .output()
+        .expect("node runs");
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "the browser attack test failed:\n{}\n--- wxlogin's log ---\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        app.log()
+    );
 }

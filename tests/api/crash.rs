@@ -9,7 +9,7 @@ use rand::Rng;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{browser_client, spawn_app_with, TestApp};
 
 const ADMIN: &str = "crash-test-admin-token-0123456789";
 const CYCLES: usize = 20;
@@ -201,7 +201,7 @@ async fn nothing_answered_is_lost_across_kill_9() {
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| {
                 let worker = Worker {
-                    client: Client::new(),
+                    client: browser_client(),
                     base: app.address.clone(),
                     ledger: ledger.clone(),
                 };

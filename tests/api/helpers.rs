@@ -18,6 +18,24 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 /// The callback token the sandbox uses when WXLOGIN_TOKEN is not set.
 pub const SANDBOX_TOKEN: &str = "sandbox-token";
 
+/// The key of the test's "browser" (see [`browser_client`]).
+pub const BROWSER_KEY: &str = "test-browser-key-0123456789abcdefghijklmnop";
+
+/// A client that acts as one browser: every request carries the `wxlogin_browser` cookie that
+/// `POST /api/qrcode` hands a new browser, so the scenes it creates are its own.
+pub fn browser_client() -> reqwest::Client {
+    browser_client_builder().build().unwrap()
+}
+
+pub fn browser_client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::COOKIE,
+        format!("wxlogin_browser={BROWSER_KEY}").parse().unwrap(),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -89,7 +107,7 @@ fn start(env: Vec<(String, String)>, data_dir: Arc<TempDir>) -> TestApp {
     };
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: browser_client(),
         data_dir,
         env,
         child,

@@ -15,6 +15,7 @@ async fn a_new_user_scans_binds_a_phone_and_is_logged_in() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["state"], "waiting");
     assert_eq!(body["token"], Value::Null);
+    assert_eq!(body["subscribed"], false);
 
     let delivery = app.scan(&qr.ticket, "oNewUser", true).await;
     assert_eq!(delivery["status"], 200);
@@ -25,6 +26,7 @@ async fn a_new_user_scans_binds_a_phone_and_is_logged_in() {
     let (_, body) = app.status(&qr.scene_id, 0).await;
     assert_eq!(body["state"], "need_bind");
     assert_eq!(body["subscribed"], true);
+    assert_eq!(body["new_follower"], true);
     assert_eq!(body["bound"], false);
 
     let response = app.request_code(&qr.scene_id, "+86 13800000001").await;
@@ -61,7 +63,9 @@ async fn a_returning_user_is_logged_in_by_the_scan_alone() {
     );
     let (_, status) = app.status(&qr.scene_id, 0).await;
     assert_eq!(status["state"], "logged_in");
-    assert_eq!(status["subscribed"], false);
+    // A follower's scan: the browser learns they follow the account, and did already.
+    assert_eq!(status["subscribed"], true);
+    assert_eq!(status["new_follower"], false);
     assert_eq!(status["bound"], true);
     let me: Value = app
         .me(status["token"].as_str().unwrap())

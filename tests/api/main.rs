@@ -11,6 +11,7 @@ mod confirm;
 mod crash;
 mod events;
 mod helpers;
+mod hijack;
 mod hostile;
 mod load_tool;
 mod login;

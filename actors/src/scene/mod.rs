@@ -23,14 +23,17 @@ use crate::supervisor::{SceneSupervisor, ToScene};
 use crate::LoginCode;
 use state::{SceneMachine, SceneStatus};
 
-/// The browser that asked for a login: where a scan login is logged from, and what the
-/// scanner is shown when asked to confirm.
+/// The browser that asked for a login: where a scan login is logged from, what the scanner is
+/// shown when asked to confirm, and how that browser proves it is the one.
 #[derive(Clone, Debug)]
 pub struct Requester {
     pub ip: String,
     /// Browser and operating system in words, e.g. "Chrome on Windows".
     pub device: String,
     pub at: SystemTime,
+    /// SHA-256 of the scene's secret, which only the requesting browser was given: the scene
+    /// hands its session token to whoever shows the secret, not to whoever knows its id.
+    pub secret_digest: [u8; 32],
 }
 
 pub struct Scene {
@@ -90,7 +93,7 @@ pub struct Watch {
 
 pub struct Watched {
     pub status: SceneStatus,
-    /// `None` when not asked for, or when the scene can no longer change.
+    /// `None` when not asked for, or when only the TTL can still change the scene.
     pub change: Option<oneshot::Receiver<SceneStatus>>,
 }
 
@@ -104,7 +107,7 @@ impl Handler<ToScene<Watch>> for SceneSupervisor {
     ) -> Self::Result {
         MessageResult(self.live(&id).map(|scene| {
             let status = scene.machine.status(scene.expires_at);
-            let change = (msg.until_change && !status.phase.is_terminal()).then(|| {
+            let change = (msg.until_change && !status.phase.is_settled()).then(|| {
                 // Drop watchers whose browser went away, so a scene polled for minutes stays small.
                 scene.watchers.retain(|w| !w.is_closed());
                 let (tx, rx) = oneshot::channel();

@@ -17,7 +17,7 @@ use crate::{LoginCode, SceneId};
 pub struct Scan {
     pub openid: OpenId,
     /// The scan came with a new follow.
-    pub subscribed: bool,
+    pub new_follower: bool,
 }
 
 /// A WeChat user sent the account a login code: a scan of the scene that shows it.
@@ -69,7 +69,7 @@ impl Handler<ToScene<Scan>> for SceneSupervisor {
         ToScene { id, msg }: ToScene<Scan>,
         _: &mut Self::Context,
     ) -> Self::Result {
-        self.scan(id, msg.openid, msg.subscribed)
+        self.scan(id, msg.openid, msg.new_follower)
     }
 }
 
@@ -108,8 +108,11 @@ impl Handler<Answer> for SceneSupervisor {
                 self.end(id);
                 done(Some(Ok(AnswerOutcome::Denied)))
             }
-            Ok(Reply::Accepted { openid, subscribed }) => Box::pin(
-                self.admit(id, openid, subscribed)
+            Ok(Reply::Accepted {
+                openid,
+                new_follower,
+            }) => Box::pin(
+                self.admit(id, openid, new_follower)
                     .map(|admitted, _, _| admitted.map(|r| r.map(AnswerOutcome::Admitted))),
             ),
         }
@@ -117,7 +120,7 @@ impl Handler<Answer> for SceneSupervisor {
 }
 
 impl SceneSupervisor {
-    fn scan(&mut self, id: SceneId, openid: OpenId, subscribed: bool) -> Answered<ScanOutcome> {
+    fn scan(&mut self, id: SceneId, openid: OpenId, new_follower: bool) -> Answered<ScanOutcome> {
         let Some(scene) = self.live(&id) else {
             return done(None);
         };
@@ -132,7 +135,7 @@ impl SceneSupervisor {
             let number = rand::thread_rng().gen_range(10..=99);
             let asked = scene
                 .machine
-                .ask_confirmation(openid.clone(), subscribed, number);
+                .ask_confirmation(openid.clone(), new_follower, number);
             if let Err(e) = asked {
                 return done(Some(Err(e)));
             }
@@ -143,14 +146,14 @@ impl SceneSupervisor {
             return done(Some(Ok(ScanOutcome::Confirm(requester))));
         }
         Box::pin(
-            self.admit(id, openid, subscribed)
+            self.admit(id, openid, new_follower)
                 .map(|admitted, _, _| admitted.map(|r| r.map(ScanOutcome::Admitted))),
         )
     }
 
     /// Lets a scanner the scene accepts in: to `need_bind` if they have no phone bound,
     /// else a session is opened and the scene logs in.
-    fn admit(&mut self, id: SceneId, openid: OpenId, subscribed: bool) -> Answered<Admitted> {
+    fn admit(&mut self, id: SceneId, openid: OpenId, new_follower: bool) -> Answered<Admitted> {
         let store = self.store.clone();
         let session_ttl = self.settings.session_ttl;
         let Some(scene) = self.live(&id) else {
@@ -162,7 +165,7 @@ impl SceneSupervisor {
         match store.binding(&openid) {
             Err(e) => done(Some(Err(e.into()))),
             Ok(None) => {
-                let result = scene.machine.await_bind(openid.clone(), subscribed);
+                let result = scene.machine.await_bind(openid.clone(), new_follower);
                 scene.notify_watchers();
                 self.confirmed(&openid, &id);
                 done(Some(result.map(|()| Admitted::NeedBind)))
@@ -186,7 +189,7 @@ impl SceneSupervisor {
                         Err(e) => return Some(Err(e.into())),
                     };
                     let mode = scene.machine.mode();
-                    let result = scene.machine.log_in_scanned(&openid, subscribed, token);
+                    let result = scene.machine.log_in_scanned(&openid, new_follower, token);
                     if result.is_ok() {
                         scene.notify_watchers();
                         supervisor.confirmed(&openid, &id);

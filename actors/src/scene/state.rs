@@ -49,6 +49,11 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Denied | Phase::Expired)
     }
+
+    /// Nothing but the TTL can move a scene out of this state, so a waiter is answered at once.
+    pub fn is_settled(self) -> bool {
+        self == Phase::LoggedIn || self.is_terminal()
+    }
 }
 
 /// How the browser's user starts the login: scanning a parametric QR code, or sending the
@@ -73,8 +78,11 @@ impl LoginMode {
 pub struct SceneStatus {
     pub phase: Phase,
     pub mode: LoginMode,
-    /// The scan came with a new follow (`subscribe`), not from an existing follower (`SCAN`).
+    /// Someone scanned: a scanner always follows the account (a `SCAN`, a `subscribe`, or a
+    /// login code sent by text, which only followers can send).
     pub subscribed: bool,
+    /// The scan made them follow (`subscribe`), rather than coming from a follower (`SCAN`).
+    pub new_follower: bool,
     /// The scanning user has a phone bound.
     pub bound: bool,
     pub expires_at: Instant,
@@ -111,7 +119,7 @@ pub enum SceneError {
 pub enum Answer {
     /// The right number: admit the scanner (see [`SceneMachine::await_bind`] and
     /// [`SceneMachine::log_in_scanned`]).
-    Accepted { openid: OpenId, subscribed: bool },
+    Accepted { openid: OpenId, new_follower: bool },
     /// `0` or a wrong number: the scene is now [`Phase::Denied`].
     Denied,
 }
@@ -147,7 +155,9 @@ pub struct SceneMachine {
     mode: LoginMode,
     /// A scan must be confirmed by the scanner replying with the browser's number.
     confirm: bool,
-    subscribed: bool,
+    /// Someone scanned, whatever happened since (see [`SceneStatus::subscribed`]).
+    scanned: bool,
+    new_follower: bool,
 }
 
 impl SceneMachine {
@@ -156,7 +166,8 @@ impl SceneMachine {
             state: State::Waiting,
             mode,
             confirm,
-            subscribed: false,
+            scanned: false,
+            new_follower: false,
         }
     }
 
@@ -184,7 +195,8 @@ impl SceneMachine {
         SceneStatus {
             phase: self.phase(),
             mode: self.mode,
-            subscribed: self.subscribed,
+            subscribed: self.scanned,
+            new_follower: self.new_follower,
             bound: token.is_some(),
             expires_at,
             token,
@@ -217,14 +229,15 @@ impl SceneMachine {
     pub fn ask_confirmation(
         &mut self,
         openid: OpenId,
-        subscribed: bool,
+        new_follower: bool,
         number: u8,
     ) -> Result<(), SceneError> {
         self.check_scan()?;
         if !self.confirm {
             return Err(SceneError::NotAwaitingConfirmation);
         }
-        self.subscribed = subscribed;
+        self.scanned = true;
+        self.new_follower = new_follower;
         self.state = State::Confirm {
             openid,
             number,
@@ -253,7 +266,7 @@ impl SceneMachine {
         *confirmed = true;
         Ok(Answer::Accepted {
             openid: scanner.clone(),
-            subscribed: self.subscribed,
+            new_follower: self.new_follower,
         })
     }
 
@@ -273,9 +286,10 @@ impl SceneMachine {
     }
 
     /// The admitted scanner has no phone bound yet.
-    pub fn await_bind(&mut self, openid: OpenId, subscribed: bool) -> Result<(), SceneError> {
+    pub fn await_bind(&mut self, openid: OpenId, new_follower: bool) -> Result<(), SceneError> {
         self.check_admit(&openid)?;
-        self.subscribed = subscribed;
+        self.scanned = true;
+        self.new_follower = new_follower;
         self.state = State::NeedBind {
             openid,
             sent: None,
@@ -288,11 +302,12 @@ impl SceneMachine {
     pub fn log_in_scanned(
         &mut self,
         openid: &OpenId,
-        subscribed: bool,
+        new_follower: bool,
         token: SessionToken,
     ) -> Result<(), SceneError> {
         self.check_admit(openid)?;
-        self.subscribed = subscribed;
+        self.scanned = true;
+        self.new_follower = new_follower;
         self.state = State::LoggedIn { token };
         Ok(())
     }
@@ -414,15 +429,48 @@ mod tests {
             .unwrap();
         let status = scene.status(Instant::now());
         assert_eq!(status.phase, Phase::LoggedIn);
-        assert!(status.bound && !status.subscribed);
+        // A follower's scan: they follow the account, and did before.
+        assert!(status.bound && status.subscribed && !status.new_follower);
         assert_eq!(status.token, Some(token));
+    }
+
+    #[test]
+    fn subscribed_is_set_by_every_scan_and_kept_to_the_end() {
+        assert!(!plain().status(Instant::now()).subscribed);
+        let mut scene = confirming();
+        assert!(scene.status(Instant::now()).subscribed);
+        scene.answer(&alice(), 0).unwrap();
+        let status = scene.status(Instant::now());
+        assert_eq!(status.phase, Phase::Denied);
+        assert!(status.subscribed && status.new_follower);
+        let mut scene = plain();
+        scene.await_bind(alice(), false).unwrap();
+        scene.expire();
+        let status = scene.status(Instant::now());
+        assert!(status.subscribed && !status.new_follower);
+    }
+
+    #[test]
+    fn only_logged_in_and_terminal_states_are_settled() {
+        let settled: Vec<_> = [
+            Phase::Waiting,
+            Phase::Confirm,
+            Phase::NeedBind,
+            Phase::LoggedIn,
+            Phase::Denied,
+            Phase::Expired,
+        ]
+        .into_iter()
+        .filter(|phase| phase.is_settled())
+        .collect();
+        assert_eq!(settled, [Phase::LoggedIn, Phase::Denied, Phase::Expired]);
     }
 
     #[test]
     fn only_the_first_scan_counts() {
         let mut scene = need_bind();
         assert_eq!(scene.status(Instant::now()).phase, Phase::NeedBind);
-        assert!(scene.status(Instant::now()).subscribed);
+        assert!(scene.status(Instant::now()).new_follower);
         assert!(matches!(
             scene.await_bind(bob(), false),
             Err(SceneError::AlreadyScanned)
@@ -551,7 +599,7 @@ mod tests {
             scene.answer(&alice(), 42).unwrap(),
             Answer::Accepted {
                 openid: alice(),
-                subscribed: true
+                new_follower: true
             }
         );
         // Only the scanner is admitted.

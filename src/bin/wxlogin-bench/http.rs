@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{CONTENT_TYPE, COOKIE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -24,6 +24,9 @@ pub struct Req {
     pub body: Bytes,
     pub content_type: &'static str,
 }
+
+/// A well-formed `wxlogin_browser` key (43 base64url characters).
+const BROWSER_COOKIE: &str = "wxlogin_browser=wxlogin-bench-browser-key-0123456789abcdefg";
 
 impl Req {
     pub fn get(path: String) -> Self {
@@ -83,6 +86,9 @@ impl Conn {
             .uri(req.path.as_str())
             .header(HOST, self.host.as_str())
             .header(CONTENT_TYPE, req.content_type)
+            // One browser for every connection: the scenes it creates answer it (the service
+            // hands a scene's token only to the browser that created it).
+            .header(COOKIE, BROWSER_COOKIE)
             .body(Full::new(req.body.clone()))?;
         let response = self.sender.send_request(request).await?;
         let status = response.status();

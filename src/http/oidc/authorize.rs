@@ -12,6 +12,7 @@ use url::Url;
 
 use super::provider;
 use crate::error::ApiError;
+use crate::http::page::escape_html;
 use crate::http::session::current_session;
 use crate::http::AppState;
 use crate::oidc::codes::{valid_challenge, Grant, Scope};
@@ -166,31 +167,13 @@ fn found(location: &str) -> HttpResponse {
 fn refusal(reason: String) -> HttpResponse {
     HttpResponse::BadRequest()
         .content_type("text/html; charset=utf-8")
-        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cannot log in</title></head>\n\
              <body><h1>Cannot log in</h1><p>{reason}</p><p>Go back to the site you came from and tell its owners.</p></body></html>\n"
         ))
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_html;
-
-    #[test]
-    fn client_names_are_escaped_for_html() {
-        assert_eq!(
-            escape_html(r#"<b>"Tom" & 'Jerry'</b>"#),
-            "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;"
-        );
-    }
 }

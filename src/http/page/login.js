@@ -4,7 +4,8 @@
 // the official account and the account's QR code to follow it); follow the scene's status (the
 // event stream, or long-poll where that fails); on `confirm` show the number to reply in WeChat;
 // on `need_bind` ask for a mobile number and its SMS code; on `logged_in` keep the session
-// token, or go back to `?return_to=` (an OpenID Connect login); on `denied` or `expired` offer
+// token, or go back to the authorization that sent the user here (an OpenID Connect login, which
+// the server names in `data-return-to`); on `denied` or `expired` offer
 // to start again.
 'use strict';
 
@@ -217,13 +218,13 @@ async function bind(event) {
   }
 }
 
-// Where to go once logged in, from `?return_to=`: only a path on this origin, so the page can't
-// be made to send anyone elsewhere.
+// Where to go once logged in: the server puts the authorization request that sent the user
+// here in data-return-to, a path it checked. Joined to this page's own origin, it can't leave it.
 function returnTo() {
-  const target = new URLSearchParams(location.search).get('return_to');
-  if (!target || !target.startsWith('/') || target.startsWith('//') || target.startsWith('/\\')) return null;
-  const url = new URL(target, location.origin);
-  return url.origin === location.origin ? url.pathname + url.search : null;
+  const path = document.body.dataset.returnTo;
+  if (!path || !path.startsWith('/oauth/authorize')) return null;
+  const url = new URL(location.origin + path);
+  return url.origin === location.origin ? url.href : null;
 }
 
 // Logged in. A site would hand the token to its own back end here, which checks it with

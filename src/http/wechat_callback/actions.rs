@@ -44,7 +44,11 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             let SceneLookup::Live(scene) = state.scenes.send(FindScene(scene)).await? else {
                 return Ok(Outcome::Expired);
             };
-            let Ok(scanned) = scene.send(Scan { openid, subscribed }).await else {
+            let scan = Scan {
+                openid,
+                new_follower: subscribed,
+            };
+            let Ok(scanned) = scene.send(scan).await else {
                 return Ok(Outcome::Expired);
             };
             match scanned {

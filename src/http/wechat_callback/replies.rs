@@ -139,6 +139,7 @@ mod tests {
             ip: "203.0.113.7".into(),
             device: "Chrome on Windows".into(),
             at: UNIX_EPOCH + Duration::from_secs(1_732_406_400),
+            secret_digest: [0; 32],
         };
         let text = confirm_request("Example 商城", &requester);
         for part in [
