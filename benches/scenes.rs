@@ -70,13 +70,13 @@ fn session_lookup(c: &mut Criterion) {
         .unwrap();
     let openid = OpenId::parse("oBenchUser").unwrap();
     let token = runtime.block_on(async {
-        store
-            .bind(&openid, &Phone::parse("13800000001").unwrap())
+        let binding = store
+            .bind(&openid, &Phone::parse("13800000001").unwrap(), 0)
             .await
             .unwrap();
         store
             .open_session(
-                &openid,
+                &binding,
                 Duration::from_secs(3600),
                 LoginMethod::Bind,
                 "127.0.0.1",

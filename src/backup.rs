@@ -58,15 +58,15 @@ pub async fn restore(data_dir: &Path, file: &Path) -> Result<usize, RestoreError
             problem,
         };
         let record: BindingLine = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
-        let binding = Binding {
-            openid: OpenId::parse(&record.openid).ok_or_else(|| fail("invalid openid".into()))?,
-            phone: Phone::parse(&record.phone).ok_or_else(|| fail("invalid phone".into()))?,
-            bound_at: record.bound_at,
-        };
-        store.restore_binding(&binding).map_err(|e| match e {
-            BindError::PhoneTaken => fail(format!("phone {} appears twice", record.phone)),
-            BindError::Store(e) => RestoreError::Store(e),
-        })?;
+        let openid = OpenId::parse(&record.openid).ok_or_else(|| fail("invalid openid".into()))?;
+        let phone = Phone::parse(&record.phone).ok_or_else(|| fail("invalid phone".into()))?;
+        store
+            .restore_binding(&openid, &phone, record.bound_at)
+            .map_err(|e| match e {
+                BindError::PhoneTaken => fail(format!("phone {} appears twice", record.phone)),
+                BindError::Unfollowed => fail(e.to_string()),
+                BindError::Store(e) => RestoreError::Store(e),
+            })?;
         restored += 1;
     }
     store.flush().await?;

@@ -36,6 +36,8 @@ pub enum ApiError {
     TooManyAttempts,
     #[error("this phone is bound to another WeChat user")]
     PhoneTaken,
+    #[error("the WeChat user unfollowed the official account after scanning; scan a new QR code")]
+    Unfollowed,
     #[error("a valid bearer session token is required")]
     Unauthorized,
     #[error("this login was started by another browser: send the scene_secret that POST /api/qrcode answered as the X-Scene-Secret header, or the cookie it set")]
@@ -86,6 +88,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::PhoneTaken => "phone_taken",
+            ApiError::Unfollowed => "unfollowed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotSceneOwner => "not_scene_owner",
             ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
@@ -123,6 +126,7 @@ impl From<SceneError> for ApiError {
             SceneError::InvalidCode => ApiError::InvalidCode,
             SceneError::TooManyAttempts => ApiError::TooManyAttempts,
             SceneError::PhoneTaken => ApiError::PhoneTaken,
+            SceneError::Unfollowed => ApiError::Unfollowed,
             SceneError::Store(e) => ApiError::Storage(e),
         }
     }
@@ -133,7 +137,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::SceneNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::SceneExpired => StatusCode::GONE,
-            ApiError::NotAwaitingBind | ApiError::PhoneTaken => StatusCode::CONFLICT,
+            ApiError::NotAwaitingBind | ApiError::PhoneTaken | ApiError::Unfollowed => {
+                StatusCode::CONFLICT
+            }
             ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Callback(EnvelopeError::BadSignature | EnvelopeError::StaleTimestamp)
             | ApiError::NotSceneOwner => StatusCode::FORBIDDEN,

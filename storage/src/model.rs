@@ -117,6 +117,11 @@ pub struct Binding {
     pub phone: Phone,
     /// Unix seconds.
     pub bound_at: u64,
+    /// Which binding this is: every bind makes a new one, and a session is live only under the
+    /// binding it was opened under. A counter, not a time, so a rebind within the same second
+    /// (or after the clock stepped back) still ends the sessions of the one before.
+    #[serde(skip)]
+    pub generation: u64,
 }
 
 /// A live session as `/api/me` reports it.

@@ -27,6 +27,8 @@ pub enum StoreError {
 pub enum BindError {
     #[error("the phone is bound to another WeChat user")]
     PhoneTaken,
+    #[error("the WeChat user unfollowed the account since they scanned")]
+    Unfollowed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,6 +53,8 @@ pub struct Store {
     access_tokens: Tree,
     /// openid ‖ 0 ‖ SHA-256(access token) → (), as for sessions.
     access_tokens_by_openid: Tree,
+    /// openid → big-endian id of their last unfollow: a bind started before it is refused.
+    unfollows: Tree,
     /// Binding writes hold it shared; a backup holds it alone while it reads every binding,
     /// so no backup sees half of a move of a phone from one openid to another.
     binding_writes: Arc<RwLock<()>>,
@@ -60,6 +64,7 @@ pub struct Store {
 struct BindingValue {
     phone: Phone,
     bound_at: u64,
+    generation: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -67,6 +72,46 @@ struct SessionValue {
     openid: OpenId,
     created_at: u64,
     expires_at: u64,
+    /// The [`Binding::generation`] it was opened under.
+    generation: u64,
+}
+
+/// Records written before bindings had generations: they read as generation 0, which only
+/// such old records have, so their sessions stay as valid as they were.
+#[derive(Deserialize)]
+struct BindingValueV0 {
+    phone: Phone,
+    bound_at: u64,
+}
+
+#[derive(Deserialize)]
+struct SessionValueV0 {
+    openid: OpenId,
+    created_at: u64,
+    expires_at: u64,
+}
+
+fn decode_binding(raw: &[u8]) -> Result<BindingValue, StoreError> {
+    decode(raw).or_else(|_| {
+        let old: BindingValueV0 = decode(raw)?;
+        Ok(BindingValue {
+            phone: old.phone,
+            bound_at: old.bound_at,
+            generation: 0,
+        })
+    })
+}
+
+fn decode_session(raw: &[u8]) -> Result<SessionValue, StoreError> {
+    decode(raw).or_else(|_| {
+        let old: SessionValueV0 = decode(raw)?;
+        Ok(SessionValue {
+            openid: old.openid,
+            created_at: old.created_at,
+            expires_at: old.expires_at,
+            generation: 0,
+        })
+    })
 }
 
 impl Store {
@@ -80,6 +125,7 @@ impl Store {
             logins: db.open_tree("logins")?,
             access_tokens: db.open_tree("access_tokens")?,
             access_tokens_by_openid: db.open_tree("access_tokens_by_openid")?,
+            unfollows: db.open_tree("unfollows")?,
             flusher: Arc::new(GroupFlush::new(db.clone())),
             db,
             binding_writes: Arc::default(),
@@ -90,58 +136,89 @@ impl Store {
         self.bindings
             .get(openid.as_str())?
             .map(|raw| {
-                let value: BindingValue = decode(&raw)?;
+                let value = decode_binding(&raw)?;
                 Ok(Binding {
                     openid: openid.clone(),
                     phone: value.phone,
                     bound_at: value.bound_at,
+                    generation: value.generation,
                 })
             })
             .transpose()
     }
 
-    /// Binds `phone` to `openid`. A phone already bound to another openid is refused;
-    /// an openid that is already bound moves to the new phone (it proved it owns both).
-    pub async fn bind(&self, openid: &OpenId, phone: &Phone) -> Result<Binding, BindError> {
-        let binding = Binding {
-            openid: openid.clone(),
-            phone: phone.clone(),
-            bound_at: unix_now(),
-        };
-        self.write_binding(&binding)?;
+    /// A number no binding or unfollow had before: 0 is what records from before generations,
+    /// and users who never unfollowed, read as.
+    fn next_generation(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + 1)
+    }
+
+    /// Changes whenever `openid` unfollows the account: read it when they scan, and a bind
+    /// made for that scan is refused if they unfollowed since.
+    pub fn follow_generation(&self, openid: &OpenId) -> Result<u64, StoreError> {
+        Ok(self
+            .unfollows
+            .get(openid.as_str())?
+            .map_or(0, |raw| generation_of(&raw)))
+    }
+
+    /// Binds `phone` to `openid`, unless they unfollowed the account since `follow_generation`
+    /// was read. A phone already bound to another openid is refused; an openid that is already
+    /// bound moves to the new phone (it proved it owns both), ending the old binding's sessions.
+    pub async fn bind(
+        &self,
+        openid: &OpenId,
+        phone: &Phone,
+        follow_generation: u64,
+    ) -> Result<Binding, BindError> {
+        let binding = self.write_binding(openid, phone, unix_now(), Some(follow_generation))?;
         self.flush().await?;
         Ok(binding)
     }
 
-    /// Writes `binding` as it stands (bound_at included), checking the phone is free.
-    /// Not flushed: for loading a backup, which flushes once at the end.
-    pub fn restore_binding(&self, binding: &Binding) -> Result<(), BindError> {
-        self.write_binding(binding)
+    /// Writes `binding` as it stands (bound_at included, under a new generation), checking
+    /// the phone is free. Not flushed: for loading a backup, which flushes once at the end.
+    pub fn restore_binding(
+        &self,
+        openid: &OpenId,
+        phone: &Phone,
+        bound_at: u64,
+    ) -> Result<(), BindError> {
+        self.write_binding(openid, phone, bound_at, None).map(drop)
     }
 
-    fn write_binding(&self, binding: &Binding) -> Result<(), BindError> {
-        let Binding {
-            openid,
-            phone,
-            bound_at,
-        } = binding;
+    fn write_binding(
+        &self,
+        openid: &OpenId,
+        phone: &Phone,
+        bound_at: u64,
+        follow_generation: Option<u64>,
+    ) -> Result<Binding, BindError> {
+        let generation = self.next_generation()?;
         let value = encode(&BindingValue {
             phone: phone.clone(),
-            bound_at: *bound_at,
+            bound_at,
+            generation,
         })?;
         let _shared = self
             .binding_writes
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        (&self.bindings, &self.phones)
-            .transaction(|(bindings, phones)| {
+        (&self.bindings, &self.phones, &self.unfollows)
+            .transaction(|(bindings, phones, unfollows)| {
+                if let Some(expected) = follow_generation {
+                    let now = unfollows.get(openid.as_str())?;
+                    if now.map_or(0, |raw| generation_of(&raw)) != expected {
+                        return Err(ConflictableTransactionError::Abort(BindError::Unfollowed));
+                    }
+                }
                 if let Some(owner) = phones.get(phone.as_str())? {
                     if owner != openid.as_str().as_bytes() {
                         return Err(ConflictableTransactionError::Abort(BindError::PhoneTaken));
                     }
                 }
                 if let Some(old) = bindings.insert(openid.as_str(), value.as_slice())? {
-                    let old: BindingValue = decode(&old).map_err(abort)?;
+                    let old = decode_binding(&old).map_err(abort)?;
                     phones.remove(old.phone.as_str())?;
                 }
                 phones.insert(phone.as_str(), openid.as_str())?;
@@ -150,7 +227,13 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => StoreError::from(e).into(),
-            })
+            })?;
+        Ok(Binding {
+            openid: openid.clone(),
+            phone: phone.clone(),
+            bound_at,
+            generation,
+        })
     }
 
     /// Who `phone` is bound to.
@@ -172,13 +255,14 @@ impl Store {
             .iter()
             .map(|entry| {
                 let (openid, raw) = entry?;
-                let value: BindingValue = decode(&raw)?;
+                let value = decode_binding(&raw)?;
                 let openid =
                     OpenId::parse(&String::from_utf8_lossy(&openid)).ok_or_else(corrupt)?;
                 Ok(Binding {
                     openid,
                     phone: value.phone,
                     bound_at: value.bound_at,
+                    generation: value.generation,
                 })
             })
             .collect()
@@ -232,14 +316,30 @@ impl Store {
         Ok(true)
     }
 
-    /// Starts a session for `openid` and records the login; returns the bearer token.
+    /// Records that `openid` unfollowed the account (see [`Store::follow_generation`]) and
+    /// unbinds them as [`Store::unbind`] does. Returns whether a binding was removed.
+    pub async fn unfollow(&self, openid: &OpenId, event_time: u64) -> Result<bool, StoreError> {
+        let generation = self.next_generation()?;
+        self.unfollows
+            .insert(openid.as_str(), &generation.to_be_bytes())?;
+        let unbound = self.unbind(openid, event_time).await?;
+        if !unbound {
+            self.flush().await?;
+        }
+        Ok(unbound)
+    }
+
+    /// Starts a session under `binding` and records the login; returns the bearer token. The
+    /// session is live only while that very binding stands: if it was removed or replaced
+    /// meanwhile, the token is refused from the start.
     pub async fn open_session(
         &self,
-        openid: &OpenId,
+        binding: &Binding,
         ttl: Duration,
         method: LoginMethod,
         client_ip: &str,
     ) -> Result<SessionToken, StoreError> {
+        let openid = &binding.openid;
         let token = SessionToken::generate();
         let digest = token.digest();
         let now_ms = unix_now_ms();
@@ -248,6 +348,7 @@ impl Store {
             openid: openid.clone(),
             created_at,
             expires_at: created_at.saturating_add(ttl.as_secs()),
+            generation: binding.generation,
         })?;
         let login = encode(&LoginRecord {
             at_ms: now_ms,
@@ -278,13 +379,13 @@ impl Store {
         let Some(raw) = self.sessions.get(token.digest())? else {
             return Ok(None);
         };
-        let value: SessionValue = decode(&raw)?;
+        let value = decode_session(&raw)?;
         if value.expires_at <= unix_now() {
             return Ok(None);
         }
         Ok(self
             .binding(&value.openid)?
-            .filter(|binding| binding.bound_at <= value.created_at)
+            .filter(|binding| binding.generation == value.generation)
             .map(|binding| Session {
                 binding,
                 created_at: value.created_at,
@@ -298,7 +399,7 @@ impl Store {
         let Some(raw) = self.sessions.get(digest)? else {
             return Ok(false);
         };
-        let value: SessionValue = decode(&raw)?;
+        let value = decode_session(&raw)?;
         let mut index_key = record_prefix(&value.openid);
         index_key.extend_from_slice(&digest);
         (&self.sessions, &self.sessions_by_openid)
@@ -319,7 +420,7 @@ impl Store {
         let mut purged = 0;
         for entry in self.sessions.iter() {
             let (digest, raw) = entry?;
-            let value: SessionValue = decode(&raw)?;
+            let value = decode_session(&raw)?;
             if value.expires_at > now {
                 continue;
             }
@@ -380,6 +481,10 @@ impl Store {
         self.flusher.flush().await?;
         Ok(())
     }
+}
+
+fn generation_of(raw: &[u8]) -> u64 {
+    raw.try_into().map_or(0, u64::from_be_bytes)
 }
 
 fn corrupt() -> StoreError {
@@ -448,18 +553,18 @@ mod tests {
     async fn a_phone_belongs_to_one_openid() {
         let (_dir, store) = store();
         store
-            .bind(&openid("alice"), &phone("13800000001"))
+            .bind(&openid("alice"), &phone("13800000001"), 0)
             .await
             .unwrap();
         let err = store
-            .bind(&openid("bob"), &phone("13800000001"))
+            .bind(&openid("bob"), &phone("13800000001"), 0)
             .await
             .unwrap_err();
         assert!(matches!(err, BindError::PhoneTaken));
         assert!(store.binding(&openid("bob")).unwrap().is_none());
         // Binding the same pair again is harmless.
         store
-            .bind(&openid("alice"), &phone("13800000001"))
+            .bind(&openid("alice"), &phone("13800000001"), 0)
             .await
             .unwrap();
     }
@@ -468,15 +573,15 @@ mod tests {
     async fn rebinding_an_openid_frees_its_old_phone() {
         let (_dir, store) = store();
         store
-            .bind(&openid("alice"), &phone("13800000001"))
+            .bind(&openid("alice"), &phone("13800000001"), 0)
             .await
             .unwrap();
         store
-            .bind(&openid("alice"), &phone("13800000002"))
+            .bind(&openid("alice"), &phone("13800000002"), 0)
             .await
             .unwrap();
         store
-            .bind(&openid("bob"), &phone("13800000001"))
+            .bind(&openid("bob"), &phone("13800000001"), 0)
             .await
             .unwrap();
         assert_eq!(
@@ -489,9 +594,9 @@ mod tests {
     async fn sessions_live_until_logout() {
         let (_dir, store) = store();
         let alice = openid("alice");
-        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
         let token = store
-            .open_session(&alice, HOUR, LoginMethod::Bind, "10.0.0.1")
+            .open_session(&bound, HOUR, LoginMethod::Bind, "10.0.0.1")
             .await
             .unwrap();
         let session = store.session(&token).unwrap().unwrap();
@@ -509,9 +614,9 @@ mod tests {
     async fn expired_sessions_are_refused_and_purged() {
         let (_dir, store) = store();
         let alice = openid("alice");
-        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
         let token = store
-            .open_session(&alice, Duration::ZERO, LoginMethod::Scan, "ip")
+            .open_session(&bound, Duration::ZERO, LoginMethod::Scan, "ip")
             .await
             .unwrap();
         assert!(store.session(&token).unwrap().is_none());
@@ -523,13 +628,13 @@ mod tests {
     async fn unbind_revokes_sessions_and_frees_the_phone() {
         let (_dir, store) = store();
         let alice = openid("alice");
-        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
         let a = store
-            .open_session(&alice, HOUR, LoginMethod::Bind, "ip")
+            .open_session(&bound, HOUR, LoginMethod::Bind, "ip")
             .await
             .unwrap();
         let b = store
-            .open_session(&alice, HOUR, LoginMethod::Scan, "ip")
+            .open_session(&bound, HOUR, LoginMethod::Scan, "ip")
             .await
             .unwrap();
         assert!(store.unbind(&alice, unix_now()).await.unwrap());
@@ -537,16 +642,97 @@ mod tests {
         assert!(store.session(&b).unwrap().is_none());
         assert_eq!(store.sessions.len(), 0);
         store
-            .bind(&openid("bob"), &phone("13800000001"))
+            .bind(&openid("bob"), &phone("13800000001"), 0)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_session_or_token_of_a_replaced_binding_is_refused_even_within_the_second() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        let first = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
+        assert!(store.unbind(&alice, unix_now()).await.unwrap());
+        let second = store.bind(&alice, &phone("13800000002"), 0).await.unwrap();
+        assert_eq!(
+            first.bound_at, second.bound_at,
+            "the same second (or the test is moot)"
+        );
+        // Writes that raced the unbind and landed after it, under the first binding.
+        let late = store
+            .open_session(&first, HOUR, LoginMethod::Scan, "ip")
+            .await
+            .unwrap();
+        assert!(store.session(&late).unwrap().is_none());
+        let late = store
+            .issue_access_token(&first, "shop", "openid", HOUR)
+            .await
+            .unwrap();
+        assert!(store.access_token(&late).unwrap().is_none());
+        let current = store
+            .open_session(&second, HOUR, LoginMethod::Scan, "ip")
+            .await
+            .unwrap();
+        assert!(store.session(&current).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_bind_started_before_an_unfollow_is_refused() {
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        let scanned = store.follow_generation(&alice).unwrap();
+        assert!(!store.unfollow(&alice, unix_now()).await.unwrap());
+        assert!(matches!(
+            store.bind(&alice, &phone("13800000001"), scanned).await,
+            Err(BindError::Unfollowed)
+        ));
+        assert!(store.binding(&alice).unwrap().is_none());
+        // Scanned again after following again: the bind goes through.
+        let rescanned = store.follow_generation(&alice).unwrap();
+        assert_ne!(rescanned, scanned);
+        let bound = store.bind(&alice, &phone("13800000001"), rescanned).await;
+        assert!(bound.is_ok());
+    }
+
+    #[tokio::test]
+    async fn records_from_before_generations_still_read() {
+        #[derive(Serialize)]
+        struct OldBinding {
+            phone: Phone,
+            bound_at: u64,
+        }
+        #[derive(Serialize)]
+        struct OldSession {
+            openid: OpenId,
+            created_at: u64,
+            expires_at: u64,
+        }
+        let (_dir, store) = store();
+        let alice = openid("alice");
+        let old = encode(&OldBinding {
+            phone: phone("13800000001"),
+            bound_at: 1,
+        });
+        store.bindings.insert("alice", old.unwrap()).unwrap();
+        let token = SessionToken::generate();
+        let old = encode(&OldSession {
+            openid: alice.clone(),
+            created_at: 2,
+            expires_at: unix_now() + 60,
+        });
+        store.sessions.insert(token.digest(), old.unwrap()).unwrap();
+        let session = store.session(&token).unwrap().unwrap();
+        assert_eq!(
+            (session.binding.phone, session.binding.generation),
+            (phone("13800000001"), 0)
+        );
     }
 
     #[tokio::test]
     async fn a_late_unsubscribe_does_not_undo_a_newer_bind() {
         let (_dir, store) = store();
         let alice = openid("alice");
-        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
         assert!(!store.unbind(&alice, unix_now() - 60).await.unwrap());
         assert!(store.binding(&alice).unwrap().is_some());
     }
@@ -555,17 +741,19 @@ mod tests {
     async fn logins_are_listed_newest_first_per_user() {
         let (_dir, store) = store();
         let alice = openid("alice");
-        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
         store
-            .open_session(&alice, HOUR, LoginMethod::Bind, "1.1.1.1")
+            .open_session(&bound, HOUR, LoginMethod::Bind, "1.1.1.1")
             .await
             .unwrap();
         store
-            .open_session(&alice, HOUR, LoginMethod::Scan, "2.2.2.2")
+            .open_session(&bound, HOUR, LoginMethod::Scan, "2.2.2.2")
             .await
             .unwrap();
+        let (alicex, other_phone) = (openid("alicex"), phone("13800000002"));
+        let alicex = store.bind(&alicex, &other_phone, 0).await.unwrap();
         store
-            .open_session(&openid("alicex"), HOUR, LoginMethod::Scan, "3.3.3.3")
+            .open_session(&alicex, HOUR, LoginMethod::Scan, "3.3.3.3")
             .await
             .unwrap();
         let logins = store.logins(&alice, 10, None).unwrap().records;
@@ -578,9 +766,10 @@ mod tests {
     async fn logins_page_by_cursor() {
         let (_dir, store) = store();
         let alice = openid("alice");
+        let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
         for ip in ["1", "2", "3", "4", "5"] {
             store
-                .open_session(&alice, HOUR, LoginMethod::Scan, ip)
+                .open_session(&bound, HOUR, LoginMethod::Scan, ip)
                 .await
                 .unwrap();
         }
@@ -603,11 +792,11 @@ mod tests {
         let (_dir, store) = store();
         assert!(store.has_no_bindings());
         store
-            .bind(&openid("alice"), &phone("13800000001"))
+            .bind(&openid("alice"), &phone("13800000001"), 0)
             .await
             .unwrap();
         store
-            .bind(&openid("bob"), &phone("13800000002"))
+            .bind(&openid("bob"), &phone("13800000002"), 0)
             .await
             .unwrap();
         let bob = store
@@ -624,18 +813,23 @@ mod tests {
 
         let (_other_dir, copy) = self::store();
         for binding in &all {
-            copy.restore_binding(binding).unwrap();
+            copy.restore_binding(&binding.openid, &binding.phone, binding.bound_at)
+                .unwrap();
         }
+        let (restored, original) = (
+            copy.binding(&openid("alice")).unwrap().unwrap(),
+            store.binding(&openid("alice")).unwrap().unwrap(),
+        );
         assert_eq!(
-            copy.binding(&openid("alice")).unwrap(),
-            store.binding(&openid("alice")).unwrap()
+            (restored.phone, restored.bound_at),
+            (original.phone, original.bound_at)
         );
         let clash = Binding {
             openid: openid("carol"),
             ..all[0].clone()
         };
         assert!(matches!(
-            copy.restore_binding(&clash),
+            copy.restore_binding(&clash.openid, &clash.phone, clash.bound_at),
             Err(BindError::PhoneTaken)
         ));
     }
@@ -646,9 +840,9 @@ mod tests {
         let alice = openid("alice");
         let token = {
             let store = Store::open(dir.path()).unwrap();
-            store.bind(&alice, &phone("13800000001")).await.unwrap();
+            let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
             store
-                .open_session(&alice, HOUR, LoginMethod::Bind, "ip")
+                .open_session(&bound, HOUR, LoginMethod::Bind, "ip")
                 .await
                 .unwrap()
         };

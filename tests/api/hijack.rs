@@ -231,3 +231,25 @@ async fn the_login_page_returns_only_to_an_authorization_on_its_origin() {
         assert!(!html.contains("data-return-to"), "{hostile}");
     }
 }
+
+#[tokio::test]
+async fn an_unfollow_while_the_scene_waits_for_a_phone_stops_the_bind() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, "oLeaving", true).await;
+    assert_eq!(
+        app.request_code(&qr.scene_id, "13800000106").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let code = app.sms_code("13800000106").await;
+    app.unsubscribe("oLeaving", None).await;
+    let refused = app.bind(&qr.scene_id, "13800000106", &code).await;
+    assert_error(refused, StatusCode::CONFLICT, "unfollowed").await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "expired");
+    // Nothing was bound: their next scan asks for a phone again.
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, "oLeaving", true).await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
+}

@@ -71,24 +71,33 @@ impl Handler<ToScene<Bind>> for SceneSupervisor {
         if scene.busy {
             return done(Some(Err(SceneError::NotAwaitingBind)));
         }
-        let openid = match scene.machine.verify_code(&msg.phone, &msg.code) {
-            Ok(openid) => openid,
+        let (openid, follow_generation) = match scene.machine.verify_code(&msg.phone, &msg.code) {
+            Ok(verified) => verified,
             Err(e) => return done(Some(Err(e))),
         };
         scene.busy = true;
         let bind = async move {
-            store.bind(&openid, &msg.phone).await.map_err(|e| match e {
-                BindError::PhoneTaken => SceneError::PhoneTaken,
-                BindError::Store(e) => e.into(),
-            })?;
+            let binding = store
+                .bind(&openid, &msg.phone, follow_generation)
+                .await
+                .map_err(|e| match e {
+                    BindError::PhoneTaken => SceneError::PhoneTaken,
+                    BindError::Unfollowed => SceneError::Unfollowed,
+                    BindError::Store(e) => e.into(),
+                })?;
             let token = store
-                .open_session(&openid, session_ttl, LoginMethod::Bind, &msg.client_ip)
+                .open_session(&binding, session_ttl, LoginMethod::Bind, &msg.client_ip)
                 .await?;
             Ok::<_, SceneError>(token)
         };
         Box::pin(bind.into_actor(self).map(move |bound, supervisor, _| {
             let scene = supervisor.scenes.get_mut(&id)?;
             scene.busy = false;
+            if matches!(bound, Err(SceneError::Unfollowed)) {
+                // They left the account: this login is over, whatever the browser does next.
+                supervisor.end(id);
+                return Some(Err(SceneError::Unfollowed));
+            }
             Some(bound.and_then(|token| {
                 scene.machine.log_in_bound(token.clone())?;
                 scene.notify_watchers();

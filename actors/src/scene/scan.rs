@@ -165,21 +165,25 @@ impl SceneSupervisor {
         match store.binding(&openid) {
             Err(e) => done(Some(Err(e.into()))),
             Ok(None) => {
-                let result = scene.machine.await_bind(openid.clone(), new_follower);
+                let follow_generation = match store.follow_generation(&openid) {
+                    Ok(generation) => generation,
+                    Err(e) => return done(Some(Err(e.into()))),
+                };
+                let result =
+                    scene
+                        .machine
+                        .await_bind(openid.clone(), new_follower, follow_generation);
                 scene.notify_watchers();
                 self.confirmed(&openid, &id);
                 done(Some(result.map(|()| Admitted::NeedBind)))
             }
-            Ok(Some(_)) => {
+            Ok(Some(binding)) => {
                 scene.busy = true;
                 let ip = scene.requester.ip.clone();
-                let opening = {
-                    let openid = openid.clone();
-                    async move {
-                        store
-                            .open_session(&openid, session_ttl, LoginMethod::Scan, &ip)
-                            .await
-                    }
+                let opening = async move {
+                    store
+                        .open_session(&binding, session_ttl, LoginMethod::Scan, &ip)
+                        .await
                 };
                 Box::pin(opening.into_actor(self).map(move |opened, supervisor, _| {
                     let scene = supervisor.scenes.get_mut(&id)?;

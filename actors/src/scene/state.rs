@@ -108,6 +108,8 @@ pub enum SceneError {
     TooManyAttempts,
     #[error("the phone is bound to another WeChat user")]
     PhoneTaken,
+    #[error("the WeChat user unfollowed the account after scanning")]
+    Unfollowed,
     #[error("no login code is free; try again in a moment")]
     NoFreeLoginCode,
     #[error(transparent)]
@@ -140,6 +142,9 @@ enum State {
     },
     NeedBind {
         openid: OpenId,
+        /// [`wxlogin_storage::Store::follow_generation`] when they scanned: an unfollow since
+        /// makes the bind fail.
+        follow_generation: u64,
         sent: Option<SentCode>,
         wrong_codes: u8,
     },
@@ -286,12 +291,18 @@ impl SceneMachine {
     }
 
     /// The admitted scanner has no phone bound yet.
-    pub fn await_bind(&mut self, openid: OpenId, new_follower: bool) -> Result<(), SceneError> {
+    pub fn await_bind(
+        &mut self,
+        openid: OpenId,
+        new_follower: bool,
+        follow_generation: u64,
+    ) -> Result<(), SceneError> {
         self.check_admit(&openid)?;
         self.scanned = true;
         self.new_follower = new_follower;
         self.state = State::NeedBind {
             openid,
+            follow_generation,
             sent: None,
             wrong_codes: 0,
         };
@@ -344,11 +355,12 @@ impl SceneMachine {
         Ok(())
     }
 
-    /// Checks a code for `phone`. A right code is used up and yields the openid to bind;
-    /// a wrong one counts towards [`MAX_WRONG_CODES`].
-    pub fn verify_code(&mut self, phone: &Phone, code: &str) -> Result<OpenId, SceneError> {
+    /// Checks a code for `phone`. A right code is used up and yields the openid to bind, with
+    /// their follow generation at the scan; a wrong one counts towards [`MAX_WRONG_CODES`].
+    pub fn verify_code(&mut self, phone: &Phone, code: &str) -> Result<(OpenId, u64), SceneError> {
         let State::NeedBind {
             openid,
+            follow_generation,
             sent,
             wrong_codes,
         } = &mut self.state
@@ -366,7 +378,7 @@ impl SceneMachine {
             return Err(SceneError::InvalidCode);
         }
         *sent = None;
-        Ok(openid.clone())
+        Ok((openid.clone(), *follow_generation))
     }
 
     /// The phone is bound and a session opened: the bind path's login.
@@ -416,7 +428,7 @@ mod tests {
 
     fn need_bind() -> SceneMachine {
         let mut scene = plain();
-        scene.await_bind(alice(), true).unwrap();
+        scene.await_bind(alice(), true, 0).unwrap();
         scene
     }
 
@@ -444,7 +456,7 @@ mod tests {
         assert_eq!(status.phase, Phase::Denied);
         assert!(status.subscribed && status.new_follower);
         let mut scene = plain();
-        scene.await_bind(alice(), false).unwrap();
+        scene.await_bind(alice(), false, 0).unwrap();
         scene.expire();
         let status = scene.status(Instant::now());
         assert!(status.subscribed && !status.new_follower);
@@ -472,7 +484,7 @@ mod tests {
         assert_eq!(scene.status(Instant::now()).phase, Phase::NeedBind);
         assert!(scene.status(Instant::now()).new_follower);
         assert!(matches!(
-            scene.await_bind(bob(), false),
+            scene.await_bind(bob(), false, 0),
             Err(SceneError::AlreadyScanned)
         ));
         assert!(matches!(
@@ -506,7 +518,7 @@ mod tests {
             scene.verify_code(&other, "123456"),
             Err(SceneError::InvalidCode)
         ));
-        assert_eq!(scene.verify_code(&phone(), "123456").unwrap(), alice());
+        assert_eq!(scene.verify_code(&phone(), "123456").unwrap(), (alice(), 0));
         // Used up: the same code does not work twice.
         assert!(matches!(
             scene.verify_code(&phone(), "123456"),
@@ -561,7 +573,7 @@ mod tests {
         assert!(scene.needs_confirmation());
         // Admitting straight from a scan would skip the confirmation.
         assert!(matches!(
-            scene.await_bind(alice(), false),
+            scene.await_bind(alice(), false, 0),
             Err(SceneError::NotAwaitingConfirmation)
         ));
         scene.ask_confirmation(alice(), true, 42).unwrap();
@@ -604,7 +616,7 @@ mod tests {
         );
         // Only the scanner is admitted.
         assert!(scene.check_admit(&bob()).is_err());
-        scene.await_bind(alice(), true).unwrap();
+        scene.await_bind(alice(), true, 0).unwrap();
         assert_eq!(scene.phase(), Phase::NeedBind);
         assert_eq!(scene.status(Instant::now()).confirm_number, None);
     }
@@ -671,7 +683,7 @@ mod tests {
         assert!(scene.ask_confirmation(alice(), false, 42).is_err());
         assert!(scene.answer(&alice(), 42).is_err());
         assert!(scene.check_admit(&alice()).is_err());
-        assert!(scene.await_bind(alice(), false).is_err());
+        assert!(scene.await_bind(alice(), false, 0).is_err());
         assert!(scene
             .log_in_scanned(&alice(), false, SessionToken::generate())
             .is_err());

@@ -112,12 +112,7 @@ async fn token(
     let binding = state.store.binding(&grant.openid)?.ok_or_else(bad_code)?;
     let access_token = state
         .store
-        .issue_access_token(
-            &grant.openid,
-            &client.id,
-            grant.scope.as_str(),
-            ACCESS_TOKEN_TTL,
-        )
+        .issue_access_token(&binding, &client.id, grant.scope.as_str(), ACCESS_TOKEN_TTL)
         .await?;
     *redeemed = Some(access_token.clone());
     let now = unix_now();

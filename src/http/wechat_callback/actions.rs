@@ -67,7 +67,7 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             let at = message
                 .created_at()
                 .ok_or_else(|| bad_field("CreateTime"))?;
-            if !state.store.unbind(&openid, at).await? {
+            if !state.store.unfollow(&openid, at).await? {
                 return Ok(Outcome::NothingToUnbind);
             }
             state.forget_authorization_codes(&openid);

@@ -21,17 +21,45 @@ pub struct AccessGrant {
     pub issued_at: u64,
     /// Unix seconds.
     pub expires_at: u64,
+    /// The [`Binding::generation`] it was issued under.
+    pub generation: u64,
+}
+
+/// A grant written before grants had generations (see `store::BindingValueV0`).
+#[derive(Deserialize)]
+struct AccessGrantV0 {
+    openid: OpenId,
+    client_id: String,
+    scope: String,
+    issued_at: u64,
+    expires_at: u64,
+}
+
+fn decode_grant(raw: &[u8]) -> Result<AccessGrant, StoreError> {
+    decode(raw).or_else(|_| {
+        let old: AccessGrantV0 = decode(raw)?;
+        Ok(AccessGrant {
+            openid: old.openid,
+            client_id: old.client_id,
+            scope: old.scope,
+            issued_at: old.issued_at,
+            expires_at: old.expires_at,
+            generation: 0,
+        })
+    })
 }
 
 impl Store {
-    /// Stores a new access token for `openid` and returns it.
+    /// Stores a new access token for the user of `binding`, live while that binding stands,
+    /// and returns it.
     pub async fn issue_access_token(
         &self,
-        openid: &OpenId,
+        binding: &Binding,
         client_id: &str,
         scope: &str,
         ttl: Duration,
     ) -> Result<SessionToken, StoreError> {
+        let openid = &binding.openid;
         let token = SessionToken::generate();
         let digest = token.digest();
         let issued_at = unix_now();
@@ -41,6 +69,7 @@ impl Store {
             scope: scope.to_owned(),
             issued_at,
             expires_at: issued_at.saturating_add(ttl.as_secs()),
+            generation: binding.generation,
         })?;
         let mut index_key = record_prefix(openid);
         index_key.extend_from_slice(&digest);
@@ -64,13 +93,13 @@ impl Store {
         let Some(raw) = self.access_tokens.get(token.digest())? else {
             return Ok(None);
         };
-        let grant: AccessGrant = decode(&raw)?;
+        let grant = decode_grant(&raw)?;
         if grant.expires_at <= unix_now() {
             return Ok(None);
         }
         Ok(self
             .binding(&grant.openid)?
-            .filter(|binding| binding.bound_at <= grant.issued_at)
+            .filter(|binding| binding.generation == grant.generation)
             .map(|binding| (grant, binding)))
     }
 
@@ -80,7 +109,7 @@ impl Store {
         let Some(raw) = self.access_tokens.remove(digest)? else {
             return Ok(false);
         };
-        let grant: AccessGrant = decode(&raw)?;
+        let grant = decode_grant(&raw)?;
         let mut index_key = record_prefix(&grant.openid);
         index_key.extend_from_slice(&digest);
         self.access_tokens_by_openid.remove(index_key)?;
@@ -116,7 +145,7 @@ impl Store {
         let mut purged = 0;
         for entry in self.access_tokens.iter() {
             let (digest, raw) = entry?;
-            let grant: AccessGrant = decode(&raw)?;
+            let grant = decode_grant(&raw)?;
             if grant.expires_at > now {
                 continue;
             }
@@ -141,10 +170,12 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     /// A store in a fresh directory (kept alive by the caller) where `alice` has a phone bound.
-    async fn store_with_alice() -> (tempfile::TempDir, Store, OpenId) {
+    async fn store_with_alice() -> (tempfile::TempDir, Store, Binding) {
         let (dir, store) = store();
-        let alice = openid("alice");
-        store.bind(&alice, &phone("13800000001")).await.unwrap();
+        let alice = store
+            .bind(&openid("alice"), &phone("13800000001"), 0)
+            .await
+            .unwrap();
         (dir, store, alice)
     }
 
@@ -168,7 +199,7 @@ mod tests {
         assert!(store.revoke_access_token(&a).await.unwrap());
         assert!(store.access_token(&a).unwrap().is_none());
         assert!(store.access_token(&b).unwrap().is_some());
-        assert!(store.unbind(&alice, unix_now()).await.unwrap());
+        assert!(store.unbind(&alice.openid, unix_now()).await.unwrap());
         assert!(store.access_token(&b).unwrap().is_none());
         assert_eq!(store.access_tokens.len(), 0);
         assert_eq!(store.access_tokens_by_openid.len(), 0);
@@ -183,6 +214,6 @@ mod tests {
             .unwrap();
         assert!(store.access_token(&token).unwrap().is_none());
         assert_eq!(store.purge_expired_access_tokens().await.unwrap(), 1);
-        assert_eq!(store.revoke_access_tokens(&alice).await.unwrap(), 0);
+        assert_eq!(store.revoke_access_tokens(&alice.openid).await.unwrap(), 0);
     }
 }
