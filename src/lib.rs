@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod oidc;
