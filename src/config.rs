@@ -1,5 +1,6 @@
 //! All configuration, read once from the environment at start.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,10 +10,63 @@ use url::Url;
 use crate::oidc::clients::Clients;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 
+/// Every setting wxlogin reads. Any other `WXLOGIN_*` variable stops the start: it is a typo (or
+/// a setting of another version), and ignoring a misspelt `WXLOGIN_APPID` would start the sandbox.
+/// A new setting is added here (a unit test checks the parser reads no name missing from it).
+const SETTINGS: &[&str] = &[
+    "WXLOGIN_BIND",
+    "WXLOGIN_DATA_DIR",
+    "WXLOGIN_APPID",
+    "WXLOGIN_APPSECRET",
+    "WXLOGIN_TOKEN",
+    "WXLOGIN_WECHAT_API",
+    "WXLOGIN_SCENE_TTL_SECS",
+    "WXLOGIN_SESSION_TTL_SECS",
+    "WXLOGIN_SMS_WEBHOOK",
+    "WXLOGIN_AES_KEY",
+    "WXLOGIN_TIMESTAMP_WINDOW_SECS",
+    "WXLOGIN_WECHAT_TIMEOUT_SECS",
+    "WXLOGIN_STABLE_TOKEN",
+    "WXLOGIN_TRUST_PROXY",
+    "WXLOGIN_QR_PER_IP_PER_MIN",
+    "WXLOGIN_MAX_SCENES",
+    "WXLOGIN_SMS_PER_PHONE_PER_HOUR",
+    "WXLOGIN_SMS_PER_IP_PER_HOUR",
+    "WXLOGIN_ADMIN_TOKEN",
+    "WXLOGIN_SHUTDOWN_TIMEOUT_SECS",
+    "WXLOGIN_PUBLIC_URL",
+    "WXLOGIN_OIDC_CLIENTS",
+    "WXLOGIN_OIDC_CODE_TTL_SECS",
+    "WXLOGIN_LOGIN_MODE",
+    "WXLOGIN_ACCOUNT_QR_URL",
+    "WXLOGIN_CODE_GUESS_WINDOW_SECS",
+    "WXLOGIN_CONFIRM",
+    "WXLOGIN_SITE_NAME",
+    "WXLOGIN_LOG_FORMAT",
+];
+/// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
+const PREFIX: &str = "WXLOGIN_";
+
 /// How a limit is described when it does not parse.
 const COUNT: &str = "a whole number (0 disables the limit)";
+
+// The longest each duration may be: beyond, a value means nothing useful, and the largest would
+// overflow the clocks and caches they feed (moka panics at a lifetime over 1000 years).
+
 /// WeChat's own limit on a temporary QR code's lifetime.
 const MAX_SCENE_TTL_SECS: u64 = 2_592_000;
+/// A year.
+const MAX_SESSION_TTL_SECS: u64 = 31_536_000;
+/// An hour: a wider window lets a captured push be replayed for longer.
+const MAX_TIMESTAMP_WINDOW_SECS: u64 = 3_600;
+/// A minute: a request waiting on WeChat holds a browser (and WeChat's own 5 s callback) waiting.
+const MAX_WECHAT_TIMEOUT_SECS: u64 = 60;
+/// Ten minutes: process supervisors kill a stopping service well before.
+const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 600;
+/// Ten minutes, the most RFC 6749 (4.1.2) recommends for an authorization code.
+const MAX_OIDC_CODE_TTL_SECS: u64 = 600;
+/// A day.
+const MAX_CODE_GUESS_WINDOW_SECS: u64 = 86_400;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -141,24 +195,49 @@ impl std::str::FromStr for LogFormat {
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {problem}")]
 pub struct ConfigError {
-    pub name: &'static str,
+    /// The variable to fix (an unknown one is named as it was spelt).
+    pub name: String,
     pub problem: String,
 }
 
-fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+fn invalid(name: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError {
-        name,
+        name: name.into(),
         problem: problem.into(),
     }
 }
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let vars = std::env::vars_os()
+            .map(|(name, value)| (name.to_string_lossy().into_owned(), value))
+            .filter(|(name, _)| is_ours(name))
+            .map(|(name, value)| match value.into_string() {
+                Ok(value) => Ok((name, value)),
+                Err(_) => Err(invalid(name, "is not valid UTF-8")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_vars(vars)
     }
 
-    /// Reads settings through `lookup`, so tests need not touch the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads settings from `vars` (name, value), so tests need not touch the process
+    /// environment. Every `WXLOGIN_*` name among them must be a known setting.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> =
+            vars.into_iter().filter(|(name, _)| is_ours(name)).collect();
+        let first_unknown = vars
+            .keys()
+            .filter(|name| !SETTINGS.contains(&name.as_str()))
+            .min();
+        if let Some(name) = first_unknown {
+            return Err(unknown_setting(name));
+        }
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let bind = parse(
             &get,
@@ -166,13 +245,7 @@ impl Settings {
             "127.0.0.1:8080",
             "an address like 127.0.0.1:8080",
         )?;
-        let scene_ttl = seconds(&get, "WXLOGIN_SCENE_TTL_SECS", 300)?;
-        if scene_ttl.as_secs() > MAX_SCENE_TTL_SECS {
-            return Err(invalid(
-                "WXLOGIN_SCENE_TTL_SECS",
-                format!("WeChat allows at most {MAX_SCENE_TTL_SECS}"),
-            ));
-        }
+        let scene_ttl = seconds(&get, "WXLOGIN_SCENE_TTL_SECS", 300, MAX_SCENE_TTL_SECS)?;
         let account = account(&get)?;
         let login_mode = parse(&get, "WXLOGIN_LOGIN_MODE", "qrcode", "qrcode, code or auto")?;
         let account_qr_url = get("WXLOGIN_ACCOUNT_QR_URL")
@@ -188,23 +261,43 @@ impl Settings {
         let sms_webhook = get("WXLOGIN_SMS_WEBHOOK")
             .map(|raw| http_url("WXLOGIN_SMS_WEBHOOK", &raw))
             .transpose()?;
-        Ok(Self {
+        let settings = Self {
             bind,
             data_dir: get("WXLOGIN_DATA_DIR")
                 .unwrap_or_else(|| "./data".into())
                 .into(),
             account,
             scene_ttl,
-            session_ttl: seconds(&get, "WXLOGIN_SESSION_TTL_SECS", 604_800)?,
+            session_ttl: seconds(
+                &get,
+                "WXLOGIN_SESSION_TTL_SECS",
+                604_800,
+                MAX_SESSION_TTL_SECS,
+            )?,
             sms_webhook,
             trust_proxy: flag(&get, "WXLOGIN_TRUST_PROXY")?,
             aes_key: get("WXLOGIN_AES_KEY")
                 .map(|key| aes_key(key.trim()))
                 .transpose()?,
-            timestamp_window: seconds(&get, "WXLOGIN_TIMESTAMP_WINDOW_SECS", 300)?,
-            wechat_timeout: seconds(&get, "WXLOGIN_WECHAT_TIMEOUT_SECS", 5)?,
+            timestamp_window: seconds(
+                &get,
+                "WXLOGIN_TIMESTAMP_WINDOW_SECS",
+                300,
+                MAX_TIMESTAMP_WINDOW_SECS,
+            )?,
+            wechat_timeout: seconds(
+                &get,
+                "WXLOGIN_WECHAT_TIMEOUT_SECS",
+                5,
+                MAX_WECHAT_TIMEOUT_SECS,
+            )?,
             stable_token: flag(&get, "WXLOGIN_STABLE_TOKEN")?,
-            shutdown_timeout: seconds(&get, "WXLOGIN_SHUTDOWN_TIMEOUT_SECS", 10)?,
+            shutdown_timeout: seconds(
+                &get,
+                "WXLOGIN_SHUTDOWN_TIMEOUT_SECS",
+                10,
+                MAX_SHUTDOWN_TIMEOUT_SECS,
+            )?,
             admin_token: get("WXLOGIN_ADMIN_TOKEN").map(admin_token).transpose()?,
             log_format: parse(&get, "WXLOGIN_LOG_FORMAT", "text", "text or json")?,
             qr_per_ip_per_min: parse(&get, "WXLOGIN_QR_PER_IP_PER_MIN", "30", COUNT)?,
@@ -219,22 +312,101 @@ impl Settings {
                 .transpose()
                 .map_err(|problem| invalid("WXLOGIN_OIDC_CLIENTS", problem))?
                 .map(std::sync::Arc::new),
-            oidc_code_ttl: seconds(&get, "WXLOGIN_OIDC_CODE_TTL_SECS", 60)?,
+            oidc_code_ttl: seconds(
+                &get,
+                "WXLOGIN_OIDC_CODE_TTL_SECS",
+                60,
+                MAX_OIDC_CODE_TTL_SECS,
+            )?,
             login_mode,
             account_qr_url,
             confirm: confirm(&get)?,
             site_name: get("WXLOGIN_SITE_NAME")
                 .map_or_else(|| "wxlogin".into(), |name| name.trim().to_owned()),
-            code_guess_window: seconds(&get, "WXLOGIN_CODE_GUESS_WINDOW_SECS", 600)?,
-        })
+            code_guess_window: seconds(
+                &get,
+                "WXLOGIN_CODE_GUESS_WINDOW_SECS",
+                600,
+                MAX_CODE_GUESS_WINDOW_SECS,
+            )?,
+        };
+        if let Some((sign, how)) = real_deployment_sign(&settings, &get) {
+            return Err(invalid(
+                "WXLOGIN_APPID",
+                format!("unset, which starts the sandbox (where anyone can log in as any user), but {sign} is {how} as in a real deployment: set WXLOGIN_APPID for real mode, or unset {sign} to try the sandbox"),
+            ));
+        }
+        Ok(settings)
     }
+}
+
+/// Why a sandbox looks like a real deployment whose WXLOGIN_APPID is missing or misspelt: a
+/// setting only real mode uses, and how it is set. Safe mode, the SMS webhook and the OpenID
+/// Connect provider are all worth trying in the sandbox, so they are no sign; nor is
+/// `WXLOGIN_STABLE_TOKEN`, which the simulator implements.
+fn real_deployment_sign(
+    settings: &Settings,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Option<(&'static str, &'static str)> {
+    if !settings.is_sandbox() {
+        return None;
+    }
+    let real_only = [
+        "WXLOGIN_APPSECRET",
+        "WXLOGIN_WECHAT_API",
+        "WXLOGIN_ACCOUNT_QR_URL",
+    ];
+    if let Some(name) = real_only.into_iter().find(|name| get(name).is_some()) {
+        return Some((name, "set"));
+    }
+    // The sandbox serves plain http; https is a public deployment's address.
+    let https = settings
+        .public_url
+        .as_ref()
+        .is_some_and(|url| url.scheme() == "https");
+    https.then_some(("WXLOGIN_PUBLIC_URL", "https"))
+}
+
+/// An unknown variable, named with the known one nearest to it (when one is near).
+fn unknown_setting(name: &str) -> ConfigError {
+    let spelt = name.to_ascii_uppercase();
+    let (distance, nearest) = SETTINGS
+        .iter()
+        .map(|known| (edit_distance(&spelt, known), *known))
+        .min()
+        .expect("there are settings");
+    // Beyond half the name after the prefix, the nearest name is a guess that would mislead.
+    let near = distance <= spelt.len().saturating_sub(PREFIX.len()) / 2;
+    let hint = if near {
+        format!("did you mean {nearest}?")
+    } else {
+        "the settings are listed in README.md".to_owned()
+    };
+    invalid(name, format!("not a wxlogin setting; {hint}"))
+}
+
+fn is_ours(name: &str) -> bool {
+    name.get(..PREFIX.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(PREFIX))
+}
+
+/// Levenshtein distance: the fewest one-character insertions, deletions and substitutions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 fn account(get: &impl Fn(&str) -> Option<String>) -> Result<Account, ConfigError> {
     let Some(appid) = get("WXLOGIN_APPID") else {
-        if get("WXLOGIN_APPSECRET").is_some() || get("WXLOGIN_WECHAT_API").is_some() {
-            return Err(invalid("WXLOGIN_APPID", "required with WXLOGIN_APPSECRET or WXLOGIN_WECHAT_API (unset them all for the sandbox)"));
-        }
         let token = get("WXLOGIN_TOKEN").unwrap_or_else(|| "sandbox-token".into());
         return Ok(Account::Sandbox { token });
     };
@@ -276,14 +448,17 @@ fn parse<T: std::str::FromStr>(
         .map_err(|_| invalid(name, format!("{raw:?} is not {expected}")))
 }
 
+/// A duration in whole seconds, from 1 to `max`.
 fn seconds(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: u64,
+    max: u64,
 ) -> Result<Duration, ConfigError> {
-    let secs: u64 = parse(get, name, &default.to_string(), "a whole number of seconds")?;
-    if secs == 0 {
-        return Err(invalid(name, "must be at least 1"));
+    let expected = format!("a whole number of seconds from 1 to {max}");
+    let secs: u64 = parse(get, name, &default.to_string(), &expected)?;
+    if !(1..=max).contains(&secs) {
+        return Err(invalid(name, format!("{secs} is not {expected}")));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -347,16 +522,123 @@ fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
 
     use super::*;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|name| vars.get(name).cloned())
+        Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    const REAL: [(&str, &str); 3] = [
+        ("WXLOGIN_APPID", "wx1"),
+        ("WXLOGIN_APPSECRET", "s"),
+        ("WXLOGIN_TOKEN", "t"),
+    ];
+
+    #[test]
+    fn the_parser_reads_exactly_the_known_settings() {
+        let read = RefCell::new(BTreeSet::new());
+        for vars in [&[][..], &REAL[..]] {
+            let vars: HashMap<_, _> = vars.iter().copied().collect();
+            Settings::from_lookup(|name| {
+                read.borrow_mut().insert(name.to_owned());
+                vars.get(name).map(|v| v.to_string())
+            })
+            .unwrap();
+        }
+        let known: BTreeSet<_> = SETTINGS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(read.into_inner(), known);
+    }
+
+    #[test]
+    fn an_unknown_setting_is_named_with_the_nearest_known_one() {
+        for vars in [&[][..], &REAL[..]] {
+            let vars = [vars, &[("WXLOGIN_APP_ID", "wx1")]].concat();
+            let e = settings(&vars).unwrap_err();
+            assert_eq!(e.name, "WXLOGIN_APP_ID");
+            assert!(e.problem.contains("did you mean WXLOGIN_APPID?"), "{e}");
+        }
+        let e = settings(&[("wxlogin_session_ttl_secs", "60")]).unwrap_err();
+        assert_eq!(e.name, "wxlogin_session_ttl_secs");
+        assert!(
+            e.problem.contains("did you mean WXLOGIN_SESSION_TTL_SECS?"),
+            "{e}"
+        );
+        let e = settings(&[("WXLOGIN_FLUX_CAPACITOR", "1")]).unwrap_err();
+        assert!(!e.problem.contains("did you mean"), "{e}");
+        // Other variables are none of ours, and an empty known one is as good as unset.
+        settings(&[
+            ("RUST_LOG", "debug"),
+            ("WX_LOGIN", "x"),
+            ("WXLOGIN_APPID", " "),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("WXLOGIN_APPID", "WXLOGIN_APPID"), 0);
+        assert_eq!(edit_distance("WXLOGIN_APP_ID", "WXLOGIN_APPID"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn every_duration_is_bounded() {
+        let durations = [
+            ("WXLOGIN_SCENE_TTL_SECS", MAX_SCENE_TTL_SECS),
+            ("WXLOGIN_SESSION_TTL_SECS", MAX_SESSION_TTL_SECS),
+            ("WXLOGIN_TIMESTAMP_WINDOW_SECS", MAX_TIMESTAMP_WINDOW_SECS),
+            ("WXLOGIN_WECHAT_TIMEOUT_SECS", MAX_WECHAT_TIMEOUT_SECS),
+            ("WXLOGIN_SHUTDOWN_TIMEOUT_SECS", MAX_SHUTDOWN_TIMEOUT_SECS),
+            ("WXLOGIN_OIDC_CODE_TTL_SECS", MAX_OIDC_CODE_TTL_SECS),
+            ("WXLOGIN_CODE_GUESS_WINDOW_SECS", MAX_CODE_GUESS_WINDOW_SECS),
+        ];
+        for (name, max) in durations {
+            settings(&[(name, &max.to_string())]).unwrap();
+            for bad in [
+                "0".to_owned(),
+                (max + 1).to_string(),
+                u64::MAX.to_string(),
+                "99999999999999999999999".to_owned(),
+            ] {
+                let e = settings(&[(name, &bad)]).unwrap_err();
+                assert_eq!(e.name, name, "{bad}");
+                assert!(e.problem.contains(&max.to_string()), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sandbox_refuses_a_real_deployments_settings() {
+        let signs = [
+            ("WXLOGIN_APPSECRET", "s"),
+            ("WXLOGIN_WECHAT_API", "https://api.weixin.qq.com"),
+            ("WXLOGIN_ACCOUNT_QR_URL", "https://example.com/qr.jpg"),
+            ("WXLOGIN_PUBLIC_URL", "https://login.example.com"),
+        ];
+        for sign in signs {
+            let e = settings(&[sign]).unwrap_err();
+            assert_eq!(e.name, "WXLOGIN_APPID", "{sign:?}");
+            assert!(e.problem.contains(sign.0), "{e}");
+            // With the AppID they are what real mode needs.
+            settings(&[&REAL[..], &[sign]].concat()).unwrap();
+        }
+        // What the sandbox is for.
+        let s = settings(&[
+            ("WXLOGIN_PUBLIC_URL", "http://192.168.1.2:8080"),
+            (
+                "WXLOGIN_AES_KEY",
+                "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            ),
+            ("WXLOGIN_SMS_WEBHOOK", "https://sms.example.com/send"),
+            ("WXLOGIN_TOKEN", "t"),
+            ("WXLOGIN_STABLE_TOKEN", "1"),
+        ])
+        .unwrap();
+        assert!(s.is_sandbox());
     }
 
     #[test]
@@ -504,13 +786,8 @@ mod tests {
                 "WXLOGIN_CODE_GUESS_WINDOW_SECS",
             ),
         ];
-        let real = [
-            ("WXLOGIN_APPID", "wx1"),
-            ("WXLOGIN_APPSECRET", "s"),
-            ("WXLOGIN_TOKEN", "t"),
-        ];
         for mode in ["code", "auto"] {
-            let vars = [&real[..], &[("WXLOGIN_LOGIN_MODE", mode)]].concat();
+            let vars = [&REAL[..], &[("WXLOGIN_LOGIN_MODE", mode)]].concat();
             assert_eq!(settings(&vars).unwrap_err().name, "WXLOGIN_ACCOUNT_QR_URL");
         }
         for (vars, name) in cases {

@@ -49,7 +49,7 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(app) => app,
         Err(e) => {
             eprintln!("wxlogin: cannot start: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(e.exit_code());
         }
     };
     match app.run().await {

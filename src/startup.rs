@@ -18,6 +18,7 @@ use crate::config::{Account, Settings};
 use crate::error::json_error_body;
 use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies};
 use crate::metrics::Metrics;
+use crate::mode_marker::{self, ModeError};
 use crate::oidc::keys::KeyError;
 use crate::oidc::Provider;
 use crate::sandbox::Simulator;
@@ -42,6 +43,18 @@ pub enum StartupError {
     Store { dir: String, source: StoreError },
     #[error("WXLOGIN_DATA_DIR: the OpenID Connect keys: {0}")]
     OidcKeys(#[from] KeyError),
+    #[error(transparent)]
+    Mode(#[from] ModeError),
+}
+
+impl StartupError {
+    /// The process's exit status: 2, as for a bad setting, when the settings don't fit the data.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Mode(ModeError::RealData { .. }) => 2,
+            _ => 1,
+        }
+    }
 }
 
 pub struct Application {
@@ -55,6 +68,7 @@ pub struct Application {
 impl Application {
     /// Opens storage, binds the listener and starts the actors. Must run inside an actix system.
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        mode_marker::claim(&settings.data_dir, settings.is_sandbox())?;
         let store = Store::open(&settings.data_dir).map_err(|source| StartupError::Store {
             dir: settings.data_dir.display().to_string(),
             source,
@@ -236,7 +250,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 fn announce(settings: &Settings, addr: SocketAddr) {
     if settings.is_sandbox() {
-        tracing::warn!("SANDBOX MODE: no WXLOGIN_APPID is set, so a built-in simulator plays WeChat. Nothing here talks to real WeChat; do not use this for real users.");
+        tracing::warn!("SANDBOX MODE: no WXLOGIN_APPID is set, so a built-in simulator plays WeChat and anyone can log in as any user (POST /sandbox/scan). Nothing here talks to real WeChat; do not use this for real users.");
     } else if settings.sms_webhook.is_none() {
         tracing::warn!("WXLOGIN_SMS_WEBHOOK is unset: verification codes go to the debug log only");
     }

@@ -8,9 +8,8 @@
 //! on its next use, so rotation needs no restart.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -289,30 +288,40 @@ fn load(path: &Path) -> Result<Loaded, KeyError> {
     Ok(Loaded { modified, keys })
 }
 
-/// Replaces the file whole (write aside, sync, rename), readable by its owner only.
+/// Replaces the file whole, readable by its owner only: the service's user, even when root
+/// rotates the keys.
 fn write(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_owned(),
         source,
     };
     let dir = path.parent().expect("the key file is in a directory");
+    if !dir.exists() {
+        make_dir(dir).map_err(io)?;
+    }
+    crate::files::replace(
+        path,
+        &serde_json::to_vec_pretty(file).expect("keys serialize"),
+        0o600,
+    )
+    .map_err(io)
+}
+
+/// Makes the key directory, private, with the owner and group of the data directory it is in.
+fn make_dir(dir: &Path) -> std::io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
-        .map_err(io)?;
-    let aside = path.with_extension("json.new");
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&aside)
-        .map_err(io)?;
-    out.write_all(&serde_json::to_vec_pretty(file).expect("keys serialize"))
-        .and_then(|()| out.sync_all())
-        .map_err(io)?;
-    fs::rename(&aside, path).map_err(io)
+        .create(dir)?;
+    let parent = dir
+        .parent()
+        .expect("the key directory is in the data directory");
+    let owner = fs::metadata(parent)?;
+    let made = fs::metadata(dir)?;
+    if (made.uid(), made.gid()) != (owner.uid(), owner.gid()) {
+        std::os::unix::fs::chown(dir, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -188,17 +188,23 @@ pub fn node_scripts(test: &str, module: &str, extra: &[(&str, &str)]) -> Option<
     let Some(missing) = missing else {
         return Some(scripts);
     };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: {missing}; .ci/run should have installed it"
+    skip(
+        test,
+        &format!("{missing}; .ci/run should have installed it"),
+        &install.join(" && "),
     );
+    None
+}
+
+/// Says on stderr, loudly, that `test` is skipped because of `why`, and `how` to run it; but
+/// under CI, where every test must run, fails.
+pub fn skip(test: &str, why: &str, how: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
     // Straight to stderr: the test harness would swallow eprintln! of a passing test.
     let _ = writeln!(
         std::io::stderr(),
-        "\n########## SKIPPED {test}: {missing}.\n########## To run it: {}\n",
-        install.join(" && ")
+        "\n########## SKIPPED {test}: {why}.\n########## To run it: {how}\n"
     );
-    None
 }
 
 pub fn unix_now() -> u64 {

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::helpers::{run_command, run_to_exit, spawn_app_on, TestApp};
+use crate::helpers::{run_command, run_to_exit, skip, spawn_app_on, TestApp};
 
 const SHOP: &str = "shop";
 const SHOP_SECRET: &str = "shop-secret-0123456789abcdef0123456789";
@@ -62,7 +62,7 @@ const SPRING_RP: Rp = Rp {
     callback: "https://spring.example/login/oauth2/code/wxlogin",
 };
 
-fn write_clients(dir: &Path) -> String {
+pub(crate) fn write_clients(dir: &Path) -> String {
     let path = dir.join("clients.toml");
     std::fs::write(
         &path,
@@ -719,6 +719,42 @@ async fn a_token_signed_before_rotate_key_still_verifies_after_it() {
         &std::fs::metadata(key_file).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn rotate_key_run_as_root_leaves_the_keys_to_the_service_user() {
+    use std::os::unix::fs::{chown, MetadataExt};
+    // The service's user and group, and another owner the key file may have been given.
+    const SERVICE: u32 = 65534;
+    const OTHER: (u32, u32) = (65533, 65532);
+    let data = tempfile::tempdir().unwrap();
+    if std::fs::metadata(data.path()).unwrap().uid() != 0 {
+        skip(
+            "rotate_key_run_as_root_leaves_the_keys_to_the_service_user",
+            "it must run as root, to give files away",
+            "sudo cargo nextest run -E 'test(/rotate_key_run_as_root/)'",
+        );
+        return;
+    }
+    chown(data.path(), Some(SERVICE), Some(SERVICE)).unwrap();
+    let dir = data.path().display().to_string();
+    let rotate = || {
+        let (status, _, stderr) = run_command(&["rotate-key"], &[("WXLOGIN_DATA_DIR", &dir)]);
+        assert!(status.success(), "{stderr}");
+    };
+    let owner_and_mode = |path: &str| {
+        let meta = std::fs::metadata(data.path().join(path)).unwrap();
+        (meta.uid(), meta.gid(), meta.mode() & 0o777)
+    };
+    // On a fresh data directory: the new key directory and file take its owner.
+    rotate();
+    assert_eq!(owner_and_mode("oidc"), (SERVICE, SERVICE, 0o700));
+    let key_file = "oidc/signing-keys.json";
+    assert_eq!(owner_and_mode(key_file), (SERVICE, SERVICE, 0o600));
+    // A key file that exists keeps its own owner.
+    chown(data.path().join(key_file), Some(OTHER.0), Some(OTHER.1)).unwrap();
+    rotate();
+    assert_eq!(owner_and_mode(key_file), (OTHER.0, OTHER.1, 0o600));
 }
 
 #[tokio::test]
