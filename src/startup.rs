@@ -254,6 +254,13 @@ fn announce(settings: &Settings, addr: SocketAddr) {
     } else if settings.sms_webhook.is_none() {
         tracing::warn!("WXLOGIN_SMS_WEBHOOK is unset: verification codes go to the debug log only");
     }
+    match crate::open_files::raise_to_hard_limit() {
+        Ok((limit, Some(before))) => {
+            tracing::info!(limit, before, "open-file limit raised to the hard limit")
+        }
+        Ok((limit, None)) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "the open-file limit could not be read or raised"),
+    }
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), "wxlogin started");
     // Tests and scripts read the port from this line.
     println!("wxlogin listening on http://{addr}");

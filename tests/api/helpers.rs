@@ -84,9 +84,27 @@ fn command(env: &[(String, String)], data_dir: &TempDir) -> Command {
 }
 
 fn start(env: Vec<(String, String)>, data_dir: Arc<TempDir>) -> TestApp {
-    let mut child = command(&env, &data_dir)
-        .spawn()
-        .expect("the wxlogin binary starts");
+    start_adjusted(env, data_dir, |_| {})
+}
+
+/// Starts a server whose command `adjust` changes first (to start it with other process
+/// limits, say).
+pub fn spawn_app_adjusted(env: &[(&str, &str)], adjust: impl FnOnce(&mut Command)) -> TestApp {
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start_adjusted(env, Arc::new(tempfile::tempdir().unwrap()), adjust)
+}
+
+fn start_adjusted(
+    env: Vec<(String, String)>,
+    data_dir: Arc<TempDir>,
+    adjust: impl FnOnce(&mut Command),
+) -> TestApp {
+    let mut command = command(&env, &data_dir);
+    adjust(&mut command);
+    let mut child = command.spawn().expect("the wxlogin binary starts");
     let log = Arc::new(Mutex::new(String::new()));
     drain_into(child.stderr.take().unwrap(), log.clone());
     let (tx, rx) = mpsc::channel();
@@ -267,6 +285,11 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{needle:?} never appeared in the log:\n{}", self.log());
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, spawn_app, spawn_app_adjusted, spawn_app_with};
 
 #[tokio::test]
 async fn readiness_needs_a_wechat_token() {
@@ -103,4 +103,44 @@ async fn json_logs_carry_the_request_span() {
         .expect("the unbind was logged");
     assert_eq!(unsubscribed["span"]["name"], "request");
     assert_eq!(unsubscribed["span"]["id"].as_str().map(str::len), Some(16));
+}
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
+    use std::os::unix::process::CommandExt;
+    const SOFT: libc::rlim_t = 256;
+    let app = spawn_app_adjusted(&[("WXLOGIN_LOG_FORMAT", "json")], |command| {
+        // SAFETY: setrlimit is async-signal-safe; the child calls nothing else before exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = SOFT.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                Ok(())
+            });
+        }
+    });
+    app.wait_for_log("open-file limit").await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", app.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<_> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    if hard != SOFT.to_string() {
+        let log = app.log();
+        let raised: Value = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["fields"]["message"] == "open-file limit raised to the hard limit")
+            .unwrap_or_else(|| panic!("{log}"));
+        assert_eq!(raised["fields"]["limit"].to_string(), hard, "{raised}");
+        assert_eq!(raised["fields"]["before"], SOFT, "{raised}");
+    }
 }
