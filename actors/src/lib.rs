@@ -23,5 +23,6 @@ pub use supervisor::{
     ToScene,
 };
 pub use token::{
-    AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenSource,
+    AccessToken, BackingOff, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError,
+    TokenHealth, TokenSource,
 };
