@@ -32,6 +32,8 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_MAX_SCENES",
     "WXLOGIN_SMS_PER_PHONE_PER_HOUR",
     "WXLOGIN_SMS_PER_IP_PER_HOUR",
+    "WXLOGIN_SMS_PER_USER_PER_HOUR",
+    "WXLOGIN_SCANS_PER_USER_PER_HOUR",
     "WXLOGIN_ADMIN_TOKEN",
     "WXLOGIN_SHUTDOWN_TIMEOUT_SECS",
     "WXLOGIN_PUBLIC_URL",
@@ -96,6 +98,10 @@ pub struct Settings {
     pub max_scenes: usize,
     pub sms_per_phone_per_hour: u32,
     pub sms_per_ip_per_hour: u32,
+    /// Codes sent for the scenes one WeChat user scanned.
+    pub sms_per_user_per_hour: u32,
+    /// Scenes one WeChat user may scan.
+    pub scans_per_user_per_hour: u32,
     /// `WXLOGIN_PUBLIC_URL`, the OpenID Connect issuer; `None`: `http://` + the bound address.
     pub public_url: Option<Url>,
     /// The OpenID Connect clients; `None` turns the provider off.
@@ -304,6 +310,8 @@ impl Settings {
             max_scenes: parse(&get, "WXLOGIN_MAX_SCENES", "100000", COUNT)?,
             sms_per_phone_per_hour: parse(&get, "WXLOGIN_SMS_PER_PHONE_PER_HOUR", "5", COUNT)?,
             sms_per_ip_per_hour: parse(&get, "WXLOGIN_SMS_PER_IP_PER_HOUR", "20", COUNT)?,
+            sms_per_user_per_hour: parse(&get, "WXLOGIN_SMS_PER_USER_PER_HOUR", "5", COUNT)?,
+            scans_per_user_per_hour: parse(&get, "WXLOGIN_SCANS_PER_USER_PER_HOUR", "30", COUNT)?,
             public_url: get("WXLOGIN_PUBLIC_URL")
                 .map(|raw| public_url(&raw))
                 .transpose()?,
@@ -655,6 +663,10 @@ mod tests {
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!((s.qr_per_ip_per_min, s.max_scenes), (30, 100_000));
         assert_eq!((s.sms_per_phone_per_hour, s.sms_per_ip_per_hour), (5, 20));
+        assert_eq!(
+            (s.sms_per_user_per_hour, s.scans_per_user_per_hour),
+            (5, 30)
+        );
         assert!(s.public_url.is_none() && s.oidc_clients.is_none());
         assert_eq!(s.oidc_code_ttl, Duration::from_secs(60));
         assert_eq!(s.login_mode, LoginModeSetting::QrCode);

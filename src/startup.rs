@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use url::Url;
-use wxlogin_actors::{SceneSettings, SceneSupervisor, TokenActor};
+use wxlogin_actors::{LoginMode, SceneSettings, SceneSupervisor, TokenActor};
 use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings};
@@ -177,6 +177,9 @@ impl Application {
                 max_age: settings.session_ttl,
             },
         });
+        if state.modes.current() == LoginMode::QrCode {
+            state.wechat.prefetch_token();
+        }
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
             let mut app = App::new()

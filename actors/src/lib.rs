@@ -14,8 +14,8 @@ mod token;
 pub use login_code::LoginCode;
 pub use scene::state::{LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
 pub use scene::{
-    Admitted, Answer, AnswerOutcome, Bind, Bound, RequestCode, Requester, Scan, ScanByCode,
-    ScanOutcome, Watch, Watched,
+    Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, RequestCode, Requester, Scan,
+    ScanByCode, ScanOutcome, Watch, Watched,
 };
 pub use scene_id::SceneId;
 pub use supervisor::{
@@ -23,5 +23,6 @@ pub use supervisor::{
     ToScene,
 };
 pub use token::{
-    AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenSource,
+    AccessToken, BackingOff, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError,
+    TokenHealth, TokenSource,
 };

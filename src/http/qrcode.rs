@@ -6,8 +6,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use wxlogin_actors::{
-    Bind, FindScene, LoginMode, OpenScene, Phase, RequestCode, Requester, SceneHandle, SceneId,
-    SceneLookup, SceneStatus, Watch, CODE_COOLDOWN,
+    Bind, BindingScanner, FindScene, LoginMode, OpenScene, Phase, RequestCode, Requester,
+    SceneHandle, SceneId, SceneLookup, SceneStatus, Watch, CODE_COOLDOWN,
 };
 use wxlogin_storage::Phone;
 
@@ -55,7 +55,7 @@ async fn create(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     // Each QR code spends WeChat quota: limit before calling.
-    rate_limit::check(&state.limits.qr_per_ip, &ip.0).map_err(too_many)?;
+    rate_limit::check(&state.limits.qr_per_ip, &ip.limit_key()).map_err(too_many)?;
     let max = state.limits.max_scenes;
     if max > 0 && state.scene_counters.live() >= max {
         return Err(ApiError::Busy);
@@ -83,7 +83,7 @@ async fn create(
             id: id.clone(),
             mode,
             requester: Requester {
-                ip: ip.0,
+                ip: ip.shown(),
                 device: device::describe(user_agent),
                 at: SystemTime::now(),
                 secret_digest: scene_owner::secret_digest(&scene_secret),
@@ -273,10 +273,17 @@ async fn send_code(
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
     let scene = live_scene(&state, &scene_id, &request).await?;
+    // The scanner is fixed once the scene awaits a bind, so the codes are theirs to spend.
+    let scanner = scene
+        .send(BindingScanner)
+        .await
+        .map_err(|_| ApiError::SceneExpired)??;
     let limits = &state.limits;
+    let ip_key = ip.limit_key();
     let taken = rate_limit::acquire_all(&[
-        (&limits.sms_per_ip, ip.0.as_str()),
+        (&limits.sms_per_ip, ip_key.as_str()),
         (&limits.sms_per_phone, phone.as_str()),
+        (&limits.sms_per_user, scanner.as_str()),
     ])
     .map_err(too_many)?;
     let sent = async {
@@ -317,7 +324,7 @@ async fn bind(
         .send(Bind {
             phone,
             code: body.code,
-            client_ip: ip.0,
+            client_ip: ip.shown(),
         })
         .await
         .map_err(|_| ApiError::SceneExpired)??;

@@ -13,13 +13,16 @@ use serde_json::json;
 use url::Url;
 use wxlogin_actors::{
     AccessToken, FetchedToken, GetToken, InvalidateToken, SceneId, TokenActor, TokenError,
-    TokenSource,
+    TokenHealth, TokenSource,
 };
 
 use crate::metrics::Metrics;
 
 /// Tries per call when WeChat is busy (errcode -1), answers 5xx, or can't be connected to.
 const MAX_ATTEMPTS: u32 = 3;
+/// Token fetches are tried once: the token actor's backoff is their retry, and it counts
+/// every call that reaches WeChat's 2,000-a-day token endpoint.
+const TOKEN_ATTEMPTS: u32 = 1;
 /// The first retry waits about this long; each later one twice as long, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// After WeChat says the quota is used up (45009, 45011), no call is made for this long.
@@ -163,7 +166,7 @@ impl WechatApi {
                 ("appid", appid),
                 ("secret", secret),
             ]);
-        let answer: TokenAnswer = self.call("token", request).await?;
+        let answer: TokenAnswer = self.call("token", request, TOKEN_ATTEMPTS).await?;
         self.metrics.token_refreshed();
         Ok(answer.into_fetched())
     }
@@ -185,7 +188,7 @@ impl WechatApi {
                 "secret": secret,
                 "force_refresh": force_refresh,
             }));
-        let answer: TokenAnswer = self.call("stable_token", request).await?;
+        let answer: TokenAnswer = self.call("stable_token", request, TOKEN_ATTEMPTS).await?;
         self.metrics.token_refreshed();
         Ok(answer.into_fetched())
     }
@@ -205,14 +208,16 @@ impl WechatApi {
                 "action_name": "QR_STR_SCENE",
                 "action_info": {"scene": {"scene_str": scene.as_str()}},
             }));
-        self.call("qrcode_create", request).await
+        self.call("qrcode_create", request, MAX_ATTEMPTS).await
     }
 
-    /// Sends `request`, retrying transient failures with exponential backoff and jitter.
+    /// Sends `request`, retrying transient failures with exponential backoff and jitter, in
+    /// `max_attempts` tries at most.
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
+        max_attempts: u32,
     ) -> Result<T, WechatError> {
         self.check_not_paused()?;
         let mut attempt = 0;
@@ -223,7 +228,7 @@ impl WechatApi {
             let result = call_once(this_try).await;
             self.metrics.wechat_call(endpoint, &outcome_label(&result));
             match result {
-                Err(e) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
+                Err(e) if e.is_transient() && attempt + 1 < max_attempts => {
                     tracing::debug!(error = %e, attempt, "WeChat call failed; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -387,6 +392,19 @@ impl WechatClient {
             }
             other => other,
         }
+    }
+
+    /// Starts fetching the first token now, so that `/readyz` soon knows whether WeChat
+    /// answers (it only reads the token actor's state).
+    pub fn prefetch_token(&self) {
+        self.tokens.do_send(GetToken);
+    }
+
+    /// Whether a token can be had, as the token actor last saw it; fetches nothing.
+    pub async fn token_health(&self) -> Result<(), WechatError> {
+        let answer = self.tokens.send(TokenHealth).await;
+        answer.map_err(|e| TokenError::new(std::io::Error::other(e.to_string())))??;
+        Ok(())
     }
 
     /// A usable access token: cached, or fetched now.

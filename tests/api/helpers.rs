@@ -292,6 +292,17 @@ impl TestApp {
         self.child.id()
     }
 
+    /// Waits (at most 10 s) until `/readyz` answers 200: the first access token is in.
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if self.get("/readyz").await.status() == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("never ready:\n{}", self.log());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

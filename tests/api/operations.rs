@@ -6,23 +6,70 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_error, spawn_app, spawn_app_adjusted, spawn_app_with};
 
 #[tokio::test]
-async fn readiness_needs_a_wechat_token() {
+async fn readiness_reads_the_token_state_and_recovers_on_its_own() {
     let app = spawn_app().await;
-    app.control(json!({"down": true})).await;
+    // The first token is fetched at start, unasked.
+    app.wait_until_ready().await;
+    // WeChat refuses the token, then the fetch of a new one (a wrong IP whitelist, say).
+    app.control(json!({"fail_next": [{"errcode": 40001}, {"errcode": 40164}]}))
+        .await;
     assert_error(
-        app.get("/readyz").await,
+        app.request_qr().await,
         StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
+        "wechat_unavailable",
     )
     .await;
+    let calls = app.sandbox_stats().await["api_calls"].clone();
+    for _ in 0..10 {
+        assert_error(
+            app.get("/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+        )
+        .await;
+    }
+    assert_eq!(
+        app.sandbox_stats().await["api_calls"],
+        calls,
+        "probes fetch nothing"
+    );
     assert_eq!(
         app.get("/healthz").await.status(),
         StatusCode::OK,
         "alive all the same"
     );
-    app.control(json!({"down": false})).await;
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    // After the backoff window the token actor tries again by itself, with no request.
+    app.wait_until_ready().await;
+    app.create_qr().await;
+}
+
+#[tokio::test]
+async fn in_code_mode_readiness_does_not_need_wechat() {
+    let real_account_down = [
+        ("WXLOGIN_APPID", "wx0000000000000000"),
+        ("WXLOGIN_APPSECRET", "secret"),
+        ("WXLOGIN_TOKEN", "token"),
+        // Nothing listens there: every call is a refused connection.
+        ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
+        ("WXLOGIN_ACCOUNT_QR_URL", "https://example.com/account.png"),
+    ];
+    let code =
+        spawn_app_with(&[&real_account_down[..], &[("WXLOGIN_LOGIN_MODE", "code")]].concat()).await;
+    let ready: Value = code.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
+    code.create_code_login().await;
+    // QR codes (and `auto`, until it falls back) need the token.
+    for mode in ["qrcode", "auto"] {
+        let app =
+            spawn_app_with(&[&real_account_down[..], &[("WXLOGIN_LOGIN_MODE", mode)]].concat())
+                .await;
+        assert_error(
+            app.get("/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -6,11 +6,34 @@ use std::time::Instant;
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{Handler, Message, MessageResult, ResponseActFuture};
 use rand::Rng;
-use wxlogin_storage::{BindError, LoginMethod, Phone, SessionToken};
+use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken};
 
 use super::done;
 use super::state::{LoginMode, SceneError};
 use crate::supervisor::{SceneSupervisor, ToScene};
+
+/// The scanner the scene waits to bind a phone for: whose budget a code request spends.
+#[derive(Message)]
+#[rtype(result = "Result<OpenId, SceneError>")]
+pub struct BindingScanner;
+
+impl Handler<ToScene<BindingScanner>> for SceneSupervisor {
+    type Result = MessageResult<ToScene<BindingScanner>>;
+
+    fn handle(
+        &mut self,
+        ToScene { id, .. }: ToScene<BindingScanner>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        MessageResult(self.live(&id).map(|scene| {
+            scene
+                .machine
+                .binding()
+                .cloned()
+                .ok_or(SceneError::NotAwaitingBind)
+        }))
+    }
+}
 
 /// Issue a verification code for `phone`; the caller delivers it.
 #[derive(Message)]

@@ -10,7 +10,7 @@ mod bind;
 mod scan;
 pub mod state;
 
-pub use bind::{Bind, Bound, RequestCode};
+pub use bind::{Bind, BindingScanner, Bound, RequestCode};
 pub use scan::{Admitted, Answer, AnswerOutcome, Scan, ScanByCode, ScanOutcome};
 
 use std::time::{Instant, SystemTime};
