@@ -58,6 +58,25 @@ async fn malformed_xml_is_a_bad_request() {
 }
 
 #[tokio::test]
+async fn a_repeated_field_is_refused() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    // Read as one string, the two openids would be "oVictim" + "oAttacker"; read as either
+    // one, a proxy or WAF that reads the other would disagree with us about who scanned.
+    let body = format!(
+        "<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><FromUserName><![CDATA[oVictim]]></FromUserName>\
+         <FromUserName><![CDATA[oAttacker]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[SCAN]]></Event><EventKey><![CDATA[{}]]></EventKey></xml>",
+        unix_now(),
+        qr.scene_id
+    );
+    let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_message").await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "waiting");
+}
+
+#[tokio::test]
 async fn doctype_and_entities_are_refused() {
     let app = spawn_app().await;
     let bodies = [

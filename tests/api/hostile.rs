@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    event_xml, signed_query, spawn_app_with, unix_now, wechat_signature, SANDBOX_TOKEN,
+    event_xml, fresh_nonce, signed_query, spawn_app_with, unix_now, wechat_signature, SANDBOX_TOKEN,
 };
 
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -30,8 +30,8 @@ fn signed(body: impl Into<Vec<u8>>) -> Attack {
 
 /// Encrypted-mode request with a valid msg_signature over whatever `encrypt` is.
 fn encrypted(encrypt: &str) -> Attack {
-    let (timestamp, nonce) = (unix_now().to_string(), "1");
-    let msg_signature = wechat_signature(&[SANDBOX_TOKEN, &timestamp, nonce, encrypt]);
+    let (timestamp, nonce) = (unix_now().to_string(), fresh_nonce());
+    let msg_signature = wechat_signature(&[SANDBOX_TOKEN, &timestamp, &nonce, encrypt]);
     Attack {
         query: format!(
             "timestamp={timestamp}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_signature}"

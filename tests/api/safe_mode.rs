@@ -7,8 +7,8 @@ use wxlogin::wechat::crypto::MessageCrypto;
 use wxlogin::wechat::message::Message;
 
 use crate::helpers::{
-    assert_error, event_xml, signed_query, spawn_app_with, text_xml, unix_now, wechat_signature,
-    TestApp, SANDBOX_TOKEN,
+    assert_error, event_xml, fresh_nonce, signed_query, spawn_app_with, text_xml, unix_now,
+    wechat_signature, TestApp, SANDBOX_TOKEN,
 };
 
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -35,11 +35,11 @@ async fn post_encrypted(
         raw[20] ^= 1;
         encrypt = STANDARD.encode(raw);
     }
-    let (timestamp, nonce) = (timestamp.to_string(), "42");
-    let msg_signature = wechat_signature(&[SANDBOX_TOKEN, &timestamp, nonce, &encrypt]);
+    let (timestamp, nonce) = (timestamp.to_string(), fresh_nonce());
+    let msg_signature = wechat_signature(&[SANDBOX_TOKEN, &timestamp, &nonce, &encrypt]);
     let query = format!(
         "signature={}&timestamp={timestamp}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_signature}",
-        wechat_signature(&[SANDBOX_TOKEN, &timestamp, nonce])
+        wechat_signature(&[SANDBOX_TOKEN, &timestamp, &nonce])
     );
     let body = format!("<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
     app.post_callback(&query, body).await
