@@ -87,6 +87,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
             ApiError::Callback(EnvelopeError::StaleTimestamp) => "stale_timestamp",
+            ApiError::Callback(EnvelopeError::EncryptionRequired) => "encryption_required",
             ApiError::Callback(_) => "invalid_message",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
@@ -132,9 +133,11 @@ impl ResponseError for ApiError {
             ApiError::SceneExpired => StatusCode::GONE,
             ApiError::NotAwaitingBind | ApiError::PhoneTaken => StatusCode::CONFLICT,
             ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Callback(EnvelopeError::BadSignature | EnvelopeError::StaleTimestamp) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::Callback(
+                EnvelopeError::BadSignature
+                | EnvelopeError::StaleTimestamp
+                | EnvelopeError::EncryptionRequired,
+            ) => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
