@@ -40,6 +40,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Callback(#[from] EnvelopeError),
+    #[error("this signature (timestamp and nonce) came before with another body")]
+    ReplayedSignature,
+    #[error("too many pushes to remember; try again shortly")]
+    CallbackBusy,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -89,6 +93,8 @@ impl ApiError {
             ApiError::Callback(EnvelopeError::StaleTimestamp) => "stale_timestamp",
             ApiError::Callback(EnvelopeError::EncryptionRequired) => "encryption_required",
             ApiError::Callback(_) => "invalid_message",
+            ApiError::ReplayedSignature => "replayed_signature",
+            ApiError::CallbackBusy => "callback_busy",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
@@ -137,7 +143,8 @@ impl ResponseError for ApiError {
                 EnvelopeError::BadSignature
                 | EnvelopeError::StaleTimestamp
                 | EnvelopeError::EncryptionRequired,
-            ) => StatusCode::FORBIDDEN,
+            )
+            | ApiError::ReplayedSignature => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -152,6 +159,7 @@ impl ResponseError for ApiError {
             ApiError::OAuth { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Busy
+            | ApiError::CallbackBusy
             | ApiError::NotReady(_)
             | ApiError::WechatUnavailable(_)
             | ApiError::SmsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

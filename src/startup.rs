@@ -146,6 +146,7 @@ impl Application {
                     }),
                     settings.timestamp_window,
                 ),
+                settings.timestamp_window,
                 settings.code_guess_window,
                 settings.site_name.clone(),
             ),

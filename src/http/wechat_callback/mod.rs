@@ -6,6 +6,7 @@
 mod actions;
 mod guesses;
 mod replies;
+mod signatures;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,30 +18,41 @@ use crate::error::ApiError;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
+use signatures::{Refusal, SeenSignatures};
 
 /// WeChat's messages are a few hundred bytes; anything near this is not from WeChat.
 const MAX_BODY_BYTES: usize = 64 * 1024;
-/// WeChat retries an unanswered push twice over about 15 s; remember deliveries well past that.
+/// WeChat retries an unanswered push twice over about 15 s; remember deliveries well past that
+/// (and at least as long as a signed pair is remembered, so a redelivery under the same pair
+/// is always recognised).
 const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
 const REDELIVERY_CAPACITY: u64 = 100_000;
 
-/// The callback's own state: how pushes are authenticated, the memory of recent deliveries
-/// and of wrong login codes, and the site name replies show.
+/// The callback's own state: how pushes are authenticated, the memory of the signatures and
+/// deliveries seen lately and of wrong login codes, and the site name replies show.
 pub struct Callback {
     keys: CallbackKeys,
+    signatures: SeenSignatures,
     seen: Cache<String, ()>,
     guesses: CodeGuesses,
     site_name: String,
 }
 
 impl Callback {
-    pub fn new(keys: CallbackKeys, code_guess_window: Duration, site_name: String) -> Self {
+    /// `timestamp_window`: how far a push's timestamp may be from our clock, as `keys` checks.
+    pub fn new(
+        keys: CallbackKeys,
+        timestamp_window: Duration,
+        code_guess_window: Duration,
+        site_name: String,
+    ) -> Self {
         let seen = Cache::builder()
             .max_capacity(REDELIVERY_CAPACITY)
-            .time_to_live(REDELIVERY_MEMORY)
+            .time_to_live(REDELIVERY_MEMORY.max(timestamp_window * 2 + Duration::from_secs(1)))
             .build();
         Self {
             keys,
+            signatures: SeenSignatures::new(timestamp_window),
             seen,
             guesses: CodeGuesses::new(code_guess_window),
             site_name,
@@ -108,7 +120,8 @@ async fn receive(
         .body(state.callback.keys.seal(reply, mode, now)))
 }
 
-/// Reads the body within its limit and authenticates, decrypts and parses it.
+/// Reads the body within its limit, authenticates it, refuses a signature already used for
+/// another body, and decrypts and parses it.
 async fn open(
     state: &AppState,
     query: &CallbackQuery,
@@ -121,7 +134,18 @@ async fn open(
             limit: MAX_BODY_BYTES,
         })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-    Ok(state.callback.keys.open(query, &body, unix_now())?)
+    let now = unix_now();
+    let signed = state.callback.keys.verify(query, &body, now)?;
+    // Before parsing: a pair whose push did not parse is used up all the same.
+    state
+        .callback
+        .signatures
+        .check(&signed, &body, now)
+        .map_err(|refusal| match refusal {
+            Refusal::Replayed => ApiError::ReplayedSignature,
+            Refusal::Full => ApiError::CallbackBusy,
+        })?;
+    Ok(signed.read()?)
 }
 
 /// WeChat's "received, no reply".
