@@ -44,6 +44,10 @@ pub enum ApiError {
     ReplayedSignature,
     #[error("too many pushes to remember; try again shortly")]
     CallbackBusy,
+    #[error("pushes are not accepted from this address")]
+    SenderNotAllowed,
+    #[error("WeChat's callback addresses are not known yet; try again shortly")]
+    CallbackAddressesUnknown,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -95,6 +99,8 @@ impl ApiError {
             ApiError::Callback(_) => "invalid_message",
             ApiError::ReplayedSignature => "replayed_signature",
             ApiError::CallbackBusy => "callback_busy",
+            ApiError::SenderNotAllowed => "address_not_allowed",
+            ApiError::CallbackAddressesUnknown => "callback_addresses_unavailable",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
@@ -144,7 +150,8 @@ impl ResponseError for ApiError {
                 | EnvelopeError::StaleTimestamp
                 | EnvelopeError::EncryptionRequired,
             )
-            | ApiError::ReplayedSignature => StatusCode::FORBIDDEN,
+            | ApiError::ReplayedSignature
+            | ApiError::SenderNotAllowed => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -160,6 +167,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Busy
             | ApiError::CallbackBusy
+            | ApiError::CallbackAddressesUnknown
             | ApiError::NotReady(_)
             | ApiError::WechatUnavailable(_)
             | ApiError::SmsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

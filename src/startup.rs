@@ -79,7 +79,7 @@ impl Application {
                 let own = format!("http://{}", reachable(addr));
                 let simulator = Arc::new(Simulator::new(
                     token.clone(),
-                    format!("{own}/wechat"),
+                    reachable(addr),
                     settings.aes_key.as_deref(),
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
@@ -138,6 +138,7 @@ impl Application {
             store: store.clone(),
             sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
             callback: Callback::new(
+                &settings.callback_senders,
                 CallbackKeys::new(
                     credentials.token.clone(),
                     settings.aes_key.as_deref().map(|key| {
@@ -164,6 +165,7 @@ impl Application {
                 max_age: settings.session_ttl,
             },
         });
+        actix_web::rt::spawn(http::follow_wechat_addresses(state.clone()));
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
             let mut app = App::new()

@@ -17,7 +17,8 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready: storage answers and a WeChat access token can be had.
+/// Ready: storage answers, a WeChat access token can be had and, with
+/// `WXLOGIN_CALLBACK_IPS=wechat`, WeChat's callback addresses are known.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .store
@@ -28,6 +29,11 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .token()
         .await
         .map_err(|e| ApiError::NotReady(format!("WeChat access token: {e}")))?;
+    if !state.callback.senders_known() {
+        return Err(ApiError::NotReady(
+            "WeChat's callback addresses are not fetched yet".into(),
+        ));
+    }
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }
 

@@ -6,6 +6,7 @@
 mod actions;
 mod guesses;
 mod replies;
+mod senders;
 mod signatures;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,11 +14,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::{web, HttpResponse};
 use moka::sync::Cache;
 
+use super::client_ip::ClientIp;
 use super::AppState;
+use crate::config::CallbackSenders;
 use crate::error::ApiError;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
+pub use senders::follow_wechat_addresses;
+use senders::Senders;
 use signatures::{Refusal, SeenSignatures};
 
 /// WeChat's messages are a few hundred bytes; anything near this is not from WeChat.
@@ -28,9 +33,10 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
 const REDELIVERY_CAPACITY: u64 = 100_000;
 
-/// The callback's own state: how pushes are authenticated, the memory of the signatures and
-/// deliveries seen lately and of wrong login codes, and the site name replies show.
+/// The callback's own state: who may push, how pushes are authenticated, the memory of the
+/// signatures and deliveries seen lately and of wrong login codes, and the site name replies show.
 pub struct Callback {
+    senders: Senders,
     keys: CallbackKeys,
     signatures: SeenSignatures,
     seen: Cache<String, ()>,
@@ -41,6 +47,7 @@ pub struct Callback {
 impl Callback {
     /// `timestamp_window`: how far a push's timestamp may be from our clock, as `keys` checks.
     pub fn new(
+        senders: &CallbackSenders,
         keys: CallbackKeys,
         timestamp_window: Duration,
         code_guess_window: Duration,
@@ -51,12 +58,18 @@ impl Callback {
             .time_to_live(REDELIVERY_MEMORY.max(timestamp_window * 2 + Duration::from_secs(1)))
             .build();
         Self {
+            senders: Senders::new(senders),
             keys,
             signatures: SeenSignatures::new(timestamp_window),
             seen,
             guesses: CodeGuesses::new(code_guess_window),
             site_name,
         }
+    }
+
+    /// False while `WXLOGIN_CALLBACK_IPS=wechat` waits for WeChat's first list.
+    pub fn senders_known(&self) -> bool {
+        self.senders.known()
     }
 
     /// True the first time a delivery is seen; false for WeChat's retries of it.
@@ -83,10 +96,11 @@ async fn verify_server(
 
 async fn receive(
     state: web::Data<AppState>,
+    client: ClientIp,
     query: web::Query<CallbackQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let received = open(&state, &query, payload).await;
+    let received = open(&state, &client, &query, payload).await;
     let (message, mode) = match received {
         Ok(opened) => (opened.message, opened.mode),
         Err(e) => {
@@ -120,13 +134,15 @@ async fn receive(
         .body(state.callback.keys.seal(reply, mode, now)))
 }
 
-/// Reads the body within its limit, authenticates it, refuses a signature already used for
-/// another body, and decrypts and parses it.
+/// Checks the sender's address, reads the body within its limit, authenticates it, refuses a
+/// signature already used for another body, and decrypts and parses it.
 async fn open(
     state: &AppState,
+    client: &ClientIp,
     query: &CallbackQuery,
     payload: web::Payload,
 ) -> Result<Opened, ApiError> {
+    state.callback.senders.admit(client.0.parse().ok())?;
     let body = payload
         .to_bytes_limited(MAX_BODY_BYTES)
         .await
