@@ -9,6 +9,7 @@ use url::Url;
 
 use crate::oidc::clients::Clients;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
+use crate::wechat::ip_ranges::IpRanges;
 
 /// Every setting wxlogin reads. Any other `WXLOGIN_*` variable stops the start: it is a typo (or
 /// a setting of another version), and ignoring a misspelt `WXLOGIN_APPID` would start the sandbox.
@@ -25,6 +26,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_SMS_WEBHOOK",
     "WXLOGIN_AES_KEY",
     "WXLOGIN_TIMESTAMP_WINDOW_SECS",
+    "WXLOGIN_CALLBACK_IPS",
     "WXLOGIN_WECHAT_TIMEOUT_SECS",
     "WXLOGIN_STABLE_TOKEN",
     "WXLOGIN_TRUST_PROXY",
@@ -84,6 +86,8 @@ pub struct Settings {
     pub aes_key: Option<String>,
     /// How far a callback's timestamp may be from our clock, either way.
     pub timestamp_window: Duration,
+    /// Which addresses may push to the callback.
+    pub callback_senders: CallbackSenders,
     /// Timeout of each call to WeChat's API.
     pub wechat_timeout: Duration,
     /// Use `cgi-bin/stable_token`, which leaves other servers' tokens valid.
@@ -141,6 +145,15 @@ impl std::str::FromStr for LoginModeSetting {
             _ => Err(()),
         }
     }
+}
+
+/// Who may push to `/wechat` (`WXLOGIN_CALLBACK_IPS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallbackSenders {
+    Anyone,
+    /// The addresses WeChat's `getcallbackip` lists, fetched and refreshed.
+    Wechat,
+    Only(IpRanges),
 }
 
 /// Which WeChat the service talks to.
@@ -291,6 +304,7 @@ impl Settings {
                 300,
                 MAX_TIMESTAMP_WINDOW_SECS,
             )?,
+            callback_senders: callback_senders(&get)?,
             wechat_timeout: seconds(
                 &get,
                 "WXLOGIN_WECHAT_TIMEOUT_SECS",
@@ -431,6 +445,23 @@ fn account(get: &impl Fn(&str) -> Option<String>) -> Result<Account, ConfigError
         },
         api: http_url("WXLOGIN_WECHAT_API", &api)?,
     })
+}
+
+fn callback_senders(get: &impl Fn(&str) -> Option<String>) -> Result<CallbackSenders, ConfigError> {
+    match get("WXLOGIN_CALLBACK_IPS").as_deref().map(str::trim) {
+        None => Ok(CallbackSenders::Anyone),
+        Some("wechat") => Ok(CallbackSenders::Wechat),
+        Some(list) => IpRanges::parse(list.split(','))
+            .map(CallbackSenders::Only)
+            .map_err(|e| {
+                invalid(
+                    "WXLOGIN_CALLBACK_IPS",
+                    format!(
+                        "{e}: give `wechat` or a comma-separated list of addresses and CIDR ranges"
+                    ),
+                )
+            }),
+    }
 }
 
 fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
@@ -659,6 +690,17 @@ mod tests {
         assert!(!s.trust_proxy);
         assert!(s.aes_key.is_none() && !s.stable_token);
         assert_eq!(s.timestamp_window, Duration::from_secs(300));
+        assert_eq!(s.callback_senders, CallbackSenders::Anyone);
+        let senders = |value| {
+            settings(&[("WXLOGIN_CALLBACK_IPS", value)])
+                .unwrap()
+                .callback_senders
+        };
+        assert_eq!(senders(" wechat "), CallbackSenders::Wechat);
+        assert_eq!(
+            senders("203.0.113.0/24, 2001:db8::1"),
+            CallbackSenders::Only(IpRanges::parse(["203.0.113.0/24", "2001:db8::1"]).unwrap())
+        );
         assert_eq!(s.wechat_timeout, Duration::from_secs(5));
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!((s.qr_per_ip_per_min, s.max_scenes), (30, 100_000));
@@ -750,6 +792,14 @@ mod tests {
                 "WXLOGIN_WECHAT_TIMEOUT_SECS",
             ),
             (&[("WXLOGIN_STABLE_TOKEN", "2")], "WXLOGIN_STABLE_TOKEN"),
+            (
+                &[("WXLOGIN_CALLBACK_IPS", "WeChat")],
+                "WXLOGIN_CALLBACK_IPS",
+            ),
+            (
+                &[("WXLOGIN_CALLBACK_IPS", "10.0.0.0/8,")],
+                "WXLOGIN_CALLBACK_IPS",
+            ),
             (
                 &[("WXLOGIN_QR_PER_IP_PER_MIN", "-1")],
                 "WXLOGIN_QR_PER_IP_PER_MIN",

@@ -44,6 +44,14 @@ pub enum ApiError {
     NotSceneOwner,
     #[error("{0}")]
     Callback(#[from] EnvelopeError),
+    #[error("this signature (timestamp and nonce) came before with another body")]
+    ReplayedSignature,
+    #[error("too many pushes to remember; try again shortly")]
+    CallbackBusy,
+    #[error("pushes are not accepted from this address")]
+    SenderNotAllowed,
+    #[error("WeChat's callback addresses are not known yet; try again shortly")]
+    CallbackAddressesUnknown,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -93,7 +101,12 @@ impl ApiError {
             ApiError::NotSceneOwner => "not_scene_owner",
             ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
             ApiError::Callback(EnvelopeError::StaleTimestamp) => "stale_timestamp",
+            ApiError::Callback(EnvelopeError::EncryptionRequired) => "encryption_required",
             ApiError::Callback(_) => "invalid_message",
+            ApiError::ReplayedSignature => "replayed_signature",
+            ApiError::CallbackBusy => "callback_busy",
+            ApiError::SenderNotAllowed => "address_not_allowed",
+            ApiError::CallbackAddressesUnknown => "callback_addresses_unavailable",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
@@ -141,7 +154,13 @@ impl ResponseError for ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Callback(EnvelopeError::BadSignature | EnvelopeError::StaleTimestamp)
+            ApiError::Callback(
+                EnvelopeError::BadSignature
+                | EnvelopeError::StaleTimestamp
+                | EnvelopeError::EncryptionRequired,
+            )
+            | ApiError::ReplayedSignature
+            | ApiError::SenderNotAllowed
             | ApiError::NotSceneOwner => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
@@ -157,6 +176,8 @@ impl ResponseError for ApiError {
             ApiError::OAuth { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Busy
+            | ApiError::CallbackBusy
+            | ApiError::CallbackAddressesUnknown
             | ApiError::NotReady(_)
             | ApiError::WechatUnavailable(_)
             | ApiError::SmsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

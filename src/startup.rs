@@ -93,7 +93,7 @@ impl Application {
                 let own = format!("http://{}", reachable(addr));
                 let simulator = Arc::new(Simulator::new(
                     token.clone(),
-                    format!("{own}/wechat"),
+                    reachable(addr),
                     settings.aes_key.as_deref(),
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
@@ -152,6 +152,7 @@ impl Application {
             store: store.clone(),
             sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
             callback: Callback::new(
+                &settings.callback_senders,
                 CallbackKeys::new(
                     credentials.token.clone(),
                     settings.aes_key.as_deref().map(|key| {
@@ -160,6 +161,7 @@ impl Application {
                     }),
                     settings.timestamp_window,
                 ),
+                settings.timestamp_window,
                 settings.code_guess_window,
                 settings.site_name.clone(),
             ),
@@ -180,6 +182,7 @@ impl Application {
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();
         }
+        actix_web::rt::spawn(http::follow_wechat_addresses(state.clone()));
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
             let mut app = App::new()

@@ -23,6 +23,11 @@ impl ClientIp {
         self.0.map_or_else(|| "unknown".into(), |ip| ip.to_string())
     }
 
+    /// The address, if one could be read.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.0
+    }
+
     /// What the per-IP limits count this client under (an IPv6 client by its /64).
     pub fn limit_key(&self) -> String {
         self.0.map_or_else(|| "unknown".into(), rate_limit::ip_key)

@@ -1,4 +1,4 @@
-//! WeChat's HTTP API: the access token and temporary QR codes.
+//! WeChat's HTTP API: the access token, temporary QR codes, and the addresses WeChat pushes from.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +17,7 @@ use wxlogin_actors::{
 };
 
 use crate::metrics::Metrics;
+use crate::wechat::ip_ranges::{BadRange, IpRanges};
 
 /// Tries per call when WeChat is busy (errcode -1), answers 5xx, or can't be connected to.
 const MAX_ATTEMPTS: u32 = 3;
@@ -44,6 +45,8 @@ pub enum WechatError {
     Token(#[from] TokenError),
     #[error("WeChat's API quota is used up; calls resume in {0:?}")]
     QuotaPaused(Duration),
+    #[error("WeChat listed a callback address that does not parse: {0}")]
+    BadAddress(#[from] BadRange),
 }
 
 impl WechatError {
@@ -211,6 +214,20 @@ impl WechatApi {
         self.call("qrcode_create", request, MAX_ATTEMPTS).await
     }
 
+    /// The addresses WeChat pushes to the callback from.
+    pub async fn callback_ips(&self, token: &AccessToken) -> Result<IpRanges, WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            ip_list: Vec<String>,
+        }
+        let request = self
+            .http
+            .get(format!("{}/cgi-bin/getcallbackip", self.base))
+            .query(&[("access_token", token.as_str())]);
+        let answer: Answer = self.call("getcallbackip", request, MAX_ATTEMPTS).await?;
+        Ok(IpRanges::parse(answer.ip_list.iter().map(String::as_str))?)
+    }
+
     /// Sends `request`, retrying transient failures with exponential backoff and jitter, in
     /// `max_attempts` tries at most.
     async fn call<T: DeserializeOwned>(
@@ -372,6 +389,14 @@ impl WechatClient {
         self.with_token(|token| {
             let api = self.api.clone();
             async move { api.create_qrcode(&token, scene, ttl).await }
+        })
+        .await
+    }
+
+    pub async fn callback_ips(&self) -> Result<IpRanges, WechatError> {
+        self.with_token(|token| {
+            let api = self.api.clone();
+            async move { api.callback_ips(&token).await }
         })
         .await
     }

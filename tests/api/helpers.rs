@@ -239,18 +239,24 @@ pub fn wechat_signature(parts: &[&str]) -> String {
     hex::encode(Sha1::digest(parts.concat()))
 }
 
-/// A query string signed with `token`, timestamped now.
+/// A query string signed with `token`, timestamped now, with a fresh nonce as WeChat signs
+/// each push (a pair already used with another body is refused as a replay).
 pub fn signed_query(token: &str) -> String {
     signed_query_at(token, unix_now())
 }
 
 pub fn signed_query_at(token: &str, timestamp: u64) -> String {
     let timestamp = timestamp.to_string();
-    let nonce = "20261125";
+    let nonce = fresh_nonce();
     format!(
         "signature={}&timestamp={timestamp}&nonce={nonce}",
-        wechat_signature(&[token, &timestamp, nonce])
+        wechat_signature(&[token, &timestamp, &nonce])
     )
+}
+
+/// A random nonce, like the ones WeChat puts on each request.
+pub fn fresh_nonce() -> String {
+    rand::random::<u64>().to_string()
 }
 
 pub fn event_xml(openid: &str, create_time: u64, event: &str, event_key: &str) -> String {

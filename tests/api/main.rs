@@ -5,6 +5,7 @@ mod admin;
 mod authjs;
 mod browser;
 mod callback;
+mod callback_ips;
 mod code_login;
 mod config;
 mod confirm;
