@@ -6,6 +6,7 @@ mod authjs;
 mod browser;
 mod callback;
 mod callback_ips;
+mod clock;
 mod code_login;
 mod config;
 mod confirm;
