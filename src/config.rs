@@ -47,6 +47,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_CONFIRM",
     "WXLOGIN_SITE_NAME",
     "WXLOGIN_LOG_FORMAT",
+    "WXLOGIN_LOGIN_LOG_DAYS",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -121,6 +122,8 @@ pub struct Settings {
     pub site_name: String,
     /// How long an openid that sent too many wrong login codes is ignored.
     pub code_guess_window: Duration,
+    /// How long the login log keeps a login; `None` keeps every one.
+    pub login_log_retention: Option<Duration>,
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -351,6 +354,7 @@ impl Settings {
                 600,
                 MAX_CODE_GUESS_WINDOW_SECS,
             )?,
+            login_log_retention: login_log_retention(&get)?,
         };
         if let Some((sign, how)) = real_deployment_sign(&settings, &get) {
             return Err(invalid(
@@ -473,6 +477,27 @@ fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
             format!("{other:?} is not off or number"),
         )),
     }
+}
+
+/// `WXLOGIN_LOGIN_LOG_DAYS`: 180 by default, `0` to keep everything, a century at most.
+fn login_log_retention(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    const NAME: &str = "WXLOGIN_LOGIN_LOG_DAYS";
+    const MAX_DAYS: u64 = 36_500;
+    let days: u64 = parse(
+        get,
+        NAME,
+        "180",
+        "a whole number of days (0 keeps every login)",
+    )?;
+    if days > MAX_DAYS {
+        return Err(invalid(
+            NAME,
+            format!("at most {MAX_DAYS} (0 keeps every login)"),
+        ));
+    }
+    Ok((days > 0).then(|| Duration::from_secs(days * 86_400)))
 }
 
 fn parse<T: std::str::FromStr>(
@@ -715,6 +740,12 @@ mod tests {
         assert!(!s.confirm && s.account_qr_url.is_none());
         assert_eq!(s.site_name, "wxlogin");
         assert_eq!(s.code_guess_window, Duration::from_secs(600));
+        assert_eq!(
+            s.login_log_retention,
+            Some(Duration::from_secs(180 * 86_400))
+        );
+        let keep_all = settings(&[("WXLOGIN_LOGIN_LOG_DAYS", "0")]).unwrap();
+        assert_eq!(keep_all.login_log_retention, None);
         // The sandbox serves its own account QR code.
         let code = settings(&[
             ("WXLOGIN_LOGIN_MODE", "code"),

@@ -27,8 +27,8 @@ use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
 use crate::wechat::crypto::MessageCrypto;
 use crate::wechat::envelope::CallbackKeys;
 
-/// How often expired sessions are swept out of storage.
-const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often expired sessions and tokens, and logins past their retention, are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -206,7 +206,10 @@ impl Application {
         .run();
 
         announce(&settings, addr);
-        actix_web::rt::spawn(purge_sessions_periodically(store.clone()));
+        actix_web::rt::spawn(purge_periodically(
+            store.clone(),
+            settings.login_log_retention,
+        ));
         Ok(Self {
             server,
             addr,
@@ -282,12 +285,17 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-async fn purge_sessions_periodically(store: Store) {
-    let mut interval = tokio::time::interval(SESSION_PURGE_INTERVAL);
+/// Reclaims expired sessions and access tokens, and logins past their retention. The store
+/// does each on blocking threads, in batches.
+async fn purge_periodically(store: Store, login_log_retention: Option<Duration>) {
+    let mut interval = tokio::time::interval(PURGE_INTERVAL);
     loop {
         interval.tick().await;
         log_purge("sessions", store.purge_expired_sessions().await);
         log_purge("access tokens", store.purge_expired_access_tokens().await);
+        if let Some(keep) = login_log_retention {
+            log_purge("logins", store.purge_old_logins(keep).await);
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
 mod access;
+mod expiry;
 
 pub use access::AccessGrant;
 
@@ -21,6 +22,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record is unreadable")]
     Corrupt(#[from] postcard::Error),
+    #[error("a storage task on a blocking thread failed")]
+    TaskFailed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,10 @@ pub struct Store {
     access_tokens_by_openid: Tree,
     /// openid → big-endian id of their last unfollow: a bind started before it is refused.
     unfollows: Tree,
+    /// big-endian expires_at ‖ SHA-256(token) → (): expired sessions are a range, not a scan.
+    sessions_by_expiry: Tree,
+    /// big-endian ms ‖ big-endian id → openid: the login log in time order, for retention.
+    logins_by_time: Tree,
     /// Binding writes hold it shared; a backup holds it alone while it reads every binding,
     /// so no backup sees half of a move of a phone from one openid to another.
     binding_writes: Arc<RwLock<()>>,
@@ -117,7 +124,7 @@ fn decode_session(raw: &[u8]) -> Result<SessionValue, StoreError> {
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open()?;
-        Ok(Self {
+        let store = Self {
             bindings: db.open_tree("bindings")?,
             phones: db.open_tree("openid_by_phone")?,
             sessions: db.open_tree("sessions")?,
@@ -126,10 +133,14 @@ impl Store {
             access_tokens: db.open_tree("access_tokens")?,
             access_tokens_by_openid: db.open_tree("access_tokens_by_openid")?,
             unfollows: db.open_tree("unfollows")?,
+            sessions_by_expiry: db.open_tree("sessions_by_expiry")?,
+            logins_by_time: db.open_tree("logins_by_time")?,
             flusher: Arc::new(GroupFlush::new(db.clone())),
             db,
             binding_writes: Arc::default(),
-        })
+        };
+        store.index_older_records()?;
+        Ok(store)
     }
 
     pub fn binding(&self, openid: &OpenId) -> Result<Option<Binding>, StoreError> {
@@ -357,15 +368,26 @@ impl Store {
         })?;
         let mut index_key = record_prefix(openid);
         index_key.extend_from_slice(&digest);
+        let login_id = self.db.generate_id()?;
         let mut login_key = record_prefix(openid);
         login_key.extend_from_slice(&now_ms.to_be_bytes());
-        login_key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        login_key.extend_from_slice(&login_id.to_be_bytes());
+        let expiry_key = expiry::session_key(created_at.saturating_add(ttl.as_secs()), &digest);
+        let login_time_key = expiry::login_key(now_ms, login_id);
 
-        (&self.sessions, &self.sessions_by_openid, &self.logins)
-            .transaction(|(sessions, index, logins)| {
+        (
+            &self.sessions,
+            &self.sessions_by_openid,
+            &self.logins,
+            &self.sessions_by_expiry,
+            &self.logins_by_time,
+        )
+            .transaction(|(sessions, index, logins, by_expiry, by_time)| {
                 sessions.insert(&digest, session.as_slice())?;
                 index.insert(index_key.as_slice(), &[])?;
                 logins.insert(login_key.as_slice(), login.as_slice())?;
+                by_expiry.insert(expiry_key.as_slice(), &[])?;
+                by_time.insert(login_time_key.as_slice(), openid.as_str().as_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(tx_error)?;
@@ -411,29 +433,6 @@ impl Store {
             .map_err(tx_error)?;
         self.flush().await?;
         Ok(true)
-    }
-
-    /// Deletes sessions whose expiry has passed; returns how many. Expired sessions are
-    /// already refused by [`Store::session`]; this only reclaims their space.
-    pub async fn purge_expired_sessions(&self) -> Result<usize, StoreError> {
-        let now = unix_now();
-        let mut purged = 0;
-        for entry in self.sessions.iter() {
-            let (digest, raw) = entry?;
-            let value = decode_session(&raw)?;
-            if value.expires_at > now {
-                continue;
-            }
-            let mut index_key = record_prefix(&value.openid);
-            index_key.extend_from_slice(&digest);
-            self.sessions.remove(&digest)?;
-            self.sessions_by_openid.remove(index_key)?;
-            purged += 1;
-        }
-        if purged > 0 {
-            self.flush().await?;
-        }
-        Ok(purged)
     }
 
     /// A page of a user's logins, newest first, starting after `before` (a cursor from an

@@ -4,36 +4,44 @@
 //! real, as a real step leaves it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{skip, spawn_app, spawn_app_on, unix_now};
+use crate::helpers::{skip, spawn_app, spawn_app_on, spawn_app_with, unix_now, TestApp};
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+const ADMIN: &str = "an-admin-token-long-enough-0123";
 
-#[tokio::test]
-async fn a_user_bound_before_the_clock_stepped_back_logs_in_after_it() {
+/// The settings that start a server with its wall clock moved by `offset` (libfaketime's
+/// syntax: `-3600`, `+200d`), or `None` after saying `test` is skipped.
+fn moved_clock(test: &str, offset: &'static str) -> Option<[(&'static str, &'static str); 3]> {
     if !Path::new(LIBFAKETIME).exists() {
         skip(
-            "clock::a_user_bound_before_the_clock_stepped_back_logs_in_after_it",
+            test,
             "libfaketime is not installed",
             "apt-get install faketime",
         );
-        return;
+        return None;
     }
+    Some([
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME", offset),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ])
+}
+
+#[tokio::test]
+async fn a_user_bound_before_the_clock_stepped_back_logs_in_after_it() {
+    let Some(moved) = moved_clock("clock::a_user_bound_before_the_clock_stepped_back", "-3600")
+    else {
+        return;
+    };
     let mut app = spawn_app().await;
     app.sign_up("oBeforeTheStep", "13800000201").await;
     app.stop();
-    let stepped = spawn_app_on(
-        app.data_dir.clone(),
-        &[
-            ("LD_PRELOAD", LIBFAKETIME),
-            ("FAKETIME", "-3600"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    )
-    .await;
+    let stepped = spawn_app_on(app.data_dir.clone(), &moved).await;
     let token = stepped.scan_in("oBeforeTheStep").await;
     let me = stepped.me(&token).await;
     assert_eq!(me.status(), StatusCode::OK, "{}", stepped.log());
@@ -42,4 +50,43 @@ async fn a_user_bound_before_the_clock_stepped_back_logs_in_after_it() {
     let (logged_in, bound) = (me["logged_in_at"].as_u64(), me["bound_at"].as_u64());
     assert!(logged_in.unwrap() + 3000 < unix_now(), "{me}");
     assert!(logged_in < bound, "{me}");
+}
+
+/// Logins the admin API lists for `openid`.
+async fn logins(app: &TestApp, openid: &str) -> usize {
+    let page: Value = app
+        .client
+        .get(app.url(&format!("/admin/logins?openid={openid}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["logins"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn the_login_log_forgets_logins_past_its_retention() {
+    let Some(moved) = moved_clock("clock::the_login_log_forgets_logins", "+181d") else {
+        return;
+    };
+    let admin = [("WXLOGIN_ADMIN_TOKEN", ADMIN)];
+    let mut app = spawn_app_with(&admin).await;
+    app.sign_up("oOldLogin", "13800000202").await;
+    assert_eq!(logins(&app, "oOldLogin").await, 1);
+    app.stop();
+    // 181 days on, with everything kept: still there.
+    let keep = [&admin[..], &moved[..], &[("WXLOGIN_LOGIN_LOG_DAYS", "0")]].concat();
+    let mut later = spawn_app_on(app.data_dir.clone(), &keep).await;
+    later.wait_for_log("wxlogin started").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(logins(&later, "oOldLogin").await, 1);
+    later.stop();
+    // With the default 180 days, the purge at start deletes it.
+    let default = [&admin[..], &moved[..]].concat();
+    let later = spawn_app_on(app.data_dir.clone(), &default).await;
+    later.wait_for_log("expired logins removed").await;
+    assert_eq!(logins(&later, "oOldLogin").await, 0, "{}", later.log());
 }

@@ -139,9 +139,9 @@ impl Store {
         Ok(removed)
     }
 
-    /// Deletes expired access tokens (already refused by lookups); returns how many.
-    pub async fn purge_expired_access_tokens(&self) -> Result<usize, StoreError> {
-        let now = unix_now();
+    /// Up to a batch of expired access tokens deleted (they are few and short-lived: a scan,
+    /// run on a blocking thread by [`Store::purge_expired_access_tokens`]).
+    pub(super) fn purge_access_tokens_batch(&self, now: u64) -> Result<usize, StoreError> {
         let mut purged = 0;
         for entry in self.access_tokens.iter() {
             let (digest, raw) = entry?;
@@ -154,9 +154,9 @@ impl Store {
             self.access_tokens.remove(&digest)?;
             self.access_tokens_by_openid.remove(index_key)?;
             purged += 1;
-        }
-        if purged > 0 {
-            self.flush().await?;
+            if purged == super::expiry::BATCH {
+                break;
+            }
         }
         Ok(purged)
     }
