@@ -126,7 +126,7 @@ impl Store {
             access_tokens: db.open_tree("access_tokens")?,
             access_tokens_by_openid: db.open_tree("access_tokens_by_openid")?,
             unfollows: db.open_tree("unfollows")?,
-            flusher: Arc::new(GroupFlush::new(db.clone())),
+            flusher: Arc::new(GroupFlush::open(db.clone(), dir)?),
             db,
             binding_writes: Arc::default(),
         })
