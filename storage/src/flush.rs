@@ -41,9 +41,9 @@ impl GroupFlush {
     pub fn open(db: sled::Db, dir: &Path) -> sled::Result<Self> {
         let files = SledFiles::open(db, dir)?;
         File::open(dir.join("conf"))?.sync_all()?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            File::open(parent)?.sync_all()?;
-        }
+        // A relative `data` has the parent "": the working directory.
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
         files.flush()?;
         Ok(Self {
             files: Arc::new(files),
