@@ -106,8 +106,12 @@ impl Worker {
     async fn log_out(&self) -> Option<()> {
         let token = {
             let mut ledger = self.ledger.lock().unwrap();
-            let index = rand::thread_rng().gen_range(0..ledger.live.len().max(1));
-            let token = (index < ledger.live.len()).then(|| ledger.live.swap_remove(index))?;
+            if ledger.live.is_empty() {
+                // Nobody to log out yet: not a reason to stop, as a dead server is.
+                return Some(());
+            }
+            let index = rand::thread_rng().gen_range(0..ledger.live.len());
+            let token = ledger.live.swap_remove(index);
             ledger.logout_sent.insert(token.clone());
             token
         };
