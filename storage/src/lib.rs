@@ -1,9 +1,9 @@
 //! wxlogin's durable state: who is bound to which phone, live sessions, OpenID Connect access
 //! tokens, and the login log.
 //!
-//! Every method that changes state flushes sled to disk before it returns `Ok`,
-//! so a success the service reports survives a `kill -9` right after; concurrent writers share
-//! their flushes (group commit).
+//! Every method that changes state flushes sled to disk, and syncs its files, before it returns
+//! `Ok`, so a success the service reports survives a `kill -9` or a power cut right after;
+//! concurrent writers share their flushes (group commit, flush.rs).
 
 mod flush;
 mod model;

@@ -135,7 +135,7 @@ impl Store {
             unfollows: db.open_tree("unfollows")?,
             sessions_by_expiry: db.open_tree("sessions_by_expiry")?,
             logins_by_time: db.open_tree("logins_by_time")?,
-            flusher: Arc::new(GroupFlush::new(db.clone())),
+            flusher: Arc::new(GroupFlush::open(db.clone(), dir)?),
             db,
             binding_writes: Arc::default(),
         };

@@ -326,6 +326,32 @@ impl TestApp {
         *self = next;
     }
 
+    /// Stops the server with SIGSTOP and waits until every one of its threads has stopped, so
+    /// that it answers nothing more: what a power cut does to a process. A thread inside a
+    /// system call stops when the call returns.
+    pub async fn freeze(&self) {
+        let pid = self.child.id();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let stopped = |thread: std::fs::DirEntry| {
+            let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+            matches!(state, Some("T" | "t"))
+        };
+        for _ in 0..400 {
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+            if threads.map_while(Result::ok).all(stopped) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("wxlogin did not stop within 2 s of SIGSTOP");
+    }
+
     /// Kills the server and leaves its data directory for inspection.
     pub fn stop(&mut self) {
         self.child.kill().unwrap();

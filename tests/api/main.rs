@@ -20,6 +20,7 @@ mod login;
 mod oidc;
 mod operations;
 mod page;
+mod power_cut;
 mod safe_mode;
 mod sandbox;
 mod sessions;
