@@ -44,10 +44,8 @@ pub enum ApiError {
     NotSceneOwner,
     #[error("{0}")]
     Callback(#[from] EnvelopeError),
-    #[error("this signature (timestamp and nonce) came before with another body")]
+    #[error("this signature came before with another body")]
     ReplayedSignature,
-    #[error("too many pushes to remember; try again shortly")]
-    CallbackBusy,
     #[error("pushes are not accepted from this address")]
     SenderNotAllowed,
     #[error("WeChat's callback addresses are not known yet; try again shortly")]
@@ -104,7 +102,6 @@ impl ApiError {
             ApiError::Callback(EnvelopeError::EncryptionRequired) => "encryption_required",
             ApiError::Callback(_) => "invalid_message",
             ApiError::ReplayedSignature => "replayed_signature",
-            ApiError::CallbackBusy => "callback_busy",
             ApiError::SenderNotAllowed => "address_not_allowed",
             ApiError::CallbackAddressesUnknown => "callback_addresses_unavailable",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -176,7 +173,6 @@ impl ResponseError for ApiError {
             ApiError::OAuth { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Busy
-            | ApiError::CallbackBusy
             | ApiError::CallbackAddressesUnknown
             | ApiError::NotReady(_)
             | ApiError::WechatUnavailable(_)

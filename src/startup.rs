@@ -209,6 +209,7 @@ impl Application {
         actix_web::rt::spawn(purge_periodically(
             store.clone(),
             settings.login_log_retention,
+            settings.timestamp_window,
         ));
         Ok(Self {
             server,
@@ -287,16 +288,32 @@ async fn shutdown_signal() -> &'static str {
 
 /// Reclaims expired sessions and access tokens, and logins past their retention. The store
 /// does each on blocking threads, in batches.
-async fn purge_periodically(store: Store, login_log_retention: Option<Duration>) {
+async fn purge_periodically(
+    store: Store,
+    login_log_retention: Option<Duration>,
+    timestamp_window: Duration,
+) {
     let mut interval = tokio::time::interval(PURGE_INTERVAL);
     loop {
         interval.tick().await;
         log_purge("sessions", store.purge_expired_sessions().await);
         log_purge("access tokens", store.purge_expired_access_tokens().await);
+        // A signature older than the window is refused as stale before it is looked up.
+        let stale = unix_time().saturating_sub(timestamp_window.as_secs() + 1);
+        log_purge(
+            "callback signatures",
+            store.purge_old_signatures(stale).await,
+        );
         if let Some(keep) = login_log_retention {
             log_purge("logins", store.purge_old_logins(keep).await);
         }
     }
+}
+
+fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn log_purge(what: &str, purged: Result<usize, StoreError>) {

@@ -58,6 +58,8 @@ pub struct Signed<'q> {
     pub timestamp: &'q str,
     pub sent_at: u64,
     pub nonce: &'q str,
+    /// The signature that was checked: `signature`, or `msg_signature` in safe mode.
+    pub signature: &'q str,
     content: Content<'q>,
 }
 
@@ -148,33 +150,38 @@ impl CallbackKeys {
             .encrypt_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
-        let content = match (encrypted, &self.crypto) {
+        let (content, signature) = match (encrypted, &self.crypto) {
             (false, Some(_)) => return Err(EnvelopeError::EncryptionRequired),
             (false, None) => {
-                self.check(&[&self.token, timestamp, nonce], query.signature.as_deref())?;
-                Content::Plain(body)
+                let signature = query.signature.as_deref();
+                self.check(&[&self.token, timestamp, nonce], signature)?;
+                (Content::Plain(body), signature)
             }
             (true, None) => return Err(EnvelopeError::SafeModeOff),
             (true, Some(crypto)) => {
                 let outer = Message::parse(body)?;
-                self.check(
-                    &[&self.token, timestamp, nonce, &outer.encrypt],
-                    query.msg_signature.as_deref(),
-                )?;
-                Content::Encrypted(outer.encrypt, crypto)
+                let signature = query.msg_signature.as_deref();
+                self.check(&[&self.token, timestamp, nonce, &outer.encrypt], signature)?;
+                (Content::Encrypted(outer.encrypt, crypto), signature)
             }
         };
         Ok(Signed {
             timestamp,
             sent_at,
             nonce,
+            signature: signature.unwrap_or_default(),
             content,
         })
     }
 
     /// Answers WeChat's server check: `echostr` as sent, or decrypted when it comes under a `msg_signature`.
-    pub fn echo(&self, query: &CallbackQuery, now: u64) -> Result<String, EnvelopeError> {
-        let (timestamp, _, nonce) = self.fresh(query, now)?;
+    /// Also answers the signature it checked and its time, for the caller to use them up.
+    pub fn echo<'q>(
+        &self,
+        query: &'q CallbackQuery,
+        now: u64,
+    ) -> Result<(String, &'q str, u64), EnvelopeError> {
+        let (timestamp, sent_at, nonce) = self.fresh(query, now)?;
         let echostr = query
             .echostr
             .as_deref()
@@ -186,11 +193,14 @@ impl CallbackKeys {
                     Some(msg_signature),
                 )?;
                 let plain = crypto.decrypt(echostr)?;
-                String::from_utf8(plain).map_err(|_| EnvelopeError::Message(MessageError::NotUtf8))
+                let echo = String::from_utf8(plain)
+                    .map_err(|_| EnvelopeError::Message(MessageError::NotUtf8))?;
+                Ok((echo, msg_signature, sent_at))
             }
             _ => {
-                self.check(&[&self.token, timestamp, nonce], query.signature.as_deref())?;
-                Ok(echostr.to_owned())
+                let signature = query.signature.as_deref();
+                self.check(&[&self.token, timestamp, nonce], signature)?;
+                Ok((echostr.to_owned(), signature.unwrap_or_default(), sent_at))
             }
         }
     }
@@ -355,13 +365,13 @@ mod tests {
         let keys = keys();
         let mut query = plain_query(NOW);
         query.echostr = Some("12345".into());
-        assert_eq!(keys.echo(&query, NOW).unwrap(), "12345");
+        assert_eq!(keys.echo(&query, NOW).unwrap().0, "12345");
 
         let encrypted = MessageCrypto::new(KEY, APPID).unwrap().encrypt(b"67890");
         let timestamp = NOW.to_string();
         query.msg_signature = Some(signature::sign(&[TOKEN, &timestamp, "n", &encrypted]));
         query.echostr = Some(encrypted);
-        assert_eq!(keys.echo(&query, NOW).unwrap(), "67890");
+        assert_eq!(keys.echo(&query, NOW).unwrap().0, "67890");
         query.msg_signature = Some("bad".into());
         assert!(matches!(
             keys.echo(&query, NOW),

@@ -13,4 +13,4 @@ pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
     Session, SessionToken,
 };
-pub use store::{AccessGrant, BindError, Store, StoreError};
+pub use store::{AccessGrant, BindError, SignatureUse, Store, StoreError};

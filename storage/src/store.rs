@@ -8,8 +8,10 @@ use sled::{Transactional, Tree};
 
 mod access;
 mod expiry;
+mod signatures;
 
 pub use access::AccessGrant;
+pub use signatures::SignatureUse;
 
 use crate::flush::GroupFlush;
 use crate::model::{
@@ -62,6 +64,8 @@ pub struct Store {
     sessions_by_expiry: Tree,
     /// big-endian ms ‖ big-endian id → openid: the login log in time order, for retention.
     logins_by_time: Tree,
+    /// big-endian sent_at ‖ WeChat signature → SHA-256 of the body it signed.
+    signatures: Tree,
     /// Binding writes hold it shared; a backup holds it alone while it reads every binding,
     /// so no backup sees half of a move of a phone from one openid to another.
     binding_writes: Arc<RwLock<()>>,
@@ -135,6 +139,7 @@ impl Store {
             unfollows: db.open_tree("unfollows")?,
             sessions_by_expiry: db.open_tree("sessions_by_expiry")?,
             logins_by_time: db.open_tree("logins_by_time")?,
+            signatures: db.open_tree("callback_signatures")?,
             flusher: Arc::new(GroupFlush::open(db.clone(), dir)?),
             db,
             binding_writes: Arc::default(),

@@ -8,6 +8,37 @@ use crate::helpers::{
     SANDBOX_TOKEN,
 };
 
+/// A restart (a deploy, a crash) must not reopen a used signature, and the server check's URL
+/// (a GET, signed exactly as a POST is in plaintext mode) must not sign a push.
+#[tokio::test]
+async fn neither_a_restart_nor_the_server_check_frees_a_signature() {
+    let mut app = spawn_app().await;
+    let token = app.sign_up("oVictim2", "13800000024").await;
+    let captured = signed_query(SANDBOX_TOKEN);
+    let genuine = text_xml("oVictim2", unix_now(), "hello", 4343);
+    assert_eq!(
+        app.post_callback(&captured, genuine).await.status(),
+        StatusCode::OK
+    );
+    // A deploy, a crash, Restart=always: the same query string with another body.
+    app.restart();
+    let unfollow = event_xml("oVictim2", unix_now(), "unsubscribe", "");
+    let refused = app.post_callback(&captured, unfollow.clone()).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+
+    // The console's server check, its URL read from a log, then a push under it.
+    let check = signed_query(SANDBOX_TOKEN);
+    let echoed = app.get_owned(format!("/wechat?{check}&echostr=e1")).await;
+    assert_eq!(echoed.text().await.unwrap(), "e1");
+    let refused = app.post_callback(&check, unfollow).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    // WeChat checking again is fine.
+    let again = app.get_owned(format!("/wechat?{check}&echostr=e1")).await;
+    assert_eq!(again.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn server_verification_echoes_echostr_only_when_signed() {
     let app = spawn_app().await;

@@ -23,7 +23,6 @@ use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
 pub use senders::follow_wechat_addresses;
 use senders::Senders;
-use signatures::{Refusal, SeenSignatures};
 
 /// WeChat's messages are a few hundred bytes; anything near this is not from WeChat.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -38,7 +37,6 @@ const REDELIVERY_CAPACITY: u64 = 100_000;
 pub struct Callback {
     senders: Senders,
     keys: CallbackKeys,
-    signatures: SeenSignatures,
     seen: Cache<String, ()>,
     guesses: CodeGuesses,
     site_name: String,
@@ -60,7 +58,6 @@ impl Callback {
         Self {
             senders: Senders::new(senders),
             keys,
-            signatures: SeenSignatures::new(timestamp_window),
             seen,
             guesses: CodeGuesses::new(code_guess_window),
             site_name,
@@ -88,7 +85,11 @@ async fn verify_server(
     state: web::Data<AppState>,
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let echo = state.callback.keys.echo(&query, unix_now())?;
+    let now = unix_now();
+    let (echo, signature, sent_at) = state.callback.keys.echo(&query, now)?;
+    // In plaintext mode this signature is exactly a POST's: use it up, so nobody who saw this
+    // URL can push a body under it.
+    signatures::use_signature(&state.store, signature, sent_at, signatures::SERVER_CHECK).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(echo))
@@ -152,15 +153,8 @@ async fn open(
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
     let now = unix_now();
     let signed = state.callback.keys.verify(query, &body, now)?;
-    // Before parsing: a pair whose push did not parse is used up all the same.
-    state
-        .callback
-        .signatures
-        .check(&signed, &body, now)
-        .map_err(|refusal| match refusal {
-            Refusal::Replayed => ApiError::ReplayedSignature,
-            Refusal::Full => ApiError::CallbackBusy,
-        })?;
+    // Before parsing: a signature whose push did not parse is used up all the same.
+    signatures::use_signature(&state.store, signed.signature, signed.sent_at, &body).await?;
     Ok(signed.read()?)
 }
 

@@ -123,6 +123,19 @@ impl Store {
         Ok(keys.len())
     }
 
+    /// Up to a batch of `tree`'s keys below `end` deleted.
+    pub(super) fn delete_range(&self, tree: &sled::Tree, end: &[u8]) -> Result<usize, StoreError> {
+        let keys = tree
+            .range(..end)
+            .keys()
+            .take(BATCH)
+            .collect::<Result<Vec<_>, _>>()?;
+        for key in &keys {
+            tree.remove(key)?;
+        }
+        Ok(keys.len())
+    }
+
     fn purge_logins_batch(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let end = cutoff_ms.to_be_bytes();
         let entries = self
