@@ -356,7 +356,7 @@ impl Settings {
             )?,
             login_log_retention: login_log_retention(&get)?,
         };
-        if let Some((sign, how)) = real_deployment_sign(&settings, &get) {
+        if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
                 "WXLOGIN_APPID",
                 format!("unset, which starts the sandbox (where anyone can log in as any user), but {sign} is {how} as in a real deployment: set WXLOGIN_APPID for real mode, or unset {sign} to try the sandbox"),
@@ -373,9 +373,15 @@ impl Settings {
 fn real_deployment_sign(
     settings: &Settings,
     get: &impl Fn(&str) -> Option<String>,
+    raw: &impl Fn(&str) -> Option<String>,
 ) -> Option<(&'static str, &'static str)> {
     if !settings.is_sandbox() {
         return None;
+    }
+    // Set but empty (a compose file's unset substitution): someone meant a real account.
+    let emptied = ["WXLOGIN_APPID", "WXLOGIN_APPSECRET"];
+    if let Some(name) = emptied.into_iter().find(|name| raw(name).is_some()) {
+        return Some((name, "set (empty)"));
     }
     let real_only = [
         "WXLOGIN_APPSECRET",
@@ -636,7 +642,7 @@ mod tests {
         settings(&[
             ("RUST_LOG", "debug"),
             ("WX_LOGIN", "x"),
-            ("WXLOGIN_APPID", " "),
+            ("WXLOGIN_SITE_NAME", " "),
         ])
         .unwrap();
     }
@@ -689,6 +695,12 @@ mod tests {
             assert!(e.problem.contains(sign.0), "{e}");
             // With the AppID they are what real mode needs.
             settings(&[&REAL[..], &[sign]].concat()).unwrap();
+        }
+        // Set but empty, as a compose file's unset `${APPID}` leaves them.
+        for name in ["WXLOGIN_APPID", "WXLOGIN_APPSECRET"] {
+            let e = settings(&[(name, "")]).unwrap_err();
+            assert_eq!(e.name, "WXLOGIN_APPID", "{e}");
+            assert!(e.problem.contains(name), "{e}");
         }
         // What the sandbox is for.
         let s = settings(&[

@@ -51,7 +51,11 @@ impl StartupError {
     /// The process's exit status: 2, as for a bad setting, when the settings don't fit the data.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Mode(ModeError::RealData { .. }) => 2,
+            Self::Mode(
+                ModeError::RealData { .. }
+                | ModeError::Unmarked { .. }
+                | ModeError::SandboxData { .. },
+            ) => 2,
             _ => 1,
         }
     }

@@ -93,7 +93,7 @@ async fn delete_binding(
     let openid = req.match_info().get("openid").and_then(OpenId::parse);
     let openid = openid.ok_or(ApiError::NotFound("no such binding"))?;
     // Every binding is older than the end of time: this always unbinds.
-    if !state.store.unbind(&openid, u64::MAX).await? {
+    if !state.store.unbind(&openid).await? {
         return Err(ApiError::NotFound("no such binding"));
     }
     state.forget_authorization_codes(&openid);

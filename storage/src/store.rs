@@ -66,6 +66,8 @@ pub struct Store {
     logins_by_time: Tree,
     /// big-endian sent_at ‖ WeChat signature → SHA-256 of the body it signed.
     signatures: Tree,
+    /// openid → big-endian `CreateTime` of their last follow, in WeChat's clock.
+    follows: Tree,
     /// Binding writes hold it shared; a backup holds it alone while it reads every binding,
     /// so no backup sees half of a move of a phone from one openid to another.
     binding_writes: Arc<RwLock<()>>,
@@ -140,6 +142,7 @@ impl Store {
             sessions_by_expiry: db.open_tree("sessions_by_expiry")?,
             logins_by_time: db.open_tree("logins_by_time")?,
             signatures: db.open_tree("callback_signatures")?,
+            follows: db.open_tree("follows")?,
             flusher: Arc::new(GroupFlush::open(db.clone(), dir)?),
             db,
             binding_writes: Arc::default(),
@@ -289,16 +292,9 @@ impl Store {
         self.bindings.is_empty()
     }
 
-    /// Removes the binding and every session and access token of `openid`, unless the binding is newer than
-    /// `event_time` (a late, redelivered unsubscribe must not undo a bind that came after it).
-    /// Returns whether a binding was removed.
-    pub async fn unbind(&self, openid: &OpenId, event_time: u64) -> Result<bool, StoreError> {
-        let Some(binding) = self.binding(openid)? else {
-            return Ok(false);
-        };
-        if binding.bound_at > event_time {
-            return Ok(false);
-        }
+    /// Removes the binding and every session and access token of `openid`. Returns whether a
+    /// binding was removed.
+    pub async fn unbind(&self, openid: &OpenId) -> Result<bool, StoreError> {
         let prefix = record_prefix(openid);
         let index_keys = self
             .sessions_by_openid
@@ -309,36 +305,68 @@ impl Store {
             .binding_writes
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        (
+        let removed = (
             &self.bindings,
             &self.phones,
             &self.sessions,
             &self.sessions_by_openid,
         )
             .transaction(|(bindings, phones, sessions, index)| {
-                bindings.remove(openid.as_str())?;
-                phones.remove(binding.phone.as_str())?;
+                // Read inside: a bind since a read outside would leave its phone taken.
+                let Some(old) = bindings.remove(openid.as_str())? else {
+                    return Ok(false);
+                };
+                let old = decode_binding(&old).map_err(ConflictableTransactionError::Abort)?;
+                phones.remove(old.phone.as_str())?;
                 for key in &index_keys {
                     index.remove(key)?;
                     sessions.remove(&key[prefix.len()..])?;
                 }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
+                Ok::<_, ConflictableTransactionError<StoreError>>(true)
             })
             .map_err(tx_error)?;
         drop(_shared);
+        if !removed {
+            return Ok(false);
+        }
         // Outside the transaction: the binding is gone, so lookups refuse these already.
         self.remove_access_tokens(openid)?;
         self.flush().await?;
         Ok(true)
     }
 
-    /// Records that `openid` unfollowed the account (see [`Store::follow_generation`]) and
-    /// unbinds them as [`Store::unbind`] does. Returns whether a binding was removed.
+    /// `openid` followed the account at `at`, in WeChat's clock (a `subscribe` event's
+    /// `CreateTime`). Not flushed: it only tells a late unsubscribe from a current one (see
+    /// [`Store::unfollow`]), and losing it in a crash loses only that.
+    pub fn record_follow(&self, openid: &OpenId, at: u64) -> Result<(), StoreError> {
+        self.follows.fetch_and_update(openid.as_str(), |old| {
+            let newer = old.is_none_or(|old| generation_of(old) < at);
+            Some(if newer {
+                at.to_be_bytes().to_vec()
+            } else {
+                old?.to_vec()
+            })
+        })?;
+        Ok(())
+    }
+
+    /// `openid` unfollowed the account at `event_time` (WeChat's clock): records it (see
+    /// [`Store::follow_generation`]) and unbinds them as [`Store::unbind`] does, unless they
+    /// followed again after it (a late, redelivered unsubscribe must not undo what came after).
+    /// Both times are WeChat's, so no step of our own clock can reorder them. Returns whether a
+    /// binding was removed.
     pub async fn unfollow(&self, openid: &OpenId, event_time: u64) -> Result<bool, StoreError> {
+        let followed_at = self
+            .follows
+            .get(openid.as_str())?
+            .map(|raw| generation_of(&raw));
+        if followed_at.is_some_and(|followed| followed > event_time) {
+            return Ok(false);
+        }
         let generation = self.next_generation()?;
         self.unfollows
             .insert(openid.as_str(), &generation.to_be_bytes())?;
-        let unbound = self.unbind(openid, event_time).await?;
+        let unbound = self.unbind(openid).await?;
         if !unbound {
             self.flush().await?;
         }
@@ -412,7 +440,7 @@ impl Store {
         }
         Ok(self
             .binding(&value.openid)?
-            .filter(|binding| binding.generation == value.generation)
+            .filter(|binding| same_binding(binding, value.generation, value.created_at))
             .map(|binding| Session {
                 binding,
                 created_at: value.created_at,
@@ -485,6 +513,13 @@ impl Store {
         self.flusher.flush().await?;
         Ok(())
     }
+}
+
+/// Whether a session or token opened under `generation` at `opened_at` belongs to `binding`.
+/// Records from before generations (0 on both sides) keep the rule they were written under: the
+/// binding must not be newer than the session.
+fn same_binding(binding: &Binding, generation: u64, opened_at: u64) -> bool {
+    binding.generation == generation && (generation != 0 || binding.bound_at <= opened_at)
 }
 
 fn generation_of(raw: &[u8]) -> u64 {
@@ -641,7 +676,7 @@ mod tests {
             .open_session(&bound, HOUR, LoginMethod::Scan, "ip")
             .await
             .unwrap();
-        assert!(store.unbind(&alice, unix_now()).await.unwrap());
+        assert!(store.unbind(&alice).await.unwrap());
         assert!(store.session(&a).unwrap().is_none());
         assert!(store.session(&b).unwrap().is_none());
         assert_eq!(store.sessions.len(), 0);
@@ -656,7 +691,7 @@ mod tests {
         let (_dir, store) = store();
         let alice = openid("alice");
         let first = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
-        assert!(store.unbind(&alice, unix_now()).await.unwrap());
+        assert!(store.unbind(&alice).await.unwrap());
         let second = store.bind(&alice, &phone("13800000002"), 0).await.unwrap();
         assert_eq!(
             first.bound_at, second.bound_at,
@@ -736,9 +771,22 @@ mod tests {
     async fn a_late_unsubscribe_does_not_undo_a_newer_bind() {
         let (_dir, store) = store();
         let alice = openid("alice");
-        store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
-        assert!(!store.unbind(&alice, unix_now() - 60).await.unwrap());
+        // Followed (again) at 1000 in WeChat's clock, then bound, whatever our clock said.
+        store.record_follow(&alice, 1000).unwrap();
+        store.record_follow(&alice, 900).unwrap();
+        let scanned = store.follow_generation(&alice).unwrap();
+        store
+            .bind(&alice, &phone("13800000001"), scanned)
+            .await
+            .unwrap();
+        // An unsubscribe from before that follow, delivered late: nothing changes, not even
+        // the follow generation.
+        assert!(!store.unfollow(&alice, 999).await.unwrap());
         assert!(store.binding(&alice).unwrap().is_some());
+        assert_eq!(store.follow_generation(&alice).unwrap(), scanned);
+        // One from after it unbinds.
+        assert!(store.unfollow(&alice, 1000).await.unwrap());
+        assert!(store.binding(&alice).unwrap().is_none());
     }
 
     #[tokio::test]

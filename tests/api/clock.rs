@@ -9,7 +9,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{skip, spawn_app, spawn_app_on, spawn_app_with, unix_now, TestApp};
+use crate::helpers::{
+    event_xml, signed_query, skip, spawn_app, spawn_app_on, spawn_app_with, unix_now, TestApp,
+    SANDBOX_TOKEN,
+};
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const ADMIN: &str = "an-admin-token-long-enough-0123";
@@ -89,4 +92,47 @@ async fn the_login_log_forgets_logins_past_its_retention() {
     let later = spawn_app_on(app.data_dir.clone(), &default).await;
     later.wait_for_log("expired logins removed").await;
     assert_eq!(logins(&later, "oOldLogin").await, 0, "{}", later.log());
+}
+
+/// Bound while our clock ran 20 minutes fast, unfollowed after it was put right: WeChat's own
+/// clock (this test's) orders the follow and the unfollow, so the unfollow unbinds. The pushes
+/// come from the test, as WeChat would send them, not from the sandbox (which shares the
+/// server's clock); the wider window lets the fast clock take WeChat's timestamps.
+#[tokio::test]
+async fn an_unfollow_after_the_clock_stepped_back_unbinds() {
+    let Some(moved) = moved_clock("clock::an_unfollow_after_the_clock_stepped_back", "+1200")
+    else {
+        return;
+    };
+    let window = [("WXLOGIN_TIMESTAMP_WINDOW_SECS", "3600")];
+    let mut fast = spawn_app_with(&[&moved[..], &window[..]].concat()).await;
+    let qr = fast.create_qr().await;
+    let follow = event_xml(
+        "oStepped",
+        unix_now(),
+        "subscribe",
+        &format!("qrscene_{}", qr.scene_id),
+    );
+    let pushed = fast
+        .post_callback(&signed_query(SANDBOX_TOKEN), follow)
+        .await;
+    assert_eq!(pushed.status(), StatusCode::OK);
+    fast.request_code(&qr.scene_id, "13800000203").await;
+    let code = fast.sms_code("13800000203").await;
+    let bound: Value = fast
+        .bind(&qr.scene_id, "13800000203", &code)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = bound["token"].as_str().unwrap().to_owned();
+    fast.stop();
+
+    let fixed = spawn_app_on(fast.data_dir.clone(), &window).await;
+    let unfollow = event_xml("oStepped", unix_now(), "unsubscribe", "");
+    let pushed = fixed
+        .post_callback(&signed_query(SANDBOX_TOKEN), unfollow)
+        .await;
+    assert_eq!(pushed.status(), StatusCode::OK);
+    assert_eq!(fixed.me(&token).await.status(), StatusCode::UNAUTHORIZED);
 }

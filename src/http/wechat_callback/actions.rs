@@ -33,6 +33,17 @@ pub fn kind(message: &Message) -> &'static str {
 
 /// Acts on one message.
 pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiError> {
+    let follows = matches!(
+        message.inbound(),
+        Inbound::QrScan {
+            subscribed: true,
+            ..
+        } | Inbound::Follow
+    );
+    // Remembered in WeChat's clock, so a late unsubscribe is told from a current one.
+    if let (true, Ok(openid), Some(at)) = (follows, sender(message), message.created_at()) {
+        state.store.record_follow(&openid, at)?;
+    }
     match message.inbound() {
         Inbound::QrScan {
             scene_key,
