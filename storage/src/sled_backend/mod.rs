@@ -102,6 +102,7 @@ impl SledBackend {
         if self.0.failed.swap(true, Ordering::SeqCst) {
             return;
         }
+        tracing::error!("a write found storage unavailable: refusing writes until it recovers");
         let shared = self.0.clone();
         let spawned = std::thread::Builder::new()
             .name("wxlogin-store-recovery".into())
@@ -124,9 +125,10 @@ impl Shared {
             match self.reopen() {
                 Ok(()) => {
                     self.failed.store(false, Ordering::SeqCst);
+                    tracing::info!("space is back: the store was reopened and takes writes again");
                     return;
                 }
-                Err(e) => eprintln!("wxlogin: reopening the store failed, retrying: {e}"),
+                Err(e) => tracing::warn!(error = %e, "reopening the store failed; retrying"),
             }
         }
     }
@@ -137,7 +139,8 @@ impl Shared {
             return self.open_within(HANDOVER);
         };
         // Calls in flight on the old database hold it; they end quickly (its writes fail).
-        let old = Arc::downgrade(&old);
+        let (old, held) = (Arc::downgrade(&old), old);
+        drop(held);
         let deadline = Instant::now() + HANDOVER;
         while old.strong_count() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
