@@ -64,8 +64,10 @@ pub enum ApiError {
     WechatUnavailable(#[from] WechatError),
     #[error("the verification code could not be sent; try again shortly")]
     SmsUnavailable(#[from] SmsError),
+    #[error("storage is unavailable (the disk may be full); try again shortly")]
+    StorageUnavailable(StoreError),
     #[error("internal error")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
     #[error("internal error")]
     Internal(String),
     /// An error of the OpenID Connect token or userinfo endpoint, with RFC 6749's `error` code.
@@ -111,8 +113,20 @@ impl ApiError {
             ApiError::NotReady(_) => "not_ready",
             ApiError::WechatUnavailable(_) => "wechat_unavailable",
             ApiError::SmsUnavailable(_) => "sms_unavailable",
+            ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Storage(_) | ApiError::Internal(_) => "internal",
             ApiError::OAuth { code, .. } => code,
+        }
+    }
+}
+
+/// A write storage cannot take now (a full disk) is a 503 the client may retry; anything else
+/// about storage is a 500.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => ApiError::StorageUnavailable(e),
+            e => ApiError::Storage(e),
         }
     }
 }
@@ -137,7 +151,7 @@ impl From<SceneError> for ApiError {
             SceneError::TooManyAttempts => ApiError::TooManyAttempts,
             SceneError::PhoneTaken => ApiError::PhoneTaken,
             SceneError::Unfollowed => ApiError::Unfollowed,
-            SceneError::Store(e) => ApiError::Storage(e),
+            SceneError::Store(e) => e.into(),
         }
     }
 }
@@ -176,7 +190,8 @@ impl ResponseError for ApiError {
             | ApiError::CallbackAddressesUnknown
             | ApiError::NotReady(_)
             | ApiError::WechatUnavailable(_)
-            | ApiError::SmsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::SmsUnavailable(_)
+            | ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -189,6 +204,7 @@ impl ResponseError for ApiError {
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failed")
             }
+            ApiError::StorageUnavailable(e) => tracing::warn!(error = %e, "storage unavailable"),
             ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
             _ => {}
         }

@@ -243,7 +243,13 @@ impl Application {
         if stopped.is_err() {
             tracing::warn!("requests still running at the shutdown timeout were dropped");
         }
-        self.store.flush().await.map_err(std::io::Error::other)?;
+        match self.store.flush().await {
+            // Every write it acknowledged is on disk already; the ones it refused were answered 503.
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "storage was unavailable at shutdown; nothing acknowledged is lost")
+            }
+            flushed => flushed.map_err(std::io::Error::other)?,
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -11,6 +11,7 @@ mod code_login;
 mod config;
 mod confirm;
 mod crash;
+mod disk_full;
 mod events;
 mod helpers;
 mod hijack;

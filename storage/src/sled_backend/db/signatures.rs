@@ -4,7 +4,9 @@
 //! with its body's digest here, durably, so neither a second body nor a restart (a deploy, a
 //! crash) reopens it.
 
-use super::{Store, StoreError};
+use std::sync::Arc;
+
+use super::{SledDb, StoreError};
 
 /// What a signature was used for before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +28,7 @@ fn key(sent_at: u64, signature: &str) -> Vec<u8> {
     key
 }
 
-impl Store {
+impl SledDb {
     /// Records that `signature`, made at `sent_at`, signs the body with `body_digest`, unless it
     /// already signs something. A first use is durable on return.
     pub async fn use_signature(
@@ -54,7 +56,10 @@ impl Store {
 
     /// Forgets signatures made before `sent_before` (which no timestamp window accepts any more);
     /// returns how many.
-    pub async fn purge_old_signatures(&self, sent_before: u64) -> Result<usize, StoreError> {
+    pub async fn purge_old_signatures(
+        self: &Arc<Self>,
+        sent_before: u64,
+    ) -> Result<usize, StoreError> {
         let end = sent_before.to_be_bytes();
         self.in_batches(move |store| store.delete_range(&store.signatures, &end))
             .await
@@ -71,7 +76,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = ([1; 32], [2; 32]);
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = SledDb::open(dir.path()).unwrap();
             assert_eq!(
                 store.use_signature("ABC", 10, a).await.unwrap(),
                 SignatureUse::First
@@ -87,7 +92,7 @@ mod tests {
         }
         let store = (0..100)
             .find_map(|_| {
-                Store::open(dir.path())
+                SledDb::open(dir.path())
                     .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
                     .ok()
             })

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use super::{decode_session, record_prefix, unix_now, unix_now_ms, Store, StoreError};
+use std::sync::Arc;
+
+use super::{decode_session, record_prefix, unix_now, unix_now_ms, SledDb};
+use crate::StoreError;
 
 /// Records deleted per blocking call: small enough that readers and writers interleave.
 pub(super) const BATCH: usize = 1000;
@@ -29,7 +32,7 @@ pub(super) fn login_key(at_ms: u64, id: u64) -> Vec<u8> {
     key
 }
 
-impl Store {
+impl SledDb {
     /// Puts records from before the indexes into them, once.
     pub(super) fn index_older_records(&self) -> Result<(), StoreError> {
         if self.db.get(INDEXED)?.is_some() {
@@ -53,22 +56,22 @@ impl Store {
     }
 
     /// Deletes sessions whose expiry has passed; returns how many. Expired sessions are
-    /// already refused by [`Store::session`]; this only reclaims their space.
-    pub async fn purge_expired_sessions(&self) -> Result<usize, StoreError> {
+    /// already refused by [`SledDb::session`]; this only reclaims their space.
+    pub async fn purge_expired_sessions(self: &Arc<Self>) -> Result<usize, StoreError> {
         let now = unix_now();
         self.in_batches(move |store| store.purge_sessions_batch(now))
             .await
     }
 
     /// Deletes logins older than `keep`; returns how many.
-    pub async fn purge_old_logins(&self, keep: Duration) -> Result<usize, StoreError> {
+    pub async fn purge_old_logins(self: &Arc<Self>, keep: Duration) -> Result<usize, StoreError> {
         let cutoff = unix_now_ms().saturating_sub(keep.as_millis().try_into().unwrap_or(u64::MAX));
         self.in_batches(move |store| store.purge_logins_batch(cutoff))
             .await
     }
 
     /// Deletes expired access tokens (already refused by lookups); returns how many.
-    pub async fn purge_expired_access_tokens(&self) -> Result<usize, StoreError> {
+    pub async fn purge_expired_access_tokens(self: &Arc<Self>) -> Result<usize, StoreError> {
         let now = unix_now();
         self.in_batches(move |store| store.purge_access_tokens_batch(now))
             .await
@@ -77,8 +80,8 @@ impl Store {
     /// Runs `batch` on blocking threads until it deletes less than a full batch, then makes the
     /// deletions durable.
     pub(super) async fn in_batches(
-        &self,
-        batch: impl Fn(&Store) -> Result<usize, StoreError> + Send + Sync + Clone + 'static,
+        self: &Arc<Self>,
+        batch: impl Fn(&SledDb) -> Result<usize, StoreError> + Send + Sync + Clone + 'static,
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
