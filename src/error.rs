@@ -42,6 +42,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("this login was started by another browser: send the scene_secret that POST /api/qrcode answered as the X-Scene-Secret header, or the cookie it set")]
     NotSceneOwner,
+    #[error("a login can't be started from another site's page")]
+    CrossSite,
     #[error("{0}")]
     Callback(#[from] EnvelopeError),
     #[error("this signature came before with another body")]
@@ -99,6 +101,7 @@ impl ApiError {
             ApiError::Unfollowed => "unfollowed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotSceneOwner => "not_scene_owner",
+            ApiError::CrossSite => "cross_site_request",
             ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
             ApiError::Callback(EnvelopeError::StaleTimestamp) => "stale_timestamp",
             ApiError::Callback(EnvelopeError::EncryptionRequired) => "encryption_required",
@@ -172,7 +175,8 @@ impl ResponseError for ApiError {
             )
             | ApiError::ReplayedSignature
             | ApiError::SenderNotAllowed
-            | ApiError::NotSceneOwner => StatusCode::FORBIDDEN,
+            | ApiError::NotSceneOwner
+            | ApiError::CrossSite => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }

@@ -23,6 +23,6 @@ pub use supervisor::{
     ToScene,
 };
 pub use token::{
-    AccessToken, BackingOff, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError,
-    TokenHealth, TokenSource,
+    AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenHealth,
+    TokenSource,
 };

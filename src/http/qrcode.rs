@@ -54,6 +54,16 @@ async fn create(
     ip: ClientIp,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    // Another site's form or script would replace the visitor's browser key (breaking their
+    // own login in progress) and spend QR quota from their IP. Browsers say where a request
+    // comes from; API clients send no such header.
+    let from_another_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() == b"cross-site");
+    if from_another_site {
+        return Err(ApiError::CrossSite);
+    }
     // Each QR code spends WeChat quota: limit before calling.
     rate_limit::check(&state.limits.qr_per_ip, &ip.limit_key()).map_err(too_many)?;
     let max = state.limits.max_scenes;
@@ -75,7 +85,7 @@ async fn create(
         .get(header::USER_AGENT)
         .and_then(|ua| ua.to_str().ok())
         .unwrap_or_default();
-    let browser = BrowserKey::of(&request);
+    let browser = BrowserKey::of(&request, state.cookies.secure);
     let scene_secret = browser.scene_secret(&id);
     let code = state
         .scenes
@@ -144,7 +154,7 @@ pub(super) async fn lookup(
 ) -> Result<SceneLookup, ApiError> {
     let found = find(state, raw_id).await?;
     if let SceneLookup::Live(scene) = &found {
-        scene_owner::check(request, raw_id, scene)?;
+        scene_owner::check(request, state.cookies.secure, raw_id, scene)?;
     }
     Ok(found)
 }
