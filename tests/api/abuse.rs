@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app_with, TestApp};
+use crate::helpers::{assert_error, spawn_app_with, TestApp, ADMIN_TOKEN};
 
 async fn qr_from(app: &TestApp, forwarded_for: &str) -> reqwest::Response {
     let request = app
@@ -152,7 +152,7 @@ async fn codes_are_limited_per_client_ip() {
     .await;
 }
 
-const ADMIN: &str = "an-admin-token-long-enough-0123";
+const ADMIN: &str = ADMIN_TOKEN;
 /// The address our reverse proxy appends on a line of its own.
 const PROXY_SEES: &str = "203.0.113.9";
 
@@ -204,12 +204,8 @@ async fn behind_a_proxy_the_line_it_appends_names_the_client() {
     // The login log names the proxy's entry, not the client's.
     app.scan(&tickets[0], "oProxied", false).await;
     let logins: Value = app
-        .client
-        .get(app.url("/admin/logins?openid=oProxied&limit=1"))
-        .bearer_auth(ADMIN)
-        .send()
+        .admin_get("/admin/logins?openid=oProxied&limit=1")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use crate::helpers::{
     event_xml, signed_query, skip, spawn_app, spawn_app_on, spawn_app_with, unix_now, TestApp,
-    SANDBOX_TOKEN,
+    ADMIN_TOKEN, SANDBOX_TOKEN,
 };
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-const ADMIN: &str = "an-admin-token-long-enough-0123";
+const ADMIN: &str = ADMIN_TOKEN;
 
 /// The settings that start a server with its wall clock moved by `offset` (libfaketime's
 /// syntax: `-3600`, `+200d`), or `None` after saying `test` is skipped.
@@ -58,12 +58,8 @@ async fn a_user_bound_before_the_clock_stepped_back_logs_in_after_it() {
 /// Logins the admin API lists for `openid`.
 async fn logins(app: &TestApp, openid: &str) -> usize {
     let page: Value = app
-        .client
-        .get(app.url(&format!("/admin/logins?openid={openid}")))
-        .bearer_auth(ADMIN)
-        .send()
+        .admin_get(&format!("/admin/logins?openid={openid}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -18,6 +18,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 /// The callback token the sandbox uses when WXLOGIN_TOKEN is not set.
 pub const SANDBOX_TOKEN: &str = "sandbox-token";
 
+/// An admin token for servers started with `WXLOGIN_ADMIN_TOKEN` set to it.
+pub const ADMIN_TOKEN: &str = "an-admin-token-long-enough-0123";
+
 /// The key of the test's "browser" (see [`browser_client`]).
 pub const BROWSER_KEY: &str = "test-browser-key-0123456789abcdefghijklmnop";
 
@@ -291,6 +294,16 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{needle:?} never appeared in the log:\n{}", self.log());
+    }
+
+    /// `GET path` with the admin token ([`ADMIN_TOKEN`]).
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The server's process id.

@@ -540,6 +540,19 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
+    /// The store in `dir` opened again after its last handle was dropped: sled's flusher
+    /// thread lets go of the directory lock a moment later (a restart is a new process, where
+    /// the lock goes with the old one).
+    pub(super) fn reopen(dir: &std::path::Path) -> SledDb {
+        (0..100)
+            .find_map(|_| {
+                SledDb::open(dir)
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                    .ok()
+            })
+            .expect("the store reopens")
+    }
+
     pub(super) fn store() -> (tempfile::TempDir, Arc<SledDb>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledDb::open(dir.path()).unwrap());
@@ -600,15 +613,7 @@ mod tests {
                 .await
                 .unwrap()
         };
-        // sled's flusher thread lets go of the directory lock a moment after the last handle is
-        // dropped (a restart is a new process, where the lock goes with the old one).
-        let store = (0..100)
-            .find_map(|_| {
-                SledDb::open(dir.path())
-                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
-                    .ok()
-            })
-            .expect("the store reopens");
+        let store = reopen(dir.path());
         assert_eq!(
             store.session(&token).unwrap().unwrap().binding.phone,
             phone("13800000001")

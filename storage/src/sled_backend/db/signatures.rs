@@ -68,7 +68,7 @@ impl SledDb {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::store;
+    use super::super::tests::{reopen, store};
     use super::*;
 
     #[tokio::test]
@@ -90,13 +90,7 @@ mod tests {
                 SignatureUse::OtherBody
             );
         }
-        let store = (0..100)
-            .find_map(|_| {
-                SledDb::open(dir.path())
-                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
-                    .ok()
-            })
-            .expect("the store reopens");
+        let store = reopen(dir.path());
         assert_eq!(
             store.use_signature("abc", 10, b).await.unwrap(),
             SignatureUse::OtherBody
