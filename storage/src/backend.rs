@@ -169,7 +169,8 @@ pub trait Backend: Send + Sync + 'static {
     /// on return.
     fn purge_expired_access_tokens(&self) -> Pending<'_, Result<usize, StoreError>>;
 
-    /// Deletes logins older than `keep`; returns how many. Durable on return.
+    /// Deletes logins `keep` old or older (every one up to now for zero); returns how many.
+    /// Durable on return.
     fn purge_old_logins(&self, keep: Duration) -> Pending<'_, Result<usize, StoreError>>;
 
     /// Ready for writes: reads answer and the last write did not find storage unavailable (or

@@ -63,7 +63,7 @@ impl SledDb {
             .await
     }
 
-    /// Deletes logins older than `keep`; returns how many.
+    /// Deletes logins `keep` old or older (all of them up to now for zero); returns how many.
     pub async fn purge_old_logins(self: &Arc<Self>, keep: Duration) -> Result<usize, StoreError> {
         let cutoff = unix_now_ms().saturating_sub(keep.as_millis().try_into().unwrap_or(u64::MAX));
         self.in_batches(move |store| store.purge_logins_batch(cutoff))
@@ -139,8 +139,9 @@ impl SledDb {
         Ok(keys.len())
     }
 
+    /// Up to a batch of logins made at or before `cutoff_ms` deleted.
     fn purge_logins_batch(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let end = cutoff_ms.to_be_bytes();
+        let end = cutoff_ms.saturating_add(1).to_be_bytes();
         let entries = self
             .logins_by_time
             .range(..end.as_slice())
