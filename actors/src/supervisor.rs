@@ -1,24 +1,35 @@
-//! Holds every live scene and finds it again by id.
+//! Spawns a scene actor for each login, finds it again, and expires it.
 //!
-//! Scenes are plain structs in this actor's map, not actors of their own: a scene costs a few
-//! hundred bytes instead of an actor's mailbox, context, task and timer (measured in
-//! docs/PERFORMANCE.md). Their TTL is one setting, so scenes expire in the order they were
-//! made: a queue is the timer wheel, swept a few times a second, and a lookup past a scene's
-//! expiry expires it on the spot, so nobody sees a scene outlive its TTL.
+//! The supervisor keeps a weak address per live scene (a scene lives until it ends, not while
+//! someone holds its address) and one expiry queue: every scene has the same TTL, so scenes
+//! expire in the order they were made and the queue is the timer wheel, swept a few times a
+//! second. Each scene also checks its own deadline before every message, so nobody sees a
+//! scene outlive its TTL even between sweeps.
 //!
 //! Two indexes find a scene other than by id: its login code (code mode), for the text
-//! message that carries it, and its scanner, for the reply to a confirmation request.
+//! message that carries it, and its scanner, for the reply to a confirmation request. Messages
+//! found by an index are forwarded here and the indexes updated from the scene's reply; what a
+//! scene learns by itself (a scanner asked to confirm, its end) it reports through a channel
+//! that the supervisor reads before it answers anything.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, MessageResult};
+use actix::fut::{ready, ActorFutureExt, WrapFuture};
+use actix::{
+    Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, MessageResult,
+    ResponseActFuture, WeakAddr,
+};
+use tokio::sync::mpsc;
 use wxlogin_storage::{OpenId, Store};
 
-use crate::scene::state::{LoginMode, Phase, SceneError, SceneMachine, SceneStatus};
-use crate::scene::{Requester, Scene};
+use crate::scene::state::{LoginMode, SceneError, SceneMachine, SceneStatus};
+use crate::scene::{
+    Answer, AnswerOutcome, ConfirmationReply, EndedScene, Expire, Origin, Requester, Scan,
+    ScanByCode, ScanOutcome, SceneActor, SceneReport, SceneServices, ToScene,
+};
 use crate::{LoginCode, SceneId};
 
 /// Draws of a random login code before giving up: with the code space a tenth full, the
@@ -60,8 +71,24 @@ impl SceneCounters {
     }
 }
 
+/// What the supervisor keeps of a live scene.
+struct LiveScene {
+    scene: WeakAddr<SceneActor>,
+    /// See [`Requester::secret_digest`]: checked by the HTTP layer before it talks to the scene.
+    secret_digest: [u8; 32],
+    /// In code mode, the code that scans this scene by text message.
+    code: Option<LoginCode>,
+}
+
+/// How an ended scene is reported until it is forgotten.
+struct Ended {
+    last: EndedScene,
+    /// Still reserved, so it is not handed out while someone may still send it.
+    code: Option<LoginCode>,
+}
+
 pub struct SceneSupervisor {
-    pub(crate) scenes: HashMap<SceneId, Scene>,
+    scenes: HashMap<SceneId, LiveScene>,
     counters: Arc<SceneCounters>,
     /// Live scenes by expiry, oldest first.
     expiries: VecDeque<(Instant, SceneId)>,
@@ -72,15 +99,17 @@ pub struct SceneSupervisor {
     forget: VecDeque<(Instant, SceneId)>,
     /// The login codes of live scenes and of scenes ended within the last TTL: a code is
     /// not handed out again while someone may still send it.
-    pub(crate) codes: HashMap<LoginCode, SceneId>,
+    codes: HashMap<LoginCode, SceneId>,
     /// Scenes waiting for their scanner's confirmation, by scanner (the latest one asked).
-    pub(crate) confirmations: HashMap<OpenId, SceneId>,
-    pub(crate) store: Store,
-    pub(crate) settings: SceneSettings,
+    confirmations: HashMap<OpenId, SceneId>,
+    services: Arc<SceneServices>,
+    reports: mpsc::UnboundedReceiver<SceneReport>,
+    settings: SceneSettings,
 }
 
 impl SceneSupervisor {
     pub fn new(store: Store, settings: SceneSettings) -> Self {
+        let (reports_tx, reports) = mpsc::unbounded_channel();
         Self {
             scenes: HashMap::new(),
             counters: Arc::default(),
@@ -89,25 +118,51 @@ impl SceneSupervisor {
             forget: VecDeque::new(),
             codes: HashMap::new(),
             confirmations: HashMap::new(),
-            store,
+            services: Arc::new(SceneServices {
+                store,
+                session_ttl: settings.session_ttl,
+                reports: reports_tx,
+            }),
+            reports,
             settings,
         }
     }
 
-    /// Expires every scene whose TTL has run out, unless a store write for it is in flight
-    /// (it expires at the first sweep after), and forgets ended scenes one TTL later.
-    fn sweep(&mut self, now: Instant) {
-        let mut in_flight = Vec::new();
-        while self.expiries.front().is_some_and(|(at, _)| *at <= now) {
-            let (at, id) = self.expiries.pop_front().expect("just seen");
-            match self.scenes.get(&id) {
-                Some(scene) if scene.busy => in_flight.push((at, id)),
-                Some(_) => self.expire(id),
-                None => {}
+    /// Shared counts of live, created and expired scenes.
+    pub fn counters(&self) -> Arc<SceneCounters> {
+        self.counters.clone()
+    }
+
+    /// Takes in what the scenes reported since: every answer reads the indexes after this.
+    fn read_reports(&mut self) {
+        while let Ok(report) = self.reports.try_recv() {
+            match report {
+                SceneReport::AwaitsConfirmation { id, scanner } => {
+                    // A user answers the confirmation they were asked last.
+                    if self.scenes.contains_key(&id) {
+                        self.confirmations.insert(scanner, id);
+                    }
+                }
+                SceneReport::Ended {
+                    id,
+                    last,
+                    scanner,
+                    by_ttl,
+                } => self.ended(id, last, scanner, by_ttl),
             }
         }
-        for entry in in_flight.into_iter().rev() {
-            self.expiries.push_front(entry);
+    }
+
+    /// Sends `Expire` to every scene whose TTL has run out, and forgets ended scenes one TTL
+    /// later.
+    fn sweep(&mut self, now: Instant) {
+        self.read_reports();
+        while self.expiries.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, id) = self.expiries.pop_front().expect("just seen");
+            // The scene reports its end (after a write in flight, if any).
+            if let Some(scene) = self.live(&id) {
+                scene.do_send(Expire);
+            }
         }
         while self.forget.front().is_some_and(|(at, _)| *at <= now) {
             let (_, id) = self.forget.pop_front().expect("just seen");
@@ -118,35 +173,51 @@ impl SceneSupervisor {
         self.give_back_memory();
     }
 
-    /// The scene's TTL ran out.
-    fn expire(&mut self, id: SceneId) {
-        if self.end(id) {
-            self.counters.expired.fetch_add(1, Ordering::Relaxed);
+    /// The scene `id` if it is live. One that is gone without reporting its end (its actor
+    /// panicked) is taken as expired.
+    fn live(&mut self, id: &SceneId) -> Option<Addr<SceneActor>> {
+        let entry = self.scenes.get(id)?;
+        let scene = entry.scene.upgrade();
+        if scene.is_none() {
+            let mode = match entry.code {
+                Some(_) => LoginMode::Code,
+                None => LoginMode::QrCode,
+            };
+            self.ended(id.clone(), EndedScene::unreported(mode), None, true);
         }
+        scene
     }
 
-    /// Takes a scene out of the live ones (expiring it unless it already reached a terminal
-    /// state) and remembers how it ended for one TTL. False if it was not live.
-    pub(crate) fn end(&mut self, id: SceneId) -> bool {
-        let Some(mut scene) = self.scenes.remove(&id) else {
-            return false;
+    /// Takes a scene out of the live ones and remembers how it ended for one TTL.
+    fn ended(&mut self, id: SceneId, last: EndedScene, scanner: Option<OpenId>, by_ttl: bool) {
+        let Some(scene) = self.scenes.remove(&id) else {
+            return;
         };
-        if let Some(scanner) = scene.machine.confirming() {
-            if self.confirmations.get(scanner) == Some(&id) {
-                self.confirmations.remove(scanner);
-            }
+        if let Some(scanner) = scanner {
+            self.confirmed(&scanner, &id);
         }
-        scene.expire();
         self.ended.insert(
             id.clone(),
-            Ended::from_status(scene.machine.status(Instant::now()), scene.code),
+            Ended {
+                last,
+                code: scene.code,
+            },
         );
         self.forget
             .push_back((Instant::now() + self.settings.ttl, id));
         self.counters
             .live
             .store(self.scenes.len(), Ordering::Relaxed);
-        true
+        if by_ttl {
+            self.counters.expired.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `openid`'s confirmation, if it was pending for this scene, is over.
+    fn confirmed(&mut self, openid: &OpenId, id: &SceneId) {
+        if self.confirmations.get(openid) == Some(id) {
+            self.confirmations.remove(openid);
+        }
     }
 
     /// After a wave of scenes ends, hand the emptied tables back to the allocator, and the
@@ -195,24 +266,17 @@ impl SceneSupervisor {
         Ok(code)
     }
 
-    /// The live scene `id`, expiring it first if its TTL has run out.
-    pub(crate) fn live(&mut self, id: &SceneId) -> Option<&mut Scene> {
-        let now = Instant::now();
-        if self
-            .scenes
-            .get(id)
-            .is_some_and(|scene| scene.expires_at <= now && !scene.busy)
-        {
-            self.expire(id.clone());
-        }
-        self.scenes.get_mut(id)
-    }
-}
-
-impl SceneSupervisor {
-    /// Shared counts of live, created and expired scenes.
-    pub fn counters(&self) -> Arc<SceneCounters> {
-        self.counters.clone()
+    /// Delivers `msg` to the live scene `id`: `None` if there is none (any more).
+    fn forward<M>(&mut self, id: &SceneId, msg: M) -> ResponseActFuture<Self, Option<M::Result>>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        SceneActor: Handler<ToScene<M>>,
+    {
+        let Some(scene) = self.live(id) else {
+            return Box::pin(ready(None));
+        };
+        Box::pin(async move { scene.send(ToScene(msg)).await.ok().flatten() }.into_actor(self))
     }
 }
 
@@ -223,41 +287,6 @@ impl Actor for SceneSupervisor {
         ctx.run_interval(SWEEP_EVERY, |supervisor, _| {
             supervisor.sweep(Instant::now())
         });
-    }
-}
-
-/// How an ended scene is reported until it is forgotten: the little of its last status that
-/// is not implied by its end (it carries no token, no number, no time left).
-struct Ended {
-    phase: Phase,
-    mode: LoginMode,
-    subscribed: bool,
-    new_follower: bool,
-    code: Option<LoginCode>,
-}
-
-impl Ended {
-    fn from_status(last: SceneStatus, code: Option<LoginCode>) -> Self {
-        Self {
-            phase: last.phase,
-            mode: last.mode,
-            subscribed: last.subscribed,
-            new_follower: last.new_follower,
-            code,
-        }
-    }
-
-    fn status(&self) -> SceneStatus {
-        SceneStatus {
-            phase: self.phase,
-            mode: self.mode,
-            subscribed: self.subscribed,
-            new_follower: self.new_follower,
-            bound: false,
-            expires_at: Instant::now(),
-            token: None,
-            confirm_number: None,
-        }
     }
 }
 
@@ -274,6 +303,7 @@ impl Handler<OpenScene> for SceneSupervisor {
     type Result = Result<Option<LoginCode>, SceneError>;
 
     fn handle(&mut self, msg: OpenScene, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
         let code = match msg.mode {
             LoginMode::QrCode => None,
             LoginMode::Code => {
@@ -282,10 +312,20 @@ impl Handler<OpenScene> for SceneSupervisor {
             }
         };
         let expires_at = Instant::now() + self.settings.ttl;
-        let machine = SceneMachine::new(msg.mode, self.settings.confirm);
+        let scene = SceneActor::start(
+            msg.id.clone(),
+            SceneMachine::new(msg.mode, self.settings.confirm),
+            expires_at,
+            Origin::from(&msg.requester),
+            self.services.clone(),
+        );
         self.scenes.insert(
             msg.id.clone(),
-            Scene::new(machine, expires_at, msg.requester, code),
+            LiveScene {
+                scene,
+                secret_digest: msg.requester.secret_digest,
+                code,
+            },
         );
         self.expiries.push_back((expires_at, msg.id));
         self.counters
@@ -310,28 +350,28 @@ pub enum SceneLookup {
 impl Handler<FindScene> for SceneSupervisor {
     type Result = MessageResult<FindScene>;
 
-    fn handle(&mut self, FindScene(id): FindScene, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, FindScene(id): FindScene, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
         MessageResult(if let Some(scene) = self.live(&id) {
             SceneLookup::Live(SceneHandle {
-                secret_digest: scene.requester.secret_digest,
-                id,
-                supervisor: ctx.address(),
+                scene,
+                secret_digest: self.scenes[&id].secret_digest,
             })
         } else if let Some(ended) = self.ended.get(&id) {
-            SceneLookup::Ended(ended.status())
+            SceneLookup::Ended(ended.last.status())
         } else {
             SceneLookup::Unknown
         })
     }
 }
 
-/// A live scene, to send [`crate::Watch`], [`crate::Scan`], [`crate::RequestCode`] and
-/// [`crate::Bind`] to. Once the scene has ended, `send` fails as sending to a stopped
-/// actor does.
+/// A live scene's address, to send [`crate::Watch`], [`crate::Scan`], [`crate::RequestCode`]
+/// and [`crate::Bind`] to. Once the scene has ended, `send` fails as sending to a stopped
+/// actor does. Drop it before waiting on a long-poll: a handle held for minutes keeps the
+/// scene's mailbox allocated after the scene has ended.
 #[derive(Clone)]
 pub struct SceneHandle {
-    id: SceneId,
-    supervisor: Addr<SceneSupervisor>,
+    scene: Addr<SceneActor>,
     secret_digest: [u8; 32],
 }
 
@@ -345,29 +385,57 @@ impl SceneHandle {
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        SceneSupervisor: Handler<ToScene<M>>,
+        SceneActor: Handler<ToScene<M>>,
     {
-        self.supervisor
-            .send(ToScene {
-                id: self.id.clone(),
-                msg,
-            })
+        self.scene
+            .send(ToScene(msg))
             .await?
             .ok_or(MailboxError::Closed)
     }
 }
 
-/// `msg` for scene `id`; answers `None` when the scene is no longer live.
-pub struct ToScene<M> {
-    pub(crate) id: SceneId,
-    pub(crate) msg: M,
+impl Handler<ScanByCode> for SceneSupervisor {
+    type Result = ResponseActFuture<Self, Option<Result<ScanOutcome, SceneError>>>;
+
+    fn handle(&mut self, msg: ScanByCode, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
+        let Some(id) = self.codes.get(&msg.code).cloned() else {
+            return Box::pin(ready(None));
+        };
+        // A text message comes from someone who already follows the account.
+        let scan = Scan {
+            openid: msg.openid,
+            new_follower: false,
+        };
+        self.forward(&id, scan)
+    }
 }
 
-impl<M: Message> Message for ToScene<M>
-where
-    M::Result: 'static,
-{
-    type Result = Option<M::Result>;
+impl Handler<Answer> for SceneSupervisor {
+    type Result = ResponseActFuture<Self, Option<Result<AnswerOutcome, SceneError>>>;
+
+    fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
+        let Some(id) = self.confirmations.get(&msg.openid).cloned() else {
+            return Box::pin(ready(None));
+        };
+        let openid = msg.openid.clone();
+        let reply = ConfirmationReply {
+            openid: msg.openid,
+            number: msg.number,
+        };
+        Box::pin(
+            self.forward(&id, reply)
+                .map(move |answered, supervisor, _| {
+                    // Let in, denied or gone: nothing more to confirm. Still waiting (a wrong
+                    // sender, a write in flight): it stays.
+                    if !matches!(answered, Some(Err(_))) {
+                        supervisor.confirmed(&openid, &id);
+                    }
+                    answered
+                }),
+        )
+    }
 }
 
 /// glibc keeps freed memory in its heaps rather than returning it (measured: none of 38 MiB
@@ -385,8 +453,6 @@ fn release_free_heap() {}
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
 
     fn code(digits: &str) -> LoginCode {
@@ -423,18 +489,16 @@ mod tests {
         ));
 
         // Ended, the first scene keeps its code for one more TTL, then lets it go.
-        let machine = SceneMachine::new(LoginMode::Code, false);
-        let requester = Requester {
-            ip: "127.0.0.1".into(),
-            device: "curl".into(),
-            at: SystemTime::now(),
-            secret_digest: [0; 32],
-        };
+        let gone = Context::<SceneActor>::new().address().downgrade();
         supervisor.scenes.insert(
             first.clone(),
-            Scene::new(machine, Instant::now(), requester, Some(a)),
+            LiveScene {
+                scene: gone,
+                secret_digest: [0; 32],
+                code: Some(a),
+            },
         );
-        assert!(supervisor.end(first));
+        supervisor.ended(first, EndedScene::unreported(LoginMode::Code), None, true);
         assert!(supervisor
             .reserve_code(&SceneId::generate(), [a].into_iter())
             .is_err());

@@ -128,7 +128,7 @@ async fn qrcode_or_fallback(state: &AppState, id: &SceneId) -> Result<Option<QrT
     }
 }
 
-async fn find(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
+pub(super) async fn find(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
     let Some(id) = SceneId::parse(raw_id) else {
         return Ok(SceneLookup::Unknown);
     };
@@ -229,12 +229,14 @@ async fn status(
         SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
         SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
     };
-    let Ok(watched) = scene
+    let watched = scene
         .send(Watch {
             until_change: query.wait > 0,
         })
-        .await
-    else {
+        .await;
+    // A parked poll holds only its receiver, never the scene's address.
+    drop(scene);
+    let Ok(watched) = watched else {
         return Ok(HttpResponse::Ok().json(ended(&state, &scene_id).await?));
     };
     let mut status = watched.status;

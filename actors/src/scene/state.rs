@@ -145,7 +145,8 @@ enum State {
         /// [`wxlogin_storage::Store::follow_generation`] when they scanned: an unfollow since
         /// makes the bind fail.
         follow_generation: u64,
-        sent: Option<SentCode>,
+        /// Boxed: most scenes never get this far, and every pending scene pays for the field.
+        sent: Option<Box<SentCode>>,
         wrong_codes: u8,
     },
     LoggedIn {
@@ -347,11 +348,11 @@ impl SceneMachine {
                 });
             }
         }
-        *sent = Some(SentCode {
+        *sent = Some(Box::new(SentCode {
             phone,
             code,
             sent_at: now,
-        });
+        }));
         Ok(())
     }
 
