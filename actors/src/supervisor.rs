@@ -454,6 +454,7 @@ fn release_free_heap() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Phase;
 
     fn code(digits: &str) -> LoginCode {
         LoginCode::parse(digits).unwrap()
@@ -505,5 +506,27 @@ mod tests {
         supervisor.sweep(Instant::now() + Duration::from_secs(301));
         let third = SceneId::generate();
         assert_eq!(supervisor.reserve_code(&third, [a].into_iter()).unwrap(), a);
+    }
+
+    #[test]
+    fn a_scene_gone_without_a_word_is_taken_as_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut supervisor = supervisor(&dir);
+        let id = SceneId::generate();
+        // The address of an actor that is gone, as after a panic: it never reported its end.
+        let gone = Context::<SceneActor>::new().address().downgrade();
+        supervisor.scenes.insert(
+            id.clone(),
+            LiveScene {
+                scene: gone,
+                secret_digest: [0; 32],
+                code: None,
+            },
+        );
+        assert!(supervisor.live(&id).is_none());
+        assert!(supervisor.scenes.is_empty());
+        let last = supervisor.ended[&id].last.status();
+        assert_eq!(last.phase, Phase::Expired);
+        assert_eq!(supervisor.counters.expired(), 1);
     }
 }

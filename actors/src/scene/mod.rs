@@ -316,3 +316,213 @@ impl Live<Watch> for SceneActor {
         ActorResponse::reply(Some(Watched { status, change }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use actix::fut::wrap_future;
+    use actix::{Addr, MailboxError};
+    use tempfile::TempDir;
+    use wxlogin_storage::Phone;
+
+    use super::*;
+
+    struct Fixture {
+        _dir: TempDir,
+        services: Arc<SceneServices>,
+        reports: mpsc::UnboundedReceiver<SceneReport>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, reports) = mpsc::unbounded_channel();
+        let services = Arc::new(SceneServices {
+            store: Store::open(dir.path()).unwrap(),
+            session_ttl: Duration::from_secs(3600),
+            reports: tx,
+        });
+        Fixture {
+            _dir: dir,
+            services,
+            reports,
+        }
+    }
+
+    impl Fixture {
+        fn start(&self, confirm: bool, expires_at: Instant) -> Addr<SceneActor> {
+            let requester = Requester {
+                ip: "203.0.113.7".into(),
+                device: "curl".into(),
+                at: UNIX_EPOCH,
+                secret_digest: [0; 32],
+            };
+            SceneActor::start(
+                SceneId::generate(),
+                SceneMachine::new(LoginMode::QrCode, confirm),
+                expires_at,
+                Origin::from(&requester),
+                self.services.clone(),
+            )
+            .upgrade()
+            .expect("just started")
+        }
+
+        /// The scene's end as it reported it, if it has ended.
+        fn ended(&mut self) -> Option<(Phase, bool)> {
+            while let Ok(report) = self.reports.try_recv() {
+                if let SceneReport::Ended { last, by_ttl, .. } = report {
+                    return Some((last.phase, by_ttl));
+                }
+            }
+            None
+        }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(300)
+    }
+
+    fn alice() -> OpenId {
+        OpenId::parse("alice").unwrap()
+    }
+
+    async fn watch(scene: &Addr<SceneActor>) -> Result<Option<Watched>, MailboxError> {
+        scene.send(ToScene(Watch { until_change: true })).await
+    }
+
+    /// A store write the test finishes when it likes, as a scan login or a bind does.
+    struct HoldWrite(oneshot::Receiver<()>);
+
+    impl Message for HoldWrite {
+        type Result = ();
+    }
+
+    impl Live<HoldWrite> for SceneActor {
+        fn live(&mut self, HoldWrite(done): HoldWrite, _: &mut Context<Self>) -> Reply<HoldWrite> {
+            self.busy = true;
+            after_write(wrap_future(async move {
+                let _ = done.await;
+            }))
+        }
+    }
+
+    /// A handler with a bug.
+    struct Panic;
+
+    impl Message for Panic {
+        type Result = ();
+    }
+
+    impl Live<Panic> for SceneActor {
+        fn live(&mut self, _: Panic, _: &mut Context<Self>) -> Reply<Panic> {
+            panic!("a bug in one scene's handler");
+        }
+    }
+
+    #[actix::test]
+    async fn an_expiry_during_a_write_waits_for_the_write() {
+        let mut fixture = fixture();
+        let scene = fixture.start(false, later());
+        let (finish, done) = oneshot::channel();
+        let write = scene.send(ToScene(HoldWrite(done)));
+        scene.do_send(Expire);
+        // The Expire came and went: the scene is still live, and has not reported an end.
+        let watched = watch(&scene).await.unwrap().expect("live during its write");
+        assert_eq!(watched.status.phase, Phase::Waiting);
+        assert_eq!(fixture.ended(), None);
+        finish.send(()).unwrap();
+        assert_eq!(write.await.unwrap(), Some(()));
+        // The write done, the TTL's end follows.
+        assert!(watch(&scene).await.is_err());
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+        let mut waiter = watched.change.expect("asked to watch");
+        assert_eq!(waiter.try_recv().unwrap().phase, Phase::Expired);
+    }
+
+    #[actix::test]
+    async fn every_message_checks_the_deadline_first() {
+        let mut fixture = fixture();
+        let phone = || Phone::parse("13800000001").unwrap();
+        let past = Instant::now();
+        let scene = fixture.start(false, past);
+        assert!(watch(&scene).await.unwrap().is_none());
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+        let scene = fixture.start(false, past);
+        let scan = Scan {
+            openid: alice(),
+            new_follower: true,
+        };
+        assert!(scene.send(ToScene(scan)).await.unwrap().is_none());
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+        let scene = fixture.start(false, past);
+        let request = RequestCode { phone: phone() };
+        assert!(scene.send(ToScene(request)).await.unwrap().is_none());
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+        let scene = fixture.start(false, past);
+        let bind = Bind {
+            phone: phone(),
+            code: "123456".into(),
+            client_ip: "203.0.113.7".into(),
+        };
+        assert!(scene.send(ToScene(bind)).await.unwrap().is_none());
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+        let scene = fixture.start(true, past);
+        let reply = ConfirmationReply {
+            openid: alice(),
+            number: 42,
+        };
+        assert!(scene.send(ToScene(reply)).await.unwrap().is_none());
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+    }
+
+    #[actix::test]
+    async fn every_waiter_hears_how_the_scene_ended() {
+        let mut fixture = fixture();
+        // At the TTL: two waiters, both told.
+        let scene = fixture.start(false, later());
+        let first = watch(&scene).await.unwrap().unwrap().change.unwrap();
+        let second = watch(&scene).await.unwrap().unwrap().change.unwrap();
+        scene.do_send(Expire);
+        assert_eq!(first.await.unwrap().phase, Phase::Expired);
+        assert_eq!(second.await.unwrap().phase, Phase::Expired);
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+
+        // Denied by the scanner: the waiter hears `denied`, and the scene ends at once.
+        let scene = fixture.start(true, later());
+        let scan = Scan {
+            openid: alice(),
+            new_follower: false,
+        };
+        let asked = scene.send(ToScene(scan)).await.unwrap().unwrap().unwrap();
+        assert!(matches!(asked, ScanOutcome::Confirm(_)));
+        let waiter = watch(&scene).await.unwrap().unwrap().change.unwrap();
+        let reply = ConfirmationReply {
+            openid: alice(),
+            number: 0,
+        };
+        let answered = scene.send(ToScene(reply)).await.unwrap().unwrap().unwrap();
+        assert_eq!(answered, AnswerOutcome::Denied);
+        assert_eq!(waiter.await.unwrap().phase, Phase::Denied);
+        assert_eq!(fixture.ended(), Some((Phase::Denied, false)));
+        assert!(watch(&scene).await.is_err());
+    }
+
+    #[actix::test]
+    async fn a_panicking_handler_takes_down_only_its_own_scene() {
+        let fixture = fixture();
+        let buggy = fixture.start(false, later());
+        let neighbour = fixture.start(false, later());
+        let waiting = watch(&neighbour).await.unwrap().unwrap().change.unwrap();
+        assert!(buggy.send(ToScene(Panic)).await.is_err());
+        assert!(watch(&buggy).await.is_err());
+        // The neighbour, polled by the same task, goes on: it answers and its waiter is held.
+        let watched = watch(&neighbour).await.unwrap().expect("still live");
+        assert_eq!(watched.status.phase, Phase::Waiting);
+        neighbour.do_send(Expire);
+        assert_eq!(waiting.await.unwrap().phase, Phase::Expired);
+        // Scenes started after the panic are polled too.
+        let next = fixture.start(false, later());
+        assert!(watch(&next).await.unwrap().is_some());
+    }
+}
