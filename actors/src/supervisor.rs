@@ -87,18 +87,54 @@ struct Ended {
     code: Option<LoginCode>,
 }
 
+/// Scenes that ended lately, so a late poll hears how they ended, not `not found`. Kept in two
+/// generations, each taking the scenes that end in one TTL-long window; when a window closes
+/// the older generation is forgotten whole. An ended scene is so remembered for at least one
+/// TTL and at most two, without a forget time of its own.
+struct EndedScenes {
+    recent: HashMap<SceneId, Ended>,
+    older: HashMap<SceneId, Ended>,
+    /// When `recent` becomes `older`.
+    window_ends: Instant,
+}
+
+impl EndedScenes {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            recent: HashMap::new(),
+            older: HashMap::new(),
+            window_ends: Instant::now() + ttl,
+        }
+    }
+
+    fn get(&self, id: &SceneId) -> Option<&Ended> {
+        self.recent.get(id).or_else(|| self.older.get(id))
+    }
+
+    fn insert(&mut self, id: SceneId, ended: Ended) {
+        self.recent.insert(id, ended);
+    }
+
+    /// Once the window has closed: a new one opens, and the generation before the one just
+    /// closed is forgotten and returned.
+    fn turn(&mut self, now: Instant, ttl: Duration) -> Option<HashMap<SceneId, Ended>> {
+        if now < self.window_ends {
+            return None;
+        }
+        self.window_ends = now + ttl;
+        let closed = std::mem::take(&mut self.recent);
+        Some(std::mem::replace(&mut self.older, closed))
+    }
+}
+
 pub struct SceneSupervisor {
     scenes: HashMap<SceneId, LiveScene>,
     counters: Arc<SceneCounters>,
     /// Live scenes by expiry, oldest first.
     expiries: VecDeque<(Instant, SceneId)>,
-    /// Scenes that ended within the last TTL, so a late poll hears how they ended, not
-    /// `not found`.
-    ended: HashMap<SceneId, Ended>,
-    /// When each ended scene is forgotten, oldest first.
-    forget: VecDeque<(Instant, SceneId)>,
-    /// The login codes of live scenes and of scenes ended within the last TTL: a code is
-    /// not handed out again while someone may still send it.
+    ended: EndedScenes,
+    /// The login codes of live scenes and of remembered ended ones: a code is not handed out
+    /// again while someone may still send it.
     codes: HashMap<LoginCode, SceneId>,
     /// Scenes waiting for their scanner's confirmation, by scanner (the latest one asked).
     confirmations: HashMap<OpenId, SceneId>,
@@ -114,8 +150,7 @@ impl SceneSupervisor {
             scenes: HashMap::new(),
             counters: Arc::default(),
             expiries: VecDeque::new(),
-            ended: HashMap::new(),
-            forget: VecDeque::new(),
+            ended: EndedScenes::new(settings.ttl),
             codes: HashMap::new(),
             confirmations: HashMap::new(),
             services: Arc::new(SceneServices {
@@ -153,8 +188,8 @@ impl SceneSupervisor {
         }
     }
 
-    /// Sends `Expire` to every scene whose TTL has run out, and forgets ended scenes one TTL
-    /// later.
+    /// Sends `Expire` to every scene whose TTL has run out, and forgets ended scenes one to
+    /// two TTLs later.
     fn sweep(&mut self, now: Instant) {
         self.read_reports();
         while self.expiries.front().is_some_and(|(at, _)| *at <= now) {
@@ -164,13 +199,15 @@ impl SceneSupervisor {
                 scene.do_send(Expire);
             }
         }
-        while self.forget.front().is_some_and(|(at, _)| *at <= now) {
-            let (_, id) = self.forget.pop_front().expect("just seen");
-            if let Some(code) = self.ended.remove(&id).and_then(|ended| ended.code) {
-                self.codes.remove(&code);
-            }
+        let forgotten = self.ended.turn(now, self.settings.ttl);
+        for code in forgotten
+            .iter()
+            .flat_map(|f| f.values())
+            .filter_map(|e| e.code)
+        {
+            self.codes.remove(&code);
         }
-        self.give_back_memory();
+        self.give_back_memory(forgotten.is_some_and(|f| !f.is_empty()));
     }
 
     /// The scene `id` if it is live. One that is gone without reporting its end (its actor
@@ -188,7 +225,7 @@ impl SceneSupervisor {
         scene
     }
 
-    /// Takes a scene out of the live ones and remembers how it ended for one TTL.
+    /// Takes a scene out of the live ones and remembers how it ended.
     fn ended(&mut self, id: SceneId, last: EndedScene, scanner: Option<OpenId>, by_ttl: bool) {
         let Some(scene) = self.scenes.remove(&id) else {
             return;
@@ -197,14 +234,12 @@ impl SceneSupervisor {
             self.confirmed(&scanner, &id);
         }
         self.ended.insert(
-            id.clone(),
+            id,
             Ended {
                 last,
                 code: scene.code,
             },
         );
-        self.forget
-            .push_back((Instant::now() + self.settings.ttl, id));
         self.counters
             .live
             .store(self.scenes.len(), Ordering::Relaxed);
@@ -221,12 +256,12 @@ impl SceneSupervisor {
     }
 
     /// After a wave of scenes ends, hand the emptied tables back to the allocator, and the
-    /// allocator's free pages back to the system.
-    fn give_back_memory(&mut self) {
+    /// allocator's free pages back to the system; `freed` says a table was just dropped.
+    fn give_back_memory(&mut self, freed: bool) {
         fn oversized(len: usize, capacity: usize) -> bool {
             capacity > 1024 && capacity > 4 * len
         }
-        let mut shrunk = false;
+        let mut shrunk = freed;
         if oversized(self.scenes.len(), self.scenes.capacity()) {
             self.scenes.shrink_to_fit();
             shrunk = true;
@@ -235,16 +270,8 @@ impl SceneSupervisor {
             self.expiries.shrink_to_fit();
             shrunk = true;
         }
-        if oversized(self.ended.len(), self.ended.capacity()) {
-            self.ended.shrink_to_fit();
-            shrunk = true;
-        }
         if oversized(self.codes.len(), self.codes.capacity()) {
             self.codes.shrink_to_fit();
-            shrunk = true;
-        }
-        if oversized(self.forget.len(), self.forget.capacity()) {
-            self.forget.shrink_to_fit();
             shrunk = true;
         }
         if shrunk {
@@ -500,10 +527,16 @@ mod tests {
             },
         );
         supervisor.ended(first, EndedScene::unreported(LoginMode::Code), None, true);
-        assert!(supervisor
-            .reserve_code(&SceneId::generate(), [a].into_iter())
-            .is_err());
+        let held = |supervisor: &mut SceneSupervisor| {
+            supervisor
+                .reserve_code(&SceneId::generate(), [a].into_iter())
+                .is_err()
+        };
+        assert!(held(&mut supervisor));
+        // Still held after one TTL, whenever in its window the scene ended; gone after two.
         supervisor.sweep(Instant::now() + Duration::from_secs(301));
+        assert!(held(&mut supervisor));
+        supervisor.sweep(Instant::now() + Duration::from_secs(602));
         let third = SceneId::generate();
         assert_eq!(supervisor.reserve_code(&third, [a].into_iter()).unwrap(), a);
     }
@@ -525,7 +558,7 @@ mod tests {
         );
         assert!(supervisor.live(&id).is_none());
         assert!(supervisor.scenes.is_empty());
-        let last = supervisor.ended[&id].last.status();
+        let last = supervisor.ended.get(&id).unwrap().last.status();
         assert_eq!(last.phase, Phase::Expired);
         assert_eq!(supervisor.counters.expired(), 1);
     }
