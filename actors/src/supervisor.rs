@@ -392,11 +392,9 @@ impl Handler<FindScene> for SceneSupervisor {
     }
 }
 
-/// A live scene's address, to send [`crate::Watch`], [`crate::Scan`], [`crate::RequestCode`]
-/// and [`crate::Bind`] to. Once the scene has ended, `send` fails as sending to a stopped
-/// actor does. Drop it before waiting on a long-poll: a handle held for minutes keeps the
-/// scene's mailbox allocated after the scene has ended.
-#[derive(Clone)]
+/// A live scene's address, to send one of [`crate::Watch`], [`crate::Scan`],
+/// [`crate::RequestCode`] and [`crate::Bind`] to. Once the scene has ended, `send` fails as
+/// sending to a stopped actor does.
 pub struct SceneHandle {
     scene: Addr<SceneActor>,
     secret_digest: [u8; 32],
@@ -408,16 +406,19 @@ impl SceneHandle {
         &self.secret_digest
     }
 
-    pub async fn send<M>(&self, msg: M) -> Result<M::Result, MailboxError>
+    /// Sends `msg` and lets go of the address before the answer comes: nobody waiting on a
+    /// scene holds its address (it would keep the scene's mailbox allocated after the scene
+    /// ended), and the scene, woken for the message anyway, is not woken again by the last
+    /// address going away.
+    pub async fn send<M>(self, msg: M) -> Result<M::Result, MailboxError>
     where
         M: Message + Send + 'static,
         M::Result: Send,
         SceneActor: Handler<ToScene<M>>,
     {
-        self.scene
-            .send(ToScene(msg))
-            .await?
-            .ok_or(MailboxError::Closed)
+        let answer = self.scene.send(ToScene(msg));
+        drop(self);
+        answer.await?.ok_or(MailboxError::Closed)
     }
 }
 

@@ -85,9 +85,7 @@ async fn forward(
                 Ok(SceneLookup::Unknown) | Err(_) => return,
             },
         };
-        let watched = scene.send(Watch { until_change: true }).await;
-        drop(scene);
-        let Ok(watched) = watched else {
+        let Ok(watched) = scene.send(Watch { until_change: true }).await else {
             // It ended meanwhile: say how.
             if let Ok(last) = ended(&state, &scene_id).await {
                 let _ = tx.send(event(&last)).await;

@@ -229,14 +229,13 @@ async fn status(
         SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
         SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
     };
-    let watched = scene
+    // `send` lets go of the scene's address: a parked poll holds only its receiver.
+    let Ok(watched) = scene
         .send(Watch {
             until_change: query.wait > 0,
         })
-        .await;
-    // A parked poll holds only its receiver, never the scene's address.
-    drop(scene);
-    let Ok(watched) = watched else {
+        .await
+    else {
         return Ok(HttpResponse::Ok().json(ended(&state, &scene_id).await?));
     };
     let mut status = watched.status;
