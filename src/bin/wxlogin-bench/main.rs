@@ -153,13 +153,13 @@ async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
     let mut conns = open_many(server.addr, sizes.connections).await?;
     if wants(1) {
-        let (row, back) = throughput::status_polls(conns, sizes).await?;
+        let (row, back) = throughput::status_polls(&server, conns, sizes).await?;
         rows.push(row);
         conns = back;
     }
     if wants(2) {
         for mode in [Mode::Plain, Mode::Safe] {
-            let (row, back) = throughput::callback_events(conns, sizes, mode).await?;
+            let (row, back) = throughput::callback_events(&server, conns, sizes, mode).await?;
             rows.push(row);
             conns = back;
         }
@@ -180,7 +180,7 @@ async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
         }
     }
     if wants(5) {
-        let (row, _) = throughput::binds(conns, sizes).await?;
+        let (row, _) = throughput::binds(&server, conns, sizes).await?;
         rows.push(row);
     }
     drop(server);
