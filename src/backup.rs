@@ -43,7 +43,7 @@ pub enum RestoreError {
 /// Loads the backup at `file` into the empty store in `data_dir`; returns how many bindings.
 pub async fn restore(data_dir: &Path, file: &Path) -> Result<usize, RestoreError> {
     let store = Store::open(data_dir).map_err(RestoreError::Open)?;
-    if !store.has_no_bindings() {
+    if !store.has_no_bindings()? {
         return Err(RestoreError::NotEmpty);
     }
     let reader = std::io::BufReader::new(std::fs::File::open(file)?);

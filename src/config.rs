@@ -9,6 +9,7 @@ use url::Url;
 
 use crate::oidc::clients::Clients;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
+use crate::wechat::ip_ranges::IpRanges;
 
 /// Every setting wxlogin reads. Any other `WXLOGIN_*` variable stops the start: it is a typo (or
 /// a setting of another version), and ignoring a misspelt `WXLOGIN_APPID` would start the sandbox.
@@ -25,6 +26,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_SMS_WEBHOOK",
     "WXLOGIN_AES_KEY",
     "WXLOGIN_TIMESTAMP_WINDOW_SECS",
+    "WXLOGIN_CALLBACK_IPS",
     "WXLOGIN_WECHAT_TIMEOUT_SECS",
     "WXLOGIN_STABLE_TOKEN",
     "WXLOGIN_TRUST_PROXY",
@@ -32,6 +34,8 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_MAX_SCENES",
     "WXLOGIN_SMS_PER_PHONE_PER_HOUR",
     "WXLOGIN_SMS_PER_IP_PER_HOUR",
+    "WXLOGIN_SMS_PER_USER_PER_HOUR",
+    "WXLOGIN_SCANS_PER_USER_PER_HOUR",
     "WXLOGIN_ADMIN_TOKEN",
     "WXLOGIN_SHUTDOWN_TIMEOUT_SECS",
     "WXLOGIN_PUBLIC_URL",
@@ -43,6 +47,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_CONFIRM",
     "WXLOGIN_SITE_NAME",
     "WXLOGIN_LOG_FORMAT",
+    "WXLOGIN_LOGIN_LOG_DAYS",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -82,6 +87,8 @@ pub struct Settings {
     pub aes_key: Option<String>,
     /// How far a callback's timestamp may be from our clock, either way.
     pub timestamp_window: Duration,
+    /// Which addresses may push to the callback.
+    pub callback_senders: CallbackSenders,
     /// Timeout of each call to WeChat's API.
     pub wechat_timeout: Duration,
     /// Use `cgi-bin/stable_token`, which leaves other servers' tokens valid.
@@ -96,6 +103,10 @@ pub struct Settings {
     pub max_scenes: usize,
     pub sms_per_phone_per_hour: u32,
     pub sms_per_ip_per_hour: u32,
+    /// Codes sent for the scenes one WeChat user scanned.
+    pub sms_per_user_per_hour: u32,
+    /// Scenes one WeChat user may scan.
+    pub scans_per_user_per_hour: u32,
     /// `WXLOGIN_PUBLIC_URL`, the OpenID Connect issuer; `None`: `http://` + the bound address.
     pub public_url: Option<Url>,
     /// The OpenID Connect clients; `None` turns the provider off.
@@ -111,6 +122,8 @@ pub struct Settings {
     pub site_name: String,
     /// How long an openid that sent too many wrong login codes is ignored.
     pub code_guess_window: Duration,
+    /// How long the login log keeps a login; `None` keeps every one.
+    pub login_log_retention: Option<Duration>,
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -135,6 +148,15 @@ impl std::str::FromStr for LoginModeSetting {
             _ => Err(()),
         }
     }
+}
+
+/// Who may push to `/wechat` (`WXLOGIN_CALLBACK_IPS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallbackSenders {
+    Anyone,
+    /// The addresses WeChat's `getcallbackip` lists, fetched and refreshed.
+    Wechat,
+    Only(IpRanges),
 }
 
 /// Which WeChat the service talks to.
@@ -285,6 +307,7 @@ impl Settings {
                 300,
                 MAX_TIMESTAMP_WINDOW_SECS,
             )?,
+            callback_senders: callback_senders(&get)?,
             wechat_timeout: seconds(
                 &get,
                 "WXLOGIN_WECHAT_TIMEOUT_SECS",
@@ -304,6 +327,8 @@ impl Settings {
             max_scenes: parse(&get, "WXLOGIN_MAX_SCENES", "100000", COUNT)?,
             sms_per_phone_per_hour: parse(&get, "WXLOGIN_SMS_PER_PHONE_PER_HOUR", "5", COUNT)?,
             sms_per_ip_per_hour: parse(&get, "WXLOGIN_SMS_PER_IP_PER_HOUR", "20", COUNT)?,
+            sms_per_user_per_hour: parse(&get, "WXLOGIN_SMS_PER_USER_PER_HOUR", "5", COUNT)?,
+            scans_per_user_per_hour: parse(&get, "WXLOGIN_SCANS_PER_USER_PER_HOUR", "30", COUNT)?,
             public_url: get("WXLOGIN_PUBLIC_URL")
                 .map(|raw| public_url(&raw))
                 .transpose()?,
@@ -329,8 +354,9 @@ impl Settings {
                 600,
                 MAX_CODE_GUESS_WINDOW_SECS,
             )?,
+            login_log_retention: login_log_retention(&get)?,
         };
-        if let Some((sign, how)) = real_deployment_sign(&settings, &get) {
+        if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
                 "WXLOGIN_APPID",
                 format!("unset, which starts the sandbox (where anyone can log in as any user), but {sign} is {how} as in a real deployment: set WXLOGIN_APPID for real mode, or unset {sign} to try the sandbox"),
@@ -347,9 +373,15 @@ impl Settings {
 fn real_deployment_sign(
     settings: &Settings,
     get: &impl Fn(&str) -> Option<String>,
+    raw: &impl Fn(&str) -> Option<String>,
 ) -> Option<(&'static str, &'static str)> {
     if !settings.is_sandbox() {
         return None;
+    }
+    // Set but empty (a compose file's unset substitution): someone meant a real account.
+    let emptied = ["WXLOGIN_APPID", "WXLOGIN_APPSECRET"];
+    if let Some(name) = emptied.into_iter().find(|name| raw(name).is_some()) {
+        return Some((name, "set (empty)"));
     }
     let real_only = [
         "WXLOGIN_APPSECRET",
@@ -425,6 +457,23 @@ fn account(get: &impl Fn(&str) -> Option<String>) -> Result<Account, ConfigError
     })
 }
 
+fn callback_senders(get: &impl Fn(&str) -> Option<String>) -> Result<CallbackSenders, ConfigError> {
+    match get("WXLOGIN_CALLBACK_IPS").as_deref().map(str::trim) {
+        None => Ok(CallbackSenders::Anyone),
+        Some("wechat") => Ok(CallbackSenders::Wechat),
+        Some(list) => IpRanges::parse(list.split(','))
+            .map(CallbackSenders::Only)
+            .map_err(|e| {
+                invalid(
+                    "WXLOGIN_CALLBACK_IPS",
+                    format!(
+                        "{e}: give `wechat` or a comma-separated list of addresses and CIDR ranges"
+                    ),
+                )
+            }),
+    }
+}
+
 fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
     match get("WXLOGIN_CONFIRM").as_deref().map(str::trim) {
         None | Some("off") => Ok(false),
@@ -434,6 +483,27 @@ fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
             format!("{other:?} is not off or number"),
         )),
     }
+}
+
+/// `WXLOGIN_LOGIN_LOG_DAYS`: 180 by default, `0` to keep everything, a century at most.
+fn login_log_retention(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    const NAME: &str = "WXLOGIN_LOGIN_LOG_DAYS";
+    const MAX_DAYS: u64 = 36_500;
+    let days: u64 = parse(
+        get,
+        NAME,
+        "180",
+        "a whole number of days (0 keeps every login)",
+    )?;
+    if days > MAX_DAYS {
+        return Err(invalid(
+            NAME,
+            format!("at most {MAX_DAYS} (0 keeps every login)"),
+        ));
+    }
+    Ok((days > 0).then(|| Duration::from_secs(days * 86_400)))
 }
 
 fn parse<T: std::str::FromStr>(
@@ -572,7 +642,7 @@ mod tests {
         settings(&[
             ("RUST_LOG", "debug"),
             ("WX_LOGIN", "x"),
-            ("WXLOGIN_APPID", " "),
+            ("WXLOGIN_SITE_NAME", " "),
         ])
         .unwrap();
     }
@@ -626,6 +696,12 @@ mod tests {
             // With the AppID they are what real mode needs.
             settings(&[&REAL[..], &[sign]].concat()).unwrap();
         }
+        // Set but empty, as a compose file's unset `${APPID}` leaves them.
+        for name in ["WXLOGIN_APPID", "WXLOGIN_APPSECRET"] {
+            let e = settings(&[(name, "")]).unwrap_err();
+            assert_eq!(e.name, "WXLOGIN_APPID", "{e}");
+            assert!(e.problem.contains(name), "{e}");
+        }
         // What the sandbox is for.
         let s = settings(&[
             ("WXLOGIN_PUBLIC_URL", "http://192.168.1.2:8080"),
@@ -651,16 +727,37 @@ mod tests {
         assert!(!s.trust_proxy);
         assert!(s.aes_key.is_none() && !s.stable_token);
         assert_eq!(s.timestamp_window, Duration::from_secs(300));
+        assert_eq!(s.callback_senders, CallbackSenders::Anyone);
+        let senders = |value| {
+            settings(&[("WXLOGIN_CALLBACK_IPS", value)])
+                .unwrap()
+                .callback_senders
+        };
+        assert_eq!(senders(" wechat "), CallbackSenders::Wechat);
+        assert_eq!(
+            senders("203.0.113.0/24, 2001:db8::1"),
+            CallbackSenders::Only(IpRanges::parse(["203.0.113.0/24", "2001:db8::1"]).unwrap())
+        );
         assert_eq!(s.wechat_timeout, Duration::from_secs(5));
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!((s.qr_per_ip_per_min, s.max_scenes), (30, 100_000));
         assert_eq!((s.sms_per_phone_per_hour, s.sms_per_ip_per_hour), (5, 20));
+        assert_eq!(
+            (s.sms_per_user_per_hour, s.scans_per_user_per_hour),
+            (5, 30)
+        );
         assert!(s.public_url.is_none() && s.oidc_clients.is_none());
         assert_eq!(s.oidc_code_ttl, Duration::from_secs(60));
         assert_eq!(s.login_mode, LoginModeSetting::QrCode);
         assert!(!s.confirm && s.account_qr_url.is_none());
         assert_eq!(s.site_name, "wxlogin");
         assert_eq!(s.code_guess_window, Duration::from_secs(600));
+        assert_eq!(
+            s.login_log_retention,
+            Some(Duration::from_secs(180 * 86_400))
+        );
+        let keep_all = settings(&[("WXLOGIN_LOGIN_LOG_DAYS", "0")]).unwrap();
+        assert_eq!(keep_all.login_log_retention, None);
         // The sandbox serves its own account QR code.
         let code = settings(&[
             ("WXLOGIN_LOGIN_MODE", "code"),
@@ -738,6 +835,14 @@ mod tests {
                 "WXLOGIN_WECHAT_TIMEOUT_SECS",
             ),
             (&[("WXLOGIN_STABLE_TOKEN", "2")], "WXLOGIN_STABLE_TOKEN"),
+            (
+                &[("WXLOGIN_CALLBACK_IPS", "WeChat")],
+                "WXLOGIN_CALLBACK_IPS",
+            ),
+            (
+                &[("WXLOGIN_CALLBACK_IPS", "10.0.0.0/8,")],
+                "WXLOGIN_CALLBACK_IPS",
+            ),
             (
                 &[("WXLOGIN_QR_PER_IP_PER_MIN", "-1")],
                 "WXLOGIN_QR_PER_IP_PER_MIN",

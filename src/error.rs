@@ -42,8 +42,16 @@ pub enum ApiError {
     Unauthorized,
     #[error("this login was started by another browser: send the scene_secret that POST /api/qrcode answered as the X-Scene-Secret header, or the cookie it set")]
     NotSceneOwner,
+    #[error("a login can't be started from another site's page")]
+    CrossSite,
     #[error("{0}")]
     Callback(#[from] EnvelopeError),
+    #[error("this signature came before with another body")]
+    ReplayedSignature,
+    #[error("pushes are not accepted from this address")]
+    SenderNotAllowed,
+    #[error("WeChat's callback addresses are not known yet; try again shortly")]
+    CallbackAddressesUnknown,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -58,8 +66,10 @@ pub enum ApiError {
     WechatUnavailable(#[from] WechatError),
     #[error("the verification code could not be sent; try again shortly")]
     SmsUnavailable(#[from] SmsError),
+    #[error("storage is unavailable (the disk may be full); try again shortly")]
+    StorageUnavailable(StoreError),
     #[error("internal error")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
     #[error("internal error")]
     Internal(String),
     /// An error of the OpenID Connect token or userinfo endpoint, with RFC 6749's `error` code.
@@ -91,9 +101,14 @@ impl ApiError {
             ApiError::Unfollowed => "unfollowed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotSceneOwner => "not_scene_owner",
+            ApiError::CrossSite => "cross_site_request",
             ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
             ApiError::Callback(EnvelopeError::StaleTimestamp) => "stale_timestamp",
+            ApiError::Callback(EnvelopeError::EncryptionRequired) => "encryption_required",
             ApiError::Callback(_) => "invalid_message",
+            ApiError::ReplayedSignature => "replayed_signature",
+            ApiError::SenderNotAllowed => "address_not_allowed",
+            ApiError::CallbackAddressesUnknown => "callback_addresses_unavailable",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
@@ -101,8 +116,20 @@ impl ApiError {
             ApiError::NotReady(_) => "not_ready",
             ApiError::WechatUnavailable(_) => "wechat_unavailable",
             ApiError::SmsUnavailable(_) => "sms_unavailable",
+            ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Storage(_) | ApiError::Internal(_) => "internal",
             ApiError::OAuth { code, .. } => code,
+        }
+    }
+}
+
+/// A write storage cannot take now (a full disk) is a 503 the client may retry; anything else
+/// about storage is a 500.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => ApiError::StorageUnavailable(e),
+            e => ApiError::Storage(e),
         }
     }
 }
@@ -127,7 +154,7 @@ impl From<SceneError> for ApiError {
             SceneError::TooManyAttempts => ApiError::TooManyAttempts,
             SceneError::PhoneTaken => ApiError::PhoneTaken,
             SceneError::Unfollowed => ApiError::Unfollowed,
-            SceneError::Store(e) => ApiError::Storage(e),
+            SceneError::Store(e) => e.into(),
         }
     }
 }
@@ -141,8 +168,15 @@ impl ResponseError for ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Callback(EnvelopeError::BadSignature | EnvelopeError::StaleTimestamp)
-            | ApiError::NotSceneOwner => StatusCode::FORBIDDEN,
+            ApiError::Callback(
+                EnvelopeError::BadSignature
+                | EnvelopeError::StaleTimestamp
+                | EnvelopeError::EncryptionRequired,
+            )
+            | ApiError::ReplayedSignature
+            | ApiError::SenderNotAllowed
+            | ApiError::NotSceneOwner
+            | ApiError::CrossSite => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -157,9 +191,11 @@ impl ResponseError for ApiError {
             ApiError::OAuth { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Busy
+            | ApiError::CallbackAddressesUnknown
             | ApiError::NotReady(_)
             | ApiError::WechatUnavailable(_)
-            | ApiError::SmsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::SmsUnavailable(_)
+            | ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -172,6 +208,7 @@ impl ResponseError for ApiError {
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failed")
             }
+            ApiError::StorageUnavailable(e) => tracing::warn!(error = %e, "storage unavailable"),
             ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
             _ => {}
         }

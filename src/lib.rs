@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod mode_marker;
 pub mod oidc;
+pub mod open_files;
 pub mod sandbox;
 pub mod sms;
 pub mod startup;

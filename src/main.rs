@@ -61,7 +61,12 @@ async fn serve(settings: Settings) -> ExitCode {
     }
 }
 
+/// Into an empty data directory, which then serves the mode these settings name.
 async fn restore(settings: &Settings, file: &Path) -> ExitCode {
+    if let Err(e) = wxlogin::mode_marker::claim(&settings.data_dir, settings.is_sandbox()) {
+        eprintln!("wxlogin restore: {e}");
+        return ExitCode::from(2);
+    }
     match wxlogin::backup::restore(&settings.data_dir, file).await {
         Ok(count) => {
             println!(

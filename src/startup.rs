@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use url::Url;
-use wxlogin_actors::{SceneSettings, SceneSupervisor, TokenActor};
+use wxlogin_actors::{LoginMode, SceneSettings, SceneSupervisor, TokenActor};
 use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings};
@@ -27,8 +27,8 @@ use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
 use crate::wechat::crypto::MessageCrypto;
 use crate::wechat::envelope::CallbackKeys;
 
-/// How often expired sessions are swept out of storage.
-const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often expired sessions and tokens, and logins past their retention, are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -51,7 +51,11 @@ impl StartupError {
     /// The process's exit status: 2, as for a bad setting, when the settings don't fit the data.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Mode(ModeError::RealData { .. }) => 2,
+            Self::Mode(
+                ModeError::RealData { .. }
+                | ModeError::Unmarked { .. }
+                | ModeError::SandboxData { .. },
+            ) => 2,
             _ => 1,
         }
     }
@@ -93,7 +97,7 @@ impl Application {
                 let own = format!("http://{}", reachable(addr));
                 let simulator = Arc::new(Simulator::new(
                     token.clone(),
-                    format!("{own}/wechat"),
+                    reachable(addr),
                     settings.aes_key.as_deref(),
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
@@ -152,6 +156,7 @@ impl Application {
             store: store.clone(),
             sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
             callback: Callback::new(
+                &settings.callback_senders,
                 CallbackKeys::new(
                     credentials.token.clone(),
                     settings.aes_key.as_deref().map(|key| {
@@ -160,6 +165,7 @@ impl Application {
                     }),
                     settings.timestamp_window,
                 ),
+                settings.timestamp_window,
                 settings.code_guess_window,
                 settings.site_name.clone(),
             ),
@@ -177,6 +183,10 @@ impl Application {
                 max_age: settings.session_ttl,
             },
         });
+        if state.modes.current() == LoginMode::QrCode {
+            state.wechat.prefetch_token();
+        }
+        actix_web::rt::spawn(http::follow_wechat_addresses(state.clone()));
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
             let mut app = App::new()
@@ -200,7 +210,11 @@ impl Application {
         .run();
 
         announce(&settings, addr);
-        actix_web::rt::spawn(purge_sessions_periodically(store.clone()));
+        actix_web::rt::spawn(purge_periodically(
+            store.clone(),
+            settings.login_log_retention,
+            settings.timestamp_window,
+        ));
         Ok(Self {
             server,
             addr,
@@ -229,7 +243,13 @@ impl Application {
         if stopped.is_err() {
             tracing::warn!("requests still running at the shutdown timeout were dropped");
         }
-        self.store.flush().await.map_err(std::io::Error::other)?;
+        match self.store.flush().await {
+            // Every write it acknowledged is on disk already; the ones it refused were answered 503.
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "storage was unavailable at shutdown; nothing acknowledged is lost")
+            }
+            flushed => flushed.map_err(std::io::Error::other)?,
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -254,6 +274,13 @@ fn announce(settings: &Settings, addr: SocketAddr) {
     } else if settings.sms_webhook.is_none() {
         tracing::warn!("WXLOGIN_SMS_WEBHOOK is unset: verification codes go to the debug log only");
     }
+    match crate::open_files::raise_to_hard_limit() {
+        Ok((limit, Some(before))) => {
+            tracing::info!(limit, before, "open-file limit raised to the hard limit")
+        }
+        Ok((limit, None)) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "the open-file limit could not be read or raised"),
+    }
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), "wxlogin started");
     // Tests and scripts read the port from this line.
     println!("wxlogin listening on http://{addr}");
@@ -269,13 +296,34 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-async fn purge_sessions_periodically(store: Store) {
-    let mut interval = tokio::time::interval(SESSION_PURGE_INTERVAL);
+/// Reclaims expired sessions and access tokens, and logins past their retention. The store
+/// does each on blocking threads, in batches.
+async fn purge_periodically(
+    store: Store,
+    login_log_retention: Option<Duration>,
+    timestamp_window: Duration,
+) {
+    let mut interval = tokio::time::interval(PURGE_INTERVAL);
     loop {
         interval.tick().await;
         log_purge("sessions", store.purge_expired_sessions().await);
         log_purge("access tokens", store.purge_expired_access_tokens().await);
+        // A signature older than the window is refused as stale before it is looked up.
+        let stale = unix_time().saturating_sub(timestamp_window.as_secs() + 1);
+        log_purge(
+            "callback signatures",
+            store.purge_old_signatures(stale).await,
+        );
+        if let Some(keep) = login_log_retention {
+            log_purge("logins", store.purge_old_logins(keep).await);
+        }
     }
+}
+
+fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn log_purge(what: &str, purged: Result<usize, StoreError>) {

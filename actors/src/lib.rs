@@ -16,13 +16,14 @@ mod token;
 pub use login_code::LoginCode;
 pub use scene::state::{LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
 pub use scene::{
-    Admitted, Answer, AnswerOutcome, Bind, Bound, Origin, RequestCode, Requester, Scan, ScanByCode,
-    ScanOutcome, SceneActor, ToScene, Watch, Watched,
+    Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, Origin, RequestCode, Requester,
+    Scan, ScanByCode, ScanOutcome, SceneActor, ToScene, Watch, Watched,
 };
 pub use scene_id::SceneId;
 pub use supervisor::{
     FindScene, OpenScene, SceneCounters, SceneHandle, SceneLookup, SceneSettings, SceneSupervisor,
 };
 pub use token::{
-    AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenSource,
+    AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenHealth,
+    TokenSource,
 };

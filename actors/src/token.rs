@@ -1,5 +1,8 @@
 //! The one owner of the WeChat access token: fetches it, caches it, refreshes it ahead
-//! of expiry, and never runs two fetches at once however many callers ask.
+//! of expiry, and never runs two fetches at once however many callers ask. After a failed
+//! fetch it backs off: callers get that failure at once until a window has passed, the window
+//! doubling with each failure in a row, so an outage or a wrong AppSecret spends a handful of
+//! WeChat's 2,000 daily token calls, not one per request.
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +21,10 @@ use tokio::sync::oneshot;
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// After a failed background refresh, try again this soon while the old token still works.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+/// No fetch for this long after the first failure in a row; each further failure doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between two fetches while they keep failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// An access token. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -74,6 +81,51 @@ struct Cached {
     expires_at: Instant,
 }
 
+/// The last failed fetch, while it is the latest word from WeChat: callers get its error
+/// until `retry_at`.
+struct Failure {
+    error: TokenError,
+    retry_at: Instant,
+    /// Failures in a row, this one included.
+    in_a_row: u32,
+}
+
+impl Failure {
+    fn after(previous: Option<&Failure>, error: TokenError, now: Instant) -> Self {
+        let in_a_row = previous.map_or(0, |f| f.in_a_row) + 1;
+        Self {
+            error,
+            retry_at: now + backoff(in_a_row),
+            in_a_row,
+        }
+    }
+
+    /// The error callers get instead of a fetch, while the window lasts.
+    fn holding_back(&self, now: Instant) -> Option<TokenError> {
+        let retry_in = self.retry_at.saturating_duration_since(now);
+        (!retry_in.is_zero()).then(|| {
+            TokenError::new(BackingOff {
+                last: self.error.clone(),
+                retry_in,
+            })
+        })
+    }
+}
+
+/// [`FIRST_BACKOFF`] doubled for each failure in a row after the first, at most [`MAX_BACKOFF`].
+fn backoff(failures_in_a_row: u32) -> Duration {
+    let doublings = failures_in_a_row.saturating_sub(1).min(16);
+    (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+/// A caller was answered with the last failure instead of a new fetch.
+#[derive(Debug, thiserror::Error)]
+#[error("{last} (no new try for {}s)", retry_in.as_secs_f64().ceil())]
+pub struct BackingOff {
+    pub last: TokenError,
+    pub retry_in: Duration,
+}
+
 type Waiter = oneshot::Sender<Result<AccessToken, TokenError>>;
 
 pub struct TokenActor<S> {
@@ -82,6 +134,9 @@ pub struct TokenActor<S> {
     fetching: bool,
     /// WeChat refused the current token since the last successful fetch.
     rejected: bool,
+    /// Some fetch has worked since the actor started.
+    fetched_once: bool,
+    failure: Option<Failure>,
     waiters: Vec<Waiter>,
     refresh_timer: Option<SpawnHandle>,
 }
@@ -93,6 +148,8 @@ impl<S: TokenSource> TokenActor<S> {
             current: None,
             fetching: false,
             rejected: false,
+            fetched_once: false,
+            failure: None,
             waiters: Vec::new(),
             refresh_timer: None,
         }
@@ -116,6 +173,8 @@ impl<S: TokenSource> TokenActor<S> {
             let next_fetch = match &result {
                 Ok(fetched) => {
                     actor.rejected = false;
+                    actor.fetched_once = true;
+                    actor.failure = None;
                     tracing::info!(
                         expires_in = fetched.expires_in.as_secs(),
                         "access token refreshed"
@@ -127,8 +186,16 @@ impl<S: TokenSource> TokenActor<S> {
                     Some(refresh_after(fetched.expires_in))
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "access token fetch failed");
-                    actor.usable().map(|_| RETRY_AFTER_FAILURE)
+                    let failure = Failure::after(actor.failure.as_ref(), e.clone(), Instant::now());
+                    let window = backoff(failure.in_a_row);
+                    tracing::warn!(error = %e, failures_in_a_row = failure.in_a_row, retry_in = ?window, "access token fetch failed");
+                    actor.failure = Some(failure);
+                    // Try again on our own, so readiness recovers without a caller: soon
+                    // when nothing works without a token, unhurried while the old one lasts.
+                    Some(match actor.usable() {
+                        Some(_) => window.max(RETRY_AFTER_FAILURE),
+                        None => window,
+                    })
                 }
             };
             actor.schedule_refresh(next_fetch, ctx);
@@ -171,6 +238,15 @@ impl<S: TokenSource> Handler<GetToken> for TokenActor<S> {
         if let Some(token) = self.usable() {
             return Box::pin(async move { Ok(token) });
         }
+        if !self.fetching {
+            let holding_back = self
+                .failure
+                .as_ref()
+                .and_then(|f| f.holding_back(Instant::now()));
+            if let Some(error) = holding_back {
+                return Box::pin(async move { Err(error) });
+            }
+        }
         let (tx, rx) = oneshot::channel();
         self.waiters.push(tx);
         self.start_fetch(ctx);
@@ -181,6 +257,30 @@ impl<S: TokenSource> Handler<GetToken> for TokenActor<S> {
                 )))
             })
         })
+    }
+}
+
+/// Whether a token can be had, from what the actor knows: never a fetch of its own, so
+/// readiness probes cost WeChat nothing. Ok with a usable token, or when the last fetch
+/// worked (a refused token is replaced at the next call); else why not.
+#[derive(Message)]
+#[rtype(result = "Result<(), TokenError>")]
+pub struct TokenHealth;
+
+impl<S: TokenSource> Handler<TokenHealth> for TokenActor<S> {
+    type Result = Result<(), TokenError>;
+
+    fn handle(&mut self, _: TokenHealth, _: &mut Self::Context) -> Self::Result {
+        if self.usable().is_some() {
+            return Ok(());
+        }
+        match &self.failure {
+            Some(failure) => Err(failure.error.clone()),
+            None if self.fetched_once => Ok(()),
+            None => Err(TokenError::new(std::io::Error::other(
+                "no access token fetched yet",
+            ))),
+        }
     }
 }
 
@@ -196,7 +296,12 @@ impl<S: TokenSource> Handler<InvalidateToken> for TokenActor<S> {
         if self.current.as_ref().is_some_and(|c| c.token == failed) {
             self.current = None;
             self.rejected = true;
-            self.schedule_refresh(None, ctx);
+            // The next caller fetches; but while fetches fail, keep trying on our own.
+            let retry = self
+                .failure
+                .as_ref()
+                .map(|f| f.retry_at.saturating_duration_since(Instant::now()));
+            self.schedule_refresh(retry, ctx);
         }
     }
 }
@@ -309,14 +414,77 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_failed_fetch_reaches_every_waiter_and_the_next_call_tries_again() {
+    async fn a_failed_fetch_reaches_every_waiter_and_later_callers_until_the_window_ends() {
         let (addr, counts) = start(Duration::from_secs(7200), true);
         let (a, b) = (addr.send(GetToken), addr.send(GetToken));
         assert!(a.await.unwrap().is_err());
         assert!(b.await.unwrap().is_err());
         assert_eq!(counts.fetches.get(), 1);
-        assert!(addr.send(GetToken).await.unwrap().is_err());
+        // Inside the first window: the failure, at once, and no fetch.
+        for _ in 0..50 {
+            let error = addr.send(GetToken).await.unwrap().unwrap_err();
+            assert!(error.inner().is::<BackingOff>(), "{error}");
+        }
+        assert!(addr.send(TokenHealth).await.unwrap().is_err());
+        assert_eq!(counts.fetches.get(), 1);
+        // When it ends the actor tries again by itself, with no caller.
+        tokio::time::sleep(FIRST_BACKOFF + Duration::from_millis(200)).await;
         assert_eq!(counts.fetches.get(), 2);
+        assert!(addr.send(TokenHealth).await.unwrap().is_err());
+    }
+
+    #[actix::test]
+    async fn health_is_read_not_fetched() {
+        let (addr, counts) = start(Duration::from_secs(7200), false);
+        assert!(
+            addr.send(TokenHealth).await.unwrap().is_err(),
+            "nothing fetched yet"
+        );
+        assert_eq!(counts.fetches.get(), 0);
+        get(&addr).await;
+        assert!(addr.send(TokenHealth).await.unwrap().is_ok());
+        // A refused token: still healthy, the next caller fetches a new one.
+        addr.send(InvalidateToken(AccessToken::new("t1")))
+            .await
+            .unwrap();
+        assert!(addr.send(TokenHealth).await.unwrap().is_ok());
+        assert_eq!(counts.fetches.get(), 1);
+    }
+
+    #[test]
+    fn the_window_doubles_from_one_second_to_a_minute() {
+        let windows: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(windows, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        // Fetches at 0, 1, 3 and 7 s: four token calls in an outage's first 10 s.
+        let starts: Vec<u64> = (1..=4)
+            .scan(0, |t, n| {
+                let start = *t;
+                *t += backoff(n).as_secs();
+                Some(start)
+            })
+            .collect();
+        assert_eq!(starts, [0, 1, 3, 7]);
+    }
+
+    #[test]
+    fn a_failure_holds_callers_back_only_inside_its_window() {
+        let t0 = Instant::now();
+        let error = || TokenError::new(std::io::Error::other("40164"));
+        let first = Failure::after(None, error(), t0);
+        assert_eq!(first.in_a_row, 1);
+        assert!(first.holding_back(t0).is_some());
+        let held = first.holding_back(t0 + Duration::from_millis(400)).unwrap();
+        let backing_off = held.inner().downcast_ref::<BackingOff>().unwrap();
+        assert_eq!(backing_off.retry_in, Duration::from_millis(600));
+        assert!(held.to_string().contains("40164"), "{held}");
+        assert!(first.holding_back(t0 + FIRST_BACKOFF).is_none());
+        let second = Failure::after(Some(&first), error(), t0 + FIRST_BACKOFF);
+        assert_eq!(second.in_a_row, 2);
+        assert!(second
+            .holding_back(t0 + Duration::from_millis(2900))
+            .is_some());
+        assert!(second.holding_back(t0 + Duration::from_secs(3)).is_none());
     }
 
     #[test]

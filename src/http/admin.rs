@@ -9,7 +9,7 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use wxlogin_storage::{constant_time_eq, Binding, LoginCursor, OpenId, Phone};
+use wxlogin_storage::{constant_time_eq, BindingStream, LoginCursor, OpenId, Phone};
 
 use super::session::bearer_token;
 use super::AppState;
@@ -93,7 +93,7 @@ async fn delete_binding(
     let openid = req.match_info().get("openid").and_then(OpenId::parse);
     let openid = openid.ok_or(ApiError::NotFound("no such binding"))?;
     // Every binding is older than the end of time: this always unbinds.
-    if !state.store.unbind(&openid, u64::MAX).await? {
+    if !state.store.unbind(&openid).await? {
         return Err(ApiError::NotFound("no such binding"));
     }
     state.forget_authorization_codes(&openid);
@@ -133,24 +133,24 @@ async fn logins(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     )
 }
 
-/// All bindings as JSON lines, read at one moment and streamed in chunks.
+/// All bindings as of one moment, as JSON lines, streamed while the store reads them (binds
+/// go on meanwhile).
 async fn backup(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize::<NoQuery>(&state, &req)?;
-    let bindings = state.store.bindings_snapshot()?;
-    tracing::info!(bindings = bindings.len(), "backup taken");
+    let bindings = state.store.backup()?;
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
-        .body(BackupBody {
-            bindings: bindings.into_iter(),
-        }))
+        .body(BackupBody { bindings, sent: 0 }))
 }
 
 struct BackupBody {
-    bindings: std::vec::IntoIter<Binding>,
+    bindings: BindingStream,
+    sent: usize,
 }
 
 impl MessageBody for BackupBody {
-    type Error = serde_json::Error;
+    /// A store error ends the response early: the client sees a truncated body, not a backup.
+    type Error = Box<dyn std::error::Error>;
 
     fn size(&self) -> BodySize {
         BodySize::Stream
@@ -158,15 +158,37 @@ impl MessageBody for BackupBody {
 
     fn poll_next(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let mut chunk = Vec::new();
-        for binding in self.bindings.by_ref().take(BACKUP_CHUNK) {
-            if let Err(e) = serde_json::to_writer(&mut chunk, &BindingLine::from(&binding)) {
-                return Poll::Ready(Some(Err(e)));
+        let mut lines = 0;
+        let mut ended = false;
+        while lines < BACKUP_CHUNK {
+            match self.bindings.poll_next(cx) {
+                Poll::Ready(Some(Ok(binding))) => {
+                    serde_json::to_writer(&mut chunk, &BindingLine::from(&binding))?;
+                    chunk.push(b'\n');
+                    lines += 1;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::error!(error = %e, sent = self.sent, "backup failed");
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Ready(None) => {
+                    ended = true;
+                    break;
+                }
+                Poll::Pending => break,
             }
-            chunk.push(b'\n');
         }
-        Poll::Ready((!chunk.is_empty()).then(|| Ok(Bytes::from(chunk))))
+        self.sent += lines;
+        if !chunk.is_empty() {
+            return Poll::Ready(Some(Ok(Bytes::from(chunk))));
+        }
+        if ended {
+            tracing::info!(bindings = self.sent, "backup taken");
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }

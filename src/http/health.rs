@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+use wxlogin_actors::LoginMode;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -17,17 +18,27 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready: storage answers and a WeChat access token can be had.
+/// Ready: storage answers; when new scenes need WeChat's QR codes, an access token can be had
+/// as far as the token actor knows; and, with `WXLOGIN_CALLBACK_IPS=wechat`, WeChat's callback
+/// addresses are known. Probes never fetch a token themselves: each would be a call on WeChat's
+/// daily quota. Code mode (and `auto` once it fell back) asks nothing of WeChat for a login.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .store
         .check()
         .map_err(|e| ApiError::NotReady(format!("storage: {e}")))?;
-    state
-        .wechat
-        .token()
-        .await
-        .map_err(|e| ApiError::NotReady(format!("WeChat access token: {e}")))?;
+    if state.modes.current() == LoginMode::QrCode {
+        state
+            .wechat
+            .token_health()
+            .await
+            .map_err(|e| ApiError::NotReady(format!("WeChat access token: {e}")))?;
+    }
+    if !state.callback.senders_known() {
+        return Err(ApiError::NotReady(
+            "WeChat's callback addresses are not fetched yet".into(),
+        ));
+    }
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }
 

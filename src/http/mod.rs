@@ -35,7 +35,7 @@ pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
 pub use session::SessionCookies;
-pub use wechat_callback::Callback;
+pub use wechat_callback::{follow_wechat_addresses, Callback};
 
 /// What every handler may use.
 pub struct AppState {

@@ -6,8 +6,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use wxlogin_actors::{
-    Bind, FindScene, LoginMode, OpenScene, Phase, RequestCode, Requester, SceneHandle, SceneId,
-    SceneLookup, SceneStatus, Watch, CODE_COOLDOWN,
+    Bind, BindingScanner, FindScene, LoginMode, OpenScene, Phase, RequestCode, Requester,
+    SceneHandle, SceneId, SceneLookup, SceneStatus, Watch, CODE_COOLDOWN,
 };
 use wxlogin_storage::Phone;
 
@@ -54,8 +54,18 @@ async fn create(
     ip: ClientIp,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    // Another site's form or script would replace the visitor's browser key (breaking their
+    // own login in progress) and spend QR quota from their IP. Browsers say where a request
+    // comes from; API clients send no such header.
+    let from_another_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() == b"cross-site");
+    if from_another_site {
+        return Err(ApiError::CrossSite);
+    }
     // Each QR code spends WeChat quota: limit before calling.
-    rate_limit::check(&state.limits.qr_per_ip, &ip.0).map_err(too_many)?;
+    rate_limit::check(&state.limits.qr_per_ip, &ip.limit_key()).map_err(too_many)?;
     let max = state.limits.max_scenes;
     if max > 0 && state.scene_counters.live() >= max {
         return Err(ApiError::Busy);
@@ -75,7 +85,7 @@ async fn create(
         .get(header::USER_AGENT)
         .and_then(|ua| ua.to_str().ok())
         .unwrap_or_default();
-    let browser = BrowserKey::of(&request);
+    let browser = BrowserKey::of(&request, state.cookies.secure);
     let scene_secret = browser.scene_secret(&id);
     let code = state
         .scenes
@@ -83,7 +93,7 @@ async fn create(
             id: id.clone(),
             mode,
             requester: Requester {
-                ip: ip.0,
+                ip: ip.shown(),
                 device: device::describe(user_agent),
                 at: SystemTime::now(),
                 secret_digest: scene_owner::secret_digest(&scene_secret),
@@ -144,7 +154,7 @@ pub(super) async fn lookup(
 ) -> Result<SceneLookup, ApiError> {
     let found = find(state, raw_id).await?;
     if let SceneLookup::Live(scene) = &found {
-        scene_owner::check(request, raw_id, scene)?;
+        scene_owner::check(request, state.cookies.secure, raw_id, scene)?;
     }
     Ok(found)
 }
@@ -273,15 +283,24 @@ async fn send_code(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
-    let scene = live_scene(&state, &scene_id, &request).await?;
+    // The scanner is fixed once the scene awaits a bind, so the codes are theirs to spend.
+    let scanner = live_scene(&state, &scene_id, &request)
+        .await?
+        .send(BindingScanner)
+        .await
+        .map_err(|_| ApiError::SceneExpired)??;
     let limits = &state.limits;
+    let ip_key = ip.limit_key();
     let taken = rate_limit::acquire_all(&[
-        (&limits.sms_per_ip, ip.0.as_str()),
+        (&limits.sms_per_ip, ip_key.as_str()),
         (&limits.sms_per_phone, phone.as_str()),
+        (&limits.sms_per_user, scanner.as_str()),
     ])
     .map_err(too_many)?;
     let sent = async {
-        let code = scene
+        // A handle carries one message, so the scene is found again for the code.
+        let code = live_scene(&state, &scene_id, &request)
+            .await?
             .send(RequestCode {
                 phone: phone.clone(),
             })
@@ -318,7 +337,7 @@ async fn bind(
         .send(Bind {
             phone,
             code: body.code,
-            client_ip: ip.0,
+            client_ip: ip.shown(),
         })
         .await
         .map_err(|_| ApiError::SceneExpired)??;

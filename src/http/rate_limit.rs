@@ -1,6 +1,7 @@
-//! Token buckets per key (a client IP, a phone number), kept in moka so that idle keys cost
-//! nothing and vanish on their own.
+//! Token buckets per key (a client IP, a phone number, a WeChat user), kept in moka so that
+//! idle keys cost nothing and vanish on their own.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,11 +100,29 @@ pub fn acquire_all<'a>(
     Ok(taken)
 }
 
-/// What stops one client from spending the account's WeChat quota or SMS budget.
+/// The key an IP address is limited under: an IPv4 address itself, an IPv6 address its /64
+/// (one subscriber's network: whoever has one has 2⁶⁴ addresses to rotate through); an
+/// IPv4-mapped IPv6 address (a dual-stack listener's IPv4 peer) is the IPv4 address.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => {
+            let prefix = u128::from(ip) & !(u128::from(u64::MAX));
+            format!("{}/64", Ipv6Addr::from(prefix))
+        }
+    }
+}
+
+/// What stops one client, or one WeChat user, from spending the account's WeChat quota or
+/// SMS budget.
 pub struct AbuseLimits {
     pub qr_per_ip: Option<RateLimiter>,
     pub sms_per_phone: Option<RateLimiter>,
     pub sms_per_ip: Option<RateLimiter>,
+    /// Codes sent for the scenes one WeChat user (openid) scanned.
+    pub sms_per_user: Option<RateLimiter>,
+    /// Scenes one WeChat user may scan.
+    pub scans_per_user: Option<RateLimiter>,
     /// Live scenes at most; 0 for no cap.
     pub max_scenes: usize,
 }
@@ -116,6 +135,8 @@ impl AbuseLimits {
             qr_per_ip: RateLimiter::per(settings.qr_per_ip_per_min, MINUTE),
             sms_per_phone: RateLimiter::per(settings.sms_per_phone_per_hour, HOUR),
             sms_per_ip: RateLimiter::per(settings.sms_per_ip_per_hour, HOUR),
+            sms_per_user: RateLimiter::per(settings.sms_per_user_per_hour, HOUR),
+            scans_per_user: RateLimiter::per(settings.scans_per_user_per_hour, HOUR),
             max_scenes: settings.max_scenes,
         }
     }
@@ -168,6 +189,18 @@ mod tests {
         drop(kept);
         assert!(acquire_all(&[(&phone, "13800000002"), (&ip, "1.2.3.4")]).is_err());
         assert!(acquire_all(&[(&phone, "13800000002")]).is_ok());
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64_and_ipv4_by_itself() {
+        let key = |ip: &str| ip_key(ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("198.51.100.7"), "198.51.100.7");
+        assert_ne!(key("198.51.100.7"), key("198.51.100.8"));
+        // Not every IPv4 client in one ::ffff:0:0/64 bucket.
+        assert_eq!(key("::ffff:198.51.100.7"), "198.51.100.7");
     }
 
     #[test]

@@ -21,8 +21,12 @@ use wxlogin_storage::constant_time_eq;
 
 use crate::error::ApiError;
 
-/// The cookie holding the browser's key; sent only to the scene routes.
+/// The cookie holding the browser's key over plain http; sent only to the scene routes.
 pub const BROWSER_COOKIE: &str = "wxlogin_browser";
+/// Over https: the `__Host-` prefix makes the browser refuse one set by a sibling subdomain
+/// (which could otherwise toss in a key it knows, and with it plant its own scene's session),
+/// and requires `Secure`, `Path=/` and no `Domain`.
+pub const SECURE_BROWSER_COOKIE: &str = "__Host-wxlogin_browser";
 /// The header an API client proves a scene with.
 pub const SECRET_HEADER: &str = "x-scene-secret";
 const COOKIE_PATH: &str = "/api/qrcode";
@@ -36,9 +40,18 @@ pub struct BrowserKey {
     known: bool,
 }
 
+/// The browser cookie's name: the `__Host-` one when the public URL is https.
+fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_BROWSER_COOKIE
+    } else {
+        BROWSER_COOKIE
+    }
+}
+
 impl BrowserKey {
-    pub fn of(request: &HttpRequest) -> Self {
-        match request.cookie(BROWSER_COOKIE) {
+    pub fn of(request: &HttpRequest, secure: bool) -> Self {
+        match request.cookie(cookie_name(secure)) {
             Some(cookie) if well_formed(cookie.value()) => Self {
                 key: cookie.value().to_owned(),
                 known: true,
@@ -62,8 +75,9 @@ impl BrowserKey {
     /// The cookie to set, if the browser has not got it yet.
     pub fn cookie(&self, secure: bool) -> Option<Cookie<'static>> {
         (!self.known).then(|| {
-            Cookie::build(BROWSER_COOKIE, self.key.clone())
-                .path(COOKIE_PATH)
+            Cookie::build(cookie_name(secure), self.key.clone())
+                // `__Host-` cookies must be for the whole host.
+                .path(if secure { "/" } else { COOKIE_PATH })
                 .http_only(true)
                 .same_site(SameSite::Strict)
                 .secure(secure)
@@ -92,7 +106,12 @@ pub fn secret_digest(secret: &str) -> [u8; 32] {
 
 /// Refuses a request for `scene` that proves neither by header nor by cookie that it comes
 /// from the browser that created it.
-pub fn check(request: &HttpRequest, scene_id: &str, scene: &SceneHandle) -> Result<(), ApiError> {
+pub fn check(
+    request: &HttpRequest,
+    secure: bool,
+    scene_id: &str,
+    scene: &SceneHandle,
+) -> Result<(), ApiError> {
     let proves = |secret: &str| constant_time_eq(&secret_digest(secret), scene.secret_digest());
     let by_header = request
         .headers()
@@ -101,7 +120,7 @@ pub fn check(request: &HttpRequest, scene_id: &str, scene: &SceneHandle) -> Resu
         .is_some_and(|secret| proves(secret.trim()));
     let by_cookie = || {
         request
-            .cookie(BROWSER_COOKIE)
+            .cookie(cookie_name(secure))
             .is_some_and(|cookie| proves(&scene_secret(cookie.value(), scene_id)))
     };
     if by_header || by_cookie() {
@@ -125,5 +144,27 @@ mod tests {
         assert_ne!(secret, scene_secret(&a, &two));
         assert_eq!(secret.len(), KEY_LEN);
         assert!(well_formed(&a) && !well_formed("short") && !well_formed(&"!".repeat(KEY_LEN)));
+    }
+
+    #[test]
+    fn over_https_the_cookie_is_the_hosts_alone() {
+        let new = BrowserKey {
+            key: "k".repeat(KEY_LEN),
+            known: false,
+        };
+        let secure = new.cookie(true).unwrap().to_string();
+        for attribute in [
+            "__Host-wxlogin_browser=",
+            "Secure",
+            "Path=/;",
+            "HttpOnly",
+            "SameSite=Strict",
+        ] {
+            assert!(format!("{secure};").contains(attribute), "{secure}");
+        }
+        assert!(!secure.contains("Domain"), "{secure}");
+        let plain = new.cookie(false).unwrap().to_string();
+        assert!(plain.starts_with("wxlogin_browser=") && plain.contains("Path=/api/qrcode"));
+        assert!(!plain.contains("Secure"), "{plain}");
     }
 }

@@ -1,5 +1,6 @@
-//! The fake WeChat API under `/sandbox/api`: `cgi-bin/token`, `cgi-bin/stable_token` and
-//! `cgi-bin/qrcode/create`, with WeChat's answers and error codes, and failures on demand.
+//! The fake WeChat API under `/sandbox/api`: `cgi-bin/token`, `cgi-bin/stable_token`,
+//! `cgi-bin/qrcode/create` and `cgi-bin/getcallbackip`, with WeChat's answers and error codes,
+//! and failures on demand.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/sandbox/api/cgi-bin/qrcode/create",
             web::post().to(create_qrcode),
+        )
+        .route(
+            "/sandbox/api/cgi-bin/getcallbackip",
+            web::get().to(callback_ips),
         );
 }
 
@@ -50,6 +55,16 @@ impl Simulator {
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
             )
             .json(json!({"error": "sandbox_fault", "message": "injected by /sandbox/control"})),
+        })
+    }
+
+    /// WeChat's `40001` unless `token` is the one issued last.
+    fn check_token(&self, token: &str) -> Option<HttpResponse> {
+        (self.state().access_token.as_deref() != Some(token)).then(|| {
+            wechat_error(
+                40001,
+                "invalid credential, access_token is invalid or not latest",
+            )
         })
     }
 
@@ -146,12 +161,8 @@ async fn create_qrcode(
     if let Some(failure) = sim.api_gate().await {
         return failure;
     }
-    let mut state = sim.state();
-    if state.access_token.as_deref() != Some(query.access_token.as_str()) {
-        return wechat_error(
-            40001,
-            "invalid credential, access_token is invalid or not latest",
-        );
+    if let Some(refusal) = sim.check_token(&query.access_token) {
+        return refusal;
     }
     let scene = &body.action_info.scene.scene_str;
     if body.action_name != "QR_STR_SCENE" || scene.is_empty() || scene.len() > 64 {
@@ -162,10 +173,24 @@ async fn create_qrcode(
     let expires_at = Instant::now() + Duration::from_secs(expire_seconds);
     sim.tickets
         .insert(ticket.clone(), (scene.clone(), expires_at));
-    state.qrcodes_created += 1;
+    sim.state().qrcodes_created += 1;
     HttpResponse::Ok().json(json!({
         "ticket": ticket,
         "expire_seconds": expire_seconds,
         "url": format!("http://weixin.qq.com/q/sandbox{}", &random_token()[..16]),
     }))
+}
+
+/// The addresses "WeChat" pushes from: the simulator's own.
+async fn callback_ips(
+    sim: web::Data<Simulator>,
+    query: web::Query<AccessTokenQuery>,
+) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
+    }
+    if let Some(refusal) = sim.check_token(&query.access_token) {
+        return refusal;
+    }
+    HttpResponse::Ok().json(json!({"ip_list": [sim.callback_ip]}))
 }

@@ -12,6 +12,7 @@ mod showqrcode;
 pub use showqrcode::{ACCOUNT_QRCODE, SHOW_QRCODE};
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +44,8 @@ pub struct Simulator {
     token: String,
     /// Where "WeChat" delivers events: the service's own `/wechat`.
     callback_url: String,
+    /// The address the simulator dials, and so delivers from: what `getcallbackip` lists.
+    callback_ip: String,
     /// Safe mode: events are encrypted, replies decrypted.
     crypto: Option<MessageCrypto>,
     http: reqwest::Client,
@@ -143,14 +146,17 @@ pub struct Delivery {
 }
 
 impl Simulator {
-    /// `aes_key`: speak safe mode, as an account configured with that EncodingAESKey.
-    pub fn new(token: String, callback_url: String, aes_key: Option<&str>) -> Self {
+    /// `callback`: where the service listens (a dialable address). `aes_key`: speak safe mode,
+    /// as an account configured with that EncodingAESKey.
+    pub fn new(token: String, callback: SocketAddr, aes_key: Option<&str>) -> Self {
         let mut secret = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut secret);
         Self {
             secret: hex::encode(secret),
             token,
-            callback_url,
+            callback_url: format!("http://{callback}/wechat"),
+            // Dialing its own address, a machine sends from that address.
+            callback_ip: callback.ip().to_string(),
             crypto: aes_key.map(|key| {
                 MessageCrypto::new(key, APPID).expect("the key was checked with the settings")
             }),

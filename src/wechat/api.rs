@@ -1,4 +1,4 @@
-//! WeChat's HTTP API: the access token and temporary QR codes.
+//! WeChat's HTTP API: the access token, temporary QR codes, and the addresses WeChat pushes from.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,13 +13,17 @@ use serde_json::json;
 use url::Url;
 use wxlogin_actors::{
     AccessToken, FetchedToken, GetToken, InvalidateToken, SceneId, TokenActor, TokenError,
-    TokenSource,
+    TokenHealth, TokenSource,
 };
 
 use crate::metrics::Metrics;
+use crate::wechat::ip_ranges::{BadRange, IpRanges};
 
 /// Tries per call when WeChat is busy (errcode -1), answers 5xx, or can't be connected to.
 const MAX_ATTEMPTS: u32 = 3;
+/// Token fetches are tried once: the token actor's backoff is their retry, and it counts
+/// every call that reaches WeChat's 2,000-a-day token endpoint.
+const TOKEN_ATTEMPTS: u32 = 1;
 /// The first retry waits about this long; each later one twice as long, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// After WeChat says the quota is used up (45009, 45011), no call is made for this long.
@@ -41,6 +45,8 @@ pub enum WechatError {
     Token(#[from] TokenError),
     #[error("WeChat's API quota is used up; calls resume in {0:?}")]
     QuotaPaused(Duration),
+    #[error("WeChat listed a callback address that does not parse: {0}")]
+    BadAddress(#[from] BadRange),
 }
 
 impl WechatError {
@@ -163,7 +169,7 @@ impl WechatApi {
                 ("appid", appid),
                 ("secret", secret),
             ]);
-        let answer: TokenAnswer = self.call("token", request).await?;
+        let answer: TokenAnswer = self.call("token", request, TOKEN_ATTEMPTS).await?;
         self.metrics.token_refreshed();
         Ok(answer.into_fetched())
     }
@@ -185,7 +191,7 @@ impl WechatApi {
                 "secret": secret,
                 "force_refresh": force_refresh,
             }));
-        let answer: TokenAnswer = self.call("stable_token", request).await?;
+        let answer: TokenAnswer = self.call("stable_token", request, TOKEN_ATTEMPTS).await?;
         self.metrics.token_refreshed();
         Ok(answer.into_fetched())
     }
@@ -205,14 +211,30 @@ impl WechatApi {
                 "action_name": "QR_STR_SCENE",
                 "action_info": {"scene": {"scene_str": scene.as_str()}},
             }));
-        self.call("qrcode_create", request).await
+        self.call("qrcode_create", request, MAX_ATTEMPTS).await
     }
 
-    /// Sends `request`, retrying transient failures with exponential backoff and jitter.
+    /// The addresses WeChat pushes to the callback from.
+    pub async fn callback_ips(&self, token: &AccessToken) -> Result<IpRanges, WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            ip_list: Vec<String>,
+        }
+        let request = self
+            .http
+            .get(format!("{}/cgi-bin/getcallbackip", self.base))
+            .query(&[("access_token", token.as_str())]);
+        let answer: Answer = self.call("getcallbackip", request, MAX_ATTEMPTS).await?;
+        Ok(IpRanges::parse(answer.ip_list.iter().map(String::as_str))?)
+    }
+
+    /// Sends `request`, retrying transient failures with exponential backoff and jitter, in
+    /// `max_attempts` tries at most.
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
+        max_attempts: u32,
     ) -> Result<T, WechatError> {
         self.check_not_paused()?;
         let mut attempt = 0;
@@ -223,7 +245,7 @@ impl WechatApi {
             let result = call_once(this_try).await;
             self.metrics.wechat_call(endpoint, &outcome_label(&result));
             match result {
-                Err(e) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
+                Err(e) if e.is_transient() && attempt + 1 < max_attempts => {
                     tracing::debug!(error = %e, attempt, "WeChat call failed; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -371,6 +393,14 @@ impl WechatClient {
         .await
     }
 
+    pub async fn callback_ips(&self) -> Result<IpRanges, WechatError> {
+        self.with_token(|token| {
+            let api = self.api.clone();
+            async move { api.callback_ips(&token).await }
+        })
+        .await
+    }
+
     /// Runs `call` with the current token; if WeChat says the token is no longer valid,
     /// invalidates exactly that token, gets a fresh one and runs `call` once more.
     async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, WechatError>
@@ -387,6 +417,19 @@ impl WechatClient {
             }
             other => other,
         }
+    }
+
+    /// Starts fetching the first token now, so that `/readyz` soon knows whether WeChat
+    /// answers (it only reads the token actor's state).
+    pub fn prefetch_token(&self) {
+        self.tokens.do_send(GetToken);
+    }
+
+    /// Whether a token can be had, as the token actor last saw it; fetches nothing.
+    pub async fn token_health(&self) -> Result<(), WechatError> {
+        let answer = self.tokens.send(TokenHealth).await;
+        answer.map_err(|e| TokenError::new(std::io::Error::other(e.to_string())))??;
+        Ok(())
     }
 
     /// A usable access token: cached, or fetched now.

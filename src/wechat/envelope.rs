@@ -30,6 +30,8 @@ pub enum EnvelopeError {
     StaleTimestamp,
     #[error("an encrypted message arrived but WXLOGIN_AES_KEY is not set")]
     SafeModeOff,
+    #[error("WXLOGIN_AES_KEY is set: pushes must be encrypted (encrypt_type=aes, msg_signature)")]
+    EncryptionRequired,
     #[error("echostr is missing")]
     MissingEchostr,
     #[error(transparent)]
@@ -50,6 +52,39 @@ pub struct Opened {
     pub mode: Mode,
 }
 
+/// A push whose signature checked out, not yet decrypted or parsed.
+pub struct Signed<'q> {
+    /// The signed timestamp, as sent and as Unix seconds.
+    pub timestamp: &'q str,
+    pub sent_at: u64,
+    pub nonce: &'q str,
+    /// The signature that was checked: `signature`, or `msg_signature` in safe mode.
+    pub signature: &'q str,
+    content: Content<'q>,
+}
+
+enum Content<'q> {
+    Plain(&'q [u8]),
+    /// The `Encrypt` the `msg_signature` covers, and the key that opens it.
+    Encrypted(String, &'q MessageCrypto),
+}
+
+impl Signed<'_> {
+    /// Decrypts (in safe mode) and parses the push.
+    pub fn read(self) -> Result<Opened, EnvelopeError> {
+        Ok(match self.content {
+            Content::Plain(body) => Opened {
+                message: Message::parse(body)?,
+                mode: Mode::Plain,
+            },
+            Content::Encrypted(encrypt, crypto) => Opened {
+                message: Message::parse(&crypto.decrypt(&encrypt)?)?,
+                mode: Mode::Safe,
+            },
+        })
+    }
+}
+
 /// What authenticates the callback: the shared token, the AES key in safe mode, and how far a
 /// request's timestamp may stray from our clock (which bounds how long a captured request can be replayed).
 pub struct CallbackKeys {
@@ -67,12 +102,12 @@ impl CallbackKeys {
         }
     }
 
-    /// The signed timestamp and nonce, if the timestamp is recent.
+    /// The signed timestamp (as sent, and in seconds) and nonce, if the timestamp is recent.
     fn fresh<'q>(
         &self,
         query: &'q CallbackQuery,
         now: u64,
-    ) -> Result<(&'q str, &'q str), EnvelopeError> {
+    ) -> Result<(&'q str, u64, &'q str), EnvelopeError> {
         let (Some(timestamp), Some(nonce)) = (query.timestamp.as_deref(), query.nonce.as_deref())
         else {
             return Err(EnvelopeError::BadSignature);
@@ -81,7 +116,7 @@ impl CallbackKeys {
         if sent.abs_diff(now) > self.max_skew.as_secs() {
             return Err(EnvelopeError::StaleTimestamp);
         }
-        Ok((timestamp, nonce))
+        Ok((timestamp, sent, nonce))
     }
 
     fn check(&self, parts: &[&str], signature: Option<&str>) -> Result<(), EnvelopeError> {
@@ -98,34 +133,55 @@ impl CallbackKeys {
         body: &[u8],
         now: u64,
     ) -> Result<Opened, EnvelopeError> {
-        let (timestamp, nonce) = self.fresh(query, now)?;
+        self.verify(query, body, now)?.read()
+    }
+
+    /// Checks a push's timestamp and signature. With an AES key, only an encrypted push under
+    /// a `msg_signature` passes: the plain `signature` covers no part of the body, so a query
+    /// string copied from any access log would sign whatever body came with it.
+    pub fn verify<'q>(
+        &'q self,
+        query: &'q CallbackQuery,
+        body: &'q [u8],
+        now: u64,
+    ) -> Result<Signed<'q>, EnvelopeError> {
+        let (timestamp, sent_at, nonce) = self.fresh(query, now)?;
         let encrypted = query
             .encrypt_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
-        if !encrypted {
-            self.check(&[&self.token, timestamp, nonce], query.signature.as_deref())?;
-            return Ok(Opened {
-                message: Message::parse(body)?,
-                mode: Mode::Plain,
-            });
-        }
-        let crypto = self.crypto.as_ref().ok_or(EnvelopeError::SafeModeOff)?;
-        let outer = Message::parse(body)?;
-        self.check(
-            &[&self.token, timestamp, nonce, &outer.encrypt],
-            query.msg_signature.as_deref(),
-        )?;
-        let xml = crypto.decrypt(&outer.encrypt)?;
-        Ok(Opened {
-            message: Message::parse(&xml)?,
-            mode: Mode::Safe,
+        let (content, signature) = match (encrypted, &self.crypto) {
+            (false, Some(_)) => return Err(EnvelopeError::EncryptionRequired),
+            (false, None) => {
+                let signature = query.signature.as_deref();
+                self.check(&[&self.token, timestamp, nonce], signature)?;
+                (Content::Plain(body), signature)
+            }
+            (true, None) => return Err(EnvelopeError::SafeModeOff),
+            (true, Some(crypto)) => {
+                let outer = Message::parse(body)?;
+                let signature = query.msg_signature.as_deref();
+                self.check(&[&self.token, timestamp, nonce, &outer.encrypt], signature)?;
+                (Content::Encrypted(outer.encrypt, crypto), signature)
+            }
+        };
+        Ok(Signed {
+            timestamp,
+            sent_at,
+            nonce,
+            signature: signature.unwrap_or_default(),
+            content,
         })
     }
 
     /// Answers WeChat's server check: `echostr` as sent, or decrypted when it comes under a `msg_signature`.
-    pub fn echo(&self, query: &CallbackQuery, now: u64) -> Result<String, EnvelopeError> {
-        let (timestamp, nonce) = self.fresh(query, now)?;
+    /// Also answers the signature it checked and its time, for the caller to use them up.
+    pub fn echo<'q>(
+        &self,
+        query: &'q CallbackQuery,
+        now: u64,
+    ) -> Result<(String, &'q str, u64), EnvelopeError> {
+        let (timestamp, sent_at, nonce) = self.fresh(query, now)?;
         let echostr = query
             .echostr
             .as_deref()
@@ -137,11 +193,14 @@ impl CallbackKeys {
                     Some(msg_signature),
                 )?;
                 let plain = crypto.decrypt(echostr)?;
-                String::from_utf8(plain).map_err(|_| EnvelopeError::Message(MessageError::NotUtf8))
+                let echo = String::from_utf8(plain)
+                    .map_err(|_| EnvelopeError::Message(MessageError::NotUtf8))?;
+                Ok((echo, msg_signature, sent_at))
             }
             _ => {
-                self.check(&[&self.token, timestamp, nonce], query.signature.as_deref())?;
-                Ok(echostr.to_owned())
+                let signature = query.signature.as_deref();
+                self.check(&[&self.token, timestamp, nonce], signature)?;
+                Ok((echostr.to_owned(), signature.unwrap_or_default(), sent_at))
             }
         }
     }
@@ -191,6 +250,10 @@ mod tests {
         CallbackKeys::new(TOKEN.into(), Some(crypto), Duration::from_secs(300))
     }
 
+    fn plain_keys() -> CallbackKeys {
+        CallbackKeys::new(TOKEN.into(), None, Duration::from_secs(300))
+    }
+
     fn plain_query(timestamp: u64) -> CallbackQuery {
         let timestamp = timestamp.to_string();
         CallbackQuery {
@@ -205,7 +268,7 @@ mod tests {
 
     #[test]
     fn plain_pushes_open_within_the_time_window() {
-        let keys = keys();
+        let keys = plain_keys();
         let opened = keys
             .open(&plain_query(NOW - 300), EVENT.as_bytes(), NOW)
             .unwrap();
@@ -275,8 +338,19 @@ mod tests {
     }
 
     #[test]
+    fn with_a_key_plaintext_pushes_are_refused_before_parsing() {
+        let signed = keys().open(&plain_query(NOW), EVENT.as_bytes(), NOW);
+        assert!(matches!(signed, Err(EnvelopeError::EncryptionRequired)));
+        // Whatever the body: nothing of it is read.
+        let garbage = keys().open(&plain_query(NOW), b"\xff", NOW);
+        assert!(matches!(garbage, Err(EnvelopeError::EncryptionRequired)));
+        let stale = keys().open(&plain_query(NOW - 301), EVENT.as_bytes(), NOW);
+        assert!(matches!(stale, Err(EnvelopeError::StaleTimestamp)));
+    }
+
+    #[test]
     fn encrypted_pushes_need_safe_mode() {
-        let keys = CallbackKeys::new(TOKEN.into(), None, Duration::from_secs(300));
+        let keys = plain_keys();
         let mut query = plain_query(NOW);
         query.encrypt_type = Some("aes".into());
         assert!(matches!(
@@ -291,13 +365,13 @@ mod tests {
         let keys = keys();
         let mut query = plain_query(NOW);
         query.echostr = Some("12345".into());
-        assert_eq!(keys.echo(&query, NOW).unwrap(), "12345");
+        assert_eq!(keys.echo(&query, NOW).unwrap().0, "12345");
 
         let encrypted = MessageCrypto::new(KEY, APPID).unwrap().encrypt(b"67890");
         let timestamp = NOW.to_string();
         query.msg_signature = Some(signature::sign(&[TOKEN, &timestamp, "n", &encrypted]));
         query.echostr = Some(encrypted);
-        assert_eq!(keys.echo(&query, NOW).unwrap(), "67890");
+        assert_eq!(keys.echo(&query, NOW).unwrap().0, "67890");
         query.msg_signature = Some("bad".into());
         assert!(matches!(
             keys.echo(&query, NOW),

@@ -2,7 +2,7 @@
 //!
 //! The parser accepts WeChat's flat `<xml><Field>value</Field>...</xml>` shape and nothing
 //! risky: a DOCTYPE (and with it any entity definition) is refused outright, nesting is
-//! bounded, and text must be UTF-8.
+//! bounded, text must be UTF-8, and a field wxlogin reads may appear only once.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -26,6 +26,8 @@ pub enum MessageError {
     NoXmlRoot,
     #[error("{0} is missing or invalid")]
     BadField(&'static str),
+    #[error("{0} appears more than once")]
+    RepeatedField(&'static str),
 }
 
 /// The fields of a pushed message that wxlogin reads; others are skipped.
@@ -72,6 +74,7 @@ impl Message {
         let mut depth = 0;
         let mut field: Option<Vec<u8>> = None;
         let mut saw_root = false;
+        let mut read: Vec<&'static str> = Vec::new();
         loop {
             match reader.read_event()? {
                 Event::Start(start) => {
@@ -82,10 +85,18 @@ impl Message {
                     if depth == 1 {
                         check_root(start.name().as_ref(), &mut saw_root)?;
                     }
-                    field = (depth == 2).then(|| start.name().as_ref().to_vec());
+                    if depth == 2 {
+                        message.check_once(start.name().as_ref(), &mut read)?;
+                        field = Some(start.name().as_ref().to_vec());
+                    } else {
+                        field = None;
+                    }
                 }
                 Event::Empty(start) if depth == 0 => {
                     check_root(start.name().as_ref(), &mut saw_root)?
+                }
+                Event::Empty(start) if depth == 1 => {
+                    message.check_once(start.name().as_ref(), &mut read)?
                 }
                 Event::End(_) => {
                     depth -= 1;
@@ -112,23 +123,48 @@ impl Message {
         Ok(message)
     }
 
+    /// Text inside one element is joined (CDATA and text may alternate); a repeated element
+    /// never reaches here.
     fn append(&mut self, field: Option<&[u8]>, text: &str) {
-        let slot = match field {
-            Some(b"ToUserName") => &mut self.to_user,
-            Some(b"FromUserName") => &mut self.from_user,
-            Some(b"CreateTime") => &mut self.create_time,
-            Some(b"MsgType") => &mut self.msg_type,
-            Some(b"Event") => &mut self.event,
-            Some(b"EventKey") => &mut self.event_key,
-            Some(b"MsgId") => &mut self.msg_id,
-            Some(b"Content") => &mut self.content,
-            Some(b"Encrypt") => &mut self.encrypt,
-            Some(b"MsgSignature") => &mut self.msg_signature,
-            Some(b"TimeStamp") => &mut self.timestamp,
-            Some(b"Nonce") => &mut self.nonce,
-            _ => return,
+        if let Some((_, slot)) = field.and_then(|name| self.slot(name)) {
+            slot.push_str(text);
+        }
+    }
+
+    /// Refuses a second element of a field wxlogin reads: `<FromUserName>a</FromUserName>
+    /// <FromUserName>b</FromUserName>` must not read as `ab` (nor as either one).
+    fn check_once(
+        &mut self,
+        name: &[u8],
+        read: &mut Vec<&'static str>,
+    ) -> Result<(), MessageError> {
+        let Some((field, _)) = self.slot(name) else {
+            return Ok(());
         };
-        slot.push_str(text);
+        if read.contains(&field) {
+            return Err(MessageError::RepeatedField(field));
+        }
+        read.push(field);
+        Ok(())
+    }
+
+    /// The field wxlogin reads under the element `name`, with that name; `None` for others.
+    fn slot(&mut self, name: &[u8]) -> Option<(&'static str, &mut String)> {
+        Some(match name {
+            b"ToUserName" => ("ToUserName", &mut self.to_user),
+            b"FromUserName" => ("FromUserName", &mut self.from_user),
+            b"CreateTime" => ("CreateTime", &mut self.create_time),
+            b"MsgType" => ("MsgType", &mut self.msg_type),
+            b"Event" => ("Event", &mut self.event),
+            b"EventKey" => ("EventKey", &mut self.event_key),
+            b"MsgId" => ("MsgId", &mut self.msg_id),
+            b"Content" => ("Content", &mut self.content),
+            b"Encrypt" => ("Encrypt", &mut self.encrypt),
+            b"MsgSignature" => ("MsgSignature", &mut self.msg_signature),
+            b"TimeStamp" => ("TimeStamp", &mut self.timestamp),
+            b"Nonce" => ("Nonce", &mut self.nonce),
+            _ => return None,
+        })
     }
 
     pub fn inbound(&self) -> Inbound<'_> {
@@ -311,6 +347,33 @@ mod tests {
                 String::from_utf8_lossy(xml)
             );
         }
+    }
+
+    #[test]
+    fn a_field_read_twice_is_refused() {
+        let cases: &[&[u8]] = &[
+            b"<xml><FromUserName>a</FromUserName><FromUserName>b</FromUserName></xml>",
+            b"<xml><FromUserName/><FromUserName>b</FromUserName></xml>",
+            b"<xml><Event>SCAN</Event><MsgType>event</MsgType><Event>unsubscribe</Event></xml>",
+            b"<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>",
+        ];
+        for xml in cases {
+            assert!(
+                matches!(Message::parse(xml), Err(MessageError::RepeatedField(_))),
+                "{}",
+                String::from_utf8_lossy(xml)
+            );
+        }
+        // Text and CDATA inside one element are one value; fields wxlogin ignores may repeat,
+        // and so may nested elements with a read field's name.
+        let xml =
+            b"<xml><FromUserName>a<![CDATA[b]]></FromUserName><Extra>1</Extra><Extra>2</Extra>\
+            <Info><Content>x</Content><Content>y</Content></Info></xml>";
+        let message = Message::parse(xml).unwrap();
+        assert_eq!(
+            (message.from_user.as_str(), message.content.as_str()),
+            ("ab", "")
+        );
     }
 
     #[test]

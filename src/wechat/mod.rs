@@ -3,5 +3,6 @@
 pub mod api;
 pub mod crypto;
 pub mod envelope;
+pub mod ip_ranges;
 pub mod message;
 pub mod signature;

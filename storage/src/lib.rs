@@ -1,16 +1,24 @@
 //! wxlogin's durable state: who is bound to which phone, live sessions, OpenID Connect access
 //! tokens, and the login log.
 //!
-//! Every method that changes state flushes sled to disk before it returns `Ok`,
-//! so a success the service reports survives a `kill -9` right after; concurrent writers share
-//! their flushes (group commit).
+//! [`Store`] is what the service holds: a handle on a [`Backend`], whose every operation says
+//! what it guarantees on return (backend.rs). The sled backend (sled_backend/) is the default
+//! and, for now, the only one: every write it acknowledges is flushed and its files synced
+//! first, so it survives a `kill -9` or a power cut right after; concurrent writers share their
+//! syncs (group commit).
 
-mod flush;
+mod backend;
+#[cfg(test)]
+mod conformance;
 mod model;
+mod sled_backend;
 mod store;
 
+pub use backend::{Backend, BindingStream, Pending};
 pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
     Session, SessionToken,
 };
-pub use store::{AccessGrant, BindError, Store, StoreError};
+pub use sled_backend::SignatureUse;
+pub use sled_backend::{AccessGrant, SledBackend};
+pub use store::{BindError, Store, StoreError};

@@ -5,21 +5,18 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, run_command, spawn_app, spawn_app_on, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_error, run_command, spawn_app, spawn_app_on, spawn_app_with, TestApp, ADMIN_TOKEN,
+};
 
-const ADMIN: &str = "an-admin-token-long-enough-0123";
+const ADMIN: &str = ADMIN_TOKEN;
 
 async fn admin_app() -> TestApp {
     spawn_app_with(&[("WXLOGIN_ADMIN_TOKEN", ADMIN)]).await
 }
 
 async fn admin_get(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
+    app.admin_get(path).await
 }
 
 #[tokio::test]

@@ -65,9 +65,9 @@ fn sign_in_with_auth_js(scripts: &Path, app: &TestApp, session: &str) -> Value {
     let output = Command::new("node")
         .arg("authjs.mjs")
         .current_dir(scripts)
-        .env("WXLOGIN_ISSUER", &app.address)
-        .env("WXLOGIN_CLIENT_ID", APP.id)
-        .env("WXLOGIN_CLIENT_SECRET", APP.secret)
+        .env("AUTH_WXLOGIN_ISSUER", &app.address)
+        .env("AUTH_WXLOGIN_ID", APP.id)
+        .env("AUTH_WXLOGIN_SECRET", APP.secret)
         .env("WXLOGIN_SESSION", session)
         .output()
         .expect("node runs");
@@ -95,7 +95,7 @@ fn readme_configuration() -> Vec<String> {
     let body = example.split("\n});\n").next().unwrap();
     lines(&body.replace(
         "\"https://login.example.com\"",
-        "process.env.WXLOGIN_ISSUER",
+        "process.env.AUTH_WXLOGIN_ISSUER",
     ))
 }
 

@@ -4,8 +4,40 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    assert_error, event_xml, signed_query, signed_query_at, spawn_app, unix_now, SANDBOX_TOKEN,
+    assert_error, event_xml, signed_query, signed_query_at, spawn_app, text_xml, unix_now,
+    SANDBOX_TOKEN,
 };
+
+/// A restart (a deploy, a crash) must not reopen a used signature, and the server check's URL
+/// (a GET, signed exactly as a POST is in plaintext mode) must not sign a push.
+#[tokio::test]
+async fn neither_a_restart_nor_the_server_check_frees_a_signature() {
+    let mut app = spawn_app().await;
+    let token = app.sign_up("oVictim2", "13800000024").await;
+    let captured = signed_query(SANDBOX_TOKEN);
+    let genuine = text_xml("oVictim2", unix_now(), "hello", 4343);
+    assert_eq!(
+        app.post_callback(&captured, genuine).await.status(),
+        StatusCode::OK
+    );
+    // A deploy, a crash, Restart=always: the same query string with another body.
+    app.restart();
+    let unfollow = event_xml("oVictim2", unix_now(), "unsubscribe", "");
+    let refused = app.post_callback(&captured, unfollow.clone()).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+
+    // The console's server check, its URL read from a log, then a push under it.
+    let check = signed_query(SANDBOX_TOKEN);
+    let echoed = app.get_owned(format!("/wechat?{check}&echostr=e1")).await;
+    assert_eq!(echoed.text().await.unwrap(), "e1");
+    let refused = app.post_callback(&check, unfollow).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    // WeChat checking again is fine.
+    let again = app.get_owned(format!("/wechat?{check}&echostr=e1")).await;
+    assert_eq!(again.status(), StatusCode::OK);
+}
 
 #[tokio::test]
 async fn server_verification_echoes_echostr_only_when_signed() {
@@ -55,6 +87,25 @@ async fn malformed_xml_is_a_bad_request() {
         let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_message").await;
     }
+}
+
+#[tokio::test]
+async fn a_repeated_field_is_refused() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    // Read as one string, the two openids would be "oVictim" + "oAttacker"; read as either
+    // one, a proxy or WAF that reads the other would disagree with us about who scanned.
+    let body = format!(
+        "<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><FromUserName><![CDATA[oVictim]]></FromUserName>\
+         <FromUserName><![CDATA[oAttacker]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[SCAN]]></Event><EventKey><![CDATA[{}]]></EventKey></xml>",
+        unix_now(),
+        qr.scene_id
+    );
+    let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_message").await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "waiting");
 }
 
 #[tokio::test]
@@ -151,6 +202,46 @@ async fn a_redelivered_event_changes_nothing() {
     let token = app.sign_up("oFlaky", "13800000020").await;
     app.unsubscribe("oFlaky", Some(unsubscribed_at)).await;
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+}
+
+/// In plaintext mode the signature covers no part of the body, and the query string of every
+/// push is in the access logs of every proxy in front of us.
+#[tokio::test]
+async fn a_captured_query_string_takes_no_other_body() {
+    let app = spawn_app().await;
+    let token = app.sign_up("oVictim", "13800000023").await;
+    // WeChat delivers the victim's text; its query string ends up in a log.
+    let captured = signed_query(SANDBOX_TOKEN);
+    let genuine = text_xml("oVictim", unix_now(), "hello", 4242);
+    let response = app.post_callback(&captured, genuine.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Whoever reads the log posts other bodies under it: an unfollow, a scan of their scene.
+    let unfollow = event_xml("oVictim", unix_now(), "unsubscribe", "");
+    let refused = app.post_callback(&captured, unfollow).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
+    let qr = app.create_qr().await;
+    let scan = event_xml("oVictim", unix_now(), "SCAN", &qr.scene_id);
+    let refused = app.post_callback(&captured, scan).await;
+    assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "waiting");
+    app.assert_metric(
+        "wxlogin_callback_events_total{type=\"invalid\",outcome=\"replayed_signature\"}",
+        2,
+    )
+    .await;
+
+    // The very same request again is WeChat redelivering it: acknowledged, nothing done.
+    let again = app.post_callback(&captured, genuine).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.text().await.unwrap(), "success");
+    app.assert_metric(
+        "wxlogin_callback_events_total{type=\"text\",outcome=\"redelivery\"}",
+        1,
+    )
+    .await;
 }
 
 #[tokio::test]

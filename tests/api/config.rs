@@ -91,6 +91,9 @@ fn the_sandbox_refuses_to_start_with_a_real_deployments_settings() {
             "https://example.com/account-qr.jpg",
         ),
         ("WXLOGIN_PUBLIC_URL", "https://login.example.com"),
+        // Set but empty: a compose file's unset substitution.
+        ("WXLOGIN_APPID", ""),
+        ("WXLOGIN_APPSECRET", ""),
     ] {
         let (status, stderr) = run_to_exit(&[sign]);
         assert_refused(status, &stderr, &["WXLOGIN_APPID", sign.0, "sandbox"]);

@@ -18,6 +18,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 /// The callback token the sandbox uses when WXLOGIN_TOKEN is not set.
 pub const SANDBOX_TOKEN: &str = "sandbox-token";
 
+/// An admin token for servers started with `WXLOGIN_ADMIN_TOKEN` set to it.
+pub const ADMIN_TOKEN: &str = "an-admin-token-long-enough-0123";
+
 /// The key of the test's "browser" (see [`browser_client`]).
 pub const BROWSER_KEY: &str = "test-browser-key-0123456789abcdefghijklmnop";
 
@@ -84,9 +87,27 @@ fn command(env: &[(String, String)], data_dir: &TempDir) -> Command {
 }
 
 fn start(env: Vec<(String, String)>, data_dir: Arc<TempDir>) -> TestApp {
-    let mut child = command(&env, &data_dir)
-        .spawn()
-        .expect("the wxlogin binary starts");
+    start_adjusted(env, data_dir, |_| {})
+}
+
+/// Starts a server whose command `adjust` changes first (to start it with other process
+/// limits, say).
+pub fn spawn_app_adjusted(env: &[(&str, &str)], adjust: impl FnOnce(&mut Command)) -> TestApp {
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start_adjusted(env, Arc::new(tempfile::tempdir().unwrap()), adjust)
+}
+
+fn start_adjusted(
+    env: Vec<(String, String)>,
+    data_dir: Arc<TempDir>,
+    adjust: impl FnOnce(&mut Command),
+) -> TestApp {
+    let mut command = command(&env, &data_dir);
+    adjust(&mut command);
+    let mut child = command.spawn().expect("the wxlogin binary starts");
     let log = Arc::new(Mutex::new(String::new()));
     drain_into(child.stderr.take().unwrap(), log.clone());
     let (tx, rx) = mpsc::channel();
@@ -221,18 +242,24 @@ pub fn wechat_signature(parts: &[&str]) -> String {
     hex::encode(Sha1::digest(parts.concat()))
 }
 
-/// A query string signed with `token`, timestamped now.
+/// A query string signed with `token`, timestamped now, with a fresh nonce as WeChat signs
+/// each push (a pair already used with another body is refused as a replay).
 pub fn signed_query(token: &str) -> String {
     signed_query_at(token, unix_now())
 }
 
 pub fn signed_query_at(token: &str, timestamp: u64) -> String {
     let timestamp = timestamp.to_string();
-    let nonce = "20261125";
+    let nonce = fresh_nonce();
     format!(
         "signature={}&timestamp={timestamp}&nonce={nonce}",
-        wechat_signature(&[token, &timestamp, nonce])
+        wechat_signature(&[token, &timestamp, &nonce])
     )
+}
+
+/// A random nonce, like the ones WeChat puts on each request.
+pub fn fresh_nonce() -> String {
+    rand::random::<u64>().to_string()
 }
 
 pub fn event_xml(openid: &str, create_time: u64, event: &str, event_key: &str) -> String {
@@ -269,6 +296,32 @@ impl TestApp {
         panic!("{needle:?} never appeared in the log:\n{}", self.log());
     }
 
+    /// `GET path` with the admin token ([`ADMIN_TOKEN`]).
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most 10 s) until `/readyz` answers 200: the first access token is in.
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..200 {
+            if self.get("/readyz").await.status() == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("never ready:\n{}", self.log());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -284,6 +337,32 @@ impl TestApp {
     pub fn start_again(&mut self) {
         let next = start(self.env.clone(), self.data_dir.clone());
         *self = next;
+    }
+
+    /// Stops the server with SIGSTOP and waits until every one of its threads has stopped, so
+    /// that it answers nothing more: what a power cut does to a process. A thread inside a
+    /// system call stops when the call returns.
+    pub async fn freeze(&self) {
+        let pid = self.child.id();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let stopped = |thread: std::fs::DirEntry| {
+            let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+            matches!(state, Some("T" | "t"))
+        };
+        for _ in 0..400 {
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+            if threads.map_while(Result::ok).all(stopped) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("wxlogin did not stop within 2 s of SIGSTOP");
     }
 
     /// Kills the server and leaves its data directory for inspection.

@@ -253,3 +253,20 @@ async fn an_unfollow_while_the_scene_waits_for_a_phone_stops_the_bind() {
     let (_, status) = app.status(&qr.scene_id, 0).await;
     assert_eq!(status["state"], "need_bind");
 }
+
+#[tokio::test]
+async fn another_sites_page_cannot_start_a_login_in_the_visitors_browser() {
+    let app = spawn_app().await;
+    let from = |site: &'static str| {
+        stranger()
+            .post(app.url("/api/qrcode"))
+            .header("Sec-Fetch-Site", site)
+            .send()
+    };
+    let refused = from("cross-site").await.unwrap();
+    assert!(refused.headers().get(header::SET_COOKIE).is_none());
+    assert_error(refused, StatusCode::FORBIDDEN, "cross_site_request").await;
+    for site in ["same-origin", "none"] {
+        assert_eq!(from(site).await.unwrap().status(), StatusCode::OK, "{site}");
+    }
+}

@@ -755,6 +755,17 @@ fn rotate_key_run_as_root_leaves_the_keys_to_the_service_user() {
     chown(data.path().join(key_file), Some(OTHER.0), Some(OTHER.1)).unwrap();
     rotate();
     assert_eq!(owner_and_mode(key_file), (OTHER.0, OTHER.1, 0o600));
+    // The service's user plants a link where the new file is written, to a file of root's:
+    // rotate-key must neither write through it nor give that file away.
+    let roots = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(roots.path(), "root's own").unwrap();
+    std::os::unix::fs::symlink(roots.path(), data.path().join("oidc/signing-keys.json.new"))
+        .unwrap();
+    rotate();
+    let target = std::fs::metadata(roots.path()).unwrap();
+    assert_eq!((target.uid(), target.gid()), (0, 0));
+    assert_eq!(std::fs::read(roots.path()).unwrap(), b"root's own");
+    assert_eq!(owner_and_mode(key_file), (OTHER.0, OTHER.1, 0o600));
 }
 
 #[tokio::test]

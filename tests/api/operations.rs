@@ -3,26 +3,73 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, spawn_app, spawn_app_adjusted, spawn_app_with};
 
 #[tokio::test]
-async fn readiness_needs_a_wechat_token() {
+async fn readiness_reads_the_token_state_and_recovers_on_its_own() {
     let app = spawn_app().await;
-    app.control(json!({"down": true})).await;
+    // The first token is fetched at start, unasked.
+    app.wait_until_ready().await;
+    // WeChat refuses the token, then the fetch of a new one (a wrong IP whitelist, say).
+    app.control(json!({"fail_next": [{"errcode": 40001}, {"errcode": 40164}]}))
+        .await;
     assert_error(
-        app.get("/readyz").await,
+        app.request_qr().await,
         StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
+        "wechat_unavailable",
     )
     .await;
+    let calls = app.sandbox_stats().await["api_calls"].clone();
+    for _ in 0..10 {
+        assert_error(
+            app.get("/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+        )
+        .await;
+    }
+    assert_eq!(
+        app.sandbox_stats().await["api_calls"],
+        calls,
+        "probes fetch nothing"
+    );
     assert_eq!(
         app.get("/healthz").await.status(),
         StatusCode::OK,
         "alive all the same"
     );
-    app.control(json!({"down": false})).await;
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    // After the backoff window the token actor tries again by itself, with no request.
+    app.wait_until_ready().await;
+    app.create_qr().await;
+}
+
+#[tokio::test]
+async fn in_code_mode_readiness_does_not_need_wechat() {
+    let real_account_down = [
+        ("WXLOGIN_APPID", "wx0000000000000000"),
+        ("WXLOGIN_APPSECRET", "secret"),
+        ("WXLOGIN_TOKEN", "token"),
+        // Nothing listens there: every call is a refused connection.
+        ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
+        ("WXLOGIN_ACCOUNT_QR_URL", "https://example.com/account.png"),
+    ];
+    let code =
+        spawn_app_with(&[&real_account_down[..], &[("WXLOGIN_LOGIN_MODE", "code")]].concat()).await;
+    let ready: Value = code.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
+    code.create_code_login().await;
+    // QR codes (and `auto`, until it falls back) need the token.
+    for mode in ["qrcode", "auto"] {
+        let app =
+            spawn_app_with(&[&real_account_down[..], &[("WXLOGIN_LOGIN_MODE", mode)]].concat())
+                .await;
+        assert_error(
+            app.get("/readyz").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -103,4 +150,44 @@ async fn json_logs_carry_the_request_span() {
         .expect("the unbind was logged");
     assert_eq!(unsubscribed["span"]["name"], "request");
     assert_eq!(unsubscribed["span"]["id"].as_str().map(str::len), Some(16));
+}
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
+    use std::os::unix::process::CommandExt;
+    const SOFT: libc::rlim_t = 256;
+    let app = spawn_app_adjusted(&[("WXLOGIN_LOG_FORMAT", "json")], |command| {
+        // SAFETY: setrlimit is async-signal-safe; the child calls nothing else before exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = SOFT.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                Ok(())
+            });
+        }
+    });
+    app.wait_for_log("open-file limit").await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", app.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<_> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    if hard != SOFT.to_string() {
+        let log = app.log();
+        let raised: Value = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["fields"]["message"] == "open-file limit raised to the hard limit")
+            .unwrap_or_else(|| panic!("{log}"));
+        assert_eq!(raised["fields"]["limit"].to_string(), hard, "{raised}");
+        assert_eq!(raised["fields"]["before"], SOFT, "{raised}");
+    }
 }

@@ -7,8 +7,8 @@ use wxlogin::wechat::crypto::MessageCrypto;
 use wxlogin::wechat::message::Message;
 
 use crate::helpers::{
-    assert_error, event_xml, signed_query, spawn_app_with, text_xml, unix_now, wechat_signature,
-    TestApp, SANDBOX_TOKEN,
+    assert_error, event_xml, fresh_nonce, signed_query, spawn_app_with, text_xml, unix_now,
+    wechat_signature, TestApp, SANDBOX_TOKEN,
 };
 
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -35,11 +35,11 @@ async fn post_encrypted(
         raw[20] ^= 1;
         encrypt = STANDARD.encode(raw);
     }
-    let (timestamp, nonce) = (timestamp.to_string(), "42");
-    let msg_signature = wechat_signature(&[SANDBOX_TOKEN, &timestamp, nonce, &encrypt]);
+    let (timestamp, nonce) = (timestamp.to_string(), fresh_nonce());
+    let msg_signature = wechat_signature(&[SANDBOX_TOKEN, &timestamp, &nonce, &encrypt]);
     let query = format!(
         "signature={}&timestamp={timestamp}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_signature}",
-        wechat_signature(&[SANDBOX_TOKEN, &timestamp, nonce])
+        wechat_signature(&[SANDBOX_TOKEN, &timestamp, &nonce])
     );
     let body = format!("<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
     app.post_callback(&query, body).await
@@ -135,17 +135,42 @@ async fn bad_encrypted_pushes_are_refused() {
     assert_eq!(status["state"], "waiting");
 }
 
+/// The plain `signature` covers no part of the body: with a key set, a query string copied
+/// from an access log must not carry a body of the attacker's choosing in plaintext.
 #[tokio::test]
-async fn plaintext_pushes_still_work_in_safe_mode() {
+async fn plaintext_pushes_are_refused_in_safe_mode() {
     let app = safe_mode_app().await;
     let qr = app.create_qr().await;
-    let event = event_xml("oPlain", unix_now(), "SCAN", &qr.scene_id);
-    let response = app.post_callback(&signed_query(SANDBOX_TOKEN), event).await;
-    let reply = Message::parse(&response.bytes().await.unwrap()).unwrap();
-    assert!(
-        reply.encrypt.is_empty() && reply.content.contains("手机号"),
-        "{reply:?}"
-    );
+    let event = event_xml("oVictim", unix_now(), "SCAN", &qr.scene_id);
+    let plain = app
+        .post_callback(&signed_query(SANDBOX_TOKEN), event.clone())
+        .await;
+    assert_error(plain, StatusCode::FORBIDDEN, "encryption_required").await;
+    // Saying `aes` without a `msg_signature` does not help either.
+    let query = format!("{}&encrypt_type=aes", signed_query(SANDBOX_TOKEN));
+    let unsigned = app.post_callback(&query, event.clone()).await;
+    assert_error(unsigned, StatusCode::FORBIDDEN, "invalid_signature").await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "waiting");
+    app.assert_metric(
+        "wxlogin_callback_events_total{type=\"invalid\",outcome=\"encryption_required\"}",
+        1,
+    )
+    .await;
+
+    // The same event encrypted under a msg_signature is served, and WeChat's server check,
+    // which official accounts send with the plain signature in every mode, still answers.
+    let encrypted = post_encrypted(&app, SANDBOX_APPID, &event, unix_now(), false).await;
+    assert!(decrypt_reply(encrypted).await.content.contains("手机号"));
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind");
+    let echo = app
+        .get_owned(format!(
+            "/wechat?{}&echostr=hello",
+            signed_query(SANDBOX_TOKEN)
+        ))
+        .await;
+    assert_eq!(echo.text().await.unwrap(), "hello");
 }
 
 #[tokio::test]

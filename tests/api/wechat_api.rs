@@ -1,5 +1,7 @@
 //! The service against WeChat's API: token caching and refresh, outages.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -37,6 +39,7 @@ async fn a_revoked_token_is_refreshed_once_and_the_call_retried() {
 #[tokio::test]
 async fn wechat_down_is_503_and_the_service_recovers() {
     let app = spawn_app().await;
+    app.wait_until_ready().await;
     app.control(json!({"down": true})).await;
     assert_error(
         app.request_qr().await,
@@ -131,6 +134,7 @@ async fn a_used_up_quota_is_503_without_hammering_wechat() {
 #[tokio::test]
 async fn a_slow_wechat_times_out_as_503() {
     let app = spawn_app_with(&[("WXLOGIN_WECHAT_TIMEOUT_SECS", "1")]).await;
+    app.wait_until_ready().await;
     app.control(json!({"delay_ms": 2500})).await;
     assert_error(
         app.request_qr().await,
@@ -192,5 +196,65 @@ async fn in_real_mode_the_qr_image_is_wechats_and_there_is_no_simulator() {
             StatusCode::NOT_FOUND,
             "{path}"
         );
+    }
+}
+
+/// For 10 s, browsers and probes keep coming to a server whose every token fetch fails as
+/// `status` + `answer` says; returns how many calls reached WeChat.
+async fn token_calls_in_an_outage(status: u16, answer: &'static str) -> usize {
+    let (wechat, mut calls) = fake_server(status, answer).await;
+    let app = spawn_app_with(&[
+        ("WXLOGIN_APPID", "wx0000000000000000"),
+        ("WXLOGIN_APPSECRET", "secret"),
+        ("WXLOGIN_TOKEN", "token"),
+        ("WXLOGIN_WECHAT_API", &wechat),
+        // Every request reaches the token actor: none is stopped by the per-IP limit.
+        ("WXLOGIN_QR_PER_IP_PER_MIN", "0"),
+    ])
+    .await;
+    for _ in 0..10 {
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..5 {
+            let qr = app.client.post(app.url("/api/qrcode")).send();
+            let probe = app.client.get(app.url("/readyz")).send();
+            requests.spawn(async move {
+                assert_error(
+                    qr.await.unwrap(),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "wechat_unavailable",
+                )
+                .await
+            });
+            requests.spawn(async move {
+                assert_error(
+                    probe.await.unwrap(),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                )
+                .await
+            });
+        }
+        while let Some(answered) = requests.join_next().await {
+            answered.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut seen = 0;
+    while calls.try_recv().is_ok() {
+        seen += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn an_outage_costs_at_most_six_token_calls_in_its_first_ten_seconds() {
+    // A misconfiguration WeChat names (the server's IP is not whitelisted), and a WeChat that
+    // fails outright (which other calls retry), side by side.
+    let (refused, failing) = tokio::join!(
+        token_calls_in_an_outage(200, r#"{"errcode": 40164, "errmsg": "invalid ip"}"#),
+        token_calls_in_an_outage(500, r#"{"error": "internal"}"#),
+    );
+    for (what, calls) in [("40164", refused), ("HTTP 500", failing)] {
+        assert!((1..=6).contains(&calls), "{what}: {calls} token calls");
     }
 }

@@ -41,11 +41,13 @@ async function signUp(openid, phone) {
   await call('POST', `/api/qrcode/${scene.scene_id}/bind`, { body: { phone, code }, secret });
 }
 
-// A page on another origin (another "site" to Chromium: localhost vs 127.0.0.1) that links to `target`.
+// A page on another origin (another "site" to Chromium: localhost vs 127.0.0.1) that links to
+// `target`, and has a form that posts to it.
 async function attackerSite(target) {
   const server = http.createServer((_, response) => {
     response.setHeader('Content-Type', 'text/html');
-    response.end(`<!doctype html><a id="lure" href="${target}">You won a prize</a>`);
+    response.end(`<!doctype html><a id="lure" href="${target}">You won a prize</a>
+      <form id="post" method="post" action="${target}"><button>Claim</button></form>`);
   });
   await new Promise((resolve) => server.listen(0, 'localhost', resolve));
   return { server, url: `http://localhost:${server.address().port}/` };
@@ -87,6 +89,20 @@ async function plantedSession() {
   const cookies = await context.cookies(ORIGIN);
   assert.ok(!cookies.some((c) => c.name === 'wxlogin_session'),
     `the victim holds no session cookie: ${JSON.stringify(cookies.map((c) => c.name))}`);
+  // Nor can another site's form start a login in the victim's browser, replacing its key.
+  // (Its path is /api/qrcode, so ask for every cookie, not the origin's root.)
+  const key = () => context.cookies().then((all) => all.find((c) => c.name === 'wxlogin_browser')?.value);
+  const before = await key();
+  assert.ok(before, 'the login page gave the victim a browser key');
+  const formSite = await attackerSite(`${ORIGIN}/api/qrcode`);
+  try {
+    await page.goto(formSite.url);
+    const [posted] = await Promise.all([page.waitForNavigation(), page.click('#post button')]);
+    assert.equal(posted.status(), 403, 'a login started from another site is refused');
+  } finally {
+    formSite.server.close();
+  }
+  assert.equal(await key(), before, "the victim's browser key is unchanged");
   // And nothing logs the victim's browser in by cookie.
   const me = await page.goto(`${ORIGIN}/api/me`);
   assert.equal(me.status(), 401);

@@ -6,7 +6,7 @@
 // The "app" is Auth.js answering Web Requests for http://app.test, as next-auth's route handler
 // would; the user's browser is `fetch` carrying wxlogin's session cookie.
 //
-// Environment: WXLOGIN_ISSUER (wxlogin's base URL), WXLOGIN_CLIENT_ID, WXLOGIN_CLIENT_SECRET,
+// Environment: AUTH_WXLOGIN_ISSUER (wxlogin's base URL), AUTH_WXLOGIN_ID, AUTH_WXLOGIN_SECRET,
 // WXLOGIN_SESSION (a wxlogin session token of a user who is logged in).
 // Prints the session as JSON on the last line of stdout; exits non-zero on any failure.
 
@@ -18,9 +18,9 @@ process.env.AUTH_URL = `${APP}/api/auth`;
 process.env.AUTH_SECRET = "authjs-test-secret-0123456789abcdef0123456789";
 
 const session = required("WXLOGIN_SESSION");
-required("WXLOGIN_ISSUER");
-required("WXLOGIN_CLIENT_ID");
-required("WXLOGIN_CLIENT_SECRET");
+required("AUTH_WXLOGIN_ISSUER");
+required("AUTH_WXLOGIN_ID");
+required("AUTH_WXLOGIN_SECRET");
 
 // README begin
 const config = {
@@ -28,9 +28,9 @@ const config = {
     id: "wxlogin",
     name: "WeChat",
     type: "oidc",
-    issuer: process.env.WXLOGIN_ISSUER,
-    clientId: process.env.WXLOGIN_CLIENT_ID,
-    clientSecret: process.env.WXLOGIN_CLIENT_SECRET,
+    issuer: process.env.AUTH_WXLOGIN_ISSUER,
+    clientId: process.env.AUTH_WXLOGIN_ID,
+    clientSecret: process.env.AUTH_WXLOGIN_SECRET,
     authorization: { params: { scope: "openid phone" } },
     checks: ["pkce", "state", "nonce"],
   }],
@@ -109,7 +109,7 @@ const signin = await app("/api/auth/signin/wxlogin", {
 const toProvider = signin.headers.get("location");
 check(signin.status === 302 && toProvider, `sign-in answered ${signin.status}: ${await signin.text()}`);
 const authorize = new URL(toProvider);
-const issuer = process.env.WXLOGIN_ISSUER.replace(/\/$/, "");
+const issuer = process.env.AUTH_WXLOGIN_ISSUER.replace(/\/$/, "");
 check(
   `${authorize.origin}${authorize.pathname}` === `${issuer}/oauth/authorize`,
   `sign-in sent the browser to ${toProvider}, not to wxlogin's authorization endpoint`,

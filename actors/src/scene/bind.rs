@@ -6,10 +6,22 @@ use std::time::Instant;
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{ActorResponse, Context, Message};
 use rand::Rng;
-use wxlogin_storage::{BindError, LoginMethod, Phone, SessionToken};
+use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken};
 
 use super::state::{LoginMode, SceneError};
 use super::{after_write, Live, Reply, SceneActor};
+
+/// The scanner the scene waits to bind a phone for: whose budget a code request spends.
+#[derive(Message)]
+#[rtype(result = "Result<OpenId, SceneError>")]
+pub struct BindingScanner;
+
+impl Live<BindingScanner> for SceneActor {
+    fn live(&mut self, _: BindingScanner, _: &mut Context<Self>) -> Reply<BindingScanner> {
+        let scanner = self.machine.binding().cloned();
+        ActorResponse::reply(Some(scanner.ok_or(SceneError::NotAwaitingBind)))
+    }
+}
 
 /// Issue a verification code for `phone`; the caller delivers it.
 #[derive(Message)]

@@ -17,7 +17,7 @@ mod scan;
 pub mod state;
 mod waiters;
 
-pub use bind::{Bind, Bound, RequestCode};
+pub use bind::{Bind, BindingScanner, Bound, RequestCode};
 pub use origin::Origin;
 pub(crate) use scan::ConfirmationReply;
 pub use scan::{Admitted, Answer, AnswerOutcome, Scan, ScanByCode, ScanOutcome};
@@ -327,6 +327,7 @@ mod tests {
     use wxlogin_storage::Phone;
 
     use super::*;
+    use crate::SceneError;
 
     struct Fixture {
         _dir: TempDir,
@@ -456,6 +457,9 @@ mod tests {
         assert!(scene.send(ToScene(scan)).await.unwrap().is_none());
         assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
         let scene = fixture.start(false, past);
+        assert!(scene.send(ToScene(BindingScanner)).await.unwrap().is_none());
+        assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+        let scene = fixture.start(false, past);
         let request = RequestCode { phone: phone() };
         assert!(scene.send(ToScene(request)).await.unwrap().is_none());
         assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
@@ -474,6 +478,20 @@ mod tests {
         };
         assert!(scene.send(ToScene(reply)).await.unwrap().is_none());
         assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
+    }
+
+    #[actix::test]
+    async fn only_a_scene_awaiting_a_bind_names_its_scanner() {
+        let fixture = fixture();
+        let scene = fixture.start(false, later());
+        let scanner = || async { scene.send(ToScene(BindingScanner)).await.unwrap().unwrap() };
+        assert!(matches!(scanner().await, Err(SceneError::NotAwaitingBind)));
+        let scan = Scan {
+            openid: alice(),
+            new_follower: false,
+        };
+        scene.send(ToScene(scan)).await.unwrap().unwrap().unwrap();
+        assert_eq!(scanner().await.unwrap(), alice());
     }
 
     #[actix::test]

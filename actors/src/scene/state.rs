@@ -221,6 +221,14 @@ impl SceneMachine {
         }
     }
 
+    /// The scanner this scene waits to bind a phone for.
+    pub fn binding(&self) -> Option<&OpenId> {
+        match &self.state {
+            State::NeedBind(binding) => Some(&binding.openid),
+            _ => None,
+        }
+    }
+
     /// Whether a scan must be confirmed before the scanner is admitted.
     pub fn needs_confirmation(&self) -> bool {
         self.confirm
@@ -485,6 +493,8 @@ mod tests {
     fn codes_need_need_bind() {
         let mut scene = plain();
         let now = Instant::now();
+        assert_eq!(scene.binding(), None);
+        assert_eq!(need_bind().binding(), Some(&alice()));
         assert!(matches!(
             scene.code_sent(phone(), "123456".into(), now),
             Err(SceneError::NotAwaitingBind)
@@ -514,6 +524,7 @@ mod tests {
         ));
         scene.log_in_bound(SessionToken::generate()).unwrap();
         assert_eq!(scene.phase(), Phase::LoggedIn);
+        assert_eq!(scene.binding(), None, "nobody's codes to spend any more");
     }
 
     #[test]

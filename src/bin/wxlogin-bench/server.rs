@@ -16,7 +16,7 @@ use crate::http::Error;
 /// The sandbox account's callback token and AppID (see README.md).
 pub const SANDBOX_TOKEN: &str = "sandbox-token";
 pub const SANDBOX_APPID: &str = "wxsandbox0000000";
-/// The safe-mode key the spawned server runs with; plaintext pushes keep working beside it.
+/// The safe-mode key of the server scenario 2 starts for safe mode.
 pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
 /// Limits a newer wxlogin may enforce; `0` turns each off so load is never refused.
@@ -66,7 +66,6 @@ impl Server {
         command
             .env("WXLOGIN_BIND", "127.0.0.1:0")
             .env("WXLOGIN_DATA_DIR", &data_dir)
-            .env("WXLOGIN_AES_KEY", AES_KEY)
             .env("RUST_LOG", "warn")
             .envs(LIMITS_OFF.iter().map(|name| (name, "0")))
             .envs(env.iter().map(|(k, v)| (k, v)))

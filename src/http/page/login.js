@@ -50,10 +50,13 @@ class ApiError extends Error {
 }
 
 // One call to wxlogin. Every error answer is {"error", "message"}; it becomes an ApiError.
-async function api(method, path, body, token) {
+// A scene's routes answer only the browser that created it: the wxlogin_browser cookie proves
+// it, and so does the scene's secret, which is sent too (it works where cookies are blocked).
+async function api(method, path, body, token, sceneSecret) {
   const headers = {};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
+  if (sceneSecret) headers['X-Scene-Secret'] = sceneSecret;
   let response;
   try {
     response = await fetch(API + path, {
@@ -132,7 +135,8 @@ async function poll(current) {
   while (scene === current) {
     let status;
     try {
-      status = await api('GET', `/api/qrcode/${current.scene_id}/status?wait=${POLL_WAIT_SECS}`);
+      status = await api('GET', `/api/qrcode/${current.scene_id}/status?wait=${POLL_WAIT_SECS}`,
+        undefined, undefined, current.scene_secret);
     } catch (error) {
       // 404: the server no longer knows the scene (say, it restarted); that is expired too.
       if (error.status === 404) status = { state: 'expired' };
@@ -180,7 +184,8 @@ function offerRefresh(text) {
 async function sendCode() {
   showError(null);
   try {
-    const answer = await api('POST', `/api/qrcode/${scene.scene_id}/sms`, { phone: $('phone').value });
+    const answer = await api('POST', `/api/qrcode/${scene.scene_id}/sms`, { phone: $('phone').value },
+      undefined, scene.scene_secret);
     startCooldown(answer.cooldown);
     $('code').focus();
   } catch (error) {
@@ -211,7 +216,7 @@ async function bind(event) {
     const answer = await api('POST', `/api/qrcode/${current.scene_id}/bind`, {
       phone: $('phone').value,
       code: $('code').value,
-    });
+    }, undefined, current.scene_secret);
     if (scene === current) onLoggedIn(answer.token);  // the answer set the session cookie
   } catch (error) {
     showError(error);
@@ -234,7 +239,10 @@ async function onLoggedIn(token, loggedInScene) {
   const target = returnTo();
   if (target) {
     // An event stream can't set a cookie; the status answer does.
-    if (loggedInScene) await api('GET', `/api/qrcode/${loggedInScene.scene_id}/status`).catch(() => null);
+    if (loggedInScene) {
+      await api('GET', `/api/qrcode/${loggedInScene.scene_id}/status`, undefined, undefined,
+        loggedInScene.scene_secret).catch(() => null);
+    }
     location.assign(target);
     return;
   }

@@ -1,6 +1,8 @@
 //! What each pushed message does: a QR scan or a login code scans a scene, a number answers
 //! a confirmation request, an unfollow unbinds, a follow in code mode is told how to log in.
 
+use std::future::Future;
+
 use wxlogin_actors::{
     Admitted, Answer, AnswerOutcome, FindScene, LoginCode, LoginMode, Scan, ScanByCode,
     ScanOutcome, SceneError, SceneId, SceneLookup,
@@ -9,7 +11,7 @@ use wxlogin_storage::OpenId;
 
 use super::replies::Outcome;
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::{rate_limit, AppState};
 use crate::wechat::envelope::EnvelopeError;
 use crate::wechat::message::{Inbound, Message, MessageError};
 
@@ -31,6 +33,17 @@ pub fn kind(message: &Message) -> &'static str {
 
 /// Acts on one message.
 pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiError> {
+    let follows = matches!(
+        message.inbound(),
+        Inbound::QrScan {
+            subscribed: true,
+            ..
+        } | Inbound::Follow
+    );
+    // Remembered in WeChat's clock, so a late unsubscribe is told from a current one.
+    if let (true, Ok(openid), Some(at)) = (follows, sender(message), message.created_at()) {
+        state.store.record_follow(&openid, at)?;
+    }
     match message.inbound() {
         Inbound::QrScan {
             scene_key,
@@ -41,21 +54,12 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
                 return Ok(Outcome::NotOurs);
             };
             let openid = sender(message)?;
-            let SceneLookup::Live(scene) = state.scenes.send(FindScene(scene)).await? else {
-                return Ok(Outcome::Expired);
-            };
-            let scan = Scan {
-                openid,
-                new_follower: subscribed,
-            };
-            let Ok(scanned) = scene.send(scan).await else {
-                return Ok(Outcome::Expired);
-            };
-            match scanned {
-                Ok(outcome) => Ok(scanned_outcome(state, outcome)),
-                Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
-                Err(e) => Err(e.into()),
-            }
+            within_scan_budget(
+                state,
+                &openid,
+                qr_scan(state, scene, openid.clone(), subscribed),
+            )
+            .await
         }
         Inbound::Text(text) => {
             let text = ascii_digits(text.trim());
@@ -77,6 +81,48 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
         }
         Inbound::Follow | Inbound::Other => Ok(Outcome::NotOurs),
     }
+}
+
+async fn qr_scan(
+    state: &AppState,
+    scene: SceneId,
+    openid: OpenId,
+    subscribed: bool,
+) -> Result<Outcome, ApiError> {
+    let SceneLookup::Live(scene) = state.scenes.send(FindScene(scene)).await? else {
+        return Ok(Outcome::Expired);
+    };
+    let scan = Scan {
+        openid,
+        new_follower: subscribed,
+    };
+    let Ok(scanned) = scene.send(scan).await else {
+        return Ok(Outcome::Expired);
+    };
+    match scanned {
+        Ok(outcome) => Ok(scanned_outcome(state, outcome)),
+        Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs `scan` on the scanner's hourly budget of scenes: once it is spent, nothing is
+/// scanned (so nothing logs in) and the user is told to wait; a scan that took no scene
+/// (expired, already scanned, an unknown code) gives its token back.
+async fn within_scan_budget(
+    state: &AppState,
+    openid: &OpenId,
+    scan: impl Future<Output = Result<Outcome, ApiError>>,
+) -> Result<Outcome, ApiError> {
+    let taken = match rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())]) {
+        Ok(taken) => taken,
+        Err(retry_after) => return Ok(Outcome::TooManyScans { retry_after }),
+    };
+    let outcome = scan.await;
+    if !outcome.as_ref().is_ok_and(Outcome::took_a_scene) {
+        taken.give_back();
+    }
+    outcome
 }
 
 /// A text is the answer to the sender's pending confirmation request, else (in code mode)
@@ -108,10 +154,19 @@ async fn text_message(state: &AppState, openid: OpenId, text: &str) -> Result<Ou
     let Some(code) = LoginCode::parse(text) else {
         return Ok(Outcome::HowTo { followed: false });
     };
-    let guesses = &state.callback.guesses;
-    if guesses.is_throttled(openid.as_str()) {
+    if state.callback.guesses.is_throttled(openid.as_str()) {
         return Ok(Outcome::Throttled);
     }
+    within_scan_budget(state, &openid, code_scan(state, &openid, code)).await
+}
+
+/// A login code scans the scene that shows it; a code that scans nothing counts as a guess.
+async fn code_scan(
+    state: &AppState,
+    openid: &OpenId,
+    code: LoginCode,
+) -> Result<Outcome, ApiError> {
+    let guesses = &state.callback.guesses;
     let rejected = match state
         .scenes
         .send(ScanByCode {

@@ -6,27 +6,36 @@
 mod actions;
 mod guesses;
 mod replies;
+mod senders;
+mod signatures;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpResponse};
 use moka::sync::Cache;
 
+use super::client_ip::ClientIp;
 use super::AppState;
+use crate::config::CallbackSenders;
 use crate::error::ApiError;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
+pub use senders::follow_wechat_addresses;
+use senders::Senders;
 
 /// WeChat's messages are a few hundred bytes; anything near this is not from WeChat.
 const MAX_BODY_BYTES: usize = 64 * 1024;
-/// WeChat retries an unanswered push twice over about 15 s; remember deliveries well past that.
+/// WeChat retries an unanswered push twice over about 15 s; remember deliveries well past that
+/// (and at least as long as a signed pair is remembered, so a redelivery under the same pair
+/// is always recognised).
 const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
 const REDELIVERY_CAPACITY: u64 = 100_000;
 
-/// The callback's own state: how pushes are authenticated, the memory of recent deliveries
-/// and of wrong login codes, and the site name replies show.
+/// The callback's own state: who may push, how pushes are authenticated, the memory of the
+/// signatures and deliveries seen lately and of wrong login codes, and the site name replies show.
 pub struct Callback {
+    senders: Senders,
     keys: CallbackKeys,
     seen: Cache<String, ()>,
     guesses: CodeGuesses,
@@ -34,17 +43,30 @@ pub struct Callback {
 }
 
 impl Callback {
-    pub fn new(keys: CallbackKeys, code_guess_window: Duration, site_name: String) -> Self {
+    /// `timestamp_window`: how far a push's timestamp may be from our clock, as `keys` checks.
+    pub fn new(
+        senders: &CallbackSenders,
+        keys: CallbackKeys,
+        timestamp_window: Duration,
+        code_guess_window: Duration,
+        site_name: String,
+    ) -> Self {
         let seen = Cache::builder()
             .max_capacity(REDELIVERY_CAPACITY)
-            .time_to_live(REDELIVERY_MEMORY)
+            .time_to_live(REDELIVERY_MEMORY.max(timestamp_window * 2 + Duration::from_secs(1)))
             .build();
         Self {
+            senders: Senders::new(senders),
             keys,
             seen,
             guesses: CodeGuesses::new(code_guess_window),
             site_name,
         }
+    }
+
+    /// False while `WXLOGIN_CALLBACK_IPS=wechat` waits for WeChat's first list.
+    pub fn senders_known(&self) -> bool {
+        self.senders.known()
     }
 
     /// True the first time a delivery is seen; false for WeChat's retries of it.
@@ -63,7 +85,11 @@ async fn verify_server(
     state: web::Data<AppState>,
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let echo = state.callback.keys.echo(&query, unix_now())?;
+    let now = unix_now();
+    let (echo, signature, sent_at) = state.callback.keys.echo(&query, now)?;
+    // In plaintext mode this signature is exactly a POST's: use it up, so nobody who saw this
+    // URL can push a body under it.
+    signatures::use_signature(&state.store, signature, sent_at, signatures::SERVER_CHECK).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(echo))
@@ -71,10 +97,11 @@ async fn verify_server(
 
 async fn receive(
     state: web::Data<AppState>,
+    client: ClientIp,
     query: web::Query<CallbackQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let received = open(&state, &query, payload).await;
+    let received = open(&state, &client, &query, payload).await;
     let (message, mode) = match received {
         Ok(opened) => (opened.message, opened.mode),
         Err(e) => {
@@ -108,12 +135,15 @@ async fn receive(
         .body(state.callback.keys.seal(reply, mode, now)))
 }
 
-/// Reads the body within its limit and authenticates, decrypts and parses it.
+/// Checks the sender's address, reads the body within its limit, authenticates it, refuses a
+/// signature already used for another body, and decrypts and parses it.
 async fn open(
     state: &AppState,
+    client: &ClientIp,
     query: &CallbackQuery,
     payload: web::Payload,
 ) -> Result<Opened, ApiError> {
+    state.callback.senders.admit(client.addr())?;
     let body = payload
         .to_bytes_limited(MAX_BODY_BYTES)
         .await
@@ -121,7 +151,11 @@ async fn open(
             limit: MAX_BODY_BYTES,
         })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-    Ok(state.callback.keys.open(query, &body, unix_now())?)
+    let now = unix_now();
+    let signed = state.callback.keys.verify(query, &body, now)?;
+    // Before parsing: a signature whose push did not parse is used up all the same.
+    signatures::use_signature(&state.store, signed.signature, signed.sent_at, &body).await?;
+    Ok(signed.read()?)
 }
 
 /// WeChat's "received, no reply".

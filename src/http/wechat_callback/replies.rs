@@ -1,6 +1,6 @@
 //! What came of a push, and the text the WeChat user is told about it.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use time::{OffsetDateTime, UtcOffset};
 use wxlogin_actors::Origin;
@@ -37,6 +37,10 @@ pub enum Outcome {
     CodeUnknown,
     /// The sender sent too many wrong login codes and is ignored for now.
     Throttled,
+    /// The sender scanned too many scenes this hour: this scan was not taken.
+    TooManyScans {
+        retry_after: Duration,
+    },
     /// Code mode: a follow or a text that is no code. Tell them how to log in.
     HowTo {
         followed: bool,
@@ -61,11 +65,20 @@ impl Outcome {
             Outcome::CodeUsed => "code_used",
             Outcome::CodeUnknown => "code_unknown",
             Outcome::Throttled => "throttled",
+            Outcome::TooManyScans { .. } => "too_many_scans",
             Outcome::HowTo { .. } => "how_to",
             Outcome::NotOurs => "ignored",
             Outcome::Unbound => "unbound",
             Outcome::NothingToUnbind => "nothing_to_unbind",
         }
+    }
+
+    /// The scan took a scene: its scanner is now the one logging in there.
+    pub fn took_a_scene(&self) -> bool {
+        matches!(
+            self,
+            Outcome::LoggedIn | Outcome::NeedBind | Outcome::ConfirmAsked(_)
+        )
     }
 
     /// The text the user sees in WeChat, if any.
@@ -83,6 +96,10 @@ impl Outcome {
             Outcome::Throttled => {
                 let minutes = callback.guesses.window().as_secs().div_ceil(60);
                 format!("错误的登录码太多，{minutes} 分钟内发来的登录码都不会被处理，请稍后再试。")
+            }
+            Outcome::TooManyScans { retry_after } => {
+                let minutes = retry_after.as_secs().div_ceil(60).max(1);
+                format!("登录尝试过于频繁，这次扫码没有登录任何网页。请 {minutes} 分钟后再试。")
             }
             Outcome::HowTo { followed } => {
                 let welcome = if *followed { "欢迎关注！" } else { "" };

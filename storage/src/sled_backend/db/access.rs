@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use super::{decode, encode, record_prefix, tx_error, unix_now, Store, StoreError};
+use super::{decode, encode, record_prefix, same_binding, tx_error, unix_now, SledDb};
 use crate::model::{Binding, OpenId, SessionToken};
+use crate::StoreError;
 
 /// What an access token lets its client read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ fn decode_grant(raw: &[u8]) -> Result<AccessGrant, StoreError> {
     })
 }
 
-impl Store {
+impl SledDb {
     /// Stores a new access token for the user of `binding`, live while that binding stands,
     /// and returns it.
     pub async fn issue_access_token(
@@ -99,7 +100,7 @@ impl Store {
         }
         Ok(self
             .binding(&grant.openid)?
-            .filter(|binding| binding.generation == grant.generation)
+            .filter(|binding| same_binding(binding, grant.generation, grant.issued_at))
             .map(|binding| (grant, binding)))
     }
 
@@ -139,9 +140,9 @@ impl Store {
         Ok(removed)
     }
 
-    /// Deletes expired access tokens (already refused by lookups); returns how many.
-    pub async fn purge_expired_access_tokens(&self) -> Result<usize, StoreError> {
-        let now = unix_now();
+    /// Up to a batch of expired access tokens deleted (they are few and short-lived: a scan,
+    /// run on a blocking thread by [`SledDb::purge_expired_access_tokens`]).
+    pub(super) fn purge_access_tokens_batch(&self, now: u64) -> Result<usize, StoreError> {
         let mut purged = 0;
         for entry in self.access_tokens.iter() {
             let (digest, raw) = entry?;
@@ -154,66 +155,10 @@ impl Store {
             self.access_tokens.remove(&digest)?;
             self.access_tokens_by_openid.remove(index_key)?;
             purged += 1;
-        }
-        if purged > 0 {
-            self.flush().await?;
+            if purged == super::expiry::BATCH {
+                break;
+            }
         }
         Ok(purged)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::tests::{openid, phone, store};
-    use super::*;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    /// A store in a fresh directory (kept alive by the caller) where `alice` has a phone bound.
-    async fn store_with_alice() -> (tempfile::TempDir, Store, Binding) {
-        let (dir, store) = store();
-        let alice = store
-            .bind(&openid("alice"), &phone("13800000001"), 0)
-            .await
-            .unwrap();
-        (dir, store, alice)
-    }
-
-    #[tokio::test]
-    async fn access_tokens_live_until_revoked_or_unbound() {
-        let (_dir, store, alice) = store_with_alice().await;
-        let a = store
-            .issue_access_token(&alice, "shop", "openid phone", HOUR)
-            .await
-            .unwrap();
-        let b = store
-            .issue_access_token(&alice, "blog", "openid", HOUR)
-            .await
-            .unwrap();
-        let (grant, binding) = store.access_token(&a).unwrap().unwrap();
-        assert_eq!(
-            (grant.client_id.as_str(), grant.scope.as_str()),
-            ("shop", "openid phone")
-        );
-        assert_eq!(binding.phone.as_str(), "13800000001");
-        assert!(store.revoke_access_token(&a).await.unwrap());
-        assert!(store.access_token(&a).unwrap().is_none());
-        assert!(store.access_token(&b).unwrap().is_some());
-        assert!(store.unbind(&alice.openid, unix_now()).await.unwrap());
-        assert!(store.access_token(&b).unwrap().is_none());
-        assert_eq!(store.access_tokens.len(), 0);
-        assert_eq!(store.access_tokens_by_openid.len(), 0);
-    }
-
-    #[tokio::test]
-    async fn expired_access_tokens_are_refused_and_purged() {
-        let (_dir, store, alice) = store_with_alice().await;
-        let token = store
-            .issue_access_token(&alice, "shop", "openid", Duration::ZERO)
-            .await
-            .unwrap();
-        assert!(store.access_token(&token).unwrap().is_none());
-        assert_eq!(store.purge_expired_access_tokens().await.unwrap(), 1);
-        assert_eq!(store.revoke_access_tokens(&alice.openid).await.unwrap(), 0);
     }
 }

@@ -1,0 +1,204 @@
+//! What a storage backend must do, and what each operation guarantees when it returns.
+//!
+//! - **Durable on return**: an `Ok` means the change is on stable storage, through a power cut
+//!   too; concurrent writers may share one sync. An `Err` means it was not acknowledged: it may
+//!   or may not have happened, and a read may see it until the store is reopened.
+//! - **Not flushed**: visible to reads at once, durable only after a later durable write or
+//!   [`Backend::flush`].
+//! - **Reads** see every write that returned, durable or not.
+//!
+//! Point reads are synchronous: they are called on actor and HTTP threads and must answer from
+//! memory or one local index lookup (microseconds). Anything longer (scans, snapshots, syncs)
+//! is asynchronous and runs off those threads.
+//!
+//! A write refused because storage cannot take it now (a full disk) is
+//! [`StoreError::Unavailable`], and [`Backend::check`] fails until writes work again; a
+//! backend recovers by itself once it can, without a restart.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::model::{
+    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken,
+};
+use crate::{AccessGrant, BindError, SignatureUse, StoreError};
+
+/// A backend's asynchronous answer (boxed, so that `dyn Backend` works).
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub trait Backend: Send + Sync + 'static {
+    /// `openid`'s binding. A read.
+    fn binding(&self, openid: &OpenId) -> Result<Option<Binding>, StoreError>;
+
+    /// Who `phone` is bound to. A read.
+    fn binding_by_phone(&self, phone: &Phone) -> Result<Option<Binding>, StoreError>;
+
+    /// Changes whenever `openid` unfollows the account: read it when they scan, and a bind
+    /// made for that scan is refused if they unfollowed since. A read.
+    fn follow_generation(&self, openid: &OpenId) -> Result<u64, StoreError>;
+
+    /// Binds `phone` to `openid`, unless they unfollowed the account since `follow_generation`
+    /// was read. A phone already bound to another openid is refused; an openid that is already
+    /// bound moves to the new phone (it proved it owns both), ending the old binding's
+    /// sessions and tokens (they belong to its generation). Durable on return.
+    fn bind<'a>(
+        &'a self,
+        openid: &'a OpenId,
+        phone: &'a Phone,
+        follow_generation: u64,
+    ) -> Pending<'a, Result<Binding, BindError>>;
+
+    /// Writes a binding from a backup as it stands (bound_at included, under a new
+    /// generation), checking the phone is free. Not flushed: a restore flushes once at the end.
+    fn restore_binding(
+        &self,
+        openid: &OpenId,
+        phone: &Phone,
+        bound_at: u64,
+    ) -> Result<(), BindError>;
+
+    /// No binding at all: a fresh store, fit to restore a backup into. A read.
+    fn has_no_bindings(&self) -> Result<bool, StoreError>;
+
+    /// Every binding as of one moment (never a phone half-way between two openids), streamed
+    /// while writers go on. A read; the stream ends early with an error if reading fails.
+    fn backup(&self) -> Result<BindingStream, StoreError>;
+
+    /// Removes the binding and every session and access token of `openid`. Returns whether a
+    /// binding was removed. Durable on return.
+    fn unbind<'a>(&'a self, openid: &'a OpenId) -> Pending<'a, Result<bool, StoreError>>;
+
+    /// `openid` followed the account at `at`, in WeChat's clock (a `subscribe` event's
+    /// `CreateTime`). Not flushed: it only tells a late unsubscribe from a current one, and
+    /// losing it in a crash loses only that.
+    fn record_follow(&self, openid: &OpenId, at: u64) -> Result<(), StoreError>;
+
+    /// `openid` unfollowed the account at `event_time` (WeChat's clock): records it (see
+    /// [`Backend::follow_generation`]) and unbinds them as [`Backend::unbind`] does, unless they
+    /// followed again after it (a late, redelivered unsubscribe must not undo what came after;
+    /// both times are WeChat's, so no step of our own clock reorders them). Returns whether a
+    /// binding was removed. Durable on return.
+    fn unfollow<'a>(
+        &'a self,
+        openid: &'a OpenId,
+        event_time: u64,
+    ) -> Pending<'a, Result<bool, StoreError>>;
+
+    /// Starts a session under `binding` and records the login; returns the bearer token. The
+    /// session is live only while that very binding stands: if it was removed or replaced
+    /// meanwhile, the token is refused from the start. Durable on return.
+    fn open_session<'a>(
+        &'a self,
+        binding: &'a Binding,
+        ttl: Duration,
+        method: LoginMethod,
+        client_ip: &'a str,
+    ) -> Pending<'a, Result<SessionToken, StoreError>>;
+
+    /// The live session of `token`: unexpired, its binding still the one it was opened
+    /// under. A read.
+    fn session(&self, token: &SessionToken) -> Result<Option<Session>, StoreError>;
+
+    /// Ends the session for `token`. Returns whether there was one. Durable on return.
+    fn close_session<'a>(
+        &'a self,
+        token: &'a SessionToken,
+    ) -> Pending<'a, Result<bool, StoreError>>;
+
+    /// A page of a user's logins, newest first, starting after `before` (a cursor from an
+    /// earlier page) or at the newest. A read.
+    fn logins(
+        &self,
+        openid: &OpenId,
+        limit: usize,
+        before: Option<LoginCursor>,
+    ) -> Result<LoginPage, StoreError>;
+
+    /// Stores a new access token for the user of `binding`, live while that binding stands,
+    /// and returns it. Durable on return.
+    fn issue_access_token<'a>(
+        &'a self,
+        binding: &'a Binding,
+        client_id: &'a str,
+        scope: &'a str,
+        ttl: Duration,
+    ) -> Pending<'a, Result<SessionToken, StoreError>>;
+
+    /// The live grant of `token` and its user's binding: unexpired, and the user still bound by
+    /// the binding it was issued under. A read.
+    fn access_token(
+        &self,
+        token: &SessionToken,
+    ) -> Result<Option<(AccessGrant, Binding)>, StoreError>;
+
+    /// Revokes one access token. Returns whether it existed. Durable on return.
+    fn revoke_access_token<'a>(
+        &'a self,
+        token: &'a SessionToken,
+    ) -> Pending<'a, Result<bool, StoreError>>;
+
+    /// Revokes every access token of `openid`; returns how many. Durable on return.
+    fn revoke_access_tokens<'a>(
+        &'a self,
+        openid: &'a OpenId,
+    ) -> Pending<'a, Result<usize, StoreError>>;
+
+    /// Records that WeChat's `signature`, made at `sent_at`, signs the body with `body_digest`,
+    /// unless it already signs something (see [`SignatureUse`]). Durable on return for a first
+    /// use.
+    fn use_signature<'a>(
+        &'a self,
+        signature: &'a str,
+        sent_at: u64,
+        body_digest: [u8; 32],
+    ) -> Pending<'a, Result<SignatureUse, StoreError>>;
+
+    /// Forgets signatures made before `sent_before` (no timestamp window accepts them any
+    /// more); returns how many. In bounded batches, off the async threads. Durable on return.
+    fn purge_old_signatures(&self, sent_before: u64) -> Pending<'_, Result<usize, StoreError>>;
+
+    /// Deletes sessions whose expiry has passed (already refused by [`Backend::session`]);
+    /// returns how many. In bounded batches, off the async threads. Durable on return.
+    fn purge_expired_sessions(&self) -> Pending<'_, Result<usize, StoreError>>;
+
+    /// Deletes expired access tokens (already refused by lookups); returns how many. Durable
+    /// on return.
+    fn purge_expired_access_tokens(&self) -> Pending<'_, Result<usize, StoreError>>;
+
+    /// Deletes logins older than `keep`; returns how many. Durable on return.
+    fn purge_old_logins(&self, keep: Duration) -> Pending<'_, Result<usize, StoreError>>;
+
+    /// Ready for writes: reads answer and the last write did not find storage unavailable (or
+    /// the store has recovered since). For readiness probes: cheap, never waits on a sync.
+    fn check(&self) -> Result<(), StoreError>;
+
+    /// Makes every write that returned so far durable (for a restore's end, and shutdown).
+    fn flush(&self) -> Pending<'_, Result<(), StoreError>>;
+}
+
+/// A backup's bindings, arriving while the backend reads them on its own thread.
+pub struct BindingStream(mpsc::Receiver<Result<Binding, StoreError>>);
+
+/// Bindings a backup holds in memory ahead of its reader: bounded, so a slow client slows
+/// the read instead of filling memory.
+const BACKUP_BUFFER: usize = 4096;
+
+impl BindingStream {
+    /// A stream and the sender its backend feeds (blocking sends, from a blocking thread).
+    pub fn channel() -> (mpsc::Sender<Result<Binding, StoreError>>, Self) {
+        let (sender, receiver) = mpsc::channel(BACKUP_BUFFER);
+        (sender, Self(receiver))
+    }
+
+    pub async fn next(&mut self) -> Option<Result<Binding, StoreError>> {
+        self.0.recv().await
+    }
+
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Binding, StoreError>>> {
+        self.0.poll_recv(cx)
+    }
+}
