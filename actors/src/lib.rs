@@ -1,11 +1,13 @@
 //! wxlogin's actors. They know nothing of HTTP or WeChat's wire formats:
-//! - [`SceneSupervisor`] holds every live login QR code (scene) in memory, expires it at its TTL
-//!   and forgets it one TTL later; a [`SceneHandle`] sends a scene its messages;
-//! - a scene holds its state machine and answers long-polls on change; it can be found by its
-//!   login code (code mode) and by the scanner whose confirmation it waits for;
+//! - [`SceneSupervisor`] spawns a [`SceneActor`] for every login QR code (scene), finds it by
+//!   id, by its login code (code mode) and by the scanner whose confirmation it waits for,
+//!   expires it at its TTL and remembers how it ended for one TTL more; a [`SceneHandle`] is a
+//!   live scene's address;
+//! - a scene actor holds its state machine in its own state and answers long-polls on change;
 //! - [`TokenActor`] owns the WeChat access token and fetches it through a [`TokenSource`].
 
 mod login_code;
+mod pool;
 mod scene;
 mod scene_id;
 mod supervisor;
@@ -14,13 +16,12 @@ mod token;
 pub use login_code::LoginCode;
 pub use scene::state::{LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
 pub use scene::{
-    Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, RequestCode, Requester, Scan,
-    ScanByCode, ScanOutcome, Watch, Watched,
+    Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, Origin, RequestCode, Requester,
+    Scan, ScanByCode, ScanOutcome, SceneActor, ToScene, Watch, Watched,
 };
 pub use scene_id::SceneId;
 pub use supervisor::{
     FindScene, OpenScene, SceneCounters, SceneHandle, SceneLookup, SceneSettings, SceneSupervisor,
-    ToScene,
 };
 pub use token::{
     AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenHealth,

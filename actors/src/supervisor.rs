@@ -1,24 +1,35 @@
-//! Holds every live scene and finds it again by id.
+//! Spawns a scene actor for each login, finds it again, and expires it.
 //!
-//! Scenes are plain structs in this actor's map, not actors of their own: a scene costs a few
-//! hundred bytes instead of an actor's mailbox, context, task and timer (measured in
-//! docs/PERFORMANCE.md). Their TTL is one setting, so scenes expire in the order they were
-//! made: a queue is the timer wheel, swept a few times a second, and a lookup past a scene's
-//! expiry expires it on the spot, so nobody sees a scene outlive its TTL.
+//! The supervisor keeps a weak address per live scene (a scene lives until it ends, not while
+//! someone holds its address) and one expiry queue: every scene has the same TTL, so scenes
+//! expire in the order they were made and the queue is the timer wheel, swept a few times a
+//! second. Each scene also checks its own deadline before every message, so nobody sees a
+//! scene outlive its TTL even between sweeps.
 //!
 //! Two indexes find a scene other than by id: its login code (code mode), for the text
-//! message that carries it, and its scanner, for the reply to a confirmation request.
+//! message that carries it, and its scanner, for the reply to a confirmation request. Messages
+//! found by an index are forwarded here and the indexes updated from the scene's reply; what a
+//! scene learns by itself (a scanner asked to confirm, its end) it reports through a channel
+//! that the supervisor reads before it answers anything.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, MessageResult};
+use actix::fut::{ready, ActorFutureExt, WrapFuture};
+use actix::{
+    Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message, MessageResult,
+    ResponseActFuture, WeakAddr,
+};
+use tokio::sync::mpsc;
 use wxlogin_storage::{OpenId, Store};
 
-use crate::scene::state::{LoginMode, Phase, SceneError, SceneMachine, SceneStatus};
-use crate::scene::{Requester, Scene};
+use crate::scene::state::{LoginMode, SceneError, SceneMachine, SceneStatus};
+use crate::scene::{
+    Answer, AnswerOutcome, ConfirmationReply, EndedScene, Expire, Origin, Requester, Scan,
+    ScanByCode, ScanOutcome, SceneActor, SceneReport, SceneServices, ToScene,
+};
 use crate::{LoginCode, SceneId};
 
 /// Draws of a random login code before giving up: with the code space a tenth full, the
@@ -60,102 +71,197 @@ impl SceneCounters {
     }
 }
 
+/// What the supervisor keeps of a live scene.
+struct LiveScene {
+    scene: WeakAddr<SceneActor>,
+    /// See [`Requester::secret_digest`]: checked by the HTTP layer before it talks to the scene.
+    secret_digest: [u8; 32],
+    /// In code mode, the code that scans this scene by text message.
+    code: Option<LoginCode>,
+}
+
+/// How an ended scene is reported until it is forgotten.
+struct Ended {
+    last: EndedScene,
+    /// Still reserved, so it is not handed out while someone may still send it.
+    code: Option<LoginCode>,
+}
+
+/// Scenes that ended lately, so a late poll hears how they ended, not `not found`. Kept in two
+/// generations, each taking the scenes that end in one TTL-long window; when a window closes
+/// the older generation is forgotten whole. An ended scene is so remembered for at least one
+/// TTL and at most two, without a forget time of its own.
+struct EndedScenes {
+    recent: HashMap<SceneId, Ended>,
+    older: HashMap<SceneId, Ended>,
+    /// When `recent` becomes `older`.
+    window_ends: Instant,
+}
+
+impl EndedScenes {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            recent: HashMap::new(),
+            older: HashMap::new(),
+            window_ends: Instant::now() + ttl,
+        }
+    }
+
+    fn get(&self, id: &SceneId) -> Option<&Ended> {
+        self.recent.get(id).or_else(|| self.older.get(id))
+    }
+
+    fn insert(&mut self, id: SceneId, ended: Ended) {
+        self.recent.insert(id, ended);
+    }
+
+    /// Once the window has closed: a new one opens, and the generation before the one just
+    /// closed is forgotten and returned.
+    fn turn(&mut self, now: Instant, ttl: Duration) -> Option<HashMap<SceneId, Ended>> {
+        if now < self.window_ends {
+            return None;
+        }
+        self.window_ends = now + ttl;
+        let closed = std::mem::take(&mut self.recent);
+        Some(std::mem::replace(&mut self.older, closed))
+    }
+}
+
 pub struct SceneSupervisor {
-    pub(crate) scenes: HashMap<SceneId, Scene>,
+    scenes: HashMap<SceneId, LiveScene>,
     counters: Arc<SceneCounters>,
     /// Live scenes by expiry, oldest first.
     expiries: VecDeque<(Instant, SceneId)>,
-    /// Scenes that ended within the last TTL, so a late poll hears how they ended, not
-    /// `not found`.
-    ended: HashMap<SceneId, Ended>,
-    /// When each ended scene is forgotten, oldest first.
-    forget: VecDeque<(Instant, SceneId)>,
-    /// The login codes of live scenes and of scenes ended within the last TTL: a code is
-    /// not handed out again while someone may still send it.
-    pub(crate) codes: HashMap<LoginCode, SceneId>,
+    ended: EndedScenes,
+    /// The login codes of live scenes and of remembered ended ones: a code is not handed out
+    /// again while someone may still send it.
+    codes: HashMap<LoginCode, SceneId>,
     /// Scenes waiting for their scanner's confirmation, by scanner (the latest one asked).
-    pub(crate) confirmations: HashMap<OpenId, SceneId>,
-    pub(crate) store: Store,
-    pub(crate) settings: SceneSettings,
+    confirmations: HashMap<OpenId, SceneId>,
+    services: Arc<SceneServices>,
+    reports: mpsc::UnboundedReceiver<SceneReport>,
+    settings: SceneSettings,
 }
 
 impl SceneSupervisor {
     pub fn new(store: Store, settings: SceneSettings) -> Self {
+        let (reports_tx, reports) = mpsc::unbounded_channel();
         Self {
             scenes: HashMap::new(),
             counters: Arc::default(),
             expiries: VecDeque::new(),
-            ended: HashMap::new(),
-            forget: VecDeque::new(),
+            ended: EndedScenes::new(settings.ttl),
             codes: HashMap::new(),
             confirmations: HashMap::new(),
-            store,
+            services: Arc::new(SceneServices {
+                store,
+                session_ttl: settings.session_ttl,
+                reports: reports_tx,
+            }),
+            reports,
             settings,
         }
     }
 
-    /// Expires every scene whose TTL has run out, unless a store write for it is in flight
-    /// (it expires at the first sweep after), and forgets ended scenes one TTL later.
-    fn sweep(&mut self, now: Instant) {
-        let mut in_flight = Vec::new();
-        while self.expiries.front().is_some_and(|(at, _)| *at <= now) {
-            let (at, id) = self.expiries.pop_front().expect("just seen");
-            match self.scenes.get(&id) {
-                Some(scene) if scene.busy => in_flight.push((at, id)),
-                Some(_) => self.expire(id),
-                None => {}
-            }
-        }
-        for entry in in_flight.into_iter().rev() {
-            self.expiries.push_front(entry);
-        }
-        while self.forget.front().is_some_and(|(at, _)| *at <= now) {
-            let (_, id) = self.forget.pop_front().expect("just seen");
-            if let Some(code) = self.ended.remove(&id).and_then(|ended| ended.code) {
-                self.codes.remove(&code);
-            }
-        }
-        self.give_back_memory();
+    /// Shared counts of live, created and expired scenes.
+    pub fn counters(&self) -> Arc<SceneCounters> {
+        self.counters.clone()
     }
 
-    /// The scene's TTL ran out.
-    fn expire(&mut self, id: SceneId) {
-        if self.end(id) {
+    /// Takes in what the scenes reported since: every answer reads the indexes after this.
+    fn read_reports(&mut self) {
+        while let Ok(report) = self.reports.try_recv() {
+            match report {
+                SceneReport::AwaitsConfirmation { id, scanner } => {
+                    // A user answers the confirmation they were asked last.
+                    if self.scenes.contains_key(&id) {
+                        self.confirmations.insert(scanner, id);
+                    }
+                }
+                SceneReport::Ended {
+                    id,
+                    last,
+                    scanner,
+                    by_ttl,
+                } => self.ended(id, last, scanner, by_ttl),
+            }
+        }
+    }
+
+    /// Sends `Expire` to every scene whose TTL has run out, and forgets ended scenes one to
+    /// two TTLs later.
+    fn sweep(&mut self, now: Instant) {
+        self.read_reports();
+        while self.expiries.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, id) = self.expiries.pop_front().expect("just seen");
+            // The scene reports its end (after a write in flight, if any).
+            if let Some(scene) = self.live(&id) {
+                scene.do_send(Expire);
+            }
+        }
+        let forgotten = self.ended.turn(now, self.settings.ttl);
+        for code in forgotten
+            .iter()
+            .flat_map(|f| f.values())
+            .filter_map(|e| e.code)
+        {
+            self.codes.remove(&code);
+        }
+        self.give_back_memory(forgotten.is_some_and(|f| !f.is_empty()));
+    }
+
+    /// The scene `id` if it is live. One that is gone without reporting its end (its actor
+    /// panicked) is taken as expired.
+    fn live(&mut self, id: &SceneId) -> Option<Addr<SceneActor>> {
+        let entry = self.scenes.get(id)?;
+        let scene = entry.scene.upgrade();
+        if scene.is_none() {
+            let mode = match entry.code {
+                Some(_) => LoginMode::Code,
+                None => LoginMode::QrCode,
+            };
+            self.ended(id.clone(), EndedScene::unreported(mode), None, true);
+        }
+        scene
+    }
+
+    /// Takes a scene out of the live ones and remembers how it ended.
+    fn ended(&mut self, id: SceneId, last: EndedScene, scanner: Option<OpenId>, by_ttl: bool) {
+        let Some(scene) = self.scenes.remove(&id) else {
+            return;
+        };
+        if let Some(scanner) = scanner {
+            self.confirmed(&scanner, &id);
+        }
+        self.ended.insert(
+            id,
+            Ended {
+                last,
+                code: scene.code,
+            },
+        );
+        self.counters
+            .live
+            .store(self.scenes.len(), Ordering::Relaxed);
+        if by_ttl {
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Takes a scene out of the live ones (expiring it unless it already reached a terminal
-    /// state) and remembers how it ended for one TTL. False if it was not live.
-    pub(crate) fn end(&mut self, id: SceneId) -> bool {
-        let Some(mut scene) = self.scenes.remove(&id) else {
-            return false;
-        };
-        if let Some(scanner) = scene.machine.confirming() {
-            if self.confirmations.get(scanner) == Some(&id) {
-                self.confirmations.remove(scanner);
-            }
+    /// `openid`'s confirmation, if it was pending for this scene, is over.
+    fn confirmed(&mut self, openid: &OpenId, id: &SceneId) {
+        if self.confirmations.get(openid) == Some(id) {
+            self.confirmations.remove(openid);
         }
-        scene.expire();
-        self.ended.insert(
-            id.clone(),
-            Ended::from_status(scene.machine.status(Instant::now()), scene.code),
-        );
-        self.forget
-            .push_back((Instant::now() + self.settings.ttl, id));
-        self.counters
-            .live
-            .store(self.scenes.len(), Ordering::Relaxed);
-        true
     }
 
     /// After a wave of scenes ends, hand the emptied tables back to the allocator, and the
-    /// allocator's free pages back to the system.
-    fn give_back_memory(&mut self) {
+    /// allocator's free pages back to the system; `freed` says a table was just dropped.
+    fn give_back_memory(&mut self, freed: bool) {
         fn oversized(len: usize, capacity: usize) -> bool {
             capacity > 1024 && capacity > 4 * len
         }
-        let mut shrunk = false;
+        let mut shrunk = freed;
         if oversized(self.scenes.len(), self.scenes.capacity()) {
             self.scenes.shrink_to_fit();
             shrunk = true;
@@ -164,16 +270,8 @@ impl SceneSupervisor {
             self.expiries.shrink_to_fit();
             shrunk = true;
         }
-        if oversized(self.ended.len(), self.ended.capacity()) {
-            self.ended.shrink_to_fit();
-            shrunk = true;
-        }
         if oversized(self.codes.len(), self.codes.capacity()) {
             self.codes.shrink_to_fit();
-            shrunk = true;
-        }
-        if oversized(self.forget.len(), self.forget.capacity()) {
-            self.forget.shrink_to_fit();
             shrunk = true;
         }
         if shrunk {
@@ -195,24 +293,17 @@ impl SceneSupervisor {
         Ok(code)
     }
 
-    /// The live scene `id`, expiring it first if its TTL has run out.
-    pub(crate) fn live(&mut self, id: &SceneId) -> Option<&mut Scene> {
-        let now = Instant::now();
-        if self
-            .scenes
-            .get(id)
-            .is_some_and(|scene| scene.expires_at <= now && !scene.busy)
-        {
-            self.expire(id.clone());
-        }
-        self.scenes.get_mut(id)
-    }
-}
-
-impl SceneSupervisor {
-    /// Shared counts of live, created and expired scenes.
-    pub fn counters(&self) -> Arc<SceneCounters> {
-        self.counters.clone()
+    /// Delivers `msg` to the live scene `id`: `None` if there is none (any more).
+    fn forward<M>(&mut self, id: &SceneId, msg: M) -> ResponseActFuture<Self, Option<M::Result>>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        SceneActor: Handler<ToScene<M>>,
+    {
+        let Some(scene) = self.live(id) else {
+            return Box::pin(ready(None));
+        };
+        Box::pin(async move { scene.send(ToScene(msg)).await.ok().flatten() }.into_actor(self))
     }
 }
 
@@ -223,41 +314,6 @@ impl Actor for SceneSupervisor {
         ctx.run_interval(SWEEP_EVERY, |supervisor, _| {
             supervisor.sweep(Instant::now())
         });
-    }
-}
-
-/// How an ended scene is reported until it is forgotten: the little of its last status that
-/// is not implied by its end (it carries no token, no number, no time left).
-struct Ended {
-    phase: Phase,
-    mode: LoginMode,
-    subscribed: bool,
-    new_follower: bool,
-    code: Option<LoginCode>,
-}
-
-impl Ended {
-    fn from_status(last: SceneStatus, code: Option<LoginCode>) -> Self {
-        Self {
-            phase: last.phase,
-            mode: last.mode,
-            subscribed: last.subscribed,
-            new_follower: last.new_follower,
-            code,
-        }
-    }
-
-    fn status(&self) -> SceneStatus {
-        SceneStatus {
-            phase: self.phase,
-            mode: self.mode,
-            subscribed: self.subscribed,
-            new_follower: self.new_follower,
-            bound: false,
-            expires_at: Instant::now(),
-            token: None,
-            confirm_number: None,
-        }
     }
 }
 
@@ -274,6 +330,7 @@ impl Handler<OpenScene> for SceneSupervisor {
     type Result = Result<Option<LoginCode>, SceneError>;
 
     fn handle(&mut self, msg: OpenScene, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
         let code = match msg.mode {
             LoginMode::QrCode => None,
             LoginMode::Code => {
@@ -282,10 +339,20 @@ impl Handler<OpenScene> for SceneSupervisor {
             }
         };
         let expires_at = Instant::now() + self.settings.ttl;
-        let machine = SceneMachine::new(msg.mode, self.settings.confirm);
+        let scene = SceneActor::start(
+            msg.id.clone(),
+            SceneMachine::new(msg.mode, self.settings.confirm),
+            expires_at,
+            Origin::from(&msg.requester),
+            self.services.clone(),
+        );
         self.scenes.insert(
             msg.id.clone(),
-            Scene::new(machine, expires_at, msg.requester, code),
+            LiveScene {
+                scene,
+                secret_digest: msg.requester.secret_digest,
+                code,
+            },
         );
         self.expiries.push_back((expires_at, msg.id));
         self.counters
@@ -310,28 +377,26 @@ pub enum SceneLookup {
 impl Handler<FindScene> for SceneSupervisor {
     type Result = MessageResult<FindScene>;
 
-    fn handle(&mut self, FindScene(id): FindScene, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, FindScene(id): FindScene, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
         MessageResult(if let Some(scene) = self.live(&id) {
             SceneLookup::Live(SceneHandle {
-                secret_digest: scene.requester.secret_digest,
-                id,
-                supervisor: ctx.address(),
+                scene,
+                secret_digest: self.scenes[&id].secret_digest,
             })
         } else if let Some(ended) = self.ended.get(&id) {
-            SceneLookup::Ended(ended.status())
+            SceneLookup::Ended(ended.last.status())
         } else {
             SceneLookup::Unknown
         })
     }
 }
 
-/// A live scene, to send [`crate::Watch`], [`crate::Scan`], [`crate::RequestCode`] and
-/// [`crate::Bind`] to. Once the scene has ended, `send` fails as sending to a stopped
-/// actor does.
-#[derive(Clone)]
+/// A live scene's address, to send one of [`crate::Watch`], [`crate::Scan`],
+/// [`crate::RequestCode`] and [`crate::Bind`] to. Once the scene has ended, `send` fails as
+/// sending to a stopped actor does.
 pub struct SceneHandle {
-    id: SceneId,
-    supervisor: Addr<SceneSupervisor>,
+    scene: Addr<SceneActor>,
     secret_digest: [u8; 32],
 }
 
@@ -341,33 +406,64 @@ impl SceneHandle {
         &self.secret_digest
     }
 
-    pub async fn send<M>(&self, msg: M) -> Result<M::Result, MailboxError>
+    /// Sends `msg` and lets go of the address before the answer comes: nobody waiting on a
+    /// scene holds its address (it would keep the scene's mailbox allocated after the scene
+    /// ended), and the scene, woken for the message anyway, is not woken again by the last
+    /// address going away.
+    pub async fn send<M>(self, msg: M) -> Result<M::Result, MailboxError>
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        SceneSupervisor: Handler<ToScene<M>>,
+        SceneActor: Handler<ToScene<M>>,
     {
-        self.supervisor
-            .send(ToScene {
-                id: self.id.clone(),
-                msg,
-            })
-            .await?
-            .ok_or(MailboxError::Closed)
+        let answer = self.scene.send(ToScene(msg));
+        drop(self);
+        answer.await?.ok_or(MailboxError::Closed)
     }
 }
 
-/// `msg` for scene `id`; answers `None` when the scene is no longer live.
-pub struct ToScene<M> {
-    pub(crate) id: SceneId,
-    pub(crate) msg: M,
+impl Handler<ScanByCode> for SceneSupervisor {
+    type Result = ResponseActFuture<Self, Option<Result<ScanOutcome, SceneError>>>;
+
+    fn handle(&mut self, msg: ScanByCode, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
+        let Some(id) = self.codes.get(&msg.code).cloned() else {
+            return Box::pin(ready(None));
+        };
+        // A text message comes from someone who already follows the account.
+        let scan = Scan {
+            openid: msg.openid,
+            new_follower: false,
+        };
+        self.forward(&id, scan)
+    }
 }
 
-impl<M: Message> Message for ToScene<M>
-where
-    M::Result: 'static,
-{
-    type Result = Option<M::Result>;
+impl Handler<Answer> for SceneSupervisor {
+    type Result = ResponseActFuture<Self, Option<Result<AnswerOutcome, SceneError>>>;
+
+    fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
+        self.read_reports();
+        let Some(id) = self.confirmations.get(&msg.openid).cloned() else {
+            return Box::pin(ready(None));
+        };
+        let openid = msg.openid.clone();
+        let reply = ConfirmationReply {
+            openid: msg.openid,
+            number: msg.number,
+        };
+        Box::pin(
+            self.forward(&id, reply)
+                .map(move |answered, supervisor, _| {
+                    // Let in, denied or gone: nothing more to confirm. Still waiting (a wrong
+                    // sender, a write in flight): it stays.
+                    if !matches!(answered, Some(Err(_))) {
+                        supervisor.confirmed(&openid, &id);
+                    }
+                    answered
+                }),
+        )
+    }
 }
 
 /// glibc keeps freed memory in its heaps rather than returning it (measured: none of 38 MiB
@@ -385,9 +481,8 @@ fn release_free_heap() {}
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
+    use crate::Phase;
 
     fn code(digits: &str) -> LoginCode {
         LoginCode::parse(digits).unwrap()
@@ -423,23 +518,49 @@ mod tests {
         ));
 
         // Ended, the first scene keeps its code for one more TTL, then lets it go.
-        let machine = SceneMachine::new(LoginMode::Code, false);
-        let requester = Requester {
-            ip: "127.0.0.1".into(),
-            device: "curl".into(),
-            at: SystemTime::now(),
-            secret_digest: [0; 32],
-        };
+        let gone = Context::<SceneActor>::new().address().downgrade();
         supervisor.scenes.insert(
             first.clone(),
-            Scene::new(machine, Instant::now(), requester, Some(a)),
+            LiveScene {
+                scene: gone,
+                secret_digest: [0; 32],
+                code: Some(a),
+            },
         );
-        assert!(supervisor.end(first));
-        assert!(supervisor
-            .reserve_code(&SceneId::generate(), [a].into_iter())
-            .is_err());
+        supervisor.ended(first, EndedScene::unreported(LoginMode::Code), None, true);
+        let held = |supervisor: &mut SceneSupervisor| {
+            supervisor
+                .reserve_code(&SceneId::generate(), [a].into_iter())
+                .is_err()
+        };
+        assert!(held(&mut supervisor));
+        // Still held after one TTL, whenever in its window the scene ended; gone after two.
         supervisor.sweep(Instant::now() + Duration::from_secs(301));
+        assert!(held(&mut supervisor));
+        supervisor.sweep(Instant::now() + Duration::from_secs(602));
         let third = SceneId::generate();
         assert_eq!(supervisor.reserve_code(&third, [a].into_iter()).unwrap(), a);
+    }
+
+    #[test]
+    fn a_scene_gone_without_a_word_is_taken_as_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut supervisor = supervisor(&dir);
+        let id = SceneId::generate();
+        // The address of an actor that is gone, as after a panic: it never reported its end.
+        let gone = Context::<SceneActor>::new().address().downgrade();
+        supervisor.scenes.insert(
+            id.clone(),
+            LiveScene {
+                scene: gone,
+                secret_digest: [0; 32],
+                code: None,
+            },
+        );
+        assert!(supervisor.live(&id).is_none());
+        assert!(supervisor.scenes.is_empty());
+        let last = supervisor.ended.get(&id).unwrap().last.status();
+        assert_eq!(last.phase, Phase::Expired);
+        assert_eq!(supervisor.counters.expired(), 1);
     }
 }

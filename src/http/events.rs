@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant};
 use wxlogin_actors::{SceneHandle, SceneLookup, Watch};
 
-use super::qrcode::{ended, lookup, StatusBody};
+use super::qrcode::{ended, find, lookup, StatusBody};
 use super::AppState;
 use crate::error::ApiError;
 
@@ -70,8 +70,21 @@ async fn forward(
 ) {
     let mut shutting_down: watch::Receiver<bool> = state.shutting_down.clone();
     let mut heartbeat = interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut scene = Some(scene);
     loop {
         // Watching anew after each change reads the state as it is, so no change is missed.
+        // The scene is found afresh each time: a waiting stream never holds its address.
+        let scene = match scene.take() {
+            Some(scene) => scene,
+            None => match find(&state, &scene_id).await {
+                Ok(SceneLookup::Live(scene)) => scene,
+                Ok(SceneLookup::Ended(last)) => {
+                    let _ = tx.send(event(&StatusBody::from(last))).await;
+                    return;
+                }
+                Ok(SceneLookup::Unknown) | Err(_) => return,
+            },
+        };
         let Ok(watched) = scene.send(Watch { until_change: true }).await else {
             // It ended meanwhile: say how.
             if let Ok(last) = ended(&state, &scene_id).await {

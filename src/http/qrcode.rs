@@ -138,7 +138,7 @@ async fn qrcode_or_fallback(state: &AppState, id: &SceneId) -> Result<Option<QrT
     }
 }
 
-async fn find(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
+pub(super) async fn find(state: &AppState, raw_id: &str) -> Result<SceneLookup, ApiError> {
     let Some(id) = SceneId::parse(raw_id) else {
         return Ok(SceneLookup::Unknown);
     };
@@ -239,6 +239,7 @@ async fn status(
         SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
         SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
     };
+    // `send` lets go of the scene's address: a parked poll holds only its receiver.
     let Ok(watched) = scene
         .send(Watch {
             until_change: query.wait > 0,
@@ -282,9 +283,9 @@ async fn send_code(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
-    let scene = live_scene(&state, &scene_id, &request).await?;
     // The scanner is fixed once the scene awaits a bind, so the codes are theirs to spend.
-    let scanner = scene
+    let scanner = live_scene(&state, &scene_id, &request)
+        .await?
         .send(BindingScanner)
         .await
         .map_err(|_| ApiError::SceneExpired)??;
@@ -297,7 +298,9 @@ async fn send_code(
     ])
     .map_err(too_many)?;
     let sent = async {
-        let code = scene
+        // A handle carries one message, so the scene is found again for the code.
+        let code = live_scene(&state, &scene_id, &request)
+            .await?
             .send(RequestCode {
                 phone: phone.clone(),
             })

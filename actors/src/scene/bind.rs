@@ -4,34 +4,22 @@
 use std::time::Instant;
 
 use actix::fut::{ActorFutureExt, WrapFuture};
-use actix::{Handler, Message, MessageResult, ResponseActFuture};
+use actix::{ActorResponse, Context, Message};
 use rand::Rng;
 use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken};
 
-use super::done;
 use super::state::{LoginMode, SceneError};
-use crate::supervisor::{SceneSupervisor, ToScene};
+use super::{after_write, Live, Reply, SceneActor};
 
 /// The scanner the scene waits to bind a phone for: whose budget a code request spends.
 #[derive(Message)]
 #[rtype(result = "Result<OpenId, SceneError>")]
 pub struct BindingScanner;
 
-impl Handler<ToScene<BindingScanner>> for SceneSupervisor {
-    type Result = MessageResult<ToScene<BindingScanner>>;
-
-    fn handle(
-        &mut self,
-        ToScene { id, .. }: ToScene<BindingScanner>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        MessageResult(self.live(&id).map(|scene| {
-            scene
-                .machine
-                .binding()
-                .cloned()
-                .ok_or(SceneError::NotAwaitingBind)
-        }))
+impl Live<BindingScanner> for SceneActor {
+    fn live(&mut self, _: BindingScanner, _: &mut Context<Self>) -> Reply<BindingScanner> {
+        let scanner = self.machine.binding().cloned();
+        ActorResponse::reply(Some(scanner.ok_or(SceneError::NotAwaitingBind)))
     }
 }
 
@@ -42,24 +30,21 @@ pub struct RequestCode {
     pub phone: Phone,
 }
 
-impl Handler<ToScene<RequestCode>> for SceneSupervisor {
-    type Result = MessageResult<ToScene<RequestCode>>;
+impl Live<RequestCode> for SceneActor {
+    fn live(&mut self, msg: RequestCode, _: &mut Context<Self>) -> Reply<RequestCode> {
+        ActorResponse::reply(Some(self.request_code(msg)))
+    }
+}
 
-    fn handle(
-        &mut self,
-        ToScene { id, msg }: ToScene<RequestCode>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        MessageResult(self.live(&id).map(|scene| {
-            if scene.busy {
-                return Err(SceneError::NotAwaitingBind);
-            }
-            let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
-            scene
-                .machine
-                .code_sent(msg.phone, code.clone(), Instant::now())?;
-            Ok(code)
-        }))
+impl SceneActor {
+    fn request_code(&mut self, msg: RequestCode) -> Result<String, SceneError> {
+        if self.busy {
+            return Err(SceneError::NotAwaitingBind);
+        }
+        let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
+        self.machine
+            .code_sent(msg.phone, code.clone(), Instant::now())?;
+        Ok(code)
     }
 }
 
@@ -78,27 +63,18 @@ pub struct Bound {
     pub mode: LoginMode,
 }
 
-impl Handler<ToScene<Bind>> for SceneSupervisor {
-    type Result = ResponseActFuture<Self, Option<Result<Bound, SceneError>>>;
-
-    fn handle(
-        &mut self,
-        ToScene { id, msg }: ToScene<Bind>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        let store = self.store.clone();
-        let session_ttl = self.settings.session_ttl;
-        let Some(scene) = self.live(&id) else {
-            return done(None);
-        };
-        if scene.busy {
-            return done(Some(Err(SceneError::NotAwaitingBind)));
+impl Live<Bind> for SceneActor {
+    fn live(&mut self, msg: Bind, _: &mut Context<Self>) -> Reply<Bind> {
+        if self.busy {
+            return ActorResponse::reply(Some(Err(SceneError::NotAwaitingBind)));
         }
-        let (openid, follow_generation) = match scene.machine.verify_code(&msg.phone, &msg.code) {
+        let (openid, follow_generation) = match self.machine.verify_code(&msg.phone, &msg.code) {
             Ok(verified) => verified,
-            Err(e) => return done(Some(Err(e))),
+            Err(e) => return ActorResponse::reply(Some(Err(e))),
         };
-        scene.busy = true;
+        self.busy = true;
+        let store = self.services.store.clone();
+        let session_ttl = self.services.session_ttl;
         let bind = async move {
             let binding = store
                 .bind(&openid, &msg.phone, follow_generation)
@@ -113,22 +89,19 @@ impl Handler<ToScene<Bind>> for SceneSupervisor {
                 .await?;
             Ok::<_, SceneError>(token)
         };
-        Box::pin(bind.into_actor(self).map(move |bound, supervisor, _| {
-            let scene = supervisor.scenes.get_mut(&id)?;
-            scene.busy = false;
+        after_write(bind.into_actor(self).map(|bound, scene, ctx| {
             if matches!(bound, Err(SceneError::Unfollowed)) {
                 // They left the account: this login is over, whatever the browser does next.
-                supervisor.end(id);
-                return Some(Err(SceneError::Unfollowed));
+                scene.end(ctx, false);
+                return Err(SceneError::Unfollowed);
             }
-            Some(bound.and_then(|token| {
-                scene.machine.log_in_bound(token.clone())?;
-                scene.notify_watchers();
-                Ok(Bound {
-                    token,
-                    mode: scene.machine.mode(),
-                })
-            }))
+            let token = bound?;
+            scene.machine.log_in_bound(token.clone())?;
+            scene.notify_waiters();
+            Ok(Bound {
+                token,
+                mode: scene.machine.mode(),
+            })
         }))
     }
 }

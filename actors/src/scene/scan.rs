@@ -2,14 +2,13 @@
 //! for confirmation if that is on, and lets the scanner in.
 
 use actix::fut::{ActorFutureExt, WrapFuture};
-use actix::{Handler, Message, ResponseActFuture};
+use actix::{ActorResponse, Context, Message};
 use rand::Rng;
 use wxlogin_storage::{LoginMethod, OpenId};
 
-use super::state::{Answer as Reply, LoginMode, SceneError};
-use super::{done, Requester};
-use crate::supervisor::{SceneSupervisor, ToScene};
-use crate::{LoginCode, SceneId};
+use super::state::{Answer as Verdict, LoginMode, SceneError};
+use super::{after_write, Live, Origin, Reply, SceneActor, SceneReport};
+use crate::LoginCode;
 
 /// A WeChat user scanned this scene's QR code.
 #[derive(Message)]
@@ -38,6 +37,14 @@ pub struct Answer {
     pub number: u8,
 }
 
+/// An [`Answer`] the supervisor found the scene for, delivered to that scene.
+#[derive(Message)]
+#[rtype(result = "Result<AnswerOutcome, SceneError>")]
+pub(crate) struct ConfirmationReply {
+    pub(crate) openid: OpenId,
+    pub(crate) number: u8,
+}
+
 /// The scanner is let in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admitted {
@@ -50,7 +57,7 @@ pub enum Admitted {
 pub enum ScanOutcome {
     Admitted(Admitted),
     /// Confirmation is on: the scanner is asked to reply with the browser's number.
-    Confirm(Requester),
+    Confirm(Origin),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,155 +66,104 @@ pub enum AnswerOutcome {
     Denied,
 }
 
-type Answered<T> = ResponseActFuture<SceneSupervisor, Option<Result<T, SceneError>>>;
+impl Live<Scan> for SceneActor {
+    fn live(&mut self, msg: Scan, _: &mut Context<Self>) -> Reply<Scan> {
+        if self.busy {
+            return ActorResponse::reply(Some(Err(SceneError::AlreadyScanned)));
+        }
+        if let Err(e) = self.machine.check_scan() {
+            return ActorResponse::reply(Some(Err(e)));
+        }
+        if !self.machine.needs_confirmation() {
+            return self.admit(msg.openid, msg.new_follower, ScanOutcome::Admitted);
+        }
+        // Two digits, never starting with 0: `0` is how the scanner says no.
+        let number = rand::thread_rng().gen_range(10..=99);
+        let asked = self
+            .machine
+            .ask_confirmation(msg.openid.clone(), msg.new_follower, number);
+        if let Err(e) = asked {
+            return ActorResponse::reply(Some(Err(e)));
+        }
+        self.notify_waiters();
+        self.report(SceneReport::AwaitsConfirmation {
+            id: self.id.clone(),
+            scanner: msg.openid,
+        });
+        ActorResponse::reply(Some(Ok(ScanOutcome::Confirm(self.origin.clone()))))
+    }
+}
 
-impl Handler<ToScene<Scan>> for SceneSupervisor {
-    type Result = Answered<ScanOutcome>;
-
-    fn handle(
+impl Live<ConfirmationReply> for SceneActor {
+    fn live(
         &mut self,
-        ToScene { id, msg }: ToScene<Scan>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        self.scan(id, msg.openid, msg.new_follower)
-    }
-}
-
-impl Handler<ScanByCode> for SceneSupervisor {
-    type Result = Answered<ScanOutcome>;
-
-    fn handle(&mut self, msg: ScanByCode, _: &mut Self::Context) -> Self::Result {
-        match self.codes.get(&msg.code) {
-            // A text message comes from someone who already follows the account.
-            Some(id) => self.scan(id.clone(), msg.openid, false),
-            None => done(None),
+        msg: ConfirmationReply,
+        ctx: &mut Context<Self>,
+    ) -> Reply<ConfirmationReply> {
+        if self.busy {
+            return ActorResponse::reply(Some(Err(SceneError::NotAwaitingConfirmation)));
         }
-    }
-}
-
-impl Handler<Answer> for SceneSupervisor {
-    type Result = Answered<AnswerOutcome>;
-
-    fn handle(&mut self, msg: Answer, _: &mut Self::Context) -> Self::Result {
-        let Some(id) = self.confirmations.get(&msg.openid).cloned() else {
-            return done(None);
-        };
-        let Some(scene) = self.live(&id) else {
-            self.confirmations.remove(&msg.openid);
-            return done(None);
-        };
-        if scene.busy {
-            return done(Some(Err(SceneError::NotAwaitingConfirmation)));
-        }
-        match scene.machine.answer(&msg.openid, msg.number) {
-            Err(e) => done(Some(Err(e))),
-            Ok(Reply::Denied) => {
-                scene.notify_watchers();
-                self.confirmations.remove(&msg.openid);
+        match self.machine.answer(&msg.openid, msg.number) {
+            Err(e) => ActorResponse::reply(Some(Err(e))),
+            Ok(Verdict::Denied) => {
                 // Denied is terminal: end the scene now rather than at its TTL.
-                self.end(id);
-                done(Some(Ok(AnswerOutcome::Denied)))
+                self.end(ctx, false);
+                ActorResponse::reply(Some(Ok(AnswerOutcome::Denied)))
             }
-            Ok(Reply::Accepted {
+            Ok(Verdict::Accepted {
                 openid,
                 new_follower,
-            }) => Box::pin(
-                self.admit(id, openid, new_follower)
-                    .map(|admitted, _, _| admitted.map(|r| r.map(AnswerOutcome::Admitted))),
-            ),
+            }) => self.admit(openid, new_follower, AnswerOutcome::Admitted),
         }
     }
 }
 
-impl SceneSupervisor {
-    fn scan(&mut self, id: SceneId, openid: OpenId, new_follower: bool) -> Answered<ScanOutcome> {
-        let Some(scene) = self.live(&id) else {
-            return done(None);
-        };
-        if scene.busy {
-            return done(Some(Err(SceneError::AlreadyScanned)));
-        }
-        if let Err(e) = scene.machine.check_scan() {
-            return done(Some(Err(e)));
-        }
-        if scene.machine.needs_confirmation() {
-            // Two digits, never starting with 0: `0` is how the scanner says no.
-            let number = rand::thread_rng().gen_range(10..=99);
-            let asked = scene
-                .machine
-                .ask_confirmation(openid.clone(), new_follower, number);
-            if let Err(e) = asked {
-                return done(Some(Err(e)));
-            }
-            scene.notify_watchers();
-            let requester = scene.requester.clone();
-            // A user answers the confirmation they were asked last.
-            self.confirmations.insert(openid, id);
-            return done(Some(Ok(ScanOutcome::Confirm(requester))));
-        }
-        Box::pin(
-            self.admit(id, openid, new_follower)
-                .map(|admitted, _, _| admitted.map(|r| r.map(ScanOutcome::Admitted))),
-        )
-    }
-
+impl SceneActor {
     /// Lets a scanner the scene accepts in: to `need_bind` if they have no phone bound,
-    /// else a session is opened and the scene logs in.
-    fn admit(&mut self, id: SceneId, openid: OpenId, new_follower: bool) -> Answered<Admitted> {
-        let store = self.store.clone();
-        let session_ttl = self.settings.session_ttl;
-        let Some(scene) = self.live(&id) else {
-            return done(None);
+    /// else a session is opened and the scene logs in. `outcome` says it in the reply's terms.
+    fn admit<T: 'static>(
+        &mut self,
+        openid: OpenId,
+        new_follower: bool,
+        outcome: fn(Admitted) -> T,
+    ) -> ActorResponse<Self, Option<Result<T, SceneError>>> {
+        let now = |admitted: Result<Admitted, SceneError>| {
+            ActorResponse::reply(Some(admitted.map(outcome)))
         };
-        if let Err(e) = scene.machine.check_admit(&openid) {
-            return done(Some(Err(e)));
+        if let Err(e) = self.machine.check_admit(&openid) {
+            return now(Err(e));
         }
+        let store = self.services.store.clone();
         match store.binding(&openid) {
-            Err(e) => done(Some(Err(e.into()))),
+            Err(e) => now(Err(e.into())),
             Ok(None) => {
                 let follow_generation = match store.follow_generation(&openid) {
                     Ok(generation) => generation,
-                    Err(e) => return done(Some(Err(e.into()))),
+                    Err(e) => return now(Err(e.into())),
                 };
-                let result =
-                    scene
-                        .machine
-                        .await_bind(openid.clone(), new_follower, follow_generation);
-                scene.notify_watchers();
-                self.confirmed(&openid, &id);
-                done(Some(result.map(|()| Admitted::NeedBind)))
+                let result = self
+                    .machine
+                    .await_bind(openid, new_follower, follow_generation);
+                self.notify_waiters();
+                now(result.map(|()| Admitted::NeedBind))
             }
             Ok(Some(binding)) => {
-                scene.busy = true;
-                let ip = scene.requester.ip.clone();
+                self.busy = true;
+                let session_ttl = self.services.session_ttl;
+                let ip = self.origin.ip();
                 let opening = async move {
                     store
                         .open_session(&binding, session_ttl, LoginMethod::Scan, &ip)
                         .await
                 };
-                Box::pin(opening.into_actor(self).map(move |opened, supervisor, _| {
-                    let scene = supervisor.scenes.get_mut(&id)?;
-                    scene.busy = false;
-                    let token = match opened {
-                        Ok(token) => token,
-                        Err(e) => return Some(Err(e.into())),
-                    };
+                after_write(opening.into_actor(self).map(move |opened, scene, _| {
+                    let token = opened?;
                     let mode = scene.machine.mode();
-                    let result = scene.machine.log_in_scanned(&openid, new_follower, token);
-                    if result.is_ok() {
-                        scene.notify_watchers();
-                        supervisor.confirmed(&openid, &id);
-                    }
-                    Some(result.map(|()| Admitted::LoggedIn(mode)))
+                    scene.machine.log_in_scanned(&openid, new_follower, token)?;
+                    scene.notify_waiters();
+                    Ok(outcome(Admitted::LoggedIn(mode)))
                 }))
             }
-        }
-    }
-
-    /// The scanner was let in: their confirmation, if one was pending for this scene, is done.
-    fn confirmed(&mut self, openid: &OpenId, id: &SceneId) {
-        if self.confirmations.get(openid) == Some(id) {
-            self.confirmations.remove(openid);
         }
     }
 }

@@ -132,27 +132,31 @@ struct SentCode {
     sent_at: Instant,
 }
 
+/// The states that carry data are boxed: most pending scenes are `Waiting`, and each would
+/// otherwise hold the largest state inline.
 enum State {
     Waiting,
-    Confirm {
-        openid: OpenId,
-        number: u8,
-        /// The right number came back; the scanner is being admitted.
-        confirmed: bool,
-    },
-    NeedBind {
-        openid: OpenId,
-        /// [`wxlogin_storage::Store::follow_generation`] when they scanned: an unfollow since
-        /// makes the bind fail.
-        follow_generation: u64,
-        sent: Option<SentCode>,
-        wrong_codes: u8,
-    },
-    LoggedIn {
-        token: SessionToken,
-    },
+    Confirm(Box<Confirming>),
+    NeedBind(Box<AwaitingBind>),
+    LoggedIn(Box<SessionToken>),
     Denied,
     Expired,
+}
+
+struct Confirming {
+    openid: OpenId,
+    number: u8,
+    /// The right number came back; the scanner is being admitted.
+    confirmed: bool,
+}
+
+struct AwaitingBind {
+    openid: OpenId,
+    /// [`wxlogin_storage::Store::follow_generation`] when they scanned: an unfollow since
+    /// makes the bind fail.
+    follow_generation: u64,
+    sent: Option<SentCode>,
+    wrong_codes: u8,
 }
 
 pub struct SceneMachine {
@@ -179,9 +183,9 @@ impl SceneMachine {
     pub fn phase(&self) -> Phase {
         match self.state {
             State::Waiting => Phase::Waiting,
-            State::Confirm { .. } => Phase::Confirm,
-            State::NeedBind { .. } => Phase::NeedBind,
-            State::LoggedIn { .. } => Phase::LoggedIn,
+            State::Confirm(_) => Phase::Confirm,
+            State::NeedBind(_) => Phase::NeedBind,
+            State::LoggedIn(_) => Phase::LoggedIn,
             State::Denied => Phase::Denied,
             State::Expired => Phase::Expired,
         }
@@ -193,8 +197,8 @@ impl SceneMachine {
 
     pub fn status(&self, expires_at: Instant) -> SceneStatus {
         let (token, confirm_number) = match &self.state {
-            State::LoggedIn { token } => (Some(token.clone()), None),
-            State::Confirm { number, .. } => (None, Some(*number)),
+            State::LoggedIn(token) => (Some(SessionToken::clone(token)), None),
+            State::Confirm(confirming) => (None, Some(confirming.number)),
             _ => (None, None),
         };
         SceneStatus {
@@ -212,7 +216,7 @@ impl SceneMachine {
     /// The scanner whose confirmation this scene waits for.
     pub fn confirming(&self) -> Option<&OpenId> {
         match &self.state {
-            State::Confirm { openid, .. } => Some(openid),
+            State::Confirm(confirming) => Some(&confirming.openid),
             _ => None,
         }
     }
@@ -220,7 +224,7 @@ impl SceneMachine {
     /// The scanner this scene waits to bind a phone for.
     pub fn binding(&self) -> Option<&OpenId> {
         match &self.state {
-            State::NeedBind { openid, .. } => Some(openid),
+            State::NeedBind(binding) => Some(&binding.openid),
             _ => None,
         }
     }
@@ -251,34 +255,29 @@ impl SceneMachine {
         }
         self.scanned = true;
         self.new_follower = new_follower;
-        self.state = State::Confirm {
+        self.state = State::Confirm(Box::new(Confirming {
             openid,
             number,
             confirmed: false,
-        };
+        }));
         Ok(())
     }
 
     /// `openid` replied `number` to the confirmation request. Only the scanner's replies count.
     pub fn answer(&mut self, openid: &OpenId, number: u8) -> Result<Answer, SceneError> {
-        let State::Confirm {
-            openid: scanner,
-            number: expected,
-            confirmed,
-        } = &mut self.state
-        else {
+        let State::Confirm(confirming) = &mut self.state else {
             return Err(SceneError::NotAwaitingConfirmation);
         };
-        if scanner != openid {
+        if confirming.openid != *openid {
             return Err(SceneError::NotAwaitingConfirmation);
         }
-        if number != *expected || number == 0 {
+        if number != confirming.number || number == 0 {
             self.state = State::Denied;
             return Ok(Answer::Denied);
         }
-        *confirmed = true;
+        confirming.confirmed = true;
         Ok(Answer::Accepted {
-            openid: scanner.clone(),
+            openid: confirming.openid.clone(),
             new_follower: self.new_follower,
         })
     }
@@ -288,12 +287,10 @@ impl SceneMachine {
         match &self.state {
             State::Waiting if !self.confirm => Ok(()),
             State::Waiting => Err(SceneError::NotAwaitingConfirmation),
-            State::Confirm {
-                openid: scanner,
-                confirmed: true,
-                ..
-            } if scanner == openid => Ok(()),
-            State::Confirm { .. } => Err(SceneError::NotAwaitingConfirmation),
+            State::Confirm(confirming) if confirming.confirmed && confirming.openid == *openid => {
+                Ok(())
+            }
+            State::Confirm(_) => Err(SceneError::NotAwaitingConfirmation),
             _ => Err(SceneError::AlreadyScanned),
         }
     }
@@ -308,12 +305,12 @@ impl SceneMachine {
         self.check_admit(&openid)?;
         self.scanned = true;
         self.new_follower = new_follower;
-        self.state = State::NeedBind {
+        self.state = State::NeedBind(Box::new(AwaitingBind {
             openid,
             follow_generation,
             sent: None,
             wrong_codes: 0,
-        };
+        }));
         Ok(())
     }
 
@@ -327,7 +324,7 @@ impl SceneMachine {
         self.check_admit(openid)?;
         self.scanned = true;
         self.new_follower = new_follower;
-        self.state = State::LoggedIn { token };
+        self.state = State::LoggedIn(Box::new(token));
         Ok(())
     }
 
@@ -338,16 +335,13 @@ impl SceneMachine {
         code: String,
         now: Instant,
     ) -> Result<(), SceneError> {
-        let State::NeedBind {
-            sent, wrong_codes, ..
-        } = &mut self.state
-        else {
+        let State::NeedBind(binding) = &mut self.state else {
             return Err(SceneError::NotAwaitingBind);
         };
-        if *wrong_codes >= MAX_WRONG_CODES {
+        if binding.wrong_codes >= MAX_WRONG_CODES {
             return Err(SceneError::TooManyAttempts);
         }
-        if let Some(previous) = sent {
+        if let Some(previous) = &binding.sent {
             let since = now.saturating_duration_since(previous.sent_at);
             if since < CODE_COOLDOWN {
                 return Err(SceneError::CodeCooldown {
@@ -355,7 +349,7 @@ impl SceneMachine {
                 });
             }
         }
-        *sent = Some(SentCode {
+        binding.sent = Some(SentCode {
             phone,
             code,
             sent_at: now,
@@ -366,34 +360,28 @@ impl SceneMachine {
     /// Checks a code for `phone`. A right code is used up and yields the openid to bind, with
     /// their follow generation at the scan; a wrong one counts towards [`MAX_WRONG_CODES`].
     pub fn verify_code(&mut self, phone: &Phone, code: &str) -> Result<(OpenId, u64), SceneError> {
-        let State::NeedBind {
-            openid,
-            follow_generation,
-            sent,
-            wrong_codes,
-        } = &mut self.state
-        else {
+        let State::NeedBind(binding) = &mut self.state else {
             return Err(SceneError::NotAwaitingBind);
         };
-        if *wrong_codes >= MAX_WRONG_CODES {
+        if binding.wrong_codes >= MAX_WRONG_CODES {
             return Err(SceneError::TooManyAttempts);
         }
-        let right = sent.as_ref().is_some_and(|s| {
+        let right = binding.sent.as_ref().is_some_and(|s| {
             s.phone == *phone && constant_time_eq(s.code.as_bytes(), code.as_bytes())
         });
         if !right {
-            *wrong_codes += 1;
+            binding.wrong_codes += 1;
             return Err(SceneError::InvalidCode);
         }
-        *sent = None;
-        Ok((openid.clone(), *follow_generation))
+        binding.sent = None;
+        Ok((binding.openid.clone(), binding.follow_generation))
     }
 
     /// The phone is bound and a session opened: the bind path's login.
     pub fn log_in_bound(&mut self, token: SessionToken) -> Result<(), SceneError> {
         match self.state {
-            State::NeedBind { .. } => {
-                self.state = State::LoggedIn { token };
+            State::NeedBind(_) => {
+                self.state = State::LoggedIn(Box::new(token));
                 Ok(())
             }
             _ => Err(SceneError::NotAwaitingBind),

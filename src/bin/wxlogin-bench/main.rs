@@ -154,18 +154,18 @@ async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
     let mut conns = open_many(server.addr, sizes.connections).await?;
     if wants(1) {
-        let (row, back) = throughput::status_polls(conns, sizes).await?;
+        let (row, back) = throughput::status_polls(&server, conns, sizes).await?;
         rows.push(row);
         conns = back;
     }
     if wants(2) {
-        let (row, back) = throughput::callback_events(conns, sizes, Mode::Plain).await?;
+        let (row, back) = throughput::callback_events(&server, conns, sizes, Mode::Plain).await?;
         rows.push(row);
         conns = back;
         // A server with an AES key refuses plaintext pushes, so safe mode gets its own.
         let safe = Server::spawn(&options.server, &[("WXLOGIN_AES_KEY", AES_KEY.into())])?;
         let safe_conns = open_many(safe.addr, sizes.connections).await?;
-        let (row, _) = throughput::callback_events(safe_conns, sizes, Mode::Safe).await?;
+        let (row, _) = throughput::callback_events(&safe, safe_conns, sizes, Mode::Safe).await?;
         rows.push(row);
     }
     if wants(3) || wants(6) {
@@ -184,7 +184,7 @@ async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
         }
     }
     if wants(5) {
-        let (row, _) = throughput::binds(conns, sizes).await?;
+        let (row, _) = throughput::binds(&server, conns, sizes).await?;
         rows.push(row);
     }
     drop(server);

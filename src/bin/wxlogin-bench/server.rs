@@ -114,6 +114,19 @@ impl Server {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The CPU time (user and system) the server has used so far, from /proc: what a request
+    /// costs, less swayed than a rate by the neighbours' load.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces;
+        // utime and stime are the 14th and 15th of the line.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf only reads a system setting.
+        let per_sec = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+        Some(Duration::from_micros(ticks * 1_000_000 / per_sec.max(1)))
+    }
+
     /// The server's resident set, in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;

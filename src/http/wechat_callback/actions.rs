@@ -213,7 +213,7 @@ fn codes_served(state: &AppState) -> bool {
 fn scanned_outcome(state: &AppState, outcome: ScanOutcome) -> Outcome {
     match outcome {
         ScanOutcome::Admitted(admitted) => admitted_outcome(state, admitted),
-        ScanOutcome::Confirm(requester) => Outcome::ConfirmAsked(requester),
+        ScanOutcome::Confirm(origin) => Outcome::ConfirmAsked(origin),
     }
 }
 

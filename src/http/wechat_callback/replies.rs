@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use time::{OffsetDateTime, UtcOffset};
-use wxlogin_actors::Requester;
+use wxlogin_actors::Origin;
 
 use super::Callback;
 
@@ -24,7 +24,7 @@ pub enum Outcome {
     LoggedIn,
     NeedBind,
     /// Confirmation is on: the scanner is asked to reply with the browser's number.
-    ConfirmAsked(Requester),
+    ConfirmAsked(Origin),
     /// The scanner answered 0 or a wrong number.
     Denied,
     /// Someone else scanned this QR code first.
@@ -87,7 +87,7 @@ impl Outcome {
         let text = match self {
             Outcome::LoggedIn => LOGGED_IN.to_owned(),
             Outcome::NeedBind => NEED_BIND.to_owned(),
-            Outcome::ConfirmAsked(requester) => confirm_request(site, requester),
+            Outcome::ConfirmAsked(origin) => confirm_request(site, origin),
             Outcome::Denied => DENIED.to_owned(),
             Outcome::AlreadyScanned => USED.to_owned(),
             Outcome::Expired => EXPIRED.to_owned(),
@@ -114,12 +114,12 @@ impl Outcome {
 /// Names the site and the browser that asked to log in, so the user can tell a login they
 /// started from one a phisher relayed, and asks for the number that browser shows. The
 /// number itself is never in the reply: whoever holds the browser must read it out.
-fn confirm_request(site: &str, requester: &Requester) -> String {
+fn confirm_request(site: &str, origin: &Origin) -> String {
     format!(
         "有人正在用你的微信登录「{site}」。\n设备：{}\nIP：{}\n时间：{}（北京时间）\n\n如果这是你本人在操作，请回复该网页上显示的两位数字；如果不是你，请回复 0。",
-        requester.device,
-        requester.ip,
-        beijing_time(requester.at)
+        origin.device(),
+        origin.ip(),
+        beijing_time(origin.at())
     )
 }
 
@@ -152,13 +152,13 @@ mod tests {
 
     #[test]
     fn the_confirmation_request_names_site_device_ip_and_time_but_not_the_number() {
-        let requester = Requester {
+        let origin = Origin::from(&wxlogin_actors::Requester {
             ip: "203.0.113.7".into(),
             device: "Chrome on Windows".into(),
             at: UNIX_EPOCH + Duration::from_secs(1_732_406_400),
             secret_digest: [0; 32],
-        };
-        let text = confirm_request("Example 商城", &requester);
+        });
+        let text = confirm_request("Example 商城", &origin);
         for part in [
             "Example 商城",
             "Chrome on Windows",
