@@ -12,13 +12,18 @@ use crate::helpers::{node_scripts, spawn_app, spawn_app_with};
 /// Debian's Chromium, which `.ci/run` installs.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-#[tokio::test]
-async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
-    let Some(scripts) = node_scripts(
-        "the browser test",
+/// `tests/browser` if Node, playwright-core and Chromium are there (else `test` is skipped).
+fn chromium_scripts(test: &str) -> Option<PathBuf> {
+    node_scripts(
+        test,
         "playwright-core",
         &[(CHROMIUM, "apt-get install chromium")],
-    ) else {
+    )
+}
+
+#[tokio::test]
+async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
+    let Some(scripts) = chromium_scripts("the browser test") else {
         return;
     };
     let app = spawn_app().await;
@@ -67,11 +72,7 @@ fn screenshot_dir() -> PathBuf {
 /// `return_to` values, in Chromium.
 #[tokio::test]
 async fn a_browser_refuses_planted_sessions_and_open_redirects() {
-    let Some(scripts) = node_scripts(
-        "the browser attack test",
-        "playwright-core",
-        &[(CHROMIUM, "apt-get install chromium")],
-    ) else {
+    let Some(scripts) = chromium_scripts("the browser attack test") else {
         return;
     };
     let app = spawn_app().await;
