@@ -20,6 +20,9 @@ fn the_load_tool_runs_every_scenario_without_a_failed_request() {
         "4 RSS per pending scene",
         "5 durable binds",
         "6 held long-polls",
+        "7 status, idle",
+        "during a purge of",
+        "during a backup of",
     ] {
         assert!(
             table.contains(scenario),

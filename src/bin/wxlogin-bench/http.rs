@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, COOKIE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -23,6 +23,8 @@ pub struct Req {
     pub path: String,
     pub body: Bytes,
     pub content_type: &'static str,
+    /// An `Authorization: Bearer` token, for the admin API.
+    pub bearer: Option<String>,
 }
 
 /// A well-formed `wxlogin_browser` key (43 base64url characters).
@@ -35,6 +37,7 @@ impl Req {
             path,
             body: Bytes::new(),
             content_type: "text/plain",
+            bearer: None,
         }
     }
 
@@ -44,11 +47,19 @@ impl Req {
             path,
             body: body.into(),
             content_type,
+            bearer: None,
         }
     }
 
     pub fn json(path: String, body: serde_json::Value) -> Self {
         Self::post(path, body.to_string(), "application/json")
+    }
+
+    pub fn with_bearer(self, token: &str) -> Self {
+        Self {
+            bearer: Some(token.to_owned()),
+            ..self
+        }
     }
 }
 
@@ -81,15 +92,18 @@ impl Conn {
             *self = Self::open(self.addr).await?;
         }
         self.sender.ready().await?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(req.method.clone())
             .uri(req.path.as_str())
             .header(HOST, self.host.as_str())
             .header(CONTENT_TYPE, req.content_type)
             // One browser for every connection: the scenes it creates answer it (the service
             // hands a scene's token only to the browser that created it).
-            .header(COOKIE, BROWSER_COOKIE)
-            .body(Full::new(req.body.clone()))?;
+            .header(COOKIE, BROWSER_COOKIE);
+        if let Some(token) = &req.bearer {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(req.body.clone()))?;
         let response = self.sender.send_request(request).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();

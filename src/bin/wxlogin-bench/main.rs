@@ -7,6 +7,7 @@ mod longpoll;
 mod memory;
 mod report;
 mod server;
+mod stalls;
 mod throughput;
 
 use std::path::PathBuf;
@@ -19,12 +20,13 @@ use longpoll::Browsers;
 use report::Row;
 use server::{Server, AES_KEY};
 
-const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6] [--server PATH | --url http://127.0.0.1:PORT]
+const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--server PATH | --url http://127.0.0.1:PORT]
 
 Starts the wxlogin binary next to this one (or PATH) in sandbox mode on 127.0.0.1:0, runs
 the scenarios and prints a table. --quick runs tiny sizes in seconds (CI). --url targets a
-running sandbox server in plaintext mode instead; scenario 4 (memory) and scenario 2's safe
-mode then still start their own servers.
+running sandbox server in plaintext mode instead; scenarios 4 (memory) and 7 (storage stalls,
+which fills a data directory first) and scenario 2's safe mode then still start their own
+servers.
 Exits non-zero if any request failed; targets met or missed never change the exit code.";
 
 /// How big each scenario is.
@@ -45,6 +47,8 @@ pub struct Sizes {
     pub settle: Duration,
     pub memory_scenes: usize,
     pub memory_ttl_secs: u64,
+    /// Bindings, and expired sessions, in the store scenario 7 purges and backs up.
+    pub stall_records: usize,
 }
 
 impl Sizes {
@@ -61,6 +65,7 @@ impl Sizes {
         settle: Duration::from_secs(2),
         memory_scenes: 100_000,
         memory_ttl_secs: 60,
+        stall_records: 1_000_000,
     };
 
     const QUICK: Sizes = Sizes {
@@ -76,6 +81,7 @@ impl Sizes {
         settle: Duration::from_millis(200),
         memory_scenes: 200,
         memory_ttl_secs: 1,
+        stall_records: 1_000,
     };
 }
 
@@ -90,7 +96,7 @@ fn options() -> Result<Options, String> {
     let here = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut options = Options {
         quick: false,
-        only: (1..=6).collect(),
+        only: (1..=7).collect(),
         server: here.with_file_name("wxlogin"),
         url: None,
     };
@@ -190,6 +196,9 @@ async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
     drop(server);
     if wants(4) {
         rows.extend(memory::pending_scenes(&options.server, sizes).await?);
+    }
+    if wants(7) {
+        rows.extend(stalls::storage_stalls(&options.server, sizes).await?);
     }
     Ok(rows)
 }

@@ -1,11 +1,11 @@
 //! The server under load: a `wxlogin` the tool starts itself (sandbox mode, loopback, a fresh
 //! data directory) or one already running at a loopback URL.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -32,6 +32,8 @@ pub struct Server {
     /// `None` for a server this tool did not start.
     child: Option<Child>,
     data_dir: Option<PathBuf>,
+    /// What the server wrote to stderr so far.
+    log: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -48,17 +50,31 @@ impl Server {
             addr,
             child: None,
             data_dir: None,
+            log: Arc::default(),
         })
+    }
+
+    /// A data directory no server has used yet.
+    pub fn fresh_data_dir() -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "wxlogin-bench-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
     }
 
     /// Starts `binary` on 127.0.0.1:0 with `env` on top of the bench defaults, and waits for
     /// its `wxlogin listening on` line.
     pub fn spawn(binary: &Path, env: &[(&str, String)]) -> Result<Self, Error> {
-        let data_dir = std::env::temp_dir().join(format!(
-            "wxlogin-bench-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        Self::spawn_in(binary, env, Self::fresh_data_dir())
+    }
+
+    /// As [`Server::spawn`], on `data_dir` (deleted when the server is dropped).
+    pub fn spawn_in(
+        binary: &Path,
+        env: &[(&str, String)],
+        data_dir: PathBuf,
+    ) -> Result<Self, Error> {
         let mut command = Command::new(binary);
         for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("WXLOGIN_")) {
             command.env_remove(name);
@@ -85,29 +101,39 @@ impl Server {
             }
         });
         let stderr = child.stderr.take().expect("piped");
+        let log = Arc::new(Mutex::new(String::new()));
         let (log_tx, log_rx) = mpsc::channel();
         // Keep draining, or a chatty server blocks on a full pipe.
+        let lines = log.clone();
         std::thread::spawn(move || {
-            let mut log = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut log);
-            let _ = log_tx.send(log);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = lines.lock().expect("never poisoned");
+                log.push_str(&line);
+                log.push('\n');
+            }
+            let _ = log_tx.send(());
         });
         let mut server = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: Some(child),
             data_dir: Some(data_dir),
+            log,
         };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(address) => server.addr = address.parse()?,
             Err(_) => {
                 server.kill();
-                let log = log_rx
-                    .recv_timeout(Duration::from_secs(5))
-                    .unwrap_or_default();
+                let _ = log_rx.recv_timeout(Duration::from_secs(5));
+                let log = server.log.lock().expect("never poisoned").clone();
                 return Err(format!("{} did not start:\n{log}", binary.display()).into());
             }
         }
         Ok(server)
+    }
+
+    /// Whether the server has logged a line containing `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().expect("never poisoned").contains(text)
     }
 
     pub fn pid(&self) -> Option<u32> {
