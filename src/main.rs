@@ -7,8 +7,9 @@ use wxlogin::startup::Application;
 const USAGE: &str = "\
 usage: wxlogin               run the service
        wxlogin restore FILE  load a backup (GET /admin/backup) into an empty WXLOGIN_DATA_DIR
-       wxlogin rotate-key    add a new OpenID Connect signing key of each algorithm in use; the
-                             old ones stay published until the ID tokens they signed have expired
+       wxlogin rotate-key    add a next OpenID Connect signing key of each algorithm in use:
+                             published at once, signing 6 minutes later; the old ones stay
+                             published until the ID tokens they signed have expired
 
 Settings come from WXLOGIN_* environment variables (see README.md); with no WXLOGIN_APPID
 the service runs a sandbox with a built-in WeChat simulator.";
@@ -89,7 +90,11 @@ fn rotate_key(settings: &Settings) -> ExitCode {
             for (alg, kid) in new {
                 println!("new signing key {kid} ({alg:?})");
             }
-            println!("earlier keys stay in the JWKS until their ID tokens have expired");
+            println!(
+                "published now, signing in {} s (once relying parties' cached JWKS have expired); \
+                 earlier keys stay in the JWKS until their ID tokens have expired",
+                wxlogin::oidc::keys::ROLLOVER.as_secs()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

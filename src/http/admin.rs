@@ -18,8 +18,6 @@ use crate::error::ApiError;
 
 /// Most login-log entries in one page.
 const MAX_PAGE: usize = 1000;
-/// Bindings per chunk of a streamed backup.
-const BACKUP_CHUNK: usize = 512;
 
 /// The admin routes, when an admin token is configured.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -160,35 +158,25 @@ impl MessageBody for BackupBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let mut chunk = Vec::new();
-        let mut lines = 0;
-        let mut ended = false;
-        while lines < BACKUP_CHUNK {
-            match self.bindings.poll_next(cx) {
-                Poll::Ready(Some(Ok(binding))) => {
-                    serde_json::to_writer(&mut chunk, &BindingLine::from(&binding))?;
+        match self.bindings.poll_batch(cx) {
+            Poll::Ready(Some(Ok(batch))) => {
+                let mut chunk = Vec::with_capacity(batch.len() * 80);
+                for binding in &batch {
+                    serde_json::to_writer(&mut chunk, &BindingLine::from(binding))?;
                     chunk.push(b'\n');
-                    lines += 1;
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    tracing::error!(error = %e, sent = self.sent, "backup failed");
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-                Poll::Ready(None) => {
-                    ended = true;
-                    break;
-                }
-                Poll::Pending => break,
+                self.sent += batch.len();
+                Poll::Ready(Some(Ok(Bytes::from(chunk))))
             }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::error!(error = %e, sent = self.sent, "backup failed");
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                tracing::info!(bindings = self.sent, "backup taken");
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
-        self.sent += lines;
-        if !chunk.is_empty() {
-            return Poll::Ready(Some(Ok(Bytes::from(chunk))));
-        }
-        if ended {
-            tracing::info!(bindings = self.sent, "backup taken");
-            return Poll::Ready(None);
-        }
-        Poll::Pending
     }
 }

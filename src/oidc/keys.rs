@@ -2,17 +2,19 @@
 //! `jsonwebtoken`: ES256 (P-256, made by `p256`) for every client by default, and RS256 (RSA
 //! 2048, made by `rsa`) when some client registers `id_token_signed_response_alg = "RS256"`.
 //!
-//! The newest key of each algorithm signs. `wxlogin rotate-key` adds a key of each algorithm in
-//! the file and retires the previous ones; a retired key stays in the JWKS until every ID token it
-//! signed has expired, then the next rotation drops it. A running server notices the file changed
-//! on its next use, so rotation needs no restart.
+//! Rotation publishes first and signs later: `wxlogin rotate-key` adds a key of each algorithm in
+//! the file as the *next* key, in the JWKS at once but signing only from [`ROLLOVER`] later, when
+//! every relying party that cached the JWKS before the rotation has fetched it again. From then on
+//! the newest key of each algorithm whose time has come signs; the one before is retired then and
+//! stays in the JWKS until every ID token it signed has expired, and the next rotation drops it.
+//! A running server notices the file changed on its next use, so rotation needs no restart.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -31,6 +33,11 @@ const FILE: &str = "signing-keys.json";
 const RSA_BITS: usize = 2048;
 /// Published past a retired key's last possible token, for clocks that disagree a little.
 const RETENTION_MARGIN_SECS: u64 = 300;
+/// How long a relying party may cache the JWKS (its `Cache-Control: max-age`).
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+/// From a rotation until its new key signs: the JWKS cache lifetime, and a margin for a relying
+/// party that fetched the JWKS just before the rotation and for clocks that disagree.
+pub const ROLLOVER: Duration = Duration::from_secs(JWKS_MAX_AGE.as_secs() + 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -106,20 +113,25 @@ struct StoredKey {
     alg: SigningAlg,
     kid: String,
     created_at: u64,
-    /// When a newer key took over signing; `None` for the signing key.
+    /// When it starts signing; absent in files from before rollovers: at once.
+    #[serde(default)]
+    signs_from: u64,
+    /// When a newer key takes (or took) over signing; `None` for the newest key.
     retired_at: Option<u64>,
     /// The private key, PKCS#8 DER, base64.
     pkcs8: String,
 }
 
 impl StoredKey {
-    fn generate(alg: SigningAlg) -> Self {
+    /// A new key of `alg` that signs from `signs_from` (unix seconds) on.
+    fn generate(alg: SigningAlg, signs_from: u64) -> Self {
         let mut kid = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut kid);
         Self {
             alg,
             kid: URL_SAFE_NO_PAD.encode(kid),
             created_at: unix_now(),
+            signs_from,
             retired_at: None,
             pkcs8: STANDARD.encode(alg.generate()),
         }
@@ -157,7 +169,7 @@ impl SigningKeys {
         let mut file = read_or_empty(&path)?;
         let missing: Vec<_> = algs
             .difference(&file.algs())
-            .map(|&alg| StoredKey::generate(alg))
+            .map(|&alg| StoredKey::generate(alg, 0))
             .collect();
         if !missing.is_empty() {
             file.keys.extend(missing);
@@ -170,8 +182,17 @@ impl SigningKeys {
         })
     }
 
-    /// Signs `claims` with the newest key of `alg`.
+    /// Signs `claims` with the newest key of `alg` whose time to sign has come.
     pub fn sign(&self, alg: SigningAlg, claims: &impl Serialize) -> Result<String, KeyError> {
+        self.sign_at(unix_now(), alg, claims)
+    }
+
+    fn sign_at(
+        &self,
+        now: u64,
+        alg: SigningAlg,
+        claims: &impl Serialize,
+    ) -> Result<String, KeyError> {
         let corrupt = |problem: String| KeyError::Corrupt {
             path: self.path.clone(),
             problem,
@@ -180,7 +201,7 @@ impl SigningKeys {
             let key = keys
                 .iter()
                 .rev()
-                .find(|k| k.stored.alg == alg)
+                .find(|k| k.stored.alg == alg && k.stored.signs_from <= now)
                 .ok_or_else(|| corrupt(format!("no {alg:?} key")))?;
             let header = Header {
                 kid: Some(key.stored.kid.clone()),
@@ -211,9 +232,9 @@ impl SigningKeys {
     }
 }
 
-/// Adds a new signing key of each algorithm in the file in `dir` (ES256 when there is none),
-/// retires the ones before, and drops retired keys no live token can need. Returns the new keys'
-/// algorithms and ids.
+/// Adds a next signing key of each algorithm in the file in `dir` (ES256 when there is none),
+/// published now and signing from [`ROLLOVER`] on, when the keys before it retire; drops retired
+/// keys no live token can need. Returns the new keys' algorithms and ids.
 pub fn rotate(dir: &Path) -> Result<Vec<(SigningAlg, String)>, KeyError> {
     let path = dir.join(FILE);
     let mut file = read_or_empty(&path)?;
@@ -222,11 +243,15 @@ pub fn rotate(dir: &Path) -> Result<Vec<(SigningAlg, String)>, KeyError> {
         algs.insert(SigningAlg::default());
     }
     let now = unix_now();
+    let signs_from = now + ROLLOVER.as_secs();
     for key in &mut file.keys {
-        key.retired_at.get_or_insert(now);
+        key.retired_at.get_or_insert(signs_from);
     }
     file.keys.retain(|k| k.published(now));
-    let new: Vec<_> = algs.into_iter().map(StoredKey::generate).collect();
+    let new: Vec<_> = algs
+        .into_iter()
+        .map(|alg| StoredKey::generate(alg, signs_from))
+        .collect();
     let ids = new.iter().map(|k| (k.alg, k.kid.clone())).collect();
     file.keys.extend(new);
     write(&path, &file)?;
@@ -365,6 +390,41 @@ mod tests {
         jsonwebtoken::decode_header(token).unwrap().kid
     }
 
+    /// A moment when a rotation made now has rolled over.
+    fn rolled_over() -> u64 {
+        unix_now() + ROLLOVER.as_secs()
+    }
+
+    #[test]
+    fn a_rotation_publishes_the_next_key_at_once_and_signs_with_it_after_the_rollover() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let current = kid(&keys.sign(ES256, &claims()).unwrap());
+        let cached = keys.jwks().unwrap();
+        let new = rotate(dir.path()).unwrap();
+        let next = Some(new[0].1.clone());
+        assert!(keys.jwks().unwrap().find(next.as_ref().unwrap()).is_some());
+
+        // Until the rollover the current key signs: a relying party that cached the JWKS just
+        // before the rotation still verifies every new token.
+        let now = unix_now();
+        for at in [now, now + JWKS_MAX_AGE.as_secs(), rolled_over() - 1] {
+            let token = keys.sign_at(at, ES256, &claims()).unwrap();
+            assert_eq!(kid(&token), current);
+            assert_eq!(verify(&token, &cached).sub, "a");
+        }
+        let token = keys.sign_at(rolled_over(), ES256, &claims()).unwrap();
+        assert_eq!(kid(&token), next);
+
+        // The key that signed until the rollover is published until its last token expires.
+        let file = read(&dir.path().join(FILE)).unwrap();
+        let retired = file.keys.iter().find(|k| Some(&k.kid) == current.as_ref());
+        let retired = retired.unwrap();
+        let last_token_expires = rolled_over() + ID_TOKEN_TTL.as_secs();
+        assert!(retired.published(last_token_expires));
+        assert!(!retired.published(last_token_expires + RETENTION_MARGIN_SECS));
+    }
+
     #[test]
     fn keys_are_made_private_and_survive_rotation() {
         let dir = tempfile::tempdir().unwrap();
@@ -377,7 +437,7 @@ mod tests {
         let before = keys.sign(ES256, &claims()).unwrap();
         let new = rotate(dir.path()).unwrap();
         assert_eq!(new.len(), 1, "only the algorithm in use");
-        let after = keys.sign(ES256, &claims()).unwrap();
+        let after = keys.sign_at(rolled_over(), ES256, &claims()).unwrap();
         assert_eq!(kid(&after), Some(new[0].1.clone()));
         let jwks = keys.jwks().unwrap();
         assert_eq!(jwks.keys.len(), 2);
@@ -411,7 +471,7 @@ mod tests {
         for token in [&es, &rs] {
             assert_eq!(verify(token, &jwks).sub, "a");
         }
-        let rs_after = keys.sign(RS256, &claims()).unwrap();
+        let rs_after = keys.sign_at(rolled_over(), RS256, &claims()).unwrap();
         assert_eq!(kid(&rs_after), Some(new[1].1.clone()));
         assert_eq!(verify(&rs_after, &jwks).sub, "a");
     }
@@ -420,7 +480,7 @@ mod tests {
     fn a_key_file_from_before_rs256_reads_as_es256() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
-        let mut stored = serde_json::to_value(StoredKey::generate(ES256)).unwrap();
+        let mut stored = serde_json::to_value(StoredKey::generate(ES256, 0)).unwrap();
         stored.as_object_mut().unwrap().remove("alg");
         fs::write(&path, serde_json::json!({ "keys": [stored] }).to_string()).unwrap();
         let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
@@ -436,7 +496,7 @@ mod tests {
         let path = dir.path().join(FILE);
         let mut file = read(&path).unwrap();
         file.keys[0].retired_at = Some(unix_now() - ID_TOKEN_TTL.as_secs() - 3600);
-        file.keys.push(StoredKey::generate(ES256));
+        file.keys.push(StoredKey::generate(ES256, 0));
         write(&path, &file).unwrap();
         let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
         assert_eq!(keys.jwks().unwrap().keys.len(), 1);

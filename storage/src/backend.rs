@@ -181,25 +181,75 @@ pub trait Backend: Send + Sync + 'static {
     fn flush(&self) -> Pending<'_, Result<(), StoreError>>;
 }
 
-/// A backup's bindings, arriving while the backend reads them on its own thread.
-pub struct BindingStream(mpsc::Receiver<Result<Binding, StoreError>>);
+/// A backup's bindings, arriving in batches while the backend reads them on its own thread.
+///
+/// Batches, not single bindings: one channel hop (and one wake of the HTTP worker that
+/// streams them) per [`BACKUP_BATCH`] bindings instead of per binding.
+pub struct BindingStream(mpsc::Receiver<Result<Vec<Binding>, StoreError>>);
 
-/// Bindings a backup holds in memory ahead of its reader: bounded, so a slow client slows
+/// Bindings per batch.
+const BACKUP_BATCH: usize = 512;
+
+/// Batches a backup holds in memory ahead of its reader: bounded, so a slow client slows
 /// the read instead of filling memory.
-const BACKUP_BUFFER: usize = 4096;
+const BACKUP_BUFFER: usize = 8;
 
 impl BindingStream {
-    /// A stream and the sender its backend feeds (blocking sends, from a blocking thread).
-    pub fn channel() -> (mpsc::Sender<Result<Binding, StoreError>>, Self) {
+    /// A stream and the sink its backend feeds (blocking sends, from a blocking thread).
+    pub fn channel() -> (BindingSink, Self) {
         let (sender, receiver) = mpsc::channel(BACKUP_BUFFER);
-        (sender, Self(receiver))
+        (
+            BindingSink {
+                sender,
+                batch: Vec::with_capacity(BACKUP_BATCH),
+            },
+            Self(receiver),
+        )
     }
 
-    pub async fn next(&mut self) -> Option<Result<Binding, StoreError>> {
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<Binding>, StoreError>> {
         self.0.recv().await
     }
 
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Binding, StoreError>>> {
+    pub fn poll_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Vec<Binding>, StoreError>>> {
         self.0.poll_recv(cx)
+    }
+}
+
+/// The backend's end of a [`BindingStream`]; call from a blocking thread.
+pub struct BindingSink {
+    sender: mpsc::Sender<Result<Vec<Binding>, StoreError>>,
+    batch: Vec<Binding>,
+}
+
+impl BindingSink {
+    /// Adds one binding; `false` once the reader has gone away (stop reading).
+    pub fn push(&mut self, binding: Binding) -> bool {
+        self.batch.push(binding);
+        self.batch.len() < BACKUP_BATCH || self.send_batch()
+    }
+
+    /// Sends what is left; the stream ends when the sink is dropped.
+    pub fn finish(mut self) -> bool {
+        self.send_rest()
+    }
+
+    /// Ends the stream with an error, after the bindings read so far.
+    pub fn fail(mut self, error: StoreError) {
+        if self.send_rest() {
+            let _ = self.sender.blocking_send(Err(error));
+        }
+    }
+
+    fn send_rest(&mut self) -> bool {
+        self.batch.is_empty() || self.send_batch()
+    }
+
+    fn send_batch(&mut self) -> bool {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BACKUP_BATCH));
+        self.sender.blocking_send(Ok(batch)).is_ok()
     }
 }

@@ -246,12 +246,13 @@ pub async fn access_tokens_live_until_revoked_or_expired(store: Store) {
 async fn backup_of(store: &Store) -> Vec<(String, String)> {
     let mut stream = store.backup().unwrap();
     let mut all = Vec::new();
-    while let Some(binding) = stream.next().await {
-        let binding = binding.unwrap();
-        all.push((
-            binding.openid.to_string(),
-            binding.phone.as_str().to_owned(),
-        ));
+    while let Some(batch) = stream.next_batch().await {
+        for binding in batch.unwrap() {
+            all.push((
+                binding.openid.to_string(),
+                binding.phone.as_str().to_owned(),
+            ));
+        }
     }
     all.sort();
     all
@@ -281,8 +282,8 @@ pub async fn backups_restore_into_an_empty_store(store: Store, empty: Store) {
         .is_none());
     let mut stream = store.backup().unwrap();
     let mut all: Vec<Binding> = Vec::new();
-    while let Some(binding) = stream.next().await {
-        all.push(binding.unwrap());
+    while let Some(batch) = stream.next_batch().await {
+        all.extend(batch.unwrap());
     }
     assert_eq!(all.len(), 2);
     for binding in &all {
@@ -353,6 +354,21 @@ pub async fn a_backup_is_one_moment_while_phones_move(store: Store) {
     assert!(backups > 1, "the backups ran while phones moved");
 }
 
+/// A backup far larger than one batch the stream carries: every binding once, none lost at a
+/// batch's edge.
+pub async fn a_large_backup_holds_every_binding_once(store: Store) {
+    const USERS: usize = 1_300;
+    for i in 0..USERS {
+        store
+            .restore_binding(&openid(&format!("u{i}")), &phone(&format!("139{i:08}")), 0)
+            .unwrap();
+    }
+    store.flush().await.unwrap();
+    let all = backup_of(&store).await;
+    let openids: HashSet<_> = all.iter().map(|(openid, _)| openid.clone()).collect();
+    assert_eq!((all.len(), openids.len()), (USERS, USERS));
+}
+
 /// Runs every case against one backend: `$open` is a function that makes a fresh, empty store
 /// (and whatever must live as long as it, such as its directory).
 macro_rules! conformance {
@@ -380,6 +396,7 @@ macro_rules! conformance {
             case!(logins_are_paged_newest_first_per_user_and_expire);
             case!(access_tokens_live_until_revoked_or_expired);
             case!(a_backup_is_one_moment_while_phones_move);
+            case!(a_large_backup_holds_every_binding_once);
 
             #[tokio::test]
             async fn backups_restore_into_an_empty_store() {

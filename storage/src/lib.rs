@@ -14,7 +14,7 @@ mod model;
 mod sled_backend;
 mod store;
 
-pub use backend::{Backend, BindingStream, Pending};
+pub use backend::{Backend, BindingSink, BindingStream, Pending};
 pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
     Session, SessionToken,

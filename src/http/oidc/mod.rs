@@ -12,7 +12,7 @@ use super::session::bearer_token;
 use super::AppState;
 use crate::error::ApiError;
 use crate::oidc::codes::Scope;
-use crate::oidc::keys::SigningAlg;
+use crate::oidc::keys::{SigningAlg, JWKS_MAX_AGE};
 use crate::oidc::Provider;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -62,8 +62,11 @@ async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .jwks()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
-        // Short: relying parties must see a rotation's new key soon.
-        .insert_header((header::CACHE_CONTROL, "max-age=300"))
+        // A rotation signs with its new key only after this lifetime (src/oidc/keys.rs).
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("max-age={}", JWKS_MAX_AGE.as_secs()),
+        ))
         .json(keys))
 }
 

@@ -18,13 +18,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use sled::IVec;
-use tokio::sync::mpsc::Sender;
-
 use super::{binding_from, SledDb};
-use crate::backend::BindingStream;
-use crate::model::{Binding, OpenId};
+use crate::backend::{BindingSink, BindingStream};
+use crate::model::OpenId;
 use crate::StoreError;
+use sled::IVec;
 
 /// What the openids written since the cut began were bound to at the cut, and how far the
 /// scan has got.
@@ -96,16 +94,20 @@ impl SledDb {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(cut.clone());
         }
-        let (sender, stream) = BindingStream::channel();
+        let (mut sink, stream) = BindingStream::channel();
         let (db, reading) = (self.clone(), cut.clone());
         let reader = std::thread::Builder::new()
             .name("wxlogin-backup".into())
             .spawn(move || {
-                let result = db.read_cut(&reading, &sender);
+                yield_to_requests();
+                let result = db.read_cut(&reading, &mut sink);
                 // Ended already unless the read stopped early; ending twice is harmless.
                 db.end_cut(&reading);
-                if let Err(e) = result {
-                    let _ = sender.blocking_send(Err(e));
+                match result {
+                    Ok(()) => {
+                        sink.finish();
+                    }
+                    Err(e) => sink.fail(e),
                 }
             });
         if let Err(e) = reader {
@@ -115,16 +117,12 @@ impl SledDb {
         Ok(stream)
     }
 
-    fn read_cut(
-        &self,
-        cut: &Cut,
-        sender: &Sender<Result<Binding, StoreError>>,
-    ) -> Result<(), StoreError> {
-        let send = |openid: &[u8], raw: &[u8]| -> Result<bool, StoreError> {
+    fn read_cut(&self, cut: &Cut, sink: &mut BindingSink) -> Result<(), StoreError> {
+        let mut send = |openid: &[u8], raw: &[u8]| -> Result<bool, StoreError> {
             let openid =
                 OpenId::parse(&String::from_utf8_lossy(openid)).ok_or_else(super::corrupt)?;
             // A reader that went away (the client hung up) ends the backup.
-            Ok(sender.blocking_send(Ok(binding_from(openid, raw)?)).is_ok())
+            Ok(sink.push(binding_from(openid, raw)?))
         };
         let mut read_noted = HashSet::new();
         for entry in self.bindings.iter() {
@@ -167,5 +165,16 @@ impl SledDb {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|c| !std::ptr::eq(&**c, cut));
+    }
+}
+
+/// A backup is bulk work that may take seconds: its thread runs at the lowest CPU priority,
+/// so that on a busy machine requests get the cores first (Linux: `setpriority` on a thread
+/// id sets that thread's nice value alone). Best effort: a refusal leaves it at normal priority.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 19);
     }
 }
