@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -10,13 +11,43 @@ usage: wxlogin               run the service
        wxlogin rotate-key    add a next OpenID Connect signing key of each algorithm in use:
                              published at once, signing 6 minutes later; the old ones stay
                              published until the ID tokens they signed have expired
+       wxlogin healthcheck   exit 0 if the service on WXLOGIN_BIND answers GET /healthz
+                             (for a container's HEALTHCHECK: the image has no curl)
+       wxlogin --version     the version and the commit it was built from
+       wxlogin --help        this text
 
 Settings come from WXLOGIN_* environment variables (see README.md); with no WXLOGIN_APPID
 the service runs a sandbox with a built-in WeChat simulator.";
 
+const VERSION: &str = concat!(
+    "wxlogin ",
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WXLOGIN_COMMIT"),
+    ")"
+);
+
+/// To stdout, ignoring a closed pipe (`wxlogin --help | head -1`): nothing is lost that the
+/// reader wanted, and `println!` would panic.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Before the settings: help and version answer whatever the environment holds.
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["-h" | "--help"] => {
+            say(USAGE);
+            return ExitCode::SUCCESS;
+        }
+        ["-V" | "--version"] => {
+            say(VERSION);
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -33,10 +64,7 @@ async fn main() -> ExitCode {
         [] => serve(settings).await,
         ["restore", file] => restore(&settings, Path::new(file)).await,
         ["rotate-key"] => rotate_key(&settings),
-        ["-h" | "--help"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
+        ["healthcheck"] => healthcheck(&settings).await,
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -70,10 +98,10 @@ async fn restore(settings: &Settings, file: &Path) -> ExitCode {
     }
     match wxlogin::backup::restore(&settings.data_dir, file).await {
         Ok(count) => {
-            println!(
+            say(&format!(
                 "restored {count} bindings into {}",
                 settings.data_dir.display()
-            );
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -88,17 +116,48 @@ fn rotate_key(settings: &Settings) -> ExitCode {
     match wxlogin::oidc::keys::rotate(&wxlogin::oidc::key_dir(&settings.data_dir)) {
         Ok(new) => {
             for (alg, kid) in new {
-                println!("new signing key {kid} ({alg:?})");
+                say(&format!("new signing key {kid} ({alg:?})"));
             }
-            println!(
+            say(&format!(
                 "published now, signing in {} s (once relying parties' cached JWKS have expired); \
                  earlier keys stay in the JWKS until their ID tokens have expired",
                 wxlogin::oidc::keys::ROLLOVER.as_secs()
-            );
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("wxlogin rotate-key: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `GET /healthz` on this machine's end of `WXLOGIN_BIND` (a wildcard address is reached on
+/// loopback).
+async fn healthcheck(settings: &Settings) -> ExitCode {
+    let mut address = settings.bind;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let answer = reqwest::Client::new()
+        .get(format!("http://{address}/healthz"))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await;
+    match answer {
+        Ok(answer) if answer.status().is_success() => ExitCode::SUCCESS,
+        Ok(answer) => {
+            eprintln!(
+                "wxlogin healthcheck: {address} answered {}",
+                answer.status()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("wxlogin healthcheck: {address}: {e}");
             ExitCode::FAILURE
         }
     }
