@@ -45,6 +45,7 @@ fn round_trip(c: &mut Criterion) {
                 let scan = Scan {
                     openid: openid.clone(),
                     new_follower: false,
+                    sent_at: None,
                 };
                 scene.send(scan).await.unwrap().unwrap();
                 let SceneLookup::Live(scene) = supervisor.send(FindScene(id)).await.unwrap() else {

@@ -434,6 +434,7 @@ impl Handler<ScanByCode> for SceneSupervisor {
         let scan = Scan {
             openid: msg.openid,
             new_follower: false,
+            sent_at: msg.sent_at,
         };
         self.forward(&id, scan)
     }
@@ -451,6 +452,7 @@ impl Handler<Answer> for SceneSupervisor {
         let reply = ConfirmationReply {
             openid: msg.openid,
             number: msg.number,
+            sent_at: msg.sent_at,
         };
         Box::pin(
             self.forward(&id, reply)

@@ -41,6 +41,11 @@ pub trait Backend: Send + Sync + 'static {
     /// made for that scan is refused if they unfollowed since. A read.
     fn follow_generation(&self, openid: &OpenId) -> Result<u64, StoreError>;
 
+    /// When `openid` last unfollowed the account, in WeChat's clock (the `unsubscribe` event's
+    /// `CreateTime`): a scan sent at or before it was overtaken by that unsubscribe, however
+    /// late it arrives. A read.
+    fn unfollowed_at(&self, openid: &OpenId) -> Result<Option<u64>, StoreError>;
+
     /// Binds `phone` to `openid`, unless they unfollowed the account since `follow_generation`
     /// was read. A phone already bound to another openid is refused; an openid that is already
     /// bound moves to the new phone (it proved it owns both), ending the old binding's

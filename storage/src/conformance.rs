@@ -156,6 +156,19 @@ pub async fn a_bind_started_before_an_unfollow_is_refused(store: Store) {
         .is_ok());
 }
 
+pub async fn the_last_unfollow_is_remembered_in_wechats_clock(store: Store) {
+    let alice = openid("alice");
+    assert_eq!(store.unfollowed_at(&alice).unwrap(), None);
+    store.unfollow(&alice, 1000).await.unwrap();
+    assert_eq!(store.unfollowed_at(&alice).unwrap(), Some(1000));
+    store.record_follow(&alice, 1200).unwrap();
+    // Late: from before the follow at 1200, so it changes nothing.
+    store.unfollow(&alice, 1100).await.unwrap();
+    assert_eq!(store.unfollowed_at(&alice).unwrap(), Some(1000));
+    store.unfollow(&alice, 1300).await.unwrap();
+    assert_eq!(store.unfollowed_at(&alice).unwrap(), Some(1300));
+}
+
 pub async fn a_late_unsubscribe_does_not_undo_a_newer_bind(store: Store) {
     let alice = openid("alice");
     // Followed (again) at 1000 in WeChat's clock, then bound, whatever our clock said.
@@ -393,6 +406,7 @@ macro_rules! conformance {
             case!(a_session_or_token_of_a_replaced_binding_is_refused);
             case!(a_bind_started_before_an_unfollow_is_refused);
             case!(a_late_unsubscribe_does_not_undo_a_newer_bind);
+            case!(the_last_unfollow_is_remembered_in_wechats_clock);
             case!(logins_are_paged_newest_first_per_user_and_expire);
             case!(access_tokens_live_until_revoked_or_expired);
             case!(a_backup_is_one_moment_while_phones_move);

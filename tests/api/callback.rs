@@ -253,6 +253,33 @@ async fn a_late_unsubscribe_does_not_undo_a_newer_bind() {
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);
 }
 
+/// WeChat delivers a user's SCAN after the unsubscribe they sent after it (a retry, another
+/// connection): the scan was overtaken, and nobody gets in through it, neither logged in (the
+/// binding is gone) nor asked to bind a phone for an openid that no longer follows.
+#[tokio::test]
+async fn a_scan_delivered_after_the_unsubscribe_that_followed_it_lets_nobody_in() {
+    let app = spawn_app().await;
+    app.sign_up("oGone", "13800000023").await;
+    let qr = app.create_qr().await;
+    // Later than the follow `sign_up` made now, in WeChat's clock.
+    let (scanned, unfollowed) = (unix_now() + 10, unix_now() + 20);
+    app.unsubscribe("oGone", Some(unfollowed)).await;
+    app.scan_at(&qr.ticket, "oGone", false, Some(scanned)).await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "waiting", "{status}");
+    app.assert_metric(
+        "wxlogin_callback_events_total{type=\"scan\",outcome=\"overtaken\"}",
+        1,
+    )
+    .await;
+
+    // Following again later, by scanning: a new follow after the unfollow, let in as usual.
+    app.scan_at(&qr.ticket, "oGone", true, Some(unfollowed + 60))
+        .await;
+    let (_, status) = app.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "need_bind", "{status}");
+}
+
 #[tokio::test]
 async fn unsubscribing_unbinds_and_revokes_every_session() {
     let app = spawn_app().await;

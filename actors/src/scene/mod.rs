@@ -453,6 +453,7 @@ mod tests {
         let scan = Scan {
             openid: alice(),
             new_follower: true,
+            sent_at: None,
         };
         assert!(scene.send(ToScene(scan)).await.unwrap().is_none());
         assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
@@ -475,6 +476,7 @@ mod tests {
         let reply = ConfirmationReply {
             openid: alice(),
             number: 42,
+            sent_at: None,
         };
         assert!(scene.send(ToScene(reply)).await.unwrap().is_none());
         assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
@@ -489,6 +491,7 @@ mod tests {
         let scan = Scan {
             openid: alice(),
             new_follower: false,
+            sent_at: None,
         };
         scene.send(ToScene(scan)).await.unwrap().unwrap().unwrap();
         assert_eq!(scanner().await.unwrap(), alice());
@@ -511,6 +514,7 @@ mod tests {
         let scan = Scan {
             openid: alice(),
             new_follower: false,
+            sent_at: None,
         };
         let asked = scene.send(ToScene(scan)).await.unwrap().unwrap().unwrap();
         assert!(matches!(asked, ScanOutcome::Confirm(_)));
@@ -518,6 +522,7 @@ mod tests {
         let reply = ConfirmationReply {
             openid: alice(),
             number: 0,
+            sent_at: None,
         };
         let answered = scene.send(ToScene(reply)).await.unwrap().unwrap().unwrap();
         assert_eq!(answered, AnswerOutcome::Denied);

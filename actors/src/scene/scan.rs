@@ -17,6 +17,8 @@ pub struct Scan {
     pub openid: OpenId,
     /// The scan came with a new follow.
     pub new_follower: bool,
+    /// When WeChat says it was sent (`CreateTime`, WeChat's clock), if it says.
+    pub sent_at: Option<u64>,
 }
 
 /// A WeChat user sent the account a login code: a scan of the scene that shows it.
@@ -26,6 +28,7 @@ pub struct Scan {
 pub struct ScanByCode {
     pub code: LoginCode,
     pub openid: OpenId,
+    pub sent_at: Option<u64>,
 }
 
 /// A WeChat user replied with a number: the answer to their pending confirmation.
@@ -35,6 +38,7 @@ pub struct ScanByCode {
 pub struct Answer {
     pub openid: OpenId,
     pub number: u8,
+    pub sent_at: Option<u64>,
 }
 
 /// An [`Answer`] the supervisor found the scene for, delivered to that scene.
@@ -43,6 +47,28 @@ pub struct Answer {
 pub(crate) struct ConfirmationReply {
     pub(crate) openid: OpenId,
     pub(crate) number: u8,
+    pub(crate) sent_at: Option<u64>,
+}
+
+/// When the message that lets a scanner in was sent (`CreateTime`: WeChat's clock, in seconds).
+#[derive(Clone, Copy)]
+struct Sent {
+    at: u64,
+    /// A `subscribe`: the sender did not follow the account just before it.
+    subscribe: bool,
+}
+
+impl Sent {
+    /// Whether an unfollow at `unfollowed` came after this message. A follower's message
+    /// (a `SCAN`, a text) in the same second came before it: after an unfollow, the next scan
+    /// is a `subscribe`. A `subscribe` in the same second is the follow after it.
+    fn overtaken_by(self, unfollowed: u64) -> bool {
+        if self.subscribe {
+            self.at < unfollowed
+        } else {
+            self.at <= unfollowed
+        }
+    }
 }
 
 /// The scanner is let in.
@@ -75,7 +101,11 @@ impl Live<Scan> for SceneActor {
             return ActorResponse::reply(Some(Err(e)));
         }
         if !self.machine.needs_confirmation() {
-            return self.admit(msg.openid, msg.new_follower, ScanOutcome::Admitted);
+            let sent = msg.sent_at.map(|at| Sent {
+                at,
+                subscribe: msg.new_follower,
+            });
+            return self.admit(msg.openid, msg.new_follower, sent, ScanOutcome::Admitted);
         }
         // Two digits, never starting with 0: `0` is how the scanner says no.
         let number = rand::thread_rng().gen_range(10..=99);
@@ -113,7 +143,13 @@ impl Live<ConfirmationReply> for SceneActor {
             Ok(Verdict::Accepted {
                 openid,
                 new_follower,
-            }) => self.admit(openid, new_follower, AnswerOutcome::Admitted),
+            }) => {
+                let sent = msg.sent_at.map(|at| Sent {
+                    at,
+                    subscribe: false,
+                });
+                self.admit(openid, new_follower, sent, AnswerOutcome::Admitted)
+            }
         }
     }
 }
@@ -121,10 +157,13 @@ impl Live<ConfirmationReply> for SceneActor {
 impl SceneActor {
     /// Lets a scanner the scene accepts in: to `need_bind` if they have no phone bound,
     /// else a session is opened and the scene logs in. `outcome` says it in the reply's terms.
+    /// A message sent before the scanner's last unfollow (see [`Sent`]) was overtaken by it:
+    /// WeChat delivered the unsubscribe first, and it lets nobody in.
     fn admit<T: 'static>(
         &mut self,
         openid: OpenId,
         new_follower: bool,
+        sent: Option<Sent>,
         outcome: fn(Admitted) -> T,
     ) -> ActorResponse<Self, Option<Result<T, SceneError>>> {
         let now = |admitted: Result<Admitted, SceneError>| {
@@ -134,6 +173,13 @@ impl SceneActor {
             return now(Err(e));
         }
         let store = self.services.store.clone();
+        match (sent, store.unfollowed_at(&openid)) {
+            (_, Err(e)) => return now(Err(e.into())),
+            (Some(sent), Ok(Some(unfollowed))) if sent.overtaken_by(unfollowed) => {
+                return now(Err(SceneError::Unfollowed))
+            }
+            _ => {}
+        }
         match store.binding(&openid) {
             Err(e) => now(Err(e.into())),
             Ok(None) => {
@@ -165,5 +211,27 @@ impl SceneActor {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sent;
+
+    #[test]
+    fn a_followers_message_in_the_second_of_an_unfollow_came_before_it_and_a_subscribe_after() {
+        let scan = |at| Sent {
+            at,
+            subscribe: false,
+        };
+        let subscribe = |at| Sent {
+            at,
+            subscribe: true,
+        };
+        assert!(scan(99).overtaken_by(100));
+        assert!(scan(100).overtaken_by(100));
+        assert!(!scan(101).overtaken_by(100));
+        assert!(subscribe(99).overtaken_by(100));
+        assert!(!subscribe(100).overtaken_by(100));
     }
 }

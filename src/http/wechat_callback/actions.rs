@@ -57,13 +57,19 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             within_scan_budget(
                 state,
                 &openid,
-                qr_scan(state, scene, openid.clone(), subscribed),
+                qr_scan(
+                    state,
+                    scene,
+                    openid.clone(),
+                    subscribed,
+                    message.created_at(),
+                ),
             )
             .await
         }
         Inbound::Text(text) => {
             let text = ascii_digits(text.trim());
-            text_message(state, sender(message)?, &text).await
+            text_message(state, sender(message)?, &text, message.created_at()).await
         }
         Inbound::Follow if codes_served(state) => Ok(Outcome::HowTo { followed: true }),
         Inbound::Unsubscribe => {
@@ -88,6 +94,7 @@ async fn qr_scan(
     scene: SceneId,
     openid: OpenId,
     subscribed: bool,
+    sent_at: Option<u64>,
 ) -> Result<Outcome, ApiError> {
     let SceneLookup::Live(scene) = state.scenes.send(FindScene(scene)).await? else {
         return Ok(Outcome::Expired);
@@ -95,6 +102,7 @@ async fn qr_scan(
     let scan = Scan {
         openid,
         new_follower: subscribed,
+        sent_at,
     };
     let Ok(scanned) = scene.send(scan).await else {
         return Ok(Outcome::Expired);
@@ -102,6 +110,7 @@ async fn qr_scan(
     match scanned {
         Ok(outcome) => Ok(scanned_outcome(state, outcome)),
         Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
+        Err(SceneError::Unfollowed) => Ok(Outcome::Overtaken),
         Err(e) => Err(e.into()),
     }
 }
@@ -127,11 +136,17 @@ async fn within_scan_budget(
 
 /// A text is the answer to the sender's pending confirmation request, else (in code mode)
 /// a login code.
-async fn text_message(state: &AppState, openid: OpenId, text: &str) -> Result<Outcome, ApiError> {
+async fn text_message(
+    state: &AppState,
+    openid: OpenId,
+    text: &str,
+    sent_at: Option<u64>,
+) -> Result<Outcome, ApiError> {
     if let Some(number) = confirmation_answer(text) {
         let answer = Answer {
             openid: openid.clone(),
             number,
+            sent_at,
         };
         match state.scenes.send(answer).await? {
             Some(Ok(AnswerOutcome::Admitted(admitted))) => {
@@ -144,6 +159,7 @@ async fn text_message(state: &AppState, openid: OpenId, text: &str) -> Result<Ou
             }
             // Being admitted already (WeChat's retry of the right answer): nothing to add.
             Some(Err(SceneError::NotAwaitingConfirmation)) => return Ok(Outcome::NotOurs),
+            Some(Err(SceneError::Unfollowed)) => return Ok(Outcome::Overtaken),
             Some(Err(e)) => return Err(e.into()),
             None => {}
         }
@@ -157,7 +173,7 @@ async fn text_message(state: &AppState, openid: OpenId, text: &str) -> Result<Ou
     if state.callback.guesses.is_throttled(openid.as_str()) {
         return Ok(Outcome::Throttled);
     }
-    within_scan_budget(state, &openid, code_scan(state, &openid, code)).await
+    within_scan_budget(state, &openid, code_scan(state, &openid, code, sent_at)).await
 }
 
 /// A login code scans the scene that shows it; a code that scans nothing counts as a guess.
@@ -165,6 +181,7 @@ async fn code_scan(
     state: &AppState,
     openid: &OpenId,
     code: LoginCode,
+    sent_at: Option<u64>,
 ) -> Result<Outcome, ApiError> {
     let guesses = &state.callback.guesses;
     let rejected = match state
@@ -172,11 +189,13 @@ async fn code_scan(
         .send(ScanByCode {
             code,
             openid: openid.clone(),
+            sent_at,
         })
         .await?
     {
         Some(Ok(outcome)) => return Ok(scanned_outcome(state, outcome)),
         Some(Err(SceneError::AlreadyScanned)) => Outcome::CodeUsed,
+        Some(Err(SceneError::Unfollowed)) => return Ok(Outcome::Overtaken),
         Some(Err(e)) => return Err(e.into()),
         None => Outcome::CodeUnknown,
     };

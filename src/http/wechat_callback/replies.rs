@@ -50,6 +50,9 @@ pub enum Outcome {
     Unbound,
     /// An unfollow with nothing to unbind (or older than the current binding).
     NothingToUnbind,
+    /// A scan or answer sent before the sender's last unfollow and delivered after it: it
+    /// lets nobody in (nor can the sender, no longer a follower, be sent a reply).
+    Overtaken,
 }
 
 impl Outcome {
@@ -70,6 +73,7 @@ impl Outcome {
             Outcome::NotOurs => "ignored",
             Outcome::Unbound => "unbound",
             Outcome::NothingToUnbind => "nothing_to_unbind",
+            Outcome::Overtaken => "overtaken",
         }
     }
 
@@ -105,7 +109,9 @@ impl Outcome {
                 let welcome = if *followed { "欢迎关注！" } else { "" };
                 format!("{welcome}要登录「{site}」，请打开它的登录页面，把页面上显示的 6 位登录码发送给本公众号。")
             }
-            Outcome::NotOurs | Outcome::Unbound | Outcome::NothingToUnbind => return None,
+            Outcome::NotOurs | Outcome::Unbound | Outcome::NothingToUnbind | Outcome::Overtaken => {
+                return None
+            }
         };
         Some(text)
     }

@@ -158,6 +158,14 @@ impl SledDb {
             .map_or(0, |raw| generation_of(&raw)))
     }
 
+    /// See [`crate::Backend::unfollowed_at`].
+    pub fn unfollowed_at(&self, openid: &OpenId) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .unfollows
+            .get(openid.as_str())?
+            .and_then(|raw| unfollow_time_of(&raw)))
+    }
+
     /// Binds `phone` to `openid`, unless they unfollowed the account since `follow_generation`
     /// was read. A phone already bound to another openid is refused; an openid that is already
     /// bound moves to the new phone (it proved it owns both), ending the old binding's sessions.
@@ -319,9 +327,9 @@ impl SledDb {
         if followed_at.is_some_and(|followed| followed > event_time) {
             return Ok(false);
         }
-        let generation = self.next_generation()?;
-        self.unfollows
-            .insert(openid.as_str(), &generation.to_be_bytes())?;
+        let mut record = self.next_generation()?.to_be_bytes().to_vec();
+        record.extend_from_slice(&event_time.to_be_bytes());
+        self.unfollows.insert(openid.as_str(), record)?;
         let unbound = self.unbind(openid).await?;
         if !unbound {
             self.flush().await?;
@@ -488,8 +496,19 @@ fn same_binding(binding: &Binding, generation: u64, opened_at: u64) -> bool {
     binding.generation == generation && (generation != 0 || binding.bound_at <= opened_at)
 }
 
+/// The first 8 bytes of an `unfollows` record (its generation) or a `follows` one (its time).
 fn generation_of(raw: &[u8]) -> u64 {
-    raw.try_into().map_or(0, u64::from_be_bytes)
+    raw.get(..8)
+        .and_then(|first| first.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// When an `unfollows` record's unfollow happened (WeChat's clock): its second 8 bytes; records
+/// written before scans were checked against it have none.
+fn unfollow_time_of(raw: &[u8]) -> Option<u64> {
+    raw.get(8..16)
+        .and_then(|second| second.try_into().ok())
+        .map(u64::from_be_bytes)
 }
 
 fn corrupt() -> StoreError {
@@ -599,6 +618,11 @@ mod tests {
             (session.binding.phone, session.binding.generation),
             (phone("13800000001"), 0)
         );
+        // An unfollow recorded before its time was: the generation alone.
+        let bob = openid("bob");
+        store.unfollows.insert("bob", &7u64.to_be_bytes()).unwrap();
+        assert_eq!(store.follow_generation(&bob).unwrap(), 7);
+        assert_eq!(store.unfollowed_at(&bob).unwrap(), None);
     }
 
     #[tokio::test]

@@ -216,6 +216,10 @@ impl Backend for SledBackend {
         self.db()?.follow_generation(openid)
     }
 
+    fn unfollowed_at(&self, openid: &OpenId) -> Result<Option<u64>, StoreError> {
+        self.db()?.unfollowed_at(openid)
+    }
+
     fn bind<'a>(
         &'a self,
         openid: &'a OpenId,
