@@ -44,6 +44,12 @@ pub enum ApiError {
     NotSceneOwner,
     #[error("a login can't be started from another site's page")]
     CrossSite,
+    #[error(
+        "an access token is required: Authorization: Bearer TOKEN, or access_token in a form body"
+    )]
+    AccessTokenRequired,
+    #[error("this origin may not read this endpoint: register it as an origin of one of the client's redirect_uris or in its allowed_origins")]
+    OriginNotAllowed,
     #[error("{0}")]
     Callback(#[from] EnvelopeError),
     #[error("this signature came before with another body")]
@@ -72,7 +78,8 @@ pub enum ApiError {
     Storage(StoreError),
     #[error("internal error")]
     Internal(String),
-    /// An error of the OpenID Connect token or userinfo endpoint, with RFC 6749's `error` code.
+    /// An error of an OpenID Connect endpoint (token, userinfo, revocation, introspection),
+    /// with RFC 6749's or RFC 6750's `error` code.
     #[error("{description}")]
     OAuth {
         code: &'static str,
@@ -99,7 +106,8 @@ impl ApiError {
             ApiError::TooManyAttempts => "too_many_attempts",
             ApiError::PhoneTaken => "phone_taken",
             ApiError::Unfollowed => "unfollowed",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::AccessTokenRequired => "unauthorized",
+            ApiError::OriginNotAllowed => "origin_not_allowed",
             ApiError::NotSceneOwner => "not_scene_owner",
             ApiError::CrossSite => "cross_site_request",
             ApiError::Callback(EnvelopeError::BadSignature) => "invalid_signature",
@@ -176,14 +184,15 @@ impl ResponseError for ApiError {
             | ApiError::ReplayedSignature
             | ApiError::SenderNotAllowed
             | ApiError::NotSceneOwner
-            | ApiError::CrossSite => StatusCode::FORBIDDEN,
+            | ApiError::CrossSite
+            | ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::TooManyRequests { .. } | ApiError::TooManyAttempts => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::AccessTokenRequired => StatusCode::UNAUTHORIZED,
             ApiError::OAuth {
                 code: "invalid_client" | "invalid_token",
                 ..
@@ -223,13 +232,17 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
+            // RFC 6750 §3.1: no error code for a request that sent no credentials.
+            ApiError::AccessTokenRequired => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"wxlogin\""));
+            }
             ApiError::OAuth { code, description } => {
                 match *code {
                     "invalid_client" => response
                         .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"wxlogin\"")),
                     "invalid_token" => response.insert_header((
                         header::WWW_AUTHENTICATE,
-                        "Bearer error=\"invalid_token\"",
+                        "Bearer realm=\"wxlogin\", error=\"invalid_token\"",
                     )),
                     _ => &mut response,
                 };

@@ -7,9 +7,10 @@
 //! redirect_uris = ["https://shop.example.com/oauth2/callback"]
 //! secret = "..."   # absent: a public client, which must use PKCE
 //! id_token_signed_response_alg = "RS256"   # absent: ES256
+//! allowed_origins = ["https://app.example.com"]   # browser origins besides the redirect URIs'
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -70,6 +71,9 @@ impl std::fmt::Debug for Client {
 
 pub struct Clients {
     by_id: HashMap<String, Client>,
+    /// The origins browsers may read the token, userinfo and revocation answers from: those of
+    /// every client's redirect URIs and `allowed_origins`, serialized as browsers send `Origin`.
+    origins: HashSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -87,11 +91,18 @@ struct RawClient {
     secret: Option<String>,
     #[serde(default)]
     id_token_signed_response_alg: SigningAlg,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 impl Clients {
     pub fn get(&self, id: &str) -> Option<&Client> {
         self.by_id.get(id)
+    }
+
+    /// Whether a browser page of `origin` (an `Origin` header's value) may read our answers.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins.contains(origin)
     }
 
     /// The ID-token signing algorithms the clients registered, each once.
@@ -120,61 +131,91 @@ impl Clients {
             (line, e.message().to_owned())
         })?;
         let mut by_id = HashMap::new();
+        let mut origins = HashSet::new();
         for client in file.clients {
             let line = Some(line_of(client.span().start));
-            let client = check(client.into_inner()).map_err(|problem| (line, problem))?;
+            let (client, its_origins) =
+                check(client.into_inner()).map_err(|problem| (line, problem))?;
             if by_id.contains_key(&client.id) {
                 return Err((line, format!("client id {:?} appears twice", client.id)));
             }
             by_id.insert(client.id.clone(), client);
+            origins.extend(its_origins);
         }
         if by_id.is_empty() {
             return Err((None, "no [[clients]] entry".into()));
         }
-        Ok(Self { by_id })
+        Ok(Self { by_id, origins })
     }
 }
 
-/// Ids and secrets travel in HTTP Basic and form bodies: keep them to characters that need no
-/// escaping there, so no client library's encoding choices can make them differ.
-fn unreserved(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+/// Ids and secrets may hold any printable character (RFC 6749 Appendix A allows every visible
+/// ASCII one; we take Unicode too): HTTP Basic carries them form-encoded, and the token
+/// endpoint decodes them (§2.3.1). Control characters are refused: they would reach the logs,
+/// and NUL separates the id from the openid in the pairwise `sub`'s HMAC input.
+fn printable(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(char::is_control)
 }
 
-fn check(raw: RawClient) -> Result<Client, String> {
-    if !unreserved(&raw.id) {
+/// An `allowed_origins` entry, `scheme://host[:port]` and nothing more, as browsers send it.
+fn origin(raw: &str) -> Option<String> {
+    let url = Url::parse(raw).ok()?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && !raw.ends_with('/')
+        && url.query().is_none()
+        && url.fragment().is_none();
+    bare.then(|| url.origin().ascii_serialization())
+}
+
+/// A checked client, and the browser origins it brings.
+fn check(raw: RawClient) -> Result<(Client, Vec<String>), String> {
+    if !printable(&raw.id) {
         return Err(format!(
-            "client id {:?} must be letters, digits, '-', '.', '_' or '~'",
+            "client id {:?} must be printable characters, without control characters",
             raw.id
         ));
     }
     if let Some(secret) = &raw.secret {
-        if secret.len() < MIN_SECRET_LEN || !unreserved(secret) {
-            return Err(format!("the secret of {:?} must be at least {MIN_SECRET_LEN} letters, digits, '-', '.', '_' or '~' (e.g. openssl rand -hex 32)", raw.id));
+        if secret.chars().count() < MIN_SECRET_LEN || !printable(secret) {
+            return Err(format!("the secret of {:?} must be at least {MIN_SECRET_LEN} printable characters (e.g. openssl rand -hex 32)", raw.id));
         }
     }
     if raw.redirect_uris.is_empty() {
         return Err(format!("{:?} has no redirect_uris", raw.id));
     }
+    let mut origins = Vec::new();
     for uri in &raw.redirect_uris {
-        let ok = Url::parse(uri)
-            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none());
-        if !ok {
+        let url = Url::parse(uri)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none());
+        let Some(url) = url else {
             return Err(format!(
                 "redirect URI {uri:?} of {:?} must be an absolute http(s) URL without a fragment",
                 raw.id
             ));
-        }
+        };
+        origins.push(url.origin().ascii_serialization());
     }
-    Ok(Client {
+    for raw_origin in &raw.allowed_origins {
+        let Some(allowed) = origin(raw_origin) else {
+            return Err(format!(
+                "allowed origin {raw_origin:?} of {:?} must be scheme://host[:port] (http or https), without a path or a trailing slash",
+                raw.id
+            ));
+        };
+        origins.push(allowed);
+    }
+    let client = Client {
         id: raw.id,
         name: raw.name,
         id_token_signed_response_alg: raw.id_token_signed_response_alg,
         redirect_uris: raw.redirect_uris,
         secret: raw.secret,
-    })
+    };
+    Ok((client, origins))
 }
 
 #[cfg(test)]
@@ -208,13 +249,78 @@ mod tests {
     }
 
     #[test]
+    fn ids_and_secrets_may_hold_characters_that_need_encoding() {
+        let text = "[[clients]]\nid = \"rp-1_.~%+: é\"\nname = \"RP\"\nredirect_uris = [\"https://rp.example/cb\"]\n\
+                    secret = \"s-_.~%+:&= ü/0123456789abcdef0123456789\"\n";
+        let clients = Clients::parse(text).unwrap();
+        let rp = clients.get("rp-1_.~%+: é").unwrap();
+        assert!(rp.authenticates(Some("s-_.~%+:&= ü/0123456789abcdef0123456789")));
+        assert!(!rp.authenticates(Some(
+            "s-_.~%25%2B%3A%26%3D+%C3%BC%2F0123456789abcdef0123456789"
+        )));
+    }
+
+    #[test]
+    fn origins_are_those_of_redirect_uris_and_allowed_origins() {
+        let text = "[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://A.example:443/cb?x=1\", \"http://localhost:3000/cb\"]\n\
+                    allowed_origins = [\"https://app.example:8443\", \"https://other.example:443\"]\n";
+        let clients = Clients::parse(text).unwrap();
+        for allowed in [
+            "https://a.example",
+            "http://localhost:3000",
+            "https://app.example:8443",
+            "https://other.example",
+        ] {
+            assert!(clients.allows_origin(allowed), "{allowed}");
+        }
+        for refused in [
+            "http://a.example",
+            "https://a.example:8443",
+            "https://a.example.evil.example",
+            "https://app.example",
+            "http://localhost:3001",
+            "null",
+            "*",
+            "",
+        ] {
+            assert!(!clients.allows_origin(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn an_allowed_origin_is_scheme_host_and_port_alone() {
+        assert_eq!(
+            origin("https://App.Example:8443").as_deref(),
+            Some("https://app.example:8443")
+        );
+        assert_eq!(
+            origin("http://localhost").as_deref(),
+            Some("http://localhost")
+        );
+        for bad in [
+            "https://app.example/",
+            "https://app.example/path",
+            "https://app.example?x",
+            "https://app.example#x",
+            "https://user@app.example",
+            "ftp://app.example",
+            "app.example",
+            "*",
+            "null",
+        ] {
+            assert_eq!(origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let cases: &[(&str, usize)] = &[
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nsecret = 5\n", 5),
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n\n[[clients]]\nid = \"b\"\nname = \"B\"\nredirect_uris = [\"https://a/cb#x\"]\n", 6),
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n", 5),
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nsecret = \"short\"\n", 1),
-            ("[[clients]]\nid = \"a b\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n", 1),
+            ("[[clients]]\nid = \"a\\tb\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n", 1),
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nallowed_origins = [\"https://a.example/app\"]\n", 1),
             ("\n\n[[clients]\nid = \"a\"\n", 3),
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nid_token_signed_response_alg = \"none\"\n", 5),
         ];

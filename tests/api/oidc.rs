@@ -27,8 +27,10 @@ const SHOP_CALLBACK: &str = "https://shop.example/oauth2/callback";
 const BLOG: &str = "blog";
 const BLOG_SECRET: &str = "blog-secret-0123456789abcdef0123456789";
 const BLOG_CALLBACK: &str = "https://blog.example/cb";
-const SPA: &str = "spa";
+pub(crate) const SPA: &str = "spa";
 const SPA_CALLBACK: &str = "http://localhost:3000/cb";
+/// An origin the public client registers besides its redirect URI's.
+pub(crate) const SPA_OTHER_ORIGIN: &str = "https://app.example:8443";
 
 /// A confidential client as the tests use it.
 #[derive(Clone, Copy)]
@@ -39,18 +41,18 @@ pub(crate) struct Rp {
 }
 
 /// Registered without `id_token_signed_response_alg`: ES256.
-const SHOP_RP: Rp = Rp {
+pub(crate) const SHOP_RP: Rp = Rp {
     id: SHOP,
     secret: SHOP_SECRET,
     callback: SHOP_CALLBACK,
 };
-const BLOG_RP: Rp = Rp {
+pub(crate) const BLOG_RP: Rp = Rp {
     id: BLOG,
     secret: BLOG_SECRET,
     callback: BLOG_CALLBACK,
 };
 /// A public client: its `secret` is never sent.
-const SPA_RP: Rp = Rp {
+pub(crate) const SPA_RP: Rp = Rp {
     id: SPA,
     secret: "",
     callback: SPA_CALLBACK,
@@ -61,6 +63,14 @@ const SPRING_RP: Rp = Rp {
     secret: "spring-secret-0123456789abcdef0123456789",
     callback: "https://spring.example/login/oauth2/code/wxlogin",
 };
+/// An id and a secret full of characters that HTTP Basic carries form-encoded (RFC 6749
+/// §2.3.1): unreserved ones some libraries encode anyway, and `%`, `+`, `:`, `&`, `=`, `/`,
+/// space and non-ASCII, which every library must.
+pub(crate) const ENCODED_RP: Rp = Rp {
+    id: "wx-rp_1.0~%+: é",
+    secret: "s3-_.~%+:&= ü/0123456789abcdefghijklmnop",
+    callback: "https://encoded.example/cb",
+};
 
 pub(crate) fn write_clients(dir: &Path) -> String {
     let path = dir.join("clients.toml");
@@ -69,18 +79,21 @@ pub(crate) fn write_clients(dir: &Path) -> String {
         format!(
             "[[clients]]\nid = \"{SHOP}\"\nname = \"Shop\"\nredirect_uris = [\"{SHOP_CALLBACK}\"]\nsecret = \"{SHOP_SECRET}\"\n\n\
              [[clients]]\nid = \"{BLOG}\"\nname = \"Blog\"\nredirect_uris = [\"{BLOG_CALLBACK}\"]\nsecret = \"{BLOG_SECRET}\"\n\n\
-             [[clients]]\nid = \"{SPA}\"\nname = \"App\"\nredirect_uris = [\"{SPA_CALLBACK}\"]\n\n\
+             [[clients]]\nid = \"{SPA}\"\nname = \"App\"\nredirect_uris = [\"{SPA_CALLBACK}\"]\n\
+             allowed_origins = [\"{SPA_OTHER_ORIGIN}\"]\n\n\
              [[clients]]\nid = \"{}\"\nname = \"Spring\"\nredirect_uris = [\"{}\"]\nsecret = \"{}\"\n\
-             id_token_signed_response_alg = \"RS256\"\n",
-            SPRING_RP.id, SPRING_RP.callback, SPRING_RP.secret
+             id_token_signed_response_alg = \"RS256\"\n\n\
+             [[clients]]\nid = \"{}\"\nname = \"Encoded\"\nredirect_uris = [\"{}\"]\nsecret = \"{}\"\n",
+            SPRING_RP.id, SPRING_RP.callback, SPRING_RP.secret,
+            ENCODED_RP.id, ENCODED_RP.callback, ENCODED_RP.secret
         ),
     )
     .unwrap();
     path.display().to_string()
 }
 
-/// A sandbox server with the four clients above.
-async fn provider_with(env: &[(&str, &str)]) -> TestApp {
+/// A sandbox server with the clients above.
+pub(crate) async fn provider_with(env: &[(&str, &str)]) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let clients = write_clients(dir.path());
     let mut env = env.to_vec();
@@ -88,13 +101,13 @@ async fn provider_with(env: &[(&str, &str)]) -> TestApp {
     spawn_app_on(dir, &env).await
 }
 
-async fn provider() -> TestApp {
+pub(crate) async fn provider() -> TestApp {
     provider_with(&[]).await
 }
 
 /// An HTTP client that shows redirects instead of following them, as the relying party's
 /// library and our checks need.
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -102,14 +115,14 @@ fn http() -> reqwest::Client {
 }
 
 /// A PKCE verifier and its S256 challenge, computed here independently of the server.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = format!("verifier-{}", "x".repeat(40));
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
 /// `GET /oauth/authorize` as the browser of the user holding `session` (a cookie) would.
-async fn authorize(
+pub(crate) async fn authorize(
     app: &TestApp,
     session: Option<&str>,
     params: &[(&str, &str)],
@@ -122,7 +135,7 @@ async fn authorize(
 }
 
 /// The redirect's target and its query parameters.
-fn redirected(response: &reqwest::Response) -> (String, Vec<(String, String)>) {
+pub(crate) fn redirected(response: &reqwest::Response) -> (String, Vec<(String, String)>) {
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = response.headers()[header::LOCATION].to_str().unwrap();
     let url = Url::parse(location).unwrap();
@@ -133,7 +146,7 @@ fn redirected(response: &reqwest::Response) -> (String, Vec<(String, String)>) {
     )
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -141,7 +154,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// A code for `rp`, with PKCE; returns the code and the verifier.
-async fn code(app: &TestApp, rp: Rp, session: &str, scope: &str) -> (String, String) {
+pub(crate) async fn code(app: &TestApp, rp: Rp, session: &str, scope: &str) -> (String, String) {
     let (verifier, challenge) = pkce();
     let response = authorize(
         app,
@@ -165,7 +178,7 @@ async fn code(app: &TestApp, rp: Rp, session: &str, scope: &str) -> (String, Str
 }
 
 /// `POST /oauth/token` with `form`, authenticated by HTTP Basic when `basic` is given.
-async fn exchange(
+pub(crate) async fn exchange(
     app: &TestApp,
     basic: Option<(&str, &str)>,
     form: &[(&str, &str)],
@@ -178,7 +191,12 @@ async fn exchange(
     (response.status(), response.json().await.unwrap())
 }
 
-async fn redeem(app: &TestApp, rp: Rp, code: &str, verifier: &str) -> (StatusCode, Value) {
+pub(crate) async fn redeem(
+    app: &TestApp,
+    rp: Rp,
+    code: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
     exchange(
         app,
         Some((rp.id, rp.secret)),
@@ -192,7 +210,7 @@ async fn redeem(app: &TestApp, rp: Rp, code: &str, verifier: &str) -> (StatusCod
     .await
 }
 
-async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
+pub(crate) async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
     http()
         .get(app.url("/oauth/userinfo"))
         .bearer_auth(access_token)
@@ -202,7 +220,11 @@ async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
 }
 
 /// An OAuth error answer: the status, RFC 6749's `error`, and our `message` beside it.
-fn assert_oauth_error((status, body): (StatusCode, Value), expected: StatusCode, code: &str) {
+pub(crate) fn assert_oauth_error(
+    (status, body): (StatusCode, Value),
+    expected: StatusCode,
+    code: &str,
+) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"], code, "{body}");
     assert!(

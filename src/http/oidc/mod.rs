@@ -1,30 +1,83 @@
 //! The OpenID Connect endpoints. Without `WXLOGIN_OIDC_CLIENTS` every one of them is 404.
 
 mod authorize;
+mod client_auth;
+mod cors;
+mod introspection;
+mod revocation;
 mod token;
+mod userinfo;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
-use wxlogin_storage::SessionToken;
 
-use super::session::bearer_token;
 use super::AppState;
 use crate::error::ApiError;
-use crate::oidc::codes::Scope;
 use crate::oidc::keys::{SigningAlg, JWKS_MAX_AGE};
 use crate::oidc::Provider;
+use cors::Cors;
+
+const DISCOVERY: &str = "/.well-known/openid-configuration";
+const JWKS: &str = "/oauth/jwks";
+const AUTHORIZE: &str = "/oauth/authorize";
+const TOKEN: &str = "/oauth/token";
+const USERINFO: &str = "/oauth/userinfo";
+const REVOCATION: &str = "/oauth/revoke";
+const INTROSPECTION: &str = "/oauth/introspect";
+
+/// Bodies of the token, revocation and introspection requests: small forms.
+const FORM_LIMIT: usize = 8192;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/.well-known/openid-configuration",
-        web::get().to(discovery),
+    cfg.service(
+        web::resource(DISCOVERY)
+            .wrap(Cors::anyone("GET"))
+            .route(web::get().to(discovery)),
     )
-    .route("/oauth/jwks", web::get().to(jwks))
-    .route("/oauth/authorize", web::get().to(authorize::authorize))
-    .route("/oauth/userinfo", web::get().to(userinfo))
-    .route("/oauth/userinfo", web::post().to(userinfo))
-    .configure(token::configure);
+    .service(
+        web::resource(JWKS)
+            .wrap(Cors::anyone("GET"))
+            .route(web::get().to(jwks)),
+    )
+    .route(AUTHORIZE, web::get().to(authorize::authorize))
+    .service(
+        web::resource(TOKEN)
+            .app_data(form_config())
+            .wrap(Cors::registered_origins("POST"))
+            .route(web::post().to(token::token)),
+    )
+    .service(
+        web::resource(USERINFO)
+            .app_data(web::PayloadConfig::new(FORM_LIMIT))
+            .wrap(Cors::registered_origins("GET, POST"))
+            .route(web::get().to(userinfo::userinfo))
+            .route(web::post().to(userinfo::userinfo)),
+    )
+    .service(
+        web::resource(REVOCATION)
+            .app_data(form_config())
+            .wrap(Cors::registered_origins("POST"))
+            .route(web::post().to(revocation::revoke)),
+    )
+    .service(
+        web::resource(INTROSPECTION)
+            .app_data(form_config())
+            .route(web::post().to(introspection::introspect)),
+    );
+}
+
+/// A body that is not a form of at most [`FORM_LIMIT`] bytes is an OAuth `invalid_request`.
+fn form_config() -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(FORM_LIMIT)
+        .error_handler(|_, _| {
+            ApiError::oauth(
+                "invalid_request",
+                "the body must be an application/x-www-form-urlencoded request",
+            )
+            .into()
+        })
 }
 
 /// The provider, or 404 when OpenID Connect is not configured.
@@ -35,14 +88,19 @@ fn provider(state: &AppState) -> Result<&Provider, ApiError> {
         .ok_or(ApiError::NotFound("no such endpoint"))
 }
 
+/// Everything a relying party's library reads to use us, and only what is supported: a
+/// parameter whose default is "supported" (`request_uri`, `claims`) is listed as not.
 async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
+    let client_auth = ["client_secret_basic", "client_secret_post", "none"];
     Ok(HttpResponse::Ok().json(json!({
         "issuer": p.issuer,
-        "authorization_endpoint": p.url("/oauth/authorize"),
-        "token_endpoint": p.url("/oauth/token"),
-        "userinfo_endpoint": p.url("/oauth/userinfo"),
-        "jwks_uri": p.url("/oauth/jwks"),
+        "authorization_endpoint": p.url(AUTHORIZE),
+        "token_endpoint": p.url(TOKEN),
+        "userinfo_endpoint": p.url(USERINFO),
+        "jwks_uri": p.url(JWKS),
+        "revocation_endpoint": p.url(REVOCATION),
+        "introspection_endpoint": p.url(INTROSPECTION),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],
@@ -50,9 +108,15 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "id_token_signing_alg_values_supported": SigningAlg::ALL,
         "scopes_supported": ["openid", "phone"],
         "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "phone_number", "phone_number_verified"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login"],
+        "ui_locales_supported": ["en"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     })))
 }
 
@@ -68,19 +132,4 @@ async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
             format!("max-age={}", JWKS_MAX_AGE.as_secs()),
         ))
         .json(keys))
-}
-
-/// `sub`, and `phone_number` with the `phone` scope, for an access token (RFC 6750 Bearer).
-async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let p = provider(&state)?;
-    let invalid = || ApiError::oauth("invalid_token", "the access token is not valid");
-    let token = bearer_token(&req).ok_or_else(invalid)?;
-    let (grant, binding) = state
-        .store
-        .access_token(&SessionToken::from_bearer(token))?
-        .ok_or_else(invalid)?;
-    let scope = Scope::parse(&grant.scope).ok_or_else(invalid)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(p.user_claims(&grant.client_id, &binding, scope)))
 }

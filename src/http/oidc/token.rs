@@ -1,43 +1,23 @@
 //! `POST /oauth/token`: a code for an access token and an ID token (RFC 6749 §4.1.3,
-//! OpenID Connect Core §3.1.3). Clients authenticate with `client_secret_basic` or
-//! `client_secret_post`; public clients send only `client_id` and prove the code with PKCE.
+//! OpenID Connect Core §3.1.3). Clients authenticate as `client_auth` says; public clients
+//! send only `client_id` and prove the code with PKCE.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::client_auth::authenticate;
 use super::provider;
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::oidc::clients::Client;
 use crate::oidc::codes::verifier_matches;
-use crate::oidc::{unix_now, Provider, UserClaims, ACCESS_TOKEN_TTL, ID_TOKEN_TTL};
+use crate::oidc::{unix_now, UserClaims, ACCESS_TOKEN_TTL, ID_TOKEN_TTL};
 
 const BAD_CODE: &str = "the code is unknown, expired, already used, or not for this client";
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/oauth/token")
-            .app_data(
-                web::FormConfig::default()
-                    .limit(8192)
-                    .error_handler(|_, _| {
-                        ApiError::oauth(
-                            "invalid_request",
-                            "the body must be an application/x-www-form-urlencoded token request",
-                        )
-                        .into()
-                    }),
-            )
-            .route(web::post().to(token)),
-    );
-}
-
 #[derive(Deserialize)]
-struct TokenRequest {
+pub(super) struct TokenRequest {
     grant_type: Option<String>,
     code: Option<String>,
     redirect_uri: Option<String>,
@@ -59,18 +39,27 @@ struct IdTokenClaims<'a> {
     user: UserClaims,
 }
 
-async fn token(
+pub(super) async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
-    let client = authenticate(p, &req, &form)?;
-    if form.grant_type.as_deref() != Some("authorization_code") {
-        return Err(ApiError::oauth(
-            "unsupported_grant_type",
-            "only grant_type=authorization_code",
-        ));
+    let client = authenticate(
+        p,
+        &req,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )?;
+    match form.grant_type.as_deref() {
+        Some("authorization_code") => {}
+        None => return Err(ApiError::oauth("invalid_request", "grant_type is required")),
+        Some(_) => {
+            return Err(ApiError::oauth(
+                "unsupported_grant_type",
+                "only grant_type=authorization_code",
+            ))
+        }
     }
     let code = form
         .code
@@ -142,47 +131,4 @@ async fn token(
             "id_token": id_token,
             "scope": grant.scope.as_str(),
         })))
-}
-
-/// The client the request authenticates as: HTTP Basic (`client_secret_basic`), or
-/// `client_id` and `client_secret` in the body (`client_secret_post`), or `client_id` alone for
-/// a public client. Ids and secrets are unreserved characters (see `clients`), which
-/// form-encoding leaves as they are, so they are compared as sent.
-fn authenticate<'a>(
-    p: &'a Provider,
-    req: &HttpRequest,
-    form: &TokenRequest,
-) -> Result<&'a Client, ApiError> {
-    let failed = || ApiError::oauth("invalid_client", "client authentication failed");
-    let (id, secret) = match (basic_credentials(req), &form.client_secret) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::oauth(
-                "invalid_request",
-                "use one client authentication method, not two",
-            ))
-        }
-        (Some((id, secret)), None) => {
-            if form.client_id.as_ref().is_some_and(|c| *c != id) {
-                return Err(failed());
-            }
-            (id, Some(secret))
-        }
-        (None, secret) => (form.client_id.clone().ok_or_else(failed)?, secret.clone()),
-    };
-    p.clients
-        .get(&id)
-        .filter(|client| client.authenticates(secret.as_deref()))
-        .ok_or_else(failed)
-}
-
-/// `Authorization: Basic base64(id:secret)`, if the request has it.
-fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
 }

@@ -1,0 +1,70 @@
+//! `POST /oauth/introspect`: what an access token stands for (RFC 7662), for a confidential
+//! client's server. A client learns only about its own tokens: any other (unknown, expired,
+//! revoked, its user unbound, or issued to another client) is `{"active": false}`, the answer
+//! §2.2 gives a token the caller may not see, so nobody can probe for other clients' tokens.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use wxlogin_storage::SessionToken;
+
+use super::client_auth::authenticate;
+use super::provider;
+use crate::error::ApiError;
+use crate::http::AppState;
+
+#[derive(Deserialize)]
+pub(super) struct IntrospectionRequest {
+    token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+pub(super) async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<IntrospectionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let p = provider(&state)?;
+    let client = authenticate(
+        p,
+        &req,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )?;
+    // A public client's id is no secret: anyone could introspect as it.
+    if client.is_public() {
+        return Err(ApiError::oauth(
+            "invalid_client",
+            "introspection is for confidential clients",
+        ));
+    }
+    let token = form
+        .token
+        .as_deref()
+        .map(SessionToken::from_bearer)
+        .ok_or(ApiError::oauth("invalid_request", "token is required"))?;
+    let grant = state
+        .store
+        .access_token(&token)?
+        .map(|(grant, _)| grant)
+        .filter(|grant| grant.client_id == client.id);
+    let answer = match grant {
+        Some(grant) => json!({
+            "active": true,
+            "scope": grant.scope,
+            "client_id": grant.client_id,
+            "sub": p.subjects.sub(&grant.client_id, &grant.openid),
+            "exp": grant.expires_at,
+            "iat": grant.issued_at,
+            "token_type": "Bearer",
+            "iss": p.issuer,
+            "aud": grant.client_id,
+        }),
+        None => json!({"active": false}),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(answer))
+}
