@@ -5,6 +5,7 @@
 //! id = "shop"
 //! name = "The shop"
 //! redirect_uris = ["https://shop.example.com/oauth2/callback"]
+//! post_logout_redirect_uris = ["https://shop.example.com/"]   # absent: none
 //! secret = "..."   # absent: a public client, which must use PKCE
 //! id_token_signed_response_alg = "RS256"   # absent: ES256
 //! ```
@@ -28,6 +29,7 @@ pub struct Client {
     /// How this client's ID tokens are signed.
     pub id_token_signed_response_alg: SigningAlg,
     redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
     secret: Option<String>,
 }
 
@@ -40,6 +42,12 @@ impl Client {
     /// Redirect URIs match exactly, as registered: no prefix or pattern matching.
     pub fn allows_redirect(&self, uri: &str) -> bool {
         self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Where the client may send users back after signing out (RP-Initiated Logout), matched
+    /// exactly too.
+    pub fn allows_post_logout_redirect(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
     }
 
     /// Whether `secret` (or its absence) authenticates this client.
@@ -84,6 +92,8 @@ struct RawClient {
     id: String,
     name: String,
     redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
     secret: Option<String>,
     #[serde(default)]
     id_token_signed_response_alg: SigningAlg,
@@ -158,7 +168,11 @@ fn check(raw: RawClient) -> Result<Client, String> {
     if raw.redirect_uris.is_empty() {
         return Err(format!("{:?} has no redirect_uris", raw.id));
     }
-    for uri in &raw.redirect_uris {
+    for uri in raw
+        .redirect_uris
+        .iter()
+        .chain(&raw.post_logout_redirect_uris)
+    {
         let ok = Url::parse(uri)
             .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none());
         if !ok {
@@ -173,6 +187,7 @@ fn check(raw: RawClient) -> Result<Client, String> {
         name: raw.name,
         id_token_signed_response_alg: raw.id_token_signed_response_alg,
         redirect_uris: raw.redirect_uris,
+        post_logout_redirect_uris: raw.post_logout_redirect_uris,
         secret: raw.secret,
     })
 }
@@ -186,7 +201,7 @@ mod tests {
     #[test]
     fn a_good_file_parses() {
         let text = format!(
-            "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = [\"https://shop.example/cb\"]\nsecret = \"{SECRET}\"\n\n\
+            "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = [\"https://shop.example/cb\"]\npost_logout_redirect_uris = [\"https://shop.example/bye\"]\nsecret = \"{SECRET}\"\n\n\
              [[clients]]\nid = \"spa\"\nname = \"App\"\nredirect_uris = [\"http://localhost:3000/cb\"]\nid_token_signed_response_alg = \"RS256\"\n"
         );
         let clients = Clients::parse(&text).unwrap();
@@ -196,6 +211,8 @@ mod tests {
         assert!(!shop.authenticates(None));
         assert!(shop.allows_redirect("https://shop.example/cb"));
         assert!(!shop.allows_redirect("https://shop.example/cb/"));
+        assert!(shop.allows_post_logout_redirect("https://shop.example/bye"));
+        assert!(!shop.allows_post_logout_redirect("https://shop.example/cb"));
         let spa = clients.get("spa").unwrap();
         assert!(spa.is_public() && spa.authenticates(None) && !spa.authenticates(Some(SECRET)));
         assert!(!format!("{shop:?}").contains(SECRET));
@@ -217,6 +234,7 @@ mod tests {
             ("[[clients]]\nid = \"a b\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n", 1),
             ("\n\n[[clients]\nid = \"a\"\n", 3),
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nid_token_signed_response_alg = \"none\"\n", 5),
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n\n[[clients]]\nid = \"b\"\nname = \"B\"\nredirect_uris = [\"https://b/cb\"]\npost_logout_redirect_uris = [\"/bye\"]\n", 6),
         ];
         for (text, line) in cases {
             let (got, _) = Clients::parse(text).err().unwrap();

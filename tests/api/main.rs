@@ -19,6 +19,7 @@ mod hostile;
 mod load_tool;
 mod login;
 mod oidc;
+mod oidc_authorize;
 mod operations;
 mod page;
 mod power_cut;

@@ -20,10 +20,11 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::helpers::{run_command, run_to_exit, skip, spawn_app_on, TestApp};
+use crate::oidc_authorize::allow_if_asked;
 
-const SHOP: &str = "shop";
-const SHOP_SECRET: &str = "shop-secret-0123456789abcdef0123456789";
-const SHOP_CALLBACK: &str = "https://shop.example/oauth2/callback";
+pub(crate) const SHOP: &str = "shop";
+pub(crate) const SHOP_SECRET: &str = "shop-secret-0123456789abcdef0123456789";
+pub(crate) const SHOP_CALLBACK: &str = "https://shop.example/oauth2/callback";
 const BLOG: &str = "blog";
 const BLOG_SECRET: &str = "blog-secret-0123456789abcdef0123456789";
 const BLOG_CALLBACK: &str = "https://blog.example/cb";
@@ -39,7 +40,7 @@ pub(crate) struct Rp {
 }
 
 /// Registered without `id_token_signed_response_alg`: ES256.
-const SHOP_RP: Rp = Rp {
+pub(crate) const SHOP_RP: Rp = Rp {
     id: SHOP,
     secret: SHOP_SECRET,
     callback: SHOP_CALLBACK,
@@ -94,7 +95,7 @@ async fn provider() -> TestApp {
 
 /// An HTTP client that shows redirects instead of following them, as the relying party's
 /// library and our checks need.
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -102,14 +103,14 @@ fn http() -> reqwest::Client {
 }
 
 /// A PKCE verifier and its S256 challenge, computed here independently of the server.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = format!("verifier-{}", "x".repeat(40));
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
 /// `GET /oauth/authorize` as the browser of the user holding `session` (a cookie) would.
-async fn authorize(
+pub(crate) async fn authorize(
     app: &TestApp,
     session: Option<&str>,
     params: &[(&str, &str)],
@@ -122,7 +123,7 @@ async fn authorize(
 }
 
 /// The redirect's target and its query parameters.
-fn redirected(response: &reqwest::Response) -> (String, Vec<(String, String)>) {
+pub(crate) fn redirected(response: &reqwest::Response) -> (String, Vec<(String, String)>) {
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = response.headers()[header::LOCATION].to_str().unwrap();
     let url = Url::parse(location).unwrap();
@@ -133,7 +134,7 @@ fn redirected(response: &reqwest::Response) -> (String, Vec<(String, String)>) {
     )
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -158,6 +159,7 @@ async fn code(app: &TestApp, rp: Rp, session: &str, scope: &str) -> (String, Str
         ],
     )
     .await;
+    let response = allow_if_asked(app, session, response).await;
     let (target, params) = redirected(&response);
     assert_eq!(target, rp.callback);
     assert_eq!(param(&params, "state"), Some("st"));
@@ -165,7 +167,7 @@ async fn code(app: &TestApp, rp: Rp, session: &str, scope: &str) -> (String, Str
 }
 
 /// `POST /oauth/token` with `form`, authenticated by HTTP Basic when `basic` is given.
-async fn exchange(
+pub(crate) async fn exchange(
     app: &TestApp,
     basic: Option<(&str, &str)>,
     form: &[(&str, &str)],
@@ -178,7 +180,12 @@ async fn exchange(
     (response.status(), response.json().await.unwrap())
 }
 
-async fn redeem(app: &TestApp, rp: Rp, code: &str, verifier: &str) -> (StatusCode, Value) {
+pub(crate) async fn redeem(
+    app: &TestApp,
+    rp: Rp,
+    code: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
     exchange(
         app,
         Some((rp.id, rp.secret)),
@@ -192,7 +199,7 @@ async fn redeem(app: &TestApp, rp: Rp, code: &str, verifier: &str) -> (StatusCod
     .await
 }
 
-async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
+pub(crate) async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
     http()
         .get(app.url("/oauth/userinfo"))
         .bearer_auth(access_token)
@@ -259,6 +266,8 @@ async fn relying_party_flow(rp: Rp, alg: CoreJwsSigningAlgorithm) {
         .send()
         .await
         .unwrap();
+    // The first time, the user allows the client on the consent page.
+    let response = allow_if_asked(&app, &session, response).await;
     let (target, params) = redirected(&response);
     assert_eq!(target, rp.callback);
     assert_eq!(param(&params, "state"), Some(csrf.secret().as_str()));
@@ -360,6 +369,7 @@ async fn the_login_page_brings_the_user_back_to_the_authorization() {
         .send()
         .await
         .unwrap();
+    let back = allow_if_asked(&app, session, back).await;
     let (target, answer) = redirected(&back);
     assert_eq!(target, SPA_CALLBACK);
     assert_eq!(param(&answer, "state"), Some("s p&a"));

@@ -1,6 +1,10 @@
 //! The OpenID Connect endpoints. Without `WXLOGIN_OIDC_CLIENTS` every one of them is 404.
 
 mod authorize;
+pub(super) mod consent;
+mod logout;
+mod pages;
+mod request;
 mod token;
 
 use actix_web::http::header;
@@ -21,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(discovery),
     )
     .route("/oauth/jwks", web::get().to(jwks))
-    .route("/oauth/authorize", web::get().to(authorize::authorize))
+    .configure(authorize::configure)
+    .configure(logout::configure)
     .route("/oauth/userinfo", web::get().to(userinfo))
     .route("/oauth/userinfo", web::post().to(userinfo))
     .configure(token::configure);
@@ -52,7 +57,8 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "phone_number", "phone_number_verified"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": crate::oidc::prompt::SUPPORTED,
+        "end_session_endpoint": p.url("/oauth/logout"),
     })))
 }
 
