@@ -5,6 +5,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use url::Url;
 
+use super::oidc::consent::login_page_notice;
+use super::AppState;
+
 /// Scripts and styles only from this origin, QR images from here or WeChat, and no other
 /// site may frame a page (clickjacking).
 const CONTENT_SECURITY_POLICY: &str =
@@ -40,23 +43,37 @@ pub fn asset(content_type: &str, body: impl Into<String>) -> HttpResponse {
         .body(body.into())
 }
 
+/// The login page's place for the OpenID Connect client asking, filled in by the server.
+const ASKING_SLOT: &str = "<p id=\"asking\" hidden></p>";
+
 /// The page, told in `data-return-to` where to go once logged in, if `?return_to=` is a place
 /// it may go. The server decides, so the page never interprets a URL from the query itself.
-async fn login_page(request: HttpRequest) -> HttpResponse {
+/// Sent by an authorization, it also names the client asking and what it will get.
+async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let return_to = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(name, _)| name == "return_to")
         .and_then(|(_, value)| allowed_return_to(&value));
-    match return_to {
-        Some(path) => asset(
-            "text/html",
-            LOGIN_PAGE.replacen(
+    let Some(path) = return_to else {
+        return asset("text/html", LOGIN_PAGE);
+    };
+    let query = path.split_once('?').map_or("", |(_, query)| query);
+    let asking = state
+        .oidc
+        .as_deref()
+        .and_then(|provider| login_page_notice(provider, query))
+        .map_or(ASKING_SLOT.to_owned(), |notice| {
+            format!("<p id=\"asking\" class=\"asking\">{notice}</p>")
+        });
+    asset(
+        "text/html",
+        LOGIN_PAGE
+            .replacen(
                 "<body>",
                 &format!("<body data-return-to=\"{}\">", escape_html(&path)),
                 1,
-            ),
-        ),
-        None => asset("text/html", LOGIN_PAGE),
-    }
+            )
+            .replacen(ASKING_SLOT, &asking, 1),
+    )
 }
 
 /// `raw` as a path and query on this origin, if it is an authorization request: anything
@@ -85,7 +102,12 @@ pub fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{allowed_return_to, escape_html};
+    use super::{allowed_return_to, escape_html, ASKING_SLOT, LOGIN_PAGE};
+
+    #[test]
+    fn the_page_has_its_slot_for_the_client_asking() {
+        assert_eq!(LOGIN_PAGE.matches(ASKING_SLOT).count(), 1);
+    }
 
     #[test]
     fn only_authorization_requests_on_this_origin_are_returned_to() {

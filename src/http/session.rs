@@ -6,8 +6,11 @@ use std::time::Duration;
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::json;
-use wxlogin_storage::{Session, SessionToken};
+use sha2::{Digest, Sha256};
+use wxlogin_storage::{constant_time_eq, Session, SessionToken};
 
 use super::AppState;
 use crate::error::ApiError;
@@ -35,7 +38,7 @@ impl SessionCookies {
     }
 
     /// The cookie that deletes it.
-    fn removal(&self) -> Cookie<'static> {
+    pub(super) fn removal(&self) -> Cookie<'static> {
         self.build(String::new(), 0)
     }
 
@@ -61,7 +64,7 @@ pub(super) fn bearer_token(req: &HttpRequest) -> Option<&str> {
 }
 
 /// The session token the request carries: the bearer header first, else the cookie.
-fn session_token(req: &HttpRequest) -> Option<SessionToken> {
+pub(super) fn session_token(req: &HttpRequest) -> Option<SessionToken> {
     if let Some(token) = bearer_token(req) {
         return Some(SessionToken::from_bearer(token));
     }
@@ -77,6 +80,27 @@ pub(super) fn current_session(
     match session_token(req) {
         Some(token) => Ok(state.store.session(&token)?),
         None => Ok(None),
+    }
+}
+
+/// Proof, for a form on one of our pages, that whoever sends it back read that page in the
+/// browser holding this session: base64url(SHA-256(purpose ‖ 0 ‖ token)). Another site never
+/// sees the token, so it can't make a browser submit the form for its user (CSRF); `purpose`
+/// keeps a proof for one form from answering another.
+pub(super) fn form_proof(req: &HttpRequest, purpose: &str) -> Option<String> {
+    let token = session_token(req)?;
+    let mut digest = Sha256::new();
+    digest.update(purpose.as_bytes());
+    digest.update([0]);
+    digest.update(token.as_str().as_bytes());
+    Some(URL_SAFE_NO_PAD.encode(digest.finalize()))
+}
+
+/// Whether `sent` is the request's [`form_proof`] for `purpose`.
+pub(super) fn proves(req: &HttpRequest, purpose: &str, sent: Option<&str>) -> bool {
+    match (form_proof(req, purpose), sent) {
+        (Some(ours), Some(sent)) => constant_time_eq(ours.as_bytes(), sent.as_bytes()),
+        _ => false,
     }
 }
 
@@ -97,17 +121,23 @@ async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse
 /// should have ended outlives it.
 async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
-    if let Some(session) = state.store.session(&token)? {
-        let openid = &session.binding.openid;
-        state.forget_authorization_codes(openid);
-        state.store.revoke_access_tokens(openid).await?;
-    }
-    if !state.store.close_session(&token).await? {
+    if !end_session(&state, &token).await? {
         return Err(ApiError::Unauthorized);
     }
     Ok(HttpResponse::NoContent()
         .cookie(state.cookies.removal())
         .finish())
+}
+
+/// Ends the session of `token` with the user's access tokens and codes (see [`logout`]);
+/// whether there was one. Shared with OpenID Connect's RP-initiated logout.
+pub(super) async fn end_session(state: &AppState, token: &SessionToken) -> Result<bool, ApiError> {
+    if let Some(session) = state.store.session(token)? {
+        let openid = &session.binding.openid;
+        state.forget_authorization_codes(openid);
+        state.store.revoke_access_tokens(openid).await?;
+    }
+    Ok(state.store.close_session(token).await?)
 }
 
 #[cfg(test)]

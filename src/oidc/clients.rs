@@ -5,6 +5,7 @@
 //! id = "shop"
 //! name = "The shop"
 //! redirect_uris = ["https://shop.example.com/oauth2/callback"]
+//! post_logout_redirect_uris = ["https://shop.example.com/"]   # absent: none
 //! secret = "..."   # absent: a public client, which must use PKCE
 //! id_token_signed_response_alg = "RS256"   # absent: ES256
 //! allowed_origins = ["https://app.example.com"]   # browser origins besides the redirect URIs'
@@ -29,6 +30,7 @@ pub struct Client {
     /// How this client's ID tokens are signed.
     pub id_token_signed_response_alg: SigningAlg,
     redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
     secret: Option<String>,
 }
 
@@ -41,6 +43,12 @@ impl Client {
     /// Redirect URIs match exactly, as registered: no prefix or pattern matching.
     pub fn allows_redirect(&self, uri: &str) -> bool {
         self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Where the client may send users back after signing out (RP-Initiated Logout), matched
+    /// exactly too.
+    pub fn allows_post_logout_redirect(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
     }
 
     /// Whether `secret` (or its absence) authenticates this client.
@@ -88,6 +96,8 @@ struct RawClient {
     id: String,
     name: String,
     redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
     secret: Option<String>,
     #[serde(default)]
     id_token_signed_response_alg: SigningAlg,
@@ -186,18 +196,24 @@ fn check(raw: RawClient) -> Result<(Client, Vec<String>), String> {
     if raw.redirect_uris.is_empty() {
         return Err(format!("{:?} has no redirect_uris", raw.id));
     }
+    let redirect_url = |uri: &String| {
+        Url::parse(uri)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none())
+            .ok_or_else(|| {
+                format!(
+                    "redirect URI {uri:?} of {:?} must be an absolute http(s) URL without a fragment",
+                    raw.id
+                )
+            })
+    };
     let mut origins = Vec::new();
     for uri in &raw.redirect_uris {
-        let url = Url::parse(uri)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none());
-        let Some(url) = url else {
-            return Err(format!(
-                "redirect URI {uri:?} of {:?} must be an absolute http(s) URL without a fragment",
-                raw.id
-            ));
-        };
-        origins.push(url.origin().ascii_serialization());
+        origins.push(redirect_url(uri)?.origin().ascii_serialization());
+    }
+    // Logout is a navigation: these URIs' origins get no CORS.
+    for uri in &raw.post_logout_redirect_uris {
+        redirect_url(uri)?;
     }
     for raw_origin in &raw.allowed_origins {
         let Some(allowed) = origin(raw_origin) else {
@@ -213,6 +229,7 @@ fn check(raw: RawClient) -> Result<(Client, Vec<String>), String> {
         name: raw.name,
         id_token_signed_response_alg: raw.id_token_signed_response_alg,
         redirect_uris: raw.redirect_uris,
+        post_logout_redirect_uris: raw.post_logout_redirect_uris,
         secret: raw.secret,
     };
     Ok((client, origins))
@@ -227,7 +244,7 @@ mod tests {
     #[test]
     fn a_good_file_parses() {
         let text = format!(
-            "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = [\"https://shop.example/cb\"]\nsecret = \"{SECRET}\"\n\n\
+            "[[clients]]\nid = \"shop\"\nname = \"Shop\"\nredirect_uris = [\"https://shop.example/cb\"]\npost_logout_redirect_uris = [\"https://shop.example/bye\"]\nsecret = \"{SECRET}\"\n\n\
              [[clients]]\nid = \"spa\"\nname = \"App\"\nredirect_uris = [\"http://localhost:3000/cb\"]\nid_token_signed_response_alg = \"RS256\"\n"
         );
         let clients = Clients::parse(&text).unwrap();
@@ -237,6 +254,8 @@ mod tests {
         assert!(!shop.authenticates(None));
         assert!(shop.allows_redirect("https://shop.example/cb"));
         assert!(!shop.allows_redirect("https://shop.example/cb/"));
+        assert!(shop.allows_post_logout_redirect("https://shop.example/bye"));
+        assert!(!shop.allows_post_logout_redirect("https://shop.example/cb"));
         let spa = clients.get("spa").unwrap();
         assert!(spa.is_public() && spa.authenticates(None) && !spa.authenticates(Some(SECRET)));
         assert!(!format!("{shop:?}").contains(SECRET));
@@ -323,6 +342,7 @@ mod tests {
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nallowed_origins = [\"https://a.example/app\"]\n", 1),
             ("\n\n[[clients]\nid = \"a\"\n", 3),
             ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\nid_token_signed_response_alg = \"none\"\n", 5),
+            ("[[clients]]\nid = \"a\"\nname = \"A\"\nredirect_uris = [\"https://a/cb\"]\n\n[[clients]]\nid = \"b\"\nname = \"B\"\nredirect_uris = [\"https://b/cb\"]\npost_logout_redirect_uris = [\"/bye\"]\n", 6),
         ];
         for (text, line) in cases {
             let (got, _) = Clients::parse(text).err().unwrap();

@@ -48,6 +48,11 @@ impl Scope {
         })
     }
 
+    /// Whether a consent to `self` covers a request for `asked`.
+    pub fn covers(self, asked: Scope) -> bool {
+        self.phone || !asked.phone
+    }
+
     pub fn as_str(self) -> &'static str {
         if self.phone {
             "openid phone"
@@ -153,6 +158,9 @@ mod tests {
         );
         assert_eq!(Scope::parse("phone"), None);
         assert_eq!(Scope::parse("openidphone"), None);
+        let (bare, phone) = (Scope { phone: false }, Scope { phone: true });
+        assert!(phone.covers(bare) && phone.covers(phone) && bare.covers(bare));
+        assert!(!bare.covers(phone));
     }
 
     #[test]

@@ -19,12 +19,13 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::RsaPrivateKey;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{unix_now, ID_TOKEN_TTL};
@@ -223,6 +224,33 @@ impl SigningKeys {
         })
     }
 
+    /// The claims of `token` if one of the keys we publish signed it and `issuer` issued it,
+    /// expired or not: RP-Initiated Logout accepts an expired `id_token_hint`. The audience is
+    /// the caller's to check.
+    pub fn verify_ignoring_expiry<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Option<T> {
+        let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+        let now = unix_now();
+        self.with_keys(|keys| {
+            let key = keys
+                .iter()
+                .find(|k| k.stored.kid == kid && k.stored.published(now))?;
+            let decoding = DecodingKey::from_jwk(&key.public).ok()?;
+            let mut validation = Validation::new(key.stored.alg.jwt());
+            validation.validate_exp = false;
+            validation.validate_aud = false;
+            validation.set_issuer(&[issuer]);
+            jsonwebtoken::decode(token, &decoding, &validation)
+                .ok()
+                .map(|data| data.claims)
+        })
+        .ok()
+        .flatten()
+    }
+
     fn with_keys<T>(&self, f: impl FnOnce(&[LoadedKey]) -> T) -> Result<T, KeyError> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if modified(&self.path) != loaded.modified {
@@ -353,8 +381,6 @@ fn make_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use jsonwebtoken::{DecodingKey, Validation};
-
     use super::*;
     use SigningAlg::{ES256, RS256};
 
@@ -423,6 +449,50 @@ mod tests {
         let last_token_expires = rolled_over() + ID_TOKEN_TTL.as_secs();
         assert!(retired.published(last_token_expires));
         assert!(!retired.published(last_token_expires + RETENTION_MARGIN_SECS));
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Issued {
+        iss: String,
+        sub: String,
+        exp: u64,
+    }
+
+    #[test]
+    fn only_our_tokens_verify_expired_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SigningKeys::open(dir.path(), &[ES256, RS256].into()).unwrap();
+        let issued = |exp| Issued {
+            iss: "https://us".into(),
+            sub: "a".into(),
+            exp,
+        };
+        for alg in [ES256, RS256] {
+            let expired = keys.sign(alg, &issued(1)).unwrap();
+            let read: Issued = keys.verify_ignoring_expiry(&expired, "https://us").unwrap();
+            assert_eq!(read.sub, "a");
+            assert!(keys
+                .verify_ignoring_expiry::<Issued>(&expired, "https://them")
+                .is_none());
+        }
+        // Another provider's key, even under a kid we publish, verifies nothing here.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = SigningKeys::open(other_dir.path(), &[ES256].into()).unwrap();
+        let forged = other.sign(ES256, &issued(unix_now() + 60)).unwrap();
+        assert!(keys
+            .verify_ignoring_expiry::<Issued>(&forged, "https://us")
+            .is_none());
+        let ours = keys.sign(ES256, &issued(unix_now() + 60)).unwrap();
+        let (header, rest) = ours.split_once('.').unwrap();
+        let (_, their_signature) = forged.rsplit_once('.').unwrap();
+        let (payload, _) = rest.split_once('.').unwrap();
+        let spliced = format!("{header}.{payload}.{their_signature}");
+        assert!(keys
+            .verify_ignoring_expiry::<Issued>(&spliced, "https://us")
+            .is_none());
+        assert!(keys
+            .verify_ignoring_expiry::<Issued>("not.a.token", "https://us")
+            .is_none());
     }
 
     #[test]

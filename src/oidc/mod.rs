@@ -1,11 +1,12 @@
 //! wxlogin as a small OpenID Connect provider whose one login method is the WeChat scan.
 //!
 //! The pieces, free of HTTP: the registered [`clients`], ID-token signing [`keys`], pairwise
-//! [`subject`] identifiers, and authorization [`codes`]. The endpoints are in `http::oidc`.
+//! [`subject`] identifiers, authorization [`codes`], and the request's [`prompt`]. The endpoints are in `http::oidc`.
 
 pub mod clients;
 pub mod codes;
 pub mod keys;
+pub mod prompt;
 pub mod subject;
 
 use std::path::{Path, PathBuf};

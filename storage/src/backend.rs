@@ -152,6 +152,20 @@ pub trait Backend: Send + Sync + 'static {
         openid: &'a OpenId,
     ) -> Pending<'a, Result<usize, StoreError>>;
 
+    /// Records that the user of `binding` lets `client_id` have `scope` (space-separated),
+    /// replacing what they let it have before. It stands while that very binding does: a new
+    /// binding (another phone) is asked again. Durable on return.
+    fn remember_consent<'a>(
+        &'a self,
+        binding: &'a Binding,
+        client_id: &'a str,
+        scope: &'a str,
+    ) -> Pending<'a, Result<(), StoreError>>;
+
+    /// The scope the user of `binding` let `client_id` have, if they did under this very
+    /// binding. A read.
+    fn consent(&self, binding: &Binding, client_id: &str) -> Result<Option<String>, StoreError>;
+
     /// Records that WeChat's `signature`, made at `sent_at`, signs the body with `body_digest`,
     /// unless it already signs something (see [`SignatureUse`]). Durable on return for a first
     /// use.

@@ -255,6 +255,39 @@ pub async fn access_tokens_live_until_revoked_or_expired(store: Store) {
     assert_eq!(store.purge_expired_access_tokens().await.unwrap(), 1);
 }
 
+pub async fn consent_is_remembered_per_client_under_its_binding(store: Store) {
+    let alice = openid("alice");
+    let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
+    assert_eq!(store.consent(&bound, "shop").unwrap(), None);
+    store
+        .remember_consent(&bound, "shop", "openid phone")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consent(&bound, "shop").unwrap().as_deref(),
+        Some("openid phone")
+    );
+    // Per client, and per user.
+    assert_eq!(store.consent(&bound, "shopx").unwrap(), None);
+    let bob = store
+        .bind(&openid("bob"), &phone("13800000002"), 0)
+        .await
+        .unwrap();
+    assert_eq!(store.consent(&bob, "shop").unwrap(), None);
+    // A later answer replaces the earlier one.
+    store
+        .remember_consent(&bound, "shop", "openid")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consent(&bound, "shop").unwrap().as_deref(),
+        Some("openid")
+    );
+    // Another phone is another binding: the user is asked again.
+    let moved = store.bind(&alice, &phone("13800000003"), 0).await.unwrap();
+    assert_eq!(store.consent(&moved, "shop").unwrap(), None);
+}
+
 /// What a backup streams, as (openid, phone) pairs.
 async fn backup_of(store: &Store) -> Vec<(String, String)> {
     let mut stream = store.backup().unwrap();
@@ -411,6 +444,7 @@ macro_rules! conformance {
             case!(access_tokens_live_until_revoked_or_expired);
             case!(a_backup_is_one_moment_while_phones_move);
             case!(a_large_backup_holds_every_binding_once);
+            case!(consent_is_remembered_per_client_under_its_binding);
 
             #[tokio::test]
             async fn backups_restore_into_an_empty_store() {

@@ -43,11 +43,13 @@ async fn auth_js_signs_a_user_in_with_the_readme_configuration() {
     let app = spawn_app_on(dir, &[("WXLOGIN_OIDC_CLIENTS", clients.to_str().unwrap())]).await;
     let session = app.sign_up("oAuthJs", "13800000301").await;
 
+    // The user's first authorization of the app, on the consent page (allowed): from then on
+    // a sign-in through Auth.js needs no page of ours.
+    let (_, _, sub) = fresh_tokens(&app, APP, &session).await;
     let first = sign_in_with_auth_js(&scripts, &app, &session);
 
     // The app's session names the user by the pairwise `sub` wxlogin gives this client (as
     // its own code flow shows), not by the WeChat openid, and carries the phone number.
-    let (_, _, sub) = fresh_tokens(&app, APP, &session).await;
     assert_eq!(first["user"]["id"], sub.as_str(), "{first}");
     assert_ne!(sub, "oAuthJs");
     assert_eq!(first["user"]["phone_number"], "+8613800000301");

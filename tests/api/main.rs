@@ -20,6 +20,7 @@ mod hostile;
 mod load_tool;
 mod login;
 mod oidc;
+mod oidc_authorize;
 mod oidc_token;
 mod operations;
 mod packaging;

@@ -20,10 +20,11 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::helpers::{run_command, run_to_exit, skip, spawn_app_on, TestApp};
+use crate::oidc_authorize::allow_if_asked;
 
-const SHOP: &str = "shop";
-const SHOP_SECRET: &str = "shop-secret-0123456789abcdef0123456789";
-const SHOP_CALLBACK: &str = "https://shop.example/oauth2/callback";
+pub(crate) const SHOP: &str = "shop";
+pub(crate) const SHOP_SECRET: &str = "shop-secret-0123456789abcdef0123456789";
+pub(crate) const SHOP_CALLBACK: &str = "https://shop.example/oauth2/callback";
 const BLOG: &str = "blog";
 const BLOG_SECRET: &str = "blog-secret-0123456789abcdef0123456789";
 const BLOG_CALLBACK: &str = "https://blog.example/cb";
@@ -171,6 +172,7 @@ pub(crate) async fn code(app: &TestApp, rp: Rp, session: &str, scope: &str) -> (
         ],
     )
     .await;
+    let response = allow_if_asked(app, session, response).await;
     let (target, params) = redirected(&response);
     assert_eq!(target, rp.callback);
     assert_eq!(param(&params, "state"), Some("st"));
@@ -281,6 +283,8 @@ async fn relying_party_flow(rp: Rp, alg: CoreJwsSigningAlgorithm) {
         .send()
         .await
         .unwrap();
+    // The first time, the user allows the client on the consent page.
+    let response = allow_if_asked(&app, &session, response).await;
     let (target, params) = redirected(&response);
     assert_eq!(target, rp.callback);
     assert_eq!(param(&params, "state"), Some(csrf.secret().as_str()));
@@ -382,6 +386,7 @@ async fn the_login_page_brings_the_user_back_to_the_authorization() {
         .send()
         .await
         .unwrap();
+    let back = allow_if_asked(&app, session, back).await;
     let (target, answer) = redirected(&back);
     assert_eq!(target, SPA_CALLBACK);
     assert_eq!(param(&answer, "state"), Some("s p&a"));

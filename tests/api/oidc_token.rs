@@ -25,6 +25,7 @@ use crate::oidc::{
     assert_oauth_error, code, exchange, fresh_tokens, http, param, provider, redirected, userinfo,
     Rp, BLOG_RP, ENCODED_RP, SHOP_RP, SPA, SPA_OTHER_ORIGIN, SPA_RP,
 };
+use crate::oidc_authorize::allow_if_asked;
 
 /// The origin of the public client's redirect URI.
 const SPA_ORIGIN: &str = "http://localhost:3000";
@@ -859,6 +860,8 @@ async fn a_relying_party_library_authenticates_with_encoded_credentials_introspe
         .send()
         .await
         .unwrap();
+    // The first time, the user allows the client on the consent page.
+    let response = allow_if_asked(&app, &session, response).await;
     let (target, params) = redirected(&response);
     assert_eq!(target, ENCODED_RP.callback);
     let code = param(&params, "code").unwrap().to_owned();

@@ -1,49 +1,81 @@
-//! `GET /oauth/authorize`: the authorization code flow's front door (OpenID Connect Core §3.1.2).
+//! `GET` and `POST /oauth/authorize`: the authorization code flow's front door (OpenID Connect
+//! Core §3.1.2), the parameters in the query or a form body alike.
 //!
 //! An unknown client or a redirect URI not registered exactly gets a 400 page and never a
 //! redirect, so nobody can bounce users to a site of their choosing. Other errors go back to the
-//! client as `error=` (RFC 6749 §4.1.2.1). A request with a live session gets a code at once;
-//! one without is sent to the login page, which comes back here once the user is logged in.
+//! client as `error=` (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6). A request with a session
+//! fresh enough for it (`prompt`, `max_age`) and the user's consent gets a code at once; without
+//! the session the user is sent to the login page, which comes back here once they are logged
+//! in; without the consent, they are asked (see `consent`).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use url::Url;
 
-use super::provider;
+use super::consent::{self, consent_page};
+use super::pages::refusal;
+use super::{provider, request};
 use crate::error::ApiError;
 use crate::http::page::escape_html;
-use crate::http::session::current_session;
+use crate::http::session::{current_session, form_proof, proves};
 use crate::http::AppState;
 use crate::oidc::codes::{valid_challenge, Grant, Scope};
+use crate::oidc::prompt::Prompt;
+use crate::oidc::unix_now;
 
 /// Longer than this, a `nonce` or `state` is not a nonce but an attempt to bloat tokens.
 const MAX_OPAQUE_LEN: usize = 512;
 
+/// Added to the request the login page comes back with: the session must have started at this
+/// time or later (Unix seconds). It stands for `prompt=login` and `max_age`, which would send
+/// the user to log in again and again if they came back too.
+const AUTHENTICATED_AFTER: &str = "authenticated_after";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(super::AUTHORIZE)
+            .app_data(web::PayloadConfig::new(request::MAX_BODY))
+            .route(web::get().to(authorize))
+            .route(web::post().to(authorize)),
+    );
+}
+
 #[derive(Deserialize)]
-pub(super) struct AuthorizeQuery {
+struct AuthorizeRequest {
     client_id: Option<String>,
     redirect_uri: Option<String>,
     response_type: Option<String>,
+    response_mode: Option<String>,
     scope: Option<String>,
     state: Option<String>,
     nonce: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     prompt: Option<String>,
+    max_age: Option<String>,
+    request: Option<String>,
+    request_uri: Option<String>,
+    registration: Option<String>,
+    authenticated_after: Option<String>,
+    /// The consent page's answer (POST only) and its proof.
+    consent: Option<String>,
+    consent_proof: Option<String>,
 }
 
-pub(super) async fn authorize(
+async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
-    // Read here rather than by an extractor: a query that doesn't parse (a parameter twice, say)
-    // can't be trusted to name a redirect URI either, so it gets the page too.
-    let Ok(query) = web::Query::<AuthorizeQuery>::from_query(req.query_string()) else {
+    // Read by hand rather than by an extractor: a request that doesn't parse (a parameter
+    // twice, say) can't be trusted to name a redirect URI either, so it gets the page too.
+    let Some((raw, q)) = request::raw(&req, &body)
+        .and_then(|raw| Some((raw, request::parse::<AuthorizeRequest>(raw)?)))
+    else {
         return Ok(refusal("The login request is malformed.".into()));
     };
-    let q = query.into_inner();
     let Some(client) = q.client_id.as_deref().and_then(|id| p.clients.get(id)) else {
         return Ok(refusal(
             "The application asking you to log in is not registered here.".into(),
@@ -63,8 +95,26 @@ pub(super) async fn authorize(
         redirect_uri,
         state: q.state.as_deref(),
     };
-    if q.response_type.as_deref() != Some("code") {
-        return Ok(back.error("unsupported_response_type", "only response_type=code"));
+    // OpenID Connect Core §3.1.2.6 and §6: what we don't support, each with its own code.
+    if q.request.is_some() {
+        return Ok(back.error("request_not_supported", "request objects are not supported"));
+    }
+    if q.request_uri.is_some() {
+        return Ok(back.error("request_uri_not_supported", "request_uri is not supported"));
+    }
+    if q.registration.is_some() {
+        return Ok(back.error(
+            "registration_not_supported",
+            "registration is not supported",
+        ));
+    }
+    match q.response_type.as_deref() {
+        Some("code") => {}
+        None => return Ok(back.error("invalid_request", "response_type is required")),
+        Some(_) => return Ok(back.error("unsupported_response_type", "only response_type=code")),
+    }
+    if q.response_mode.as_deref().is_some_and(|m| m != "query") {
+        return Ok(back.error("invalid_request", "only response_mode=query"));
     }
     let Some(scope) = q.scope.as_deref().and_then(Scope::parse) else {
         return Ok(back.error("invalid_scope", "scope must include openid"));
@@ -86,17 +136,65 @@ pub(super) async fn authorize(
             ))
         }
     }
-    // prompt=login asks to log in afresh: send the user through the login page.
-    let session = match q.prompt.as_deref() {
-        Some("login") => None,
-        _ => current_session(&state, &req)?,
+    let prompt = match Prompt::parse(q.prompt.as_deref()) {
+        Ok(prompt) => prompt,
+        Err(problem) => return Ok(back.error("invalid_request", problem)),
     };
+    let seconds = |s: &Option<String>| s.as_deref().map(str::parse::<u64>).transpose();
+    let (Ok(max_age), Ok(authenticated_after)) =
+        (seconds(&q.max_age), seconds(&q.authenticated_after))
+    else {
+        return Ok(back.error("invalid_request", "max_age must be a number of seconds"));
+    };
+
+    // A session this request may use: none when it asks to log in afresh (prompt=login,
+    // max_age=0), or when the login is older than max_age or than the request's own detour
+    // through the login page (§3.1.2.1: the provider must then authenticate the user again).
+    let now = unix_now();
+    let fresh = |created_at: u64| {
+        !prompt.login
+            && max_age.is_none_or(|max| max > 0 && now.saturating_sub(created_at) <= max)
+            && authenticated_after.is_none_or(|after| created_at >= after)
+    };
+    let session = current_session(&state, &req)?.filter(|s| fresh(s.created_at));
     let Some(session) = session else {
-        if q.prompt.as_deref() == Some("none") {
-            return Ok(back.error("login_required", "the user is not logged in"));
+        if prompt.none {
+            return Ok(back.error("login_required", "the user must log in"));
         }
-        return Ok(to_login_page(&req));
+        return Ok(to_login_page(raw, now));
     };
+
+    // The user's consent: this request's answer from the consent page, else the one they gave
+    // before, unless prompt=consent asks again.
+    let is_post = req.method() == actix_web::http::Method::POST;
+    let answered = is_post && proves(&req, consent::PROOF_PURPOSE, q.consent_proof.as_deref());
+    match q.consent.as_deref().filter(|_| answered) {
+        Some("allow") => {
+            state
+                .store
+                .remember_consent(&session.binding, &client.id, scope.as_str())
+                .await?;
+        }
+        Some("deny") => return Ok(back.error("access_denied", "the user declined")),
+        _ => {
+            let given = state
+                .store
+                .consent(&session.binding, &client.id)?
+                .as_deref()
+                .and_then(Scope::parse)
+                .is_some_and(|given| given.covers(scope));
+            if prompt.consent || !given {
+                if prompt.none {
+                    return Ok(back.error("consent_required", "the user must consent"));
+                }
+                let fields = request::pairs(raw, &[consent::ANSWER, consent::PROOF]);
+                let proof =
+                    form_proof(&req, consent::PROOF_PURPOSE).ok_or(ApiError::Unauthorized)?;
+                return Ok(consent_page(client, scope, fields, proof));
+            }
+        }
+    }
+
     let code = p.codes.issue(Grant {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.to_owned(),
@@ -134,16 +232,34 @@ impl Back<'_> {
     }
 }
 
-/// The login page, told to come back to this very request once logged in. `prompt=login` is
-/// dropped from the way back, or the user would be sent to log in again and again.
-fn to_login_page(req: &HttpRequest) -> HttpResponse {
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, v)| !(k == "prompt" && v == "login"))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+/// The login page, told to come back to this very request (a GET, whichever method brought
+/// it) once logged in. What asked for a fresh login (`prompt=login` or `select_account`,
+/// `max_age`) is replaced by `authenticated_after=now`: the session the user comes back with
+/// must be newer than this moment, so coming back without logging in again gets nowhere, and
+/// the fresh login satisfies it once.
+fn to_login_page(raw: &str, now: u64) -> HttpResponse {
+    let mut query = request::pairs(
+        raw,
+        &[
+            "max_age",
+            AUTHENTICATED_AFTER,
+            consent::ANSWER,
+            consent::PROOF,
+        ],
+    );
+    for (name, value) in &mut query {
+        if name == "prompt" {
+            *value = value
+                .split(' ')
+                .filter(|v| !matches!(*v, "login" | "select_account" | ""))
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+    }
+    query.retain(|(name, value)| !(name == "prompt" && value.is_empty()));
+    query.push((AUTHENTICATED_AFTER.into(), now.to_string()));
     let back = format!(
-        "{}?{}",
-        req.path(),
+        "/oauth/authorize?{}",
         url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(query)
             .finish()
@@ -159,21 +275,4 @@ fn found(location: &str) -> HttpResponse {
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish()
-}
-
-/// The 400 page for a request that can't be answered by redirect. `reason` is ours (with at
-/// most a registered client's name, escaped), never the request's: nothing from the request is
-/// echoed into HTML.
-fn refusal(reason: String) -> HttpResponse {
-    HttpResponse::BadRequest()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cannot log in</title></head>\n\
-             <body><h1>Cannot log in</h1><p>{reason}</p><p>Go back to the site you came from and tell its owners.</p></body></html>\n"
-        ))
 }

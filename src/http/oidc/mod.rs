@@ -2,8 +2,12 @@
 
 mod authorize;
 mod client_auth;
+pub(super) mod consent;
 mod cors;
 mod introspection;
+mod logout;
+mod pages;
+mod request;
 mod revocation;
 mod token;
 mod userinfo;
@@ -25,6 +29,7 @@ const TOKEN: &str = "/oauth/token";
 const USERINFO: &str = "/oauth/userinfo";
 const REVOCATION: &str = "/oauth/revoke";
 const INTROSPECTION: &str = "/oauth/introspect";
+const LOGOUT: &str = "/oauth/logout";
 
 /// Bodies of the token, revocation and introspection requests: small forms.
 const FORM_LIMIT: usize = 8192;
@@ -40,7 +45,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(Cors::anyone("GET"))
             .route(web::get().to(jwks)),
     )
-    .route(AUTHORIZE, web::get().to(authorize::authorize))
+    .configure(authorize::configure)
+    .configure(logout::configure)
     .service(
         web::resource(TOKEN)
             .app_data(form_config())
@@ -112,11 +118,12 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "revocation_endpoint_auth_methods_supported": client_auth,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": crate::oidc::prompt::SUPPORTED,
         "ui_locales_supported": ["en"],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
+        "end_session_endpoint": p.url(LOGOUT),
     })))
 }
 

@@ -7,6 +7,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
 mod access;
+mod consent;
 mod cut;
 mod expiry;
 mod signatures;
@@ -50,6 +51,8 @@ pub struct SledDb {
     signatures: Tree,
     /// openid → big-endian `CreateTime` of their last follow, in WeChat's clock.
     follows: Tree,
+    /// openid ‖ 0 ‖ client id → [`consent::ConsentValue`]: what the user let each client have.
+    consents: Tree,
     /// Binding writes hold it shared; a backup holds it alone only to start or end its cut
     /// (cut.rs), never while it reads.
     binding_writes: RwLock<()>,
@@ -127,6 +130,7 @@ impl SledDb {
             logins_by_time: db.open_tree("logins_by_time")?,
             signatures: db.open_tree("callback_signatures")?,
             follows: db.open_tree("follows")?,
+            consents: db.open_tree("consents")?,
             flusher: Arc::new(GroupFlush::open(db.clone(), dir)?),
             db,
             binding_writes: RwLock::default(),

@@ -346,6 +346,23 @@ impl Backend for SledBackend {
         Box::pin(self.write(move |db| async move { db.revoke_access_tokens(openid).await }))
     }
 
+    fn remember_consent<'a>(
+        &'a self,
+        binding: &'a Binding,
+        client_id: &'a str,
+        scope: &'a str,
+    ) -> Pending<'a, Result<(), StoreError>> {
+        Box::pin(
+            self.write(
+                move |db| async move { db.remember_consent(binding, client_id, scope).await },
+            ),
+        )
+    }
+
+    fn consent(&self, binding: &Binding, client_id: &str) -> Result<Option<String>, StoreError> {
+        self.db()?.consent(binding, client_id)
+    }
+
     fn purge_expired_sessions(&self) -> Pending<'_, Result<usize, StoreError>> {
         Box::pin(self.write(|db| async move { db.purge_expired_sessions().await }))
     }

@@ -1,0 +1,190 @@
+//! `GET` and `POST /oauth/logout`: RP-Initiated Logout 1.0, the discovery's
+//! `end_session_endpoint`.
+//!
+//! It ends the wxlogin session of the browser it runs in (its cookie), with the user's access
+//! tokens and unredeemed codes, as `POST /api/logout` does. A relying party names the user by
+//! `id_token_hint`: an ID token we signed (with any key we publish; expired is fine, §2) for the
+//! client. The session ends at once only when the hint is about this browser's user; any other
+//! request (no hint, or a hint about someone else) asks the user first, on a page whose form
+//! carries a proof of this browser's session (`session::form_proof`). So a cross-site link or
+//! image can't log anyone out, and a site can log out only its own users. A cross-site POST
+//! carries no SameSite=Lax cookie: it is answered `303` to the same request as a GET, a
+//! top-level navigation, which does.
+//!
+//! `post_logout_redirect_uri` must be registered by the client (the hint's audience, or
+//! `client_id`) exactly, else the request is refused with a page and nothing ends; without it
+//! the user sees a "signed out" page. `state` goes back with the redirect.
+
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use url::Url;
+
+use super::pages::{form, page, refusal};
+use super::{provider, request};
+use crate::error::ApiError;
+use crate::http::page::escape_html;
+use crate::http::session::{current_session, end_session, form_proof, proves, session_token};
+use crate::http::AppState;
+
+/// The purpose of the confirmation form's proof (see `session::form_proof`).
+const PROOF_PURPOSE: &str = "oidc logout";
+const PROOF: &str = "logout_proof";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(super::LOGOUT)
+            .app_data(web::PayloadConfig::new(request::MAX_BODY))
+            .route(web::get().to(logout))
+            .route(web::post().to(logout)),
+    );
+}
+
+#[derive(Deserialize)]
+struct LogoutRequest {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    logout_proof: Option<String>,
+}
+
+/// What an `id_token_hint` must say: who, for whom.
+#[derive(Deserialize)]
+struct Hint {
+    sub: String,
+    aud: String,
+}
+
+async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let p = provider(&state)?;
+    let Some((raw, q)) = request::raw(&req, &body)
+        .and_then(|raw| Some((raw, request::parse::<LogoutRequest>(raw)?)))
+    else {
+        return Ok(refusal("The sign-out request is malformed.".into()));
+    };
+    let hint = match q.id_token_hint.as_deref() {
+        Some(token) => match p.keys.verify_ignoring_expiry::<Hint>(token, &p.issuer) {
+            Some(hint) => Some(hint),
+            None => {
+                return Ok(refusal(
+                    "The sign-out request names a login that is not ours.".into(),
+                ))
+            }
+        },
+        None => None,
+    };
+    let client_id = match (&hint, q.client_id.as_deref()) {
+        (Some(hint), Some(id)) if hint.aud != id => {
+            return Ok(refusal(
+                "The sign-out request names two different applications.".into(),
+            ))
+        }
+        (Some(hint), _) => Some(hint.aud.as_str()),
+        (None, id) => id,
+    };
+    let client = match client_id {
+        Some(id) => match p.clients.get(id) {
+            Some(client) => Some(client),
+            None => {
+                return Ok(refusal(
+                    "The application asking you to sign out is not registered here.".into(),
+                ))
+            }
+        },
+        None => None,
+    };
+    let redirect = match (q.post_logout_redirect_uri.as_deref(), client) {
+        (None, _) => None,
+        (Some(uri), Some(client)) if client.allows_post_logout_redirect(uri) => Some(uri),
+        (Some(_), client) => {
+            return Ok(refusal(format!(
+                "The address to return to after signing out is not one that {} registered.",
+                client.map_or("the application".into(), |c| escape_html(&c.name))
+            )))
+        }
+    };
+    let done = Done {
+        redirect,
+        state: q.state.as_deref(),
+    };
+
+    let is_post = req.method() == Method::POST;
+    if is_post && session_token(&req).is_none() {
+        // A cross-site POST: the browser kept its SameSite=Lax cookie back.
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/oauth/logout?{raw}")))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
+    }
+    let Some(session) = current_session(&state, &req)? else {
+        return Ok(done.answer(None));
+    };
+    let about_this_user = hint
+        .as_ref()
+        .is_some_and(|hint| hint.sub == p.subjects.sub(&hint.aud, &session.binding.openid));
+    let confirmed = is_post && proves(&req, PROOF_PURPOSE, q.logout_proof.as_deref());
+    if !(about_this_user || confirmed) {
+        let mut fields = request::pairs(raw, &[PROOF]);
+        fields.push((
+            PROOF.into(),
+            form_proof(&req, PROOF_PURPOSE).ok_or(ApiError::Unauthorized)?,
+        ));
+        let asking = client.map_or("A site".into(), |c| {
+            format!("<strong>{}</strong>", escape_html(&c.name))
+        });
+        return Ok(page(
+            StatusCode::OK,
+            "Sign out?",
+            &format!(
+                "<p>{asking} asks to sign you out of WeChat login here.</p>\n\
+                 <p>Didn't ask to sign out? Close this page: you stay signed in.</p>\n{}",
+                form(super::LOGOUT, &fields, &[("", "", "Sign out")])
+            ),
+        ));
+    }
+    let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
+    end_session(&state, &token).await?;
+    tracing::info!(
+        client = client_id.unwrap_or("-"),
+        "signed out by a relying party"
+    );
+    Ok(done.answer(Some(state.cookies.removal())))
+}
+
+/// Where a finished sign-out goes: the registered `post_logout_redirect_uri` with `state`, or
+/// our "signed out" page.
+struct Done<'a> {
+    redirect: Option<&'a str>,
+    state: Option<&'a str>,
+}
+
+impl Done<'_> {
+    fn answer(&self, clear: Option<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
+        let mut response = match self.redirect {
+            Some(uri) => {
+                let mut url = Url::parse(uri).expect("registered redirect URIs are URLs");
+                if let Some(state) = self.state {
+                    url.query_pairs_mut().append_pair("state", state);
+                }
+                HttpResponse::Found()
+                    .insert_header((header::LOCATION, url.as_str()))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish()
+            }
+            None => page(
+                StatusCode::OK,
+                "Signed out",
+                "<p>You are signed out of WeChat login here. You can close this page.</p>",
+            ),
+        };
+        if let Some(cookie) = clear {
+            let _ = response.add_cookie(&cookie);
+        }
+        response
+    }
+}
