@@ -22,6 +22,7 @@ mod oidc;
 mod operations;
 mod page;
 mod power_cut;
+mod rp_libraries;
 mod safe_mode;
 mod sandbox;
 mod sessions;

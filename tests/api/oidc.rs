@@ -192,7 +192,7 @@ async fn redeem(app: &TestApp, rp: Rp, code: &str, verifier: &str) -> (StatusCod
     .await
 }
 
-async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
+pub(crate) async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
     http()
         .get(app.url("/oauth/userinfo"))
         .bearer_auth(access_token)
