@@ -17,6 +17,7 @@ use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::browser::{chromium_scripts, CHROMIUM};
 use crate::helpers::{node_scripts, rp_python, run_command, spawn_app_on, unix_now, TestApp};
 use crate::oidc::userinfo;
 
@@ -625,4 +626,52 @@ async fn pyoidc_sign_in(test: &str) -> Option<(TestApp, Value)> {
     let browser = Browser::logged_in(&app, &app.sign_up("oPyoidc", "13800000410").await);
     let signed = browser.sign_in(&app, &rp, "", "oPyoidc").await;
     Some((app, signed.answer))
+}
+
+/// A single-page app, a public client with PKCE, on another origin than wxlogin's: openid-client's
+/// browser build in Chromium discovers wxlogin, exchanges the code and reads userinfo by CORS, and
+/// so does an origin in the client's `allowed_origins`; an origin registered nowhere can read
+/// neither the token endpoint nor userinfo, even with a valid token.
+#[tokio::test]
+#[ignore = "needs issue16 part A/B"]
+async fn a_browser_app_on_another_origin_signs_in_with_pkce_through_cors() {
+    let Some(scripts) = chromium_scripts("a_browser_app_on_another_origin_signs_in_with_pkce")
+    else {
+        return;
+    };
+    let mut command = Command::new("node");
+    command
+        .arg("spa.mjs")
+        .current_dir(scripts)
+        .env("CHROMIUM", CHROMIUM);
+    let mut spa = RpApp::start(command);
+    let listed = spa.wait_for("origin listed ")["origin listed ".len()..].to_owned();
+    spa.wait_for("origin stranger ");
+    let allowed = format!("allowed_origins = [\"{listed}\"]\n");
+    let app = provider(&[spa.registration("spa", None, &allowed)]).await;
+    let mut settings = settings(&app, "spa", None);
+    settings["session"] = json!(app.sign_up("oSpa", "13800000411").await);
+    spa.configure(settings);
+
+    let line = |prefix: &str| -> Value {
+        serde_json::from_str(&spa.wait_for(prefix)[prefix.len()..]).unwrap()
+    };
+    let signed = line("signed in ");
+    assert_signed_in(&app, &signed, "spa", "+8613800000411");
+    let listed = line("probe listed ");
+    assert_eq!(listed["jwks"], 200, "{listed}");
+    assert_eq!(listed["userinfo"], 200, "{listed}");
+    assert_eq!(
+        listed["token"], 400,
+        "the made-up code's refusal is readable: {listed}"
+    );
+    let stranger = line("probe stranger ");
+    for endpoint in ["userinfo", "token"] {
+        assert!(
+            stranger[endpoint]
+                .as_str()
+                .is_some_and(|s| s.starts_with("blocked")),
+            "{endpoint} is readable from an origin registered nowhere: {stranger}"
+        );
+    }
 }
