@@ -221,13 +221,17 @@ impl Browser {
     }
 
     async fn get(&self, url: &str) -> reqwest::Response {
+        self.send(url, self.http.get(url)).await
+    }
+
+    /// Sends `request` (to `url`) with the origin's cookies, and keeps those it sets.
+    async fn send(&self, url: &str, mut request: reqwest::RequestBuilder) -> reqwest::Response {
         let cookies = self.cookies.lock().unwrap().get(&origin(url)).map(|jar| {
             jar.iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join("; ")
         });
-        let mut request = self.http.get(url);
         if let Some(cookies) = cookies.filter(|c| !c.is_empty()) {
             request = request.header(header::COOKIE, cookies);
         }
@@ -272,26 +276,86 @@ impl Browser {
 
     /// Signs in at `rp` (`GET /login?query`): wxlogin answers from the session the browser holds
     /// or, at its login page, the user `openid` scans afresh and the page goes back to the
-    /// authorization, which then answers.
+    /// authorization; where wxlogin asks for consent, the user allows.
     async fn sign_in(&self, app: &TestApp, rp: &RpApp, query: &str, openid: &str) -> SignIn {
-        let return_to = match self.follow(app, &rp.url(&format!("/login?{query}"))).await {
-            Landing::LoginPage { return_to } => return_to,
-            page => {
-                return SignIn {
-                    scanned: false,
-                    answer: page.json(),
-                }
-            }
-        };
-        self.set_cookie(&app.address, "wxlogin_session", &app.scan_in(openid).await);
-        match self.follow(app, &app.url(&return_to)).await {
-            Landing::LoginPage { .. } => panic!("sent to log in again after logging in"),
-            page => SignIn {
-                scanned: true,
-                answer: page.json(),
-            },
+        let mut landing = self.follow(app, &rp.url(&format!("/login?{query}"))).await;
+        let scanned = matches!(landing, Landing::LoginPage { .. });
+        if let Landing::LoginPage { return_to } = landing {
+            self.set_cookie(&app.address, "wxlogin_session", &app.scan_in(openid).await);
+            landing = self.follow(app, &app.url(&return_to)).await;
+            assert!(
+                !matches!(landing, Landing::LoginPage { .. }),
+                "sent to log in again after logging in"
+            );
+        }
+        if let Some(consent) = consent_form(app, &landing) {
+            landing = self.allow(app, consent).await;
+        }
+        SignIn {
+            scanned,
+            answer: landing.json(),
         }
     }
+
+    /// The user presses Allow on wxlogin's consent page: the form's fields go back to its
+    /// action with `consent=allow`; follows where that leads.
+    async fn allow(&self, app: &TestApp, form: ConsentForm) -> Landing {
+        let url = app.url(&form.action);
+        let mut fields = form.fields;
+        fields.push(("consent".into(), "allow".into()));
+        let response = self.send(&url, self.http.post(&url).form(&fields)).await;
+        assert!(
+            response.status().is_redirection(),
+            "consenting answered {}",
+            response.status()
+        );
+        let location = response.headers()[header::LOCATION].to_str().unwrap();
+        let next = Url::parse(&url).unwrap().join(location).unwrap();
+        self.follow(app, next.as_str()).await
+    }
+}
+
+/// wxlogin's consent page: a form that posts the authorization request back, with buttons
+/// `consent=allow|deny`.
+struct ConsentForm {
+    action: String,
+    fields: Vec<(String, String)>,
+}
+
+/// The consent form, if `landing` is wxlogin's consent page. Read with string matching: the page
+/// is wxlogin's own server-rendered HTML (hidden inputs, escaped values).
+fn consent_form(app: &TestApp, landing: &Landing) -> Option<ConsentForm> {
+    let Landing::Page { url, body } = landing else {
+        return None;
+    };
+    if origin(url) != origin(&app.address) || !body.contains("name=\"consent\" value=\"allow\"") {
+        return None;
+    }
+    let attribute = |tag: &str, name: &str| {
+        let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        let value = &tag[start..start + tag[start..].find('"')?];
+        Some(
+            value
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        )
+    };
+    let form = body.split("<form").nth(1)?;
+    let fields = form
+        .split("<input")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = &tag[..tag.find('>')?];
+            Some((attribute(tag, "name")?, attribute(tag, "value")?))
+        })
+        .collect();
+    Some(ConsentForm {
+        action: attribute(&form[..form.find('>')?], "action")?,
+        fields,
+    })
 }
 
 fn origin(url: &str) -> String {
@@ -400,8 +464,8 @@ async fn openid_client_prompt_none_and_login() {
     assert!(auth_time >= scan_from, "{}", again.answer);
 }
 
-/// The other `prompt` values: `consent` asks the user again (no code without them), `login
-/// consent` makes them scan first, and `none` with anything else is `invalid_request`.
+/// The other `prompt` values: `consent` shows the consent page again though consent was given,
+/// `login consent` makes the user scan first, and `none` with anything else is `invalid_request`.
 #[tokio::test]
 #[ignore = "needs issue16 part A/B"]
 async fn openid_client_prompt_consent_and_combinations() {
@@ -420,27 +484,20 @@ async fn openid_client_prompt_consent_and_combinations() {
         .await;
     assert_eq!(invalid.json()["error"], "invalid_request", "{invalid:?}");
 
-    // Both stop at wxlogin, for the user to answer, instead of coming back with a code.
-    for prompt in ["consent", "login%20consent"] {
-        let landing = browser
-            .follow(&app, &rp.url(&format!("/login?prompt={prompt}")))
-            .await;
-        let at_wxlogin = match &landing {
-            Landing::LoginPage { .. } => true,
-            Landing::Page { url, .. } => origin(url) == origin(&app.address),
-        };
-        assert!(
-            at_wxlogin,
-            "prompt={prompt} did not ask the user: {landing:?}"
-        );
-    }
-    let relogin = browser
-        .follow(&app, &rp.url("/login?prompt=login%20consent"))
+    // Consent given once is asked again, from the session, with prompt=consent...
+    let landing = browser.follow(&app, &rp.url("/login?prompt=consent")).await;
+    let form = consent_form(&app, &landing).expect("prompt=consent shows the consent page");
+    let asked = browser.allow(&app, form).await.json();
+    assert_signed_in(&app, &asked, "node-app", "+8613800000405");
+    // ...and after a fresh scan with prompt=login consent.
+    let both = browser
+        .sign_in(&app, &rp, "prompt=login%20consent", "oConsent")
         .await;
     assert!(
-        matches!(relogin, Landing::LoginPage { .. }),
-        "prompt=login consent must make the user scan: {relogin:?}"
+        both.scanned,
+        "prompt=login consent answered from the session"
     );
+    assert_signed_in(&app, &both.answer, "node-app", "+8613800000405");
 }
 
 /// openid-client's `buildEndSessionUrl` sends the browser to wxlogin's end_session_endpoint with
