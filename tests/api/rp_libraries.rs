@@ -447,6 +447,8 @@ async fn openid_client_prompt_none_and_login() {
     let app = provider(&[rp.registration("node-app", Some(SECRET), "")]).await;
     rp.configure(settings(&app, "node-app", Some(SECRET)));
     let browser = Browser::logged_in(&app, &app.sign_up("oPrompt", "13800000404").await);
+    // A first sign-in, so that prompt=none finds the user's consent (if asked) remembered.
+    browser.sign_in(&app, &rp, "", "oPrompt").await;
 
     let silent = browser.sign_in(&app, &rp, "prompt=none", "oPrompt").await;
     assert!(!silent.scanned);

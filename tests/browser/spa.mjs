@@ -142,6 +142,14 @@ try {
   start.searchParams.set("issuer", settings.issuer);
   start.searchParams.set("client_id", settings.client_id);
   await page.goto(start.href);
+  // wxlogin answers with the code, or first asks the user's consent for this client: Allow.
+  const issuer = new URL(settings.issuer).origin;
+  const callback = (url) => url.origin === app && url.pathname === "/callback";
+  await page.waitForURL((url) => callback(url) || url.origin === issuer);
+  if (new URL(page.url()).origin === issuer) {
+    await page.click('button[name="consent"][value="allow"]');
+    await page.waitForURL(callback);
+  }
   await page.waitForFunction(() => window.result !== undefined);
   const result = await page.evaluate(() => window.result);
   console.log(`signed in ${JSON.stringify(result)}`);
