@@ -10,10 +10,10 @@ use std::process::Command;
 use crate::helpers::{node_scripts, spawn_app, spawn_app_with};
 
 /// Debian's Chromium, which `.ci/run` installs.
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// `tests/browser` if Node, playwright-core and Chromium are there (else `test` is skipped).
-fn chromium_scripts(test: &str) -> Option<PathBuf> {
+pub(crate) fn chromium_scripts(test: &str) -> Option<PathBuf> {
     node_scripts(
         test,
         "playwright-core",

@@ -217,6 +217,21 @@ pub fn node_scripts(test: &str, module: &str, extra: &[(&str, &str)]) -> Option<
     None
 }
 
+/// The Python of `tests/rp/.venv`, where `.ci/run` installs the Python relying parties'
+/// packages (`tests/rp/requirements.txt`); without it `None`, after [`skip`] says why.
+pub fn rp_python(test: &str) -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rp/.venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    skip(
+        test,
+        "tests/rp/.venv is missing; .ci/run should have made it",
+        "python3 -m venv tests/rp/.venv && tests/rp/.venv/bin/pip install -r tests/rp/requirements.txt",
+    );
+    None
+}
+
 /// Says on stderr, loudly, that `test` is skipped because of `why`, and `how` to run it; but
 /// under CI, where every test must run, fails.
 pub fn skip(test: &str, why: &str, how: &str) {

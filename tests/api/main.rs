@@ -26,6 +26,7 @@ mod operations;
 mod packaging;
 mod page;
 mod power_cut;
+mod rp_libraries;
 mod safe_mode;
 mod sandbox;
 mod sessions;
