@@ -29,4 +29,5 @@ mod sandbox;
 mod sessions;
 mod shutdown;
 mod sms;
+mod sms_providers;
 mod wechat_api;
