@@ -24,6 +24,15 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_SCENE_TTL_SECS",
     "WXLOGIN_SESSION_TTL_SECS",
     "WXLOGIN_SMS_WEBHOOK",
+    "WXLOGIN_SMS_WEBHOOK_SECRET",
+    "WXLOGIN_SMS_PROVIDER",
+    "WXLOGIN_SMS_ACCESS_KEY_ID",
+    "WXLOGIN_SMS_ACCESS_KEY_SECRET",
+    "WXLOGIN_SMS_SIGN_NAME",
+    "WXLOGIN_SMS_TEMPLATE",
+    "WXLOGIN_SMS_SDK_APP_ID",
+    "WXLOGIN_SMS_REGION",
+    "WXLOGIN_SMS_ENDPOINT",
     "WXLOGIN_AES_KEY",
     "WXLOGIN_TIMESTAMP_WINDOW_SECS",
     "WXLOGIN_CALLBACK_IPS",
@@ -80,7 +89,8 @@ pub struct Settings {
     pub account: Account,
     pub scene_ttl: Duration,
     pub session_ttl: Duration,
-    pub sms_webhook: Option<Url>,
+    /// Where verification codes go; `None`: the sandbox's phone, or the debug log.
+    pub sms: Option<SmsProvider>,
     /// Take the client IP from `X-Forwarded-For` (set only behind a proxy you run).
     pub trust_proxy: bool,
     /// The EncodingAESKey for safe mode (安全模式); `None` for plaintext mode.
@@ -188,6 +198,47 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The SMS sender (`WXLOGIN_SMS_PROVIDER`).
+#[derive(Clone, Debug)]
+pub enum SmsProvider {
+    /// The site's own relay: each code POSTed as JSON, signed when a secret is set.
+    Webhook { url: Url, secret: Option<Secret> },
+    /// Alibaba Cloud SMS (dysmsapi `SendSms`).
+    Aliyun(SmsGateway),
+    /// Tencent Cloud SMS (`SendSms`, API 2021-01-11).
+    Tencent(SmsGateway),
+}
+
+/// A cloud SMS account: its API key, the approved sign name and template, and where to call it.
+#[derive(Clone, Debug)]
+pub struct SmsGateway {
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub sign_name: String,
+    /// Alibaba's `TemplateCode` (`SMS_...`) or Tencent's numeric `TemplateId`.
+    pub template: String,
+    /// Tencent's `SmsSdkAppId`; `None` for Alibaba, which has none.
+    pub sdk_app_id: Option<String>,
+    pub region: String,
+    pub endpoint: Url,
+}
+
+/// A secret setting, which `Debug` (and so any log of the settings) never shows.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 impl Settings {
     pub fn is_sandbox(&self) -> bool {
         matches!(self.account, Account::Sandbox { .. })
@@ -280,9 +331,7 @@ impl Settings {
                 "required when WXLOGIN_LOGIN_MODE is code or auto: the URL of your official account's QR code image (from the WeChat console), which the login page shows",
             ));
         }
-        let sms_webhook = get("WXLOGIN_SMS_WEBHOOK")
-            .map(|raw| http_url("WXLOGIN_SMS_WEBHOOK", &raw))
-            .transpose()?;
+        let sms = sms_provider(&get)?;
         let settings = Self {
             bind,
             data_dir: get("WXLOGIN_DATA_DIR")
@@ -296,7 +345,7 @@ impl Settings {
                 604_800,
                 MAX_SESSION_TTL_SECS,
             )?,
-            sms_webhook,
+            sms,
             trust_proxy: flag(&get, "WXLOGIN_TRUST_PROXY")?,
             aes_key: get("WXLOGIN_AES_KEY")
                 .map(|key| aes_key(key.trim()))
@@ -455,6 +504,133 @@ fn account(get: &impl Fn(&str) -> Option<String>) -> Result<Account, ConfigError
         },
         api: http_url("WXLOGIN_WECHAT_API", &api)?,
     })
+}
+
+/// Settings that only a cloud provider reads: set with another sender, they are a mistake.
+const SMS_GATEWAY_SETTINGS: [&str; 7] = [
+    "WXLOGIN_SMS_ACCESS_KEY_ID",
+    "WXLOGIN_SMS_ACCESS_KEY_SECRET",
+    "WXLOGIN_SMS_SIGN_NAME",
+    "WXLOGIN_SMS_TEMPLATE",
+    "WXLOGIN_SMS_SDK_APP_ID",
+    "WXLOGIN_SMS_REGION",
+    "WXLOGIN_SMS_ENDPOINT",
+];
+
+/// Shorter than this, an HMAC key could be guessed offline from one signed request.
+const MIN_WEBHOOK_SECRET_LEN: usize = 20;
+
+/// `WXLOGIN_SMS_PROVIDER` and the settings of the provider it names. Unset, the webhook is the
+/// sender when `WXLOGIN_SMS_WEBHOOK` is set (as before the setting existed), else none.
+fn sms_provider(get: &impl Fn(&str) -> Option<String>) -> Result<Option<SmsProvider>, ConfigError> {
+    const NAME: &str = "WXLOGIN_SMS_PROVIDER";
+    let webhook = get("WXLOGIN_SMS_WEBHOOK");
+    let webhook_secret = get("WXLOGIN_SMS_WEBHOOK_SECRET");
+    let gateway_setting = SMS_GATEWAY_SETTINGS
+        .into_iter()
+        .find(|name| get(name).is_some());
+    let provider = get(NAME).map(|raw| raw.trim().to_owned());
+    let provider = provider.as_deref().or(webhook.as_ref().map(|_| "webhook"));
+    let gateway = |default_region: &str, default_endpoint: &str, tencent: bool| {
+        if let Some(name) = webhook
+            .as_ref()
+            .map(|_| "WXLOGIN_SMS_WEBHOOK")
+            .or(webhook_secret
+                .as_ref()
+                .map(|_| "WXLOGIN_SMS_WEBHOOK_SECRET"))
+        {
+            return Err(invalid(
+                name,
+                format!(
+                    "set, but WXLOGIN_SMS_PROVIDER is {}: unset one of them",
+                    provider.unwrap_or_default()
+                ),
+            ));
+        }
+        let required = |name: &'static str| {
+            get(name).map(|v| v.trim().to_owned()).ok_or_else(|| {
+                invalid(
+                    name,
+                    format!(
+                        "required with WXLOGIN_SMS_PROVIDER={}",
+                        provider.unwrap_or_default()
+                    ),
+                )
+            })
+        };
+        let sdk_app_id = if tencent {
+            Some(required("WXLOGIN_SMS_SDK_APP_ID")?)
+        } else if get("WXLOGIN_SMS_SDK_APP_ID").is_some() {
+            return Err(invalid(
+                "WXLOGIN_SMS_SDK_APP_ID",
+                "only Tencent Cloud SMS has an SdkAppId: unset it for aliyun",
+            ));
+        } else {
+            None
+        };
+        let endpoint = get("WXLOGIN_SMS_ENDPOINT").unwrap_or_else(|| default_endpoint.into());
+        Ok(SmsGateway {
+            access_key_id: required("WXLOGIN_SMS_ACCESS_KEY_ID")?,
+            access_key_secret: Secret(required("WXLOGIN_SMS_ACCESS_KEY_SECRET")?),
+            sign_name: required("WXLOGIN_SMS_SIGN_NAME")?,
+            template: required("WXLOGIN_SMS_TEMPLATE")?,
+            sdk_app_id,
+            region: get("WXLOGIN_SMS_REGION")
+                .map_or_else(|| default_region.into(), |r| r.trim().to_owned()),
+            endpoint: http_url("WXLOGIN_SMS_ENDPOINT", &endpoint)?,
+        })
+    };
+    match provider {
+        None => match (gateway_setting, webhook_secret) {
+            (Some(name), _) => Err(invalid(
+                name,
+                "set, but no WXLOGIN_SMS_PROVIDER (aliyun or tencent) uses it",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "WXLOGIN_SMS_WEBHOOK_SECRET",
+                "set, but WXLOGIN_SMS_WEBHOOK is not",
+            )),
+            (None, None) => Ok(None),
+        },
+        Some("webhook") => {
+            if let Some(name) = gateway_setting {
+                return Err(invalid(name, "set, but the webhook sends the codes: it is for WXLOGIN_SMS_PROVIDER=aliyun or tencent"));
+            }
+            let url = webhook.ok_or_else(|| {
+                invalid(
+                    "WXLOGIN_SMS_WEBHOOK",
+                    "required with WXLOGIN_SMS_PROVIDER=webhook",
+                )
+            })?;
+            let secret = webhook_secret
+                .map(|secret| {
+                    let secret = secret.trim().to_owned();
+                    if secret.len() < MIN_WEBHOOK_SECRET_LEN {
+                        return Err(invalid("WXLOGIN_SMS_WEBHOOK_SECRET", format!("must be at least {MIN_WEBHOOK_SECRET_LEN} characters (use a random one, e.g. openssl rand -hex 32)")));
+                    }
+                    Ok(Secret(secret))
+                })
+                .transpose()?;
+            Ok(Some(SmsProvider::Webhook {
+                url: http_url("WXLOGIN_SMS_WEBHOOK", &url)?,
+                secret,
+            }))
+        }
+        Some("aliyun") => Ok(Some(SmsProvider::Aliyun(gateway(
+            "cn-hangzhou",
+            "https://dysmsapi.aliyuncs.com/",
+            false,
+        )?))),
+        Some("tencent") => Ok(Some(SmsProvider::Tencent(gateway(
+            "ap-guangzhou",
+            "https://sms.tencentcloudapi.com/",
+            true,
+        )?))),
+        Some(other) => Err(invalid(
+            NAME,
+            format!("{other:?} is not webhook, aliyun or tencent"),
+        )),
+    }
 }
 
 fn callback_senders(get: &impl Fn(&str) -> Option<String>) -> Result<CallbackSenders, ConfigError> {
@@ -796,6 +972,48 @@ mod tests {
         assert!(!format!("{credentials:?}").contains("topsecret"));
     }
 
+    const ALIYUN: [(&str, &str); 5] = [
+        ("WXLOGIN_SMS_PROVIDER", "aliyun"),
+        ("WXLOGIN_SMS_ACCESS_KEY_ID", "LTAIexample"),
+        ("WXLOGIN_SMS_ACCESS_KEY_SECRET", "the-access-key-secret"),
+        ("WXLOGIN_SMS_SIGN_NAME", "阿里云短信测试"),
+        ("WXLOGIN_SMS_TEMPLATE", "SMS_154950909"),
+    ];
+
+    #[test]
+    fn the_sms_provider_is_named_or_the_webhook_by_default() {
+        assert!(settings(&[]).unwrap().sms.is_none());
+        let webhook = settings(&[("WXLOGIN_SMS_WEBHOOK", "https://sms.example.com/send")]);
+        let Some(SmsProvider::Webhook { url, secret: None }) = webhook.unwrap().sms else {
+            panic!("not the unsigned webhook")
+        };
+        assert_eq!(url.as_str(), "https://sms.example.com/send");
+        let Some(SmsProvider::Aliyun(gateway)) = settings(&ALIYUN).unwrap().sms else {
+            panic!("not aliyun")
+        };
+        assert_eq!(gateway.endpoint.as_str(), "https://dysmsapi.aliyuncs.com/");
+        assert_eq!(gateway.region, "cn-hangzhou");
+        assert!(gateway.sdk_app_id.is_none());
+        assert!(!format!("{gateway:?}").contains("the-access-key-secret"));
+        let tencent = [
+            &ALIYUN[1..],
+            &[
+                ("WXLOGIN_SMS_PROVIDER", "tencent"),
+                ("WXLOGIN_SMS_SDK_APP_ID", "1400006666"),
+            ],
+        ]
+        .concat();
+        let Some(SmsProvider::Tencent(gateway)) = settings(&tencent).unwrap().sms else {
+            panic!("not tencent")
+        };
+        assert_eq!(
+            gateway.endpoint.as_str(),
+            "https://sms.tencentcloudapi.com/"
+        );
+        assert_eq!(gateway.region, "ap-guangzhou");
+        assert_eq!(gateway.sdk_app_id.as_deref(), Some("1400006666"));
+    }
+
     #[test]
     fn each_bad_setting_is_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
@@ -891,6 +1109,56 @@ mod tests {
                 "WXLOGIN_CODE_GUESS_WINDOW_SECS",
             ),
         ];
+        // Each of a provider's required settings, missing, is named; so is a setting no chosen
+        // sender reads, and a short webhook secret.
+        for (name, _) in &ALIYUN[1..] {
+            let vars: Vec<_> = ALIYUN.iter().filter(|(n, _)| n != name).copied().collect();
+            assert_eq!(settings(&vars).unwrap_err().name, *name);
+        }
+        let tencent_without_app = [&ALIYUN[1..], &[("WXLOGIN_SMS_PROVIDER", "tencent")]].concat();
+        assert_eq!(
+            settings(&tencent_without_app).unwrap_err().name,
+            "WXLOGIN_SMS_SDK_APP_ID"
+        );
+        let sms_cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("WXLOGIN_SMS_PROVIDER", "twilio")],
+                "WXLOGIN_SMS_PROVIDER",
+            ),
+            (
+                &[("WXLOGIN_SMS_PROVIDER", "webhook")],
+                "WXLOGIN_SMS_WEBHOOK",
+            ),
+            (&[("WXLOGIN_SMS_SIGN_NAME", "x")], "WXLOGIN_SMS_SIGN_NAME"),
+            (
+                &[("WXLOGIN_SMS_WEBHOOK_SECRET", "a-webhook-secret-0123456789")],
+                "WXLOGIN_SMS_WEBHOOK_SECRET",
+            ),
+            (
+                &[
+                    ("WXLOGIN_SMS_WEBHOOK", "https://x/"),
+                    ("WXLOGIN_SMS_WEBHOOK_SECRET", "short"),
+                ],
+                "WXLOGIN_SMS_WEBHOOK_SECRET",
+            ),
+            (
+                &[
+                    ("WXLOGIN_SMS_WEBHOOK", "https://x/"),
+                    ("WXLOGIN_SMS_TEMPLATE", "SMS_1"),
+                ],
+                "WXLOGIN_SMS_TEMPLATE",
+            ),
+        ];
+        for (vars, name) in sms_cases {
+            assert_eq!(settings(vars).unwrap_err().name, *name, "{vars:?}");
+        }
+        let both = [&ALIYUN[..], &[("WXLOGIN_SMS_WEBHOOK", "https://x/")]].concat();
+        assert_eq!(settings(&both).unwrap_err().name, "WXLOGIN_SMS_WEBHOOK");
+        let endpoint = [&ALIYUN[..], &[("WXLOGIN_SMS_ENDPOINT", "ftp://x")]].concat();
+        assert_eq!(
+            settings(&endpoint).unwrap_err().name,
+            "WXLOGIN_SMS_ENDPOINT"
+        );
         for mode in ["code", "auto"] {
             let vars = [&REAL[..], &[("WXLOGIN_LOGIN_MODE", mode)]].concat();
             assert_eq!(settings(&vars).unwrap_err().name, "WXLOGIN_ACCOUNT_QR_URL");

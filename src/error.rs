@@ -71,7 +71,11 @@ pub enum ApiError {
     #[error("WeChat is unavailable; try again shortly")]
     WechatUnavailable(#[from] WechatError),
     #[error("the verification code could not be sent; try again shortly")]
-    SmsUnavailable(#[from] SmsError),
+    SmsUnavailable(SmsError),
+    #[error("too many codes were sent to this number; wait before asking again")]
+    SmsRateLimited(SmsError),
+    #[error("the SMS gateway cannot send to this number; check it")]
+    PhoneRefused(SmsError),
     #[error("storage is unavailable (the disk may be full); try again shortly")]
     StorageUnavailable(StoreError),
     #[error("internal error")]
@@ -124,6 +128,8 @@ impl ApiError {
             ApiError::NotReady(_) => "not_ready",
             ApiError::WechatUnavailable(_) => "wechat_unavailable",
             ApiError::SmsUnavailable(_) => "sms_unavailable",
+            ApiError::SmsRateLimited(_) => "sms_rate_limited",
+            ApiError::PhoneRefused(_) => "invalid_phone",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Storage(_) | ApiError::Internal(_) => "internal",
             ApiError::OAuth { code, .. } => code,
@@ -138,6 +144,20 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(_) => ApiError::StorageUnavailable(e),
             e => ApiError::Storage(e),
+        }
+    }
+}
+
+/// The provider's answer, told to the browser as what it can act on: wait, fix the number, or
+/// try later (an empty account, a bad key or a network fault are the operator's to fix).
+impl From<SmsError> for ApiError {
+    fn from(e: SmsError) -> Self {
+        match e {
+            SmsError::RateLimited(_) => ApiError::SmsRateLimited(e),
+            SmsError::InvalidNumber(_) => ApiError::PhoneRefused(e),
+            SmsError::OutOfBalance(_) | SmsError::Refused(_) | SmsError::Unreachable(_) => {
+                ApiError::SmsUnavailable(e)
+            }
         }
     }
 }
@@ -175,7 +195,7 @@ impl ResponseError for ApiError {
             ApiError::NotAwaitingBind | ApiError::PhoneTaken | ApiError::Unfollowed => {
                 StatusCode::CONFLICT
             }
-            ApiError::InvalidPhone => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidPhone | ApiError::PhoneRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Callback(
                 EnvelopeError::BadSignature
                 | EnvelopeError::StaleTimestamp
@@ -189,9 +209,9 @@ impl ResponseError for ApiError {
             ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::TooManyRequests { .. } | ApiError::TooManyAttempts => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::TooManyRequests { .. }
+            | ApiError::TooManyAttempts
+            | ApiError::SmsRateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized | ApiError::AccessTokenRequired => StatusCode::UNAUTHORIZED,
             ApiError::OAuth {
                 code: "invalid_client" | "invalid_token",
@@ -213,7 +233,11 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         match self {
             ApiError::WechatUnavailable(e) => tracing::warn!(error = %e, "WeChat call failed"),
-            ApiError::SmsUnavailable(e) => tracing::warn!(error = %e, "SMS delivery failed"),
+            ApiError::SmsUnavailable(e)
+            | ApiError::SmsRateLimited(e)
+            | ApiError::PhoneRefused(e) => {
+                tracing::warn!(error = %e, "SMS delivery failed")
+            }
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failed")
             }

@@ -14,7 +14,7 @@ use url::Url;
 use wxlogin_actors::{LoginMode, SceneSettings, SceneSupervisor, TokenActor};
 use wxlogin_storage::{Store, StoreError};
 
-use crate::config::{Account, Settings};
+use crate::config::{Account, Settings, SmsProvider};
 use crate::error::json_error_body;
 use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies};
 use crate::metrics::Metrics;
@@ -154,7 +154,7 @@ impl Application {
             scenes,
             wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
             store: store.clone(),
-            sms: SmsSender::new(settings.sms_webhook.clone(), simulator.clone()),
+            sms: SmsSender::new(settings.sms.clone(), simulator.clone()),
             callback: Callback::new(
                 &settings.callback_senders,
                 CallbackKeys::new(
@@ -271,8 +271,15 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 fn announce(settings: &Settings, addr: SocketAddr) {
     if settings.is_sandbox() {
         tracing::warn!("SANDBOX MODE: no WXLOGIN_APPID is set, so a built-in simulator plays WeChat and anyone can log in as any user (POST /sandbox/scan). Nothing here talks to real WeChat; do not use this for real users.");
-    } else if settings.sms_webhook.is_none() {
-        tracing::warn!("WXLOGIN_SMS_WEBHOOK is unset: verification codes go to the debug log only");
+    }
+    match &settings.sms {
+        None if !settings.is_sandbox() => tracing::warn!(
+            "WXLOGIN_SMS_PROVIDER and WXLOGIN_SMS_WEBHOOK are unset: verification codes go to the debug log only"
+        ),
+        Some(SmsProvider::Webhook { secret: None, .. }) => tracing::warn!(
+            "WXLOGIN_SMS_WEBHOOK_SECRET is unset: the webhook's requests are not signed, so it cannot tell them from anyone else's"
+        ),
+        _ => {}
     }
     match crate::open_files::raise_to_hard_limit() {
         Ok((limit, Some(before))) => {

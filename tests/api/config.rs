@@ -33,6 +33,22 @@ fn misconfiguration_exits_naming_the_setting() {
             &[("WXLOGIN_WECHAT_API", "http://127.0.0.1:1")],
             "WXLOGIN_APPID",
         ),
+        // A provider missing its settings, or a provider setting with no provider.
+        (
+            &[("WXLOGIN_SMS_PROVIDER", "aliyun")],
+            "WXLOGIN_SMS_ACCESS_KEY_ID",
+        ),
+        (
+            &[
+                ("WXLOGIN_SMS_PROVIDER", "tencent"),
+                ("WXLOGIN_SMS_ACCESS_KEY_ID", "id"),
+                ("WXLOGIN_SMS_ACCESS_KEY_SECRET", "secret"),
+                ("WXLOGIN_SMS_SIGN_NAME", "sign"),
+                ("WXLOGIN_SMS_TEMPLATE", "1"),
+            ],
+            "WXLOGIN_SMS_SDK_APP_ID",
+        ),
+        (&[("WXLOGIN_SMS_TEMPLATE", "SMS_1")], "WXLOGIN_SMS_TEMPLATE"),
     ];
     for (env, setting) in cases {
         let (status, stderr) = run_to_exit(env);

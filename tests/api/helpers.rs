@@ -611,6 +611,41 @@ impl Drop for TestApp {
 /// loopback port: every request gets `status` with the JSON `answer`, and each request's body
 /// comes out of the receiver. Returns the server's base URL.
 pub async fn fake_server(status: u16, answer: &'static str) -> (String, UnboundedReceiver<String>) {
+    let (base, mut requests) = answering_server(move |_| (status, answer.to_owned())).await;
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let _ = tx.send(request.body);
+        }
+    });
+    (base, rx)
+}
+
+/// One HTTP request as a fake server received it.
+#[derive(Debug)]
+pub struct Received {
+    pub method: String,
+    /// The path and query, as sent.
+    pub target: String,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A fake server whose answer (status, JSON body) `answer` decides from each request; each
+/// request then comes out of the receiver.
+pub async fn answering_server(
+    answer: impl Fn(&Received) -> (u16, String) + Send + 'static,
+) -> (String, UnboundedReceiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = unbounded_channel();
@@ -623,19 +658,29 @@ pub async fn fake_server(status: u16, answer: &'static str) -> (String, Unbounde
                 request.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&request).to_string();
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
+                    let mut lines = head.lines();
+                    let mut start = lines.next().unwrap_or_default().split(' ');
+                    let method = start.next().unwrap_or_default().to_owned();
+                    let target = start.next().unwrap_or_default().to_owned();
+                    let headers: Vec<_> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                        .collect();
+                    let length: usize = headers
+                        .iter()
+                        .find(|(n, _)| n == "content-length")
+                        .map_or(0, |(_, v)| v.parse().unwrap());
                     if body.len() >= length {
-                        break body.to_owned();
+                        break Received {
+                            method,
+                            target,
+                            headers,
+                            body: body.to_owned(),
+                        };
                     }
                 }
             };
+            let (status, answer) = answer(&received);
             let _ = tx.send(received);
             let response = format!(
                 "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",

@@ -32,4 +32,5 @@ mod sandbox;
 mod sessions;
 mod shutdown;
 mod sms;
+mod sms_providers;
 mod wechat_api;
