@@ -7,6 +7,7 @@ use actix_web::HttpRequest;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
+use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::oidc::clients::Client;
@@ -18,15 +19,22 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// The body's part of client authentication, flattened into each endpoint's form.
+#[derive(Deserialize)]
+pub(super) struct BodyCredentials {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
 /// The client the request authenticates as, from its `Authorization` header or the body's
 /// `client_id` and `client_secret`. An `Authorization` header that is not well-formed Basic
 /// fails, rather than leaving the body's `client_id` to name a public client on its own.
 pub(super) fn authenticate<'a>(
     p: &'a Provider,
     req: &HttpRequest,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
+    body: &BodyCredentials,
 ) -> Result<&'a Client, ApiError> {
+    let (client_id, client_secret) = (body.client_id.as_deref(), body.client_secret.as_deref());
     let failed = || ApiError::oauth("invalid_client", "client authentication failed");
     let mut headers = req.headers().get_all(header::AUTHORIZATION);
     let (id, secret) = match (headers.next(), headers.next()) {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use wxlogin_storage::SessionToken;
 
-use super::client_auth::authenticate;
+use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -17,8 +17,8 @@ use crate::http::AppState;
 #[derive(Deserialize)]
 pub(super) struct IntrospectionRequest {
     token: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    #[serde(flatten)]
+    credentials: BodyCredentials,
 }
 
 pub(super) async fn introspect(
@@ -27,12 +27,7 @@ pub(super) async fn introspect(
     form: web::Form<IntrospectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
-    let client = authenticate(
-        p,
-        &req,
-        form.client_id.as_deref(),
-        form.client_secret.as_deref(),
-    )?;
+    let client = authenticate(p, &req, &form.credentials)?;
     // A public client's id is no secret: anyone could introspect as it.
     if client.is_public() {
         return Err(ApiError::oauth(

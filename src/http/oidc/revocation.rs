@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use wxlogin_storage::SessionToken;
 
-use super::client_auth::authenticate;
+use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -16,8 +16,8 @@ use crate::http::AppState;
 #[derive(Deserialize)]
 pub(super) struct RevocationRequest {
     token: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    #[serde(flatten)]
+    credentials: BodyCredentials,
 }
 
 pub(super) async fn revoke(
@@ -26,12 +26,7 @@ pub(super) async fn revoke(
     form: web::Form<RevocationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
-    let client = authenticate(
-        p,
-        &req,
-        form.client_id.as_deref(),
-        form.client_secret.as_deref(),
-    )?;
+    let client = authenticate(p, &req, &form.credentials)?;
     let token = form
         .token
         .as_deref()

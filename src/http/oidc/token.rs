@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::client_auth::authenticate;
+use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -22,8 +22,8 @@ pub(super) struct TokenRequest {
     code: Option<String>,
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    #[serde(flatten)]
+    credentials: BodyCredentials,
 }
 
 #[derive(Serialize)]
@@ -45,12 +45,7 @@ pub(super) async fn token(
     form: web::Form<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
-    let client = authenticate(
-        p,
-        &req,
-        form.client_id.as_deref(),
-        form.client_secret.as_deref(),
-    )?;
+    let client = authenticate(p, &req, &form.credentials)?;
     match form.grant_type.as_deref() {
         Some("authorization_code") => {}
         None => return Err(ApiError::oauth("invalid_request", "grant_type is required")),
