@@ -142,7 +142,15 @@ async fn healthcheck(settings: &Settings) -> ExitCode {
             std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    let answer = reqwest::Client::new()
+    // Straight to the local port, whatever HTTP_PROXY a container sets.
+    let client = match reqwest::Client::builder().no_proxy().build() {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("wxlogin healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = client
         .get(format!("http://{address}/healthz"))
         .timeout(std::time::Duration::from_secs(3))
         .send()

@@ -271,15 +271,30 @@ pub fn rotate(dir: &Path) -> Result<Vec<(SigningAlg, String)>, KeyError> {
         algs.insert(SigningAlg::default());
     }
     let now = unix_now();
-    let signs_from = now + ROLLOVER.as_secs();
-    for key in &mut file.keys {
-        key.retired_at.get_or_insert(signs_from);
-    }
-    file.keys.retain(|k| k.published(now));
+    let rolled_over = now + ROLLOVER.as_secs();
+    // Where no key of an algorithm signs yet (a rotation before the first start), no relying
+    // party can hold an older one: the new key signs at once.
+    let signs_from = |alg| {
+        let signing = file
+            .keys
+            .iter()
+            .any(|k| k.alg == alg && k.signs_from <= now);
+        if signing {
+            rolled_over
+        } else {
+            now
+        }
+    };
     let new: Vec<_> = algs
         .into_iter()
-        .map(|alg| StoredKey::generate(alg, signs_from))
+        .map(|alg| StoredKey::generate(alg, signs_from(alg)))
         .collect();
+    for key in &mut file.keys {
+        let next = new.iter().find(|n| n.alg == key.alg);
+        key.retired_at
+            .get_or_insert(next.map_or(rolled_over, |n| n.signs_from));
+    }
+    file.keys.retain(|k| k.published(now));
     let ids = new.iter().map(|k| (k.alg, k.kid.clone())).collect();
     file.keys.extend(new);
     write(&path, &file)?;
@@ -422,6 +437,23 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_before_the_first_start_signs_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = rotate(dir.path()).unwrap();
+        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let token = keys.sign(ES256, &claims()).unwrap();
+        assert_eq!(kid(&token), Some(new[0].1.clone()));
+        // And a second rotation then rolls over as usual.
+        let next = rotate(dir.path()).unwrap();
+        assert_eq!(
+            kid(&keys.sign(ES256, &claims()).unwrap()),
+            Some(new[0].1.clone())
+        );
+        let later = keys.sign_at(rolled_over(), ES256, &claims()).unwrap();
+        assert_eq!(kid(&later), Some(next[0].1.clone()));
+    }
+
+    #[test]
     fn a_rotation_publishes_the_next_key_at_once_and_signs_with_it_after_the_rollover() {
         let dir = tempfile::tempdir().unwrap();
         let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
@@ -432,21 +464,26 @@ mod tests {
         assert!(keys.jwks().unwrap().find(next.as_ref().unwrap()).is_some());
 
         // Until the rollover the current key signs: a relying party that cached the JWKS just
-        // before the rotation still verifies every new token.
+        // before the rotation still verifies every new token. (The rollover as written, not as
+        // computed here: a second may have passed since.)
+        let file = read(&dir.path().join(FILE)).unwrap();
+        let rollover = file.keys.iter().find(|k| Some(&k.kid) == next.as_ref());
+        let rollover = rollover.unwrap().signs_from;
         let now = unix_now();
-        for at in [now, now + JWKS_MAX_AGE.as_secs(), rolled_over() - 1] {
+        assert!(rollover >= now + ROLLOVER.as_secs() - 1);
+        for at in [now, now + JWKS_MAX_AGE.as_secs(), rollover - 1] {
             let token = keys.sign_at(at, ES256, &claims()).unwrap();
             assert_eq!(kid(&token), current);
             assert_eq!(verify(&token, &cached).sub, "a");
         }
-        let token = keys.sign_at(rolled_over(), ES256, &claims()).unwrap();
+        let token = keys.sign_at(rollover, ES256, &claims()).unwrap();
         assert_eq!(kid(&token), next);
 
         // The key that signed until the rollover is published until its last token expires.
         let file = read(&dir.path().join(FILE)).unwrap();
         let retired = file.keys.iter().find(|k| Some(&k.kid) == current.as_ref());
         let retired = retired.unwrap();
-        let last_token_expires = rolled_over() + ID_TOKEN_TTL.as_secs();
+        let last_token_expires = rollover + ID_TOKEN_TTL.as_secs();
         assert!(retired.published(last_token_expires));
         assert!(!retired.published(last_token_expires + RETENTION_MARGIN_SECS));
     }

@@ -56,6 +56,9 @@ impl SmsSender {
         let provider = provider.map(|provider| {
             let client = reqwest::Client::builder()
                 .timeout(TIMEOUT)
+                // A redirect would resend the phone, the code and the signature to wherever it
+                // points; gateways don't redirect, so one is an error.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("a TLS backend is compiled in");
             (client, provider)

@@ -682,8 +682,14 @@ pub async fn answering_server(
             };
             let (status, answer) = answer(&received);
             let _ = tx.send(received);
+            // A redirect points at /moved on the same server.
+            let location = if (300..400).contains(&status) {
+                "location: /moved\r\n"
+            } else {
+                ""
+            };
             let response = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
                 answer.len()
             );
             stream.write_all(response.as_bytes()).await.unwrap();

@@ -777,6 +777,22 @@ async fn a_cross_site_post_becomes_a_get_that_carries_the_cookie() {
         .unwrap()
         .1;
     assert_eq!(hint, id_token);
+
+    // The body is re-encoded, never copied into `Location`: raw line breaks, spaces and UTF-8
+    // (as a hostile page posts them) come back percent-encoded, not as a 500 or a broken header.
+    let response = http()
+        .post(app.url("/oauth/logout"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("state=a\r\nSet-Cookie: x=1 é")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let url = Url::parse(&app.url(location)).unwrap();
+    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1;
+    assert_eq!(state, "a\r\nSet-Cookie: x=1 é");
 }
 
 #[tokio::test]

@@ -88,6 +88,25 @@ async fn webhook_requests_are_signed_with_the_secret() {
     assert!(!app.log().contains(WEBHOOK_SECRET));
 }
 
+/// A relay answering with a redirect would have the phone, the code and the signature resent
+/// wherever it points: wxlogin follows none, and the code counts as not sent.
+#[tokio::test]
+async fn a_redirecting_webhook_is_not_followed() {
+    let (base, mut received) = answering_server(|_| (307, String::new())).await;
+    let app = spawn_app_with(&[
+        ("WXLOGIN_SMS_WEBHOOK", &format!("{base}/sms")),
+        ("WXLOGIN_SMS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ])
+    .await;
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, "oRedirected", true).await;
+    let response = app.request_code(&qr.scene_id, "13800000044").await;
+    assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "sms_unavailable").await;
+    assert_eq!(received.recv().await.unwrap().target, "/sms");
+    // The answer came after any redirect would have been followed: nothing reached /moved.
+    assert!(received.try_recv().is_err(), "the redirect was followed");
+}
+
 #[tokio::test]
 async fn without_a_secret_the_webhook_is_unsigned_and_the_start_says_so() {
     let (base, mut received) = answering_server(|_| (200, String::new())).await;

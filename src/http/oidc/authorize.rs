@@ -258,12 +258,7 @@ fn to_login_page(raw: &str, now: u64) -> HttpResponse {
     }
     query.retain(|(name, value)| !(name == "prompt" && value.is_empty()));
     query.push((AUTHENTICATED_AFTER.into(), now.to_string()));
-    let back = format!(
-        "/oauth/authorize?{}",
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(query)
-            .finish()
-    );
+    let back = format!("/oauth/authorize?{}", request::encode(query));
     let login = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("return_to", &back)
         .finish();

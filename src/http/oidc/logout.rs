@@ -117,7 +117,13 @@ async fn logout(
     if is_post && session_token(&req).is_none() {
         // A cross-site POST: the browser kept its SameSite=Lax cookie back.
         return Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, format!("/oauth/logout?{raw}")))
+            .insert_header((
+                header::LOCATION,
+                format!(
+                    "/oauth/logout?{}",
+                    request::encode(request::pairs(raw, &[]))
+                ),
+            ))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish());
     }

@@ -28,6 +28,14 @@ pub(super) fn parse<T: DeserializeOwned>(raw: &str) -> Option<T> {
 }
 
 /// `raw` as decoded name-value pairs, in order, except those named in `dropped`.
+/// `pairs` as a form-encoded query string: what goes into a `Location` is encoded anew, never
+/// the raw text a client sent.
+pub(super) fn encode(pairs: Vec<(String, String)>) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
 pub(super) fn pairs(raw: &str, dropped: &[&str]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw.as_bytes())
         .filter(|(name, _)| !dropped.contains(&name.as_ref()))
