@@ -13,7 +13,7 @@ use serde_json::json;
 use sha1::Sha1;
 use wxlogin_storage::Phone;
 
-use super::{unix_now, utc, SmsError};
+use super::{gateway_answer, unix_now, utc, SmsError};
 use crate::config::SmsGateway;
 
 pub async fn send(
@@ -29,17 +29,7 @@ pub async fn send(
     params.insert("Signature", signature);
     let mut url = gateway.endpoint.clone();
     url.set_query(Some(&canonical_query(&params)));
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(SmsError::unreachable)?;
-    let status = response.status();
-    // Errors come with a 4xx and the same JSON as success; anything else is no answer.
-    let answer: Answer = response
-        .json()
-        .await
-        .map_err(|_| SmsError::Unreachable(format!("HTTP {status}, no SendSms answer")))?;
+    let answer: Answer = gateway_answer(client.get(url)).await?;
     outcome(answer.code)
 }
 

@@ -40,6 +40,20 @@ impl SmsError {
     }
 }
 
+/// A gateway's JSON answer to `request`, sent: errors come with a 4xx and the same JSON as
+/// success, so any status is read; what isn't that JSON (a proxy's page, a cut connection) is
+/// no answer.
+async fn gateway_answer<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, SmsError> {
+    let response = request.send().await.map_err(SmsError::unreachable)?;
+    let status = response.status();
+    response
+        .json()
+        .await
+        .map_err(|_| SmsError::Unreachable(format!("HTTP {status}, no SendSms answer")))
+}
+
 /// How long one call to the provider may take: the browser waits on it.
 const TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use wxlogin_storage::Phone;
 
-use super::{unix_now, utc, SmsError};
+use super::{gateway_answer, unix_now, utc, SmsError};
 use crate::config::SmsGateway;
 
 const SERVICE: &str = "sms";
@@ -38,7 +38,7 @@ pub async fn send(
         timestamp: now,
         payload: &body,
     };
-    let response = client
+    let sending = client
         .post(gateway.endpoint.clone())
         .header(CONTENT_TYPE, CONTENT)
         .header(AUTHORIZATION, request.authorization())
@@ -46,15 +46,8 @@ pub async fn send(
         .header("X-TC-Version", "2021-01-11")
         .header("X-TC-Timestamp", now.to_string())
         .header("X-TC-Region", &gateway.region)
-        .body(body)
-        .send()
-        .await
-        .map_err(SmsError::unreachable)?;
-    let status = response.status();
-    let answer: Answer = response
-        .json()
-        .await
-        .map_err(|_| SmsError::Unreachable(format!("HTTP {status}, no SendSms answer")))?;
+        .body(body);
+    let answer: Answer = gateway_answer(sending).await?;
     let response = answer.response;
     // A refused request (a bad signature, say) has `Error`; a sent one a status per number.
     let code = match (response.error, response.send_status_set.into_iter().next()) {
