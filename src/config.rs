@@ -147,6 +147,17 @@ pub enum LoginModeSetting {
     Auto,
 }
 
+impl LoginModeSetting {
+    /// The setting's value, as `WXLOGIN_LOGIN_MODE` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginModeSetting::QrCode => "qrcode",
+            LoginModeSetting::Code => "code",
+            LoginModeSetting::Auto => "auto",
+        }
+    }
+}
+
 impl std::str::FromStr for LoginModeSetting {
     type Err = ();
 

@@ -5,6 +5,7 @@
 //! simulator, `oidc` the OpenID Connect provider.
 //! State machines and storage live in the `wxlogin-actors` and `wxlogin-storage` crates.
 
+pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod error;

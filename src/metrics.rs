@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use wxlogin_actors::{LoginMode, SceneCounters};
 
+use crate::audit::LoginPath;
+
 /// Upper bounds, in seconds, of the request latency buckets. Long-polls land in the top ones.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
@@ -64,12 +66,12 @@ struct Histogram {
 }
 
 impl Metrics {
-    /// A login, by the path it took (`scan`: already bound, or `bind`) and the scene's mode.
-    pub fn login(&self, path: &'static str, mode: LoginMode) {
-        self.logins
-            .update(format!("path=\"{path}\",mode=\"{}\"", mode.as_str()), |n| {
-                *n += 1
-            });
+    /// A login, by the path it took and the scene's mode.
+    pub fn login(&self, path: LoginPath, mode: LoginMode) {
+        self.logins.update(
+            format!("path=\"{}\",mode=\"{}\"", path.as_str(), mode.as_str()),
+            |n| *n += 1,
+        );
     }
 
     /// A scanner answered a confirmation request: `accepted` or `denied`.
@@ -269,8 +271,8 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let metrics = Metrics::default();
-        metrics.login("scan", LoginMode::QrCode);
-        metrics.login("scan", LoginMode::QrCode);
+        metrics.login(LoginPath::Scan, LoginMode::QrCode);
+        metrics.login(LoginPath::Scan, LoginMode::QrCode);
         metrics.wechat_call("qrcode_create", "0");
         metrics.request("/api/qrcode/{scene_id}/status", Duration::from_millis(3));
         let text = metrics.render(&SceneCounters::default());

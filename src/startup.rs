@@ -288,7 +288,30 @@ fn announce(settings: &Settings, addr: SocketAddr) {
         Ok((limit, None)) => tracing::info!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "the open-file limit could not be read or raised"),
     }
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "wxlogin started");
+    let sms = match &settings.sms {
+        None if settings.is_sandbox() => "sandbox phone",
+        None => "debug log",
+        Some(SmsProvider::Webhook { .. }) => "webhook",
+        Some(SmsProvider::Aliyun(_)) => "aliyun",
+        Some(SmsProvider::Tencent(_)) => "tencent",
+    };
+    let oidc_clients = settings.oidc_clients.as_ref().map_or("off".into(), |c| {
+        let mut ids: Vec<_> = c.ids().collect();
+        ids.sort_unstable();
+        ids.join(",")
+    });
+    tracing::info!(
+        %addr,
+        mode = if settings.is_sandbox() { "sandbox" } else { "wechat" },
+        login_mode = settings.login_mode.as_str(),
+        confirm = settings.confirm,
+        callback = if settings.aes_key.is_some() { "safe mode" } else { "plaintext" },
+        oidc_clients,
+        storage = %format_args!("sled in {}", settings.data_dir.display()),
+        sms,
+        admin_api = settings.admin_token.is_some(),
+        "wxlogin started"
+    );
     // Tests and scripts read the port from this line.
     println!("wxlogin listening on http://{addr}");
 }

@@ -13,6 +13,7 @@ use wxlogin_storage::{constant_time_eq, BindingStream, LoginCursor, OpenId, Phon
 
 use super::session::bearer_token;
 use super::AppState;
+use crate::audit::{self, Unbinder};
 use crate::backup::BindingLine;
 use crate::error::ApiError;
 
@@ -96,7 +97,7 @@ async fn delete_binding(
     }
     state.forget_authorization_codes(&openid);
     state.metrics.unbind();
-    tracing::info!(openid = %openid, "admin removed the binding and revoked its sessions");
+    audit::unbind(&openid, Unbinder::Admin);
     Ok(HttpResponse::NoContent().finish())
 }
 

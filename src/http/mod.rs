@@ -22,9 +22,10 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use tokio::sync::watch;
-use wxlogin_actors::{SceneCounters, SceneSupervisor};
+use wxlogin_actors::{LoginMode, SceneCounters, SceneSupervisor};
 use wxlogin_storage::{OpenId, Store};
 
+use crate::audit::{self, LoginPath};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
@@ -61,6 +62,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A user was logged in: counted, and one line in the audit trail.
+    pub fn logged_in(&self, user: &OpenId, path: LoginPath, mode: LoginMode) {
+        self.metrics.login(path, mode);
+        audit::login(user, path);
+    }
+
     /// The user's unredeemed OpenID Connect codes die with their session or binding, so none
     /// issued before a logout or unbind yields a token after it.
     pub fn forget_authorization_codes(&self, openid: &OpenId) {

@@ -15,6 +15,7 @@ use super::client_ip::ClientIp;
 use super::scene_owner::{self, BrowserKey};
 use super::AppState;
 use super::{device, rate_limit};
+use crate::audit::{self, LoginPath};
 use crate::error::ApiError;
 use crate::wechat::api::{QrTicket, WechatError};
 
@@ -342,7 +343,8 @@ async fn bind(
         .await
         .map_err(|_| ApiError::SceneExpired)??;
     state.metrics.bind();
-    state.metrics.login("bind", bound.mode);
+    audit::bind(&bound.openid, &ip.shown());
+    state.logged_in(&bound.openid, LoginPath::Bind, bound.mode);
     let token = bound.token.as_str();
     Ok(HttpResponse::Ok()
         .cookie(state.cookies.carrying(token))

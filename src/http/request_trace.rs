@@ -11,8 +11,10 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use rand::Rng;
 use tracing::Instrument;
+use wxlogin_storage::OpenId;
 
 use super::AppState;
+use crate::audit::Short;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -49,9 +51,17 @@ pub async fn trace_requests(
 
 /// Scene ids in request paths are bearer secrets for their scene's lifetime: logs show the
 /// first few characters, enough to follow one login through the log and useless to poll it.
+/// Openids in admin paths are shown as the audit trail shows them ([`Short`]).
 fn loggable_path(path: &str) -> Cow<'_, str> {
     const SCENE_ROUTES: &str = "/api/qrcode/";
+    const BINDING_ROUTES: &str = "/admin/bindings/";
     const SHOWN: usize = 6;
+    if let Some(openid) = path.strip_prefix(BINDING_ROUTES) {
+        return match OpenId::parse(openid) {
+            Some(openid) => Cow::Owned(format!("{BINDING_ROUTES}{}", Short(&openid))),
+            None => Cow::Borrowed(BINDING_ROUTES),
+        };
+    }
     let Some(rest) = path.strip_prefix(SCENE_ROUTES) else {
         return Cow::Borrowed(path);
     };
@@ -80,5 +90,14 @@ mod tests {
         assert_eq!(loggable_path("/api/qrcode"), "/api/qrcode");
         assert_eq!(loggable_path("/api/qrcode/ab/sms"), "/api/qrcode/ab/sms");
         assert_eq!(loggable_path("/api/me"), "/api/me");
+    }
+
+    #[test]
+    fn openids_are_cut_short_in_admin_paths() {
+        assert_eq!(
+            loggable_path("/admin/bindings/o6_bmjrPTlm6_2sgVt7hMZOPfL2M"),
+            "/admin/bindings/…OPfL2M"
+        );
+        assert_eq!(loggable_path("/admin/bindings/no%20id"), "/admin/bindings/");
     }
 }

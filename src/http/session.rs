@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use wxlogin_storage::{constant_time_eq, Session, SessionToken};
 
 use super::AppState;
+use crate::audit;
 use crate::error::ApiError;
 
 pub const COOKIE: &str = "wxlogin_session";
@@ -121,7 +122,7 @@ async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse
 /// should have ended outlives it.
 async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
-    if !end_session(&state, &token).await? {
+    if !end_session(&state, &token, None).await? {
         return Err(ApiError::Unauthorized);
     }
     Ok(HttpResponse::NoContent()
@@ -130,14 +131,24 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
 }
 
 /// Ends the session of `token` with the user's access tokens and codes (see [`logout`]);
-/// whether there was one. Shared with OpenID Connect's RP-initiated logout.
-pub(super) async fn end_session(state: &AppState, token: &SessionToken) -> Result<bool, ApiError> {
-    if let Some(session) = state.store.session(token)? {
+/// whether there was one. Shared with OpenID Connect's RP-initiated logout, where `client` is
+/// the relying party that asked.
+pub(super) async fn end_session(
+    state: &AppState,
+    token: &SessionToken,
+    client: Option<&str>,
+) -> Result<bool, ApiError> {
+    let session = state.store.session(token)?;
+    if let Some(session) = &session {
         let openid = &session.binding.openid;
         state.forget_authorization_codes(openid);
         state.store.revoke_access_tokens(openid).await?;
     }
-    Ok(state.store.close_session(token).await?)
+    let closed = state.store.close_session(token).await?;
+    if let (true, Some(session)) = (closed, &session) {
+        audit::logout(&session.binding.openid, client);
+    }
+    Ok(closed)
 }
 
 #[cfg(test)]

@@ -110,6 +110,11 @@ impl Clients {
         self.by_id.get(id)
     }
 
+    /// The clients' ids, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
     /// Whether a browser page of `origin` (an `Origin` header's value) may read our answers.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.origins.contains(origin)

@@ -19,6 +19,7 @@ mod hijack;
 mod hostile;
 mod load_tool;
 mod login;
+mod logs;
 mod oidc;
 mod oidc_authorize;
 mod oidc_token;

@@ -134,7 +134,7 @@ async fn json_logs_carry_the_request_span() {
     let app = spawn_app_with(&[("WXLOGIN_LOG_FORMAT", "json")]).await;
     app.sign_up("oLogged", "13800000081").await;
     app.unsubscribe("oLogged", None).await;
-    app.wait_for_log("unsubscribed").await;
+    app.wait_for_log("audit: unbind").await;
     let log = app.log();
     let lines: Vec<Value> = log
         .lines()
@@ -145,7 +145,7 @@ async fn json_logs_carry_the_request_span() {
         .find(|l| {
             l["fields"]["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("unsubscribed"))
+                .is_some_and(|m| m == "audit: unbind")
         })
         .expect("the unbind was logged");
     assert_eq!(unsubscribed["span"]["name"], "request");

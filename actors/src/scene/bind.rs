@@ -58,6 +58,7 @@ pub struct Bind {
 }
 
 pub struct Bound {
+    pub openid: OpenId,
     pub token: SessionToken,
     /// How the scene was scanned.
     pub mode: LoginMode,
@@ -87,7 +88,7 @@ impl Live<Bind> for SceneActor {
             let token = store
                 .open_session(&binding, session_ttl, LoginMethod::Bind, &msg.client_ip)
                 .await?;
-            Ok::<_, SceneError>(token)
+            Ok::<_, SceneError>((openid, token))
         };
         after_write(bind.into_actor(self).map(|bound, scene, ctx| {
             if matches!(bound, Err(SceneError::Unfollowed)) {
@@ -95,10 +96,11 @@ impl Live<Bind> for SceneActor {
                 scene.end(ctx, false);
                 return Err(SceneError::Unfollowed);
             }
-            let token = bound?;
+            let (openid, token) = bound?;
             scene.machine.log_in_bound(token.clone())?;
             scene.notify_waiters();
             Ok(Bound {
+                openid,
                 token,
                 mode: scene.machine.mode(),
             })

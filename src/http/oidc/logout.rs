@@ -154,11 +154,7 @@ async fn logout(
         ));
     }
     let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
-    end_session(&state, &token).await?;
-    tracing::info!(
-        client = client_id.unwrap_or("-"),
-        "signed out by a relying party"
-    );
+    end_session(&state, &token, Some(client_id.unwrap_or("(unnamed)"))).await?;
     Ok(done.answer(Some(state.cookies.removal())))
 }
 

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
+use crate::audit;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::oidc::codes::verifier_matches;
@@ -115,7 +116,7 @@ pub(super) async fn token(
             },
         )
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    tracing::info!(client = %client.id, "tokens issued");
+    audit::code_exchange(&binding.openid, &client.id);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))

@@ -10,6 +10,7 @@ use wxlogin_actors::{
 use wxlogin_storage::OpenId;
 
 use super::replies::Outcome;
+use crate::audit::{self, LoginPath, Unbinder};
 use crate::error::ApiError;
 use crate::http::{rate_limit, AppState};
 use crate::wechat::envelope::EnvelopeError;
@@ -82,7 +83,7 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             }
             state.forget_authorization_codes(&openid);
             state.metrics.unbind();
-            tracing::info!(openid = %openid, "unsubscribed: binding removed, sessions revoked");
+            audit::unbind(&openid, Unbinder::User);
             Ok(Outcome::Unbound)
         }
         Inbound::Follow | Inbound::Other => Ok(Outcome::NotOurs),
@@ -100,7 +101,7 @@ async fn qr_scan(
         return Ok(Outcome::Expired);
     };
     let scan = Scan {
-        openid,
+        openid: openid.clone(),
         new_follower: subscribed,
         sent_at,
     };
@@ -108,7 +109,7 @@ async fn qr_scan(
         return Ok(Outcome::Expired);
     };
     match scanned {
-        Ok(outcome) => Ok(scanned_outcome(state, outcome)),
+        Ok(outcome) => Ok(scanned_outcome(state, &openid, outcome)),
         Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
         Err(SceneError::Unfollowed) => Ok(Outcome::Overtaken),
         Err(e) => Err(e.into()),
@@ -151,7 +152,7 @@ async fn text_message(
         match state.scenes.send(answer).await? {
             Some(Ok(AnswerOutcome::Admitted(admitted))) => {
                 state.metrics.confirmation("accepted");
-                return Ok(admitted_outcome(state, admitted));
+                return Ok(admitted_outcome(state, &openid, admitted));
             }
             Some(Ok(AnswerOutcome::Denied)) => {
                 state.metrics.confirmation("denied");
@@ -193,7 +194,7 @@ async fn code_scan(
         })
         .await?
     {
-        Some(Ok(outcome)) => return Ok(scanned_outcome(state, outcome)),
+        Some(Ok(outcome)) => return Ok(scanned_outcome(state, openid, outcome)),
         Some(Err(SceneError::AlreadyScanned)) => Outcome::CodeUsed,
         Some(Err(SceneError::Unfollowed)) => return Ok(Outcome::Overtaken),
         Some(Err(e)) => return Err(e.into()),
@@ -202,7 +203,7 @@ async fn code_scan(
     state.metrics.login_code_rejected();
     if guesses.miss(openid.as_str()) {
         state.metrics.openid_throttled();
-        tracing::info!(openid = %openid, "too many wrong login codes: ignoring this openid's codes for a while");
+        tracing::info!(user = %audit::Short(openid), "too many wrong login codes: ignoring this openid's codes for a while");
         return Ok(Outcome::Throttled);
     }
     Ok(rejected)
@@ -229,17 +230,17 @@ fn codes_served(state: &AppState) -> bool {
     state.modes.current() == LoginMode::Code
 }
 
-fn scanned_outcome(state: &AppState, outcome: ScanOutcome) -> Outcome {
+fn scanned_outcome(state: &AppState, user: &OpenId, outcome: ScanOutcome) -> Outcome {
     match outcome {
-        ScanOutcome::Admitted(admitted) => admitted_outcome(state, admitted),
+        ScanOutcome::Admitted(admitted) => admitted_outcome(state, user, admitted),
         ScanOutcome::Confirm(origin) => Outcome::ConfirmAsked(origin),
     }
 }
 
-fn admitted_outcome(state: &AppState, admitted: Admitted) -> Outcome {
+fn admitted_outcome(state: &AppState, user: &OpenId, admitted: Admitted) -> Outcome {
     match admitted {
         Admitted::LoggedIn(mode) => {
-            state.metrics.login("scan", mode);
+            state.logged_in(user, LoginPath::Scan, mode);
             Outcome::LoggedIn
         }
         Admitted::NeedBind => Outcome::NeedBind,
