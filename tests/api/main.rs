@@ -34,4 +34,5 @@ mod sessions;
 mod shutdown;
 mod sms;
 mod sms_providers;
+mod walkthrough;
 mod wechat_api;
