@@ -145,6 +145,9 @@ pub struct Delivery {
     pub reply: Option<String>,
 }
 
+/// How long a connection to our own `/wechat` may sit idle before it is dropped.
+const SELF_DELIVERY_IDLE: Duration = Duration::from_secs(2);
+
 impl Simulator {
     /// `callback`: where the service listens (a dialable address). `aes_key`: speak safe mode,
     /// as an account configured with that EncodingAESKey.
@@ -160,7 +163,13 @@ impl Simulator {
             crypto: aes_key.map(|key| {
                 MessageCrypto::new(key, APPID).expect("the key was checked with the settings")
             }),
-            http: reqwest::Client::new(),
+            // Idle connections are dropped well before the server's keep-alive (5 s) closes them:
+            // a push sent on a connection the server is closing fails as "could not be
+            // reached", which a loaded machine's slow tests ran into.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(SELF_DELIVERY_IDLE)
+                .build()
+                .expect("a client with no TLS settings builds"),
             tickets: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(86_400))

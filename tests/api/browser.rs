@@ -12,20 +12,23 @@ use crate::helpers::{node_scripts, spawn_app, spawn_app_with};
 /// Debian's Chromium, which `.ci/run` installs.
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// `tests/browser` if Node, playwright-core and Chromium are there (else `test` is skipped).
-pub(crate) fn chromium_scripts(test: &str) -> Option<PathBuf> {
-    node_scripts(
-        test,
-        "playwright-core",
-        &[(CHROMIUM, "apt-get install chromium")],
-    )
+/// `tests/browser`, with Chromium beside it; tests that use it are ignored without them
+/// (`has_chromium`, build.rs).
+pub(crate) fn chromium_scripts() -> PathBuf {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: apt-get install chromium"
+    );
+    node_scripts()
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "needs Chromium, Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
-    let Some(scripts) = chromium_scripts("the browser test") else {
-        return;
-    };
+    let scripts = chromium_scripts();
     let app = spawn_app().await;
     let expiring = spawn_app_with(&[("WXLOGIN_SCENE_TTL_SECS", "3")]).await;
     let code_mode = spawn_app_with(&[("WXLOGIN_LOGIN_MODE", "code")]).await;
@@ -71,10 +74,12 @@ fn screenshot_dir() -> PathBuf {
 /// `tests/browser/attacks.mjs`: a planted session (login CSRF) from another site, and hostile
 /// `return_to` values, in Chromium.
 #[tokio::test]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "needs Chromium, Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn a_browser_refuses_planted_sessions_and_open_redirects() {
-    let Some(scripts) = chromium_scripts("the browser attack test") else {
-        return;
-    };
+    let scripts = chromium_scripts();
     let app = spawn_app().await;
     let output = Command::new("node")
         .arg("attacks.mjs")

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    event_xml, signed_query, skip, spawn_app, spawn_app_on, spawn_app_with, unix_now, TestApp,
+    event_xml, signed_query, spawn_app, spawn_app_on, spawn_app_with, unix_now, TestApp,
     ADMIN_TOKEN, SANDBOX_TOKEN,
 };
 
@@ -18,29 +18,27 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const ADMIN: &str = ADMIN_TOKEN;
 
 /// The settings that start a server with its wall clock moved by `offset` (libfaketime's
-/// syntax: `-3600`, `+200d`), or `None` after saying `test` is skipped.
-fn moved_clock(test: &str, offset: &'static str) -> Option<[(&'static str, &'static str); 3]> {
-    if !Path::new(LIBFAKETIME).exists() {
-        skip(
-            test,
-            "libfaketime is not installed",
-            "apt-get install faketime",
-        );
-        return None;
-    }
-    Some([
+/// syntax: `-3600`, `+200d`). Tests that use them are ignored without libfaketime
+/// (`has_faketime`, build.rs).
+fn moved_clock(offset: &'static str) -> [(&'static str, &'static str); 3] {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install faketime"
+    );
+    [
         ("LD_PRELOAD", LIBFAKETIME),
         ("FAKETIME", offset),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-    ])
+    ]
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_faketime),
+    ignore = "needs libfaketime: apt-get install faketime"
+)]
 async fn a_user_bound_before_the_clock_stepped_back_logs_in_after_it() {
-    let Some(moved) = moved_clock("clock::a_user_bound_before_the_clock_stepped_back", "-3600")
-    else {
-        return;
-    };
+    let moved = moved_clock("-3600");
     let mut app = spawn_app().await;
     app.sign_up("oBeforeTheStep", "13800000201").await;
     app.stop();
@@ -67,10 +65,12 @@ async fn logins(app: &TestApp, openid: &str) -> usize {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_faketime),
+    ignore = "needs libfaketime: apt-get install faketime"
+)]
 async fn the_login_log_forgets_logins_past_its_retention() {
-    let Some(moved) = moved_clock("clock::the_login_log_forgets_logins", "+181d") else {
-        return;
-    };
+    let moved = moved_clock("+181d");
     let admin = [("WXLOGIN_ADMIN_TOKEN", ADMIN)];
     let mut app = spawn_app_with(&admin).await;
     app.sign_up("oOldLogin", "13800000202").await;
@@ -95,11 +95,12 @@ async fn the_login_log_forgets_logins_past_its_retention() {
 /// come from the test, as WeChat would send them, not from the sandbox (which shares the
 /// server's clock); the wider window lets the fast clock take WeChat's timestamps.
 #[tokio::test]
+#[cfg_attr(
+    not(has_faketime),
+    ignore = "needs libfaketime: apt-get install faketime"
+)]
 async fn an_unfollow_after_the_clock_stepped_back_unbinds() {
-    let Some(moved) = moved_clock("clock::an_unfollow_after_the_clock_stepped_back", "+1200")
-    else {
-        return;
-    };
+    let moved = moved_clock("+1200");
     let window = [("WXLOGIN_TIMESTAMP_WINDOW_SECS", "3600")];
     let mut fast = spawn_app_with(&[&moved[..], &window[..]].concat()).await;
     let qr = fast.create_qr().await;

@@ -1,7 +1,7 @@
 //! Starts the real `wxlogin` binary on a random loopback port (sandbox mode unless told
 //! otherwise) and talks HTTP to it, with the built-in simulator playing WeChat.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -185,62 +185,27 @@ pub fn run_command(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, 
     panic!("wxlogin {args:?} kept running with {env:?}");
 }
 
-/// `tests/browser`, where the Node scripts live, if this machine can run them: `node`, the npm
-/// package `module` installed there (`npm ci`), and each of `extra`'s paths (with how to get it).
-/// Without them `None`, after saying on stderr that `test` was skipped and why; but under CI,
-/// which installs everything (`.ci/run`), a missing tool is a failure, not a reason to skip.
-pub fn node_scripts(test: &str, module: &str, extra: &[(&str, &str)]) -> Option<PathBuf> {
+/// `tests/browser`, where the Node scripts live, with the packages `npm ci` installs there.
+/// Tests that run them are ignored where build.rs finds no Node or no packages (`has_node`),
+/// except under CI, where a missing tool fails them here.
+pub fn node_scripts() -> PathBuf {
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let mut install = vec!["(cd tests/browser && npm ci)".to_owned()];
-    let missing = if Command::new("node").arg("--version").output().is_err() {
-        install.insert(0, "install Node.js 20+".into());
-        Some("node is not installed".to_owned())
-    } else if !scripts.join("node_modules").join(module).exists() {
-        Some(format!("tests/browser/node_modules/{module} is missing"))
-    } else {
-        extra
-            .iter()
-            .find(|(path, _)| !Path::new(path).exists())
-            .map(|(path, how)| {
-                install = vec![how.to_string()];
-                format!("{path} is not installed")
-            })
-    };
-    let Some(missing) = missing else {
-        return Some(scripts);
-    };
-    skip(
-        test,
-        &format!("{missing}; .ci/run should have installed it"),
-        &install.join(" && "),
+    assert!(
+        scripts.join("node_modules").exists(),
+        "tests/browser/node_modules is missing: run (cd tests/browser && npm ci)"
     );
-    None
+    scripts
 }
 
-/// The Python of `tests/rp/.venv`, where `.ci/run` installs the Python relying parties'
-/// packages (`tests/rp/requirements.txt`); without it `None`, after [`skip`] says why.
-pub fn rp_python(test: &str) -> Option<PathBuf> {
+/// The Python of `tests/rp/.venv`, where the Python relying parties' packages are
+/// (`tests/rp/requirements.txt`); tests that use it are ignored without it (`has_rp_venv`).
+pub fn rp_python() -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rp/.venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    skip(
-        test,
-        "tests/rp/.venv is missing; .ci/run should have made it",
-        "python3 -m venv tests/rp/.venv && tests/rp/.venv/bin/pip install -r tests/rp/requirements.txt",
+    assert!(
+        python.exists(),
+        "tests/rp/.venv is missing: python3 -m venv tests/rp/.venv && tests/rp/.venv/bin/pip install -r tests/rp/requirements.txt"
     );
-    None
-}
-
-/// Says on stderr, loudly, that `test` is skipped because of `why`, and `how` to run it; but
-/// under CI, where every test must run, fails.
-pub fn skip(test: &str, why: &str, how: &str) {
-    assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
-    // Straight to stderr: the test harness would swallow eprintln! of a passing test.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n########## SKIPPED {test}: {why}.\n########## To run it: {how}\n"
-    );
+    python
 }
 
 pub fn unix_now() -> u64 {

@@ -17,10 +17,9 @@ use rand::Rng;
 use tempfile::TempDir;
 
 use crate::crash::{start_load, verify, Ledger, LOAD_ENV};
-use crate::helpers::{skip, spawn_app_on};
+use crate::helpers::spawn_app_on;
 
 const CYCLES: usize = 12;
-const TEST: &str = "power_cut::nothing_answered_is_lost_across_power_cuts";
 
 /// A LazyFS mount of a backing directory, remounted after each power cut.
 struct LazyFs {
@@ -34,8 +33,8 @@ struct LazyFs {
 }
 
 impl LazyFs {
-    /// The LazyFS script, if this machine can run it; else says why the test is skipped.
-    fn find() -> Option<PathBuf> {
+    /// The LazyFS script; the test is ignored where build.rs finds no LazyFS (`has_lazyfs`).
+    fn find() -> PathBuf {
         let script = std::env::var_os("LAZYFS_SH").map_or_else(
             || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/lazyfs/lazyfs.sh"),
             PathBuf::from,
@@ -53,18 +52,13 @@ impl LazyFs {
         } else {
             None
         };
-        let Some(why) = missing else {
-            return Some(script);
-        };
-        skip(
-            TEST,
-            &format!("{why}; .ci/run should have built it"),
-            &format!(
-                "{} build (as root), or set LAZYFS_SH to lazyfs.sh",
+        if let Some(why) = missing {
+            panic!(
+                "{why}: run {} build (as root), or set LAZYFS_SH to lazyfs.sh",
                 script.display()
-            ),
-        );
-        None
+            );
+        }
+        script
     }
 
     fn new(script: PathBuf) -> Self {
@@ -150,10 +144,12 @@ fn run(script: &Path, args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_lazyfs),
+    ignore = "needs root, /dev/fuse and LazyFS built (README: The power-cut test)"
+)]
 async fn nothing_answered_is_lost_across_power_cuts() {
-    let Some(script) = LazyFs::find() else {
-        return;
-    };
+    let script = LazyFs::find();
     let mut disk = LazyFs::new(script);
     let mut app = spawn_app_on(disk.mount.clone(), &LOAD_ENV).await;
     let ledger = Arc::new(Mutex::new(Ledger::default()));

@@ -126,20 +126,20 @@ fn keep_lines(
     });
 }
 
-/// openid-client's app, if Node and the package are installed (else `test` is skipped).
-fn openid_client(test: &str) -> Option<RpApp> {
-    let scripts = node_scripts(test, "openid-client", &[])?;
+/// openid-client's app (tests that use it need `has_node`).
+fn openid_client() -> RpApp {
     let mut command = Command::new("node");
-    command.arg("openid_client_rp.mjs").current_dir(scripts);
-    Some(RpApp::start(command))
+    command
+        .arg("openid_client_rp.mjs")
+        .current_dir(node_scripts());
+    RpApp::start(command)
 }
 
-/// The Python app `script` (in tests/rp), if the venv is there (else `test` is skipped).
-fn python_app(test: &str, script: &str) -> Option<RpApp> {
-    let python = rp_python(test)?;
-    let mut command = Command::new(python);
+/// The Python app `script` in tests/rp (tests that use it need `has_rp_venv`).
+fn python_app(script: &str) -> RpApp {
+    let mut command = Command::new(rp_python());
     command.arg(script).current_dir(rp_dir());
-    Some(RpApp::start(command))
+    RpApp::start(command)
 }
 
 fn rp_dir() -> PathBuf {
@@ -377,10 +377,12 @@ fn assert_signed_in(app: &TestApp, answer: &Value, id: &str, phone: &str) -> Str
 /// openid-client with its defaults (client_secret_post, as the library picks for a secret;
 /// PKCE S256, state and nonce as its examples do): the code flow, the ID token, userinfo by GET.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_signs_in_with_its_defaults() {
-    let Some(mut rp) = openid_client("openid_client_signs_in_with_its_defaults") else {
-        return;
-    };
+    let mut rp = openid_client();
     let app = provider(&[rp.registration("node-app", Some(SECRET), "")]).await;
     rp.configure(settings(&app, "node-app", Some(SECRET)));
     let browser = Browser::logged_in(&app, &app.sign_up("oNode", "13800000401").await);
@@ -394,11 +396,12 @@ async fn openid_client_signs_in_with_its_defaults() {
 /// client_secret_basic with an id and a secret that form-url-encoding changes: openid-client
 /// encodes both before base64 (RFC 6749 §2.3.1), wxlogin must decode them.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_authenticates_by_basic_with_an_id_and_secret_that_need_encoding() {
-    let test = "openid_client_authenticates_by_basic_with_an_id_and_secret_that_need_encoding";
-    let Some(mut rp) = openid_client(test) else {
-        return;
-    };
+    let mut rp = openid_client();
     let app = provider(&[rp.registration(AWKWARD_ID, Some(AWKWARD_SECRET), "")]).await;
     let mut settings = settings(&app, AWKWARD_ID, Some(AWKWARD_SECRET));
     settings["auth"] = json!("client_secret_basic");
@@ -412,10 +415,12 @@ async fn openid_client_authenticates_by_basic_with_an_id_and_secret_that_need_en
 /// openid-client, signed in an hour ago as far as `max_age=0` is concerned, must be sent to scan
 /// again, and checks the ID token's `auth_time` itself; a long `max_age` reuses the session.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_with_max_age_0_gets_a_fresh_login() {
-    let Some(mut rp) = openid_client("openid_client_with_max_age_0_gets_a_fresh_login") else {
-        return;
-    };
+    let mut rp = openid_client();
     let app = provider(&[rp.registration("node-app", Some(SECRET), "")]).await;
     rp.configure(settings(&app, "node-app", Some(SECRET)));
     let browser = Browser::logged_in(&app, &app.sign_up("oMaxAge", "13800000403").await);
@@ -438,10 +443,12 @@ async fn openid_client_with_max_age_0_gets_a_fresh_login() {
 /// it into its error); `prompt=login` always sends the user to scan, and `auth_time` is the new
 /// login's.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_prompt_none_and_login() {
-    let Some(mut rp) = openid_client("openid_client_prompt_none_and_login") else {
-        return;
-    };
+    let mut rp = openid_client();
     let app = provider(&[rp.registration("node-app", Some(SECRET), "")]).await;
     rp.configure(settings(&app, "node-app", Some(SECRET)));
     let browser = Browser::logged_in(&app, &app.sign_up("oPrompt", "13800000404").await);
@@ -467,10 +474,12 @@ async fn openid_client_prompt_none_and_login() {
 /// The other `prompt` values: `consent` shows the consent page again though consent was given,
 /// `login consent` makes the user scan first, and `none` with anything else is `invalid_request`.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_prompt_consent_and_combinations() {
-    let Some(mut rp) = openid_client("openid_client_prompt_consent_and_combinations") else {
-        return;
-    };
+    let mut rp = openid_client();
     let app = provider(&[rp.registration("node-app", Some(SECRET), "")]).await;
     rp.configure(settings(&app, "node-app", Some(SECRET)));
     let browser = Browser::logged_in(&app, &app.sign_up("oConsent", "13800000405").await);
@@ -503,11 +512,12 @@ async fn openid_client_prompt_consent_and_combinations() {
 /// the ID token as hint: wxlogin ends the session, revokes its tokens, and sends the browser back
 /// to the registered post-logout URI with the `state`.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_logs_out_through_the_end_session_endpoint() {
-    let test = "openid_client_logs_out_through_the_end_session_endpoint";
-    let Some(mut rp) = openid_client(test) else {
-        return;
-    };
+    let mut rp = openid_client();
     let logged_out = format!(
         "post_logout_redirect_uris = [\"{}\"]\n",
         rp.url("/logged-out")
@@ -548,11 +558,12 @@ async fn openid_client_logs_out_through_the_end_session_endpoint() {
 /// openid-client's `tokenIntrospection` (RFC 7662) and `tokenRevocation` (RFC 7009): the access
 /// token is active and names the user, then revoked, then inactive and refused by userinfo.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_introspects_and_revokes_an_access_token() {
-    let test = "openid_client_introspects_and_revokes_an_access_token";
-    let Some(mut rp) = openid_client(test) else {
-        return;
-    };
+    let mut rp = openid_client();
     let app = provider(&[rp.registration("node-app", Some(SECRET), "")]).await;
     rp.configure(settings(&app, "node-app", Some(SECRET)));
     let browser = Browser::logged_in(&app, &app.sign_up("oRevoke", "13800000407").await);
@@ -584,11 +595,12 @@ async fn openid_client_introspects_and_revokes_an_access_token() {
 /// fetched at the first sign-in in its cache (oauth4webapi refetches only after 5 minutes, or for
 /// an unknown key after a minute): a token issued right after `wxlogin rotate-key` verifies.
 #[tokio::test]
+#[cfg_attr(
+    not(has_node),
+    ignore = "needs Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn openid_client_with_its_cached_jwks_verifies_a_token_right_after_rotate_key() {
-    let test = "openid_client_with_its_cached_jwks_verifies_a_token_right_after_rotate_key";
-    let Some(mut rp) = openid_client(test) else {
-        return;
-    };
+    let mut rp = openid_client();
     let app = provider(&[rp.registration("node-app", Some(SECRET), "")]).await;
     let mut settings = settings(&app, "node-app", Some(SECRET));
     settings["verify_signatures"] = json!(true);
@@ -611,14 +623,12 @@ async fn openid_client_with_its_cached_jwks_verifies_a_token_right_after_rotate_
 /// Authlib's Flask client with its defaults (client_secret_basic, ID token validated through the
 /// JWKS, userinfo by GET), and registered `token_endpoint_auth_method: client_secret_post`.
 #[tokio::test]
+#[cfg_attr(
+    not(has_rp_venv),
+    ignore = "needs the venv tests/rp/.venv (README: Prerequisites)"
+)]
 async fn authlib_with_flask_signs_in_with_client_secret_basic_and_post() {
-    let test = "authlib_with_flask_signs_in_with_client_secret_basic_and_post";
-    let (Some(mut basic), Some(mut post)) = (
-        python_app(test, "authlib_rp.py"),
-        python_app(test, "authlib_rp.py"),
-    ) else {
-        return;
-    };
+    let (mut basic, mut post) = (python_app("authlib_rp.py"), python_app("authlib_rp.py"));
     let app = provider(&[
         basic.registration("flask-basic", Some(SECRET), ""),
         post.registration("flask-post", Some(SECRET), ""),
@@ -645,11 +655,12 @@ async fn authlib_with_flask_signs_in_with_client_secret_basic_and_post() {
 
 /// pyoidc with its defaults: client_secret_basic, the ID token verified through the JWKS.
 #[tokio::test]
+#[cfg_attr(
+    not(has_rp_venv),
+    ignore = "needs the venv tests/rp/.venv (README: Prerequisites)"
+)]
 async fn pyoidc_signs_in_with_client_secret_basic() {
-    let Some((app, answer)) = pyoidc_sign_in("pyoidc_signs_in_with_client_secret_basic").await
-    else {
-        return;
-    };
+    let (app, answer) = pyoidc_sign_in().await;
     let claims = &answer["claims"];
     assert_eq!(claims["iss"], app.address.as_str(), "{answer}");
     assert_eq!(claims["aud"], json!(["pyoidc-app"]), "{answer}");
@@ -658,12 +669,12 @@ async fn pyoidc_signs_in_with_client_secret_basic() {
 
 /// pyoidc's default userinfo request: POST with the access token in the form body (RFC 6750 §2.2).
 #[tokio::test]
+#[cfg_attr(
+    not(has_rp_venv),
+    ignore = "needs the venv tests/rp/.venv (README: Prerequisites)"
+)]
 async fn pyoidc_reads_userinfo_by_its_default_post_body() {
-    let Some((_app, answer)) =
-        pyoidc_sign_in("pyoidc_reads_userinfo_by_its_default_post_body").await
-    else {
-        return;
-    };
+    let (_app, answer) = pyoidc_sign_in().await;
     assert_eq!(
         answer["userinfo"]["sub"], answer["claims"]["sub"],
         "{answer}"
@@ -672,13 +683,13 @@ async fn pyoidc_reads_userinfo_by_its_default_post_body() {
 }
 
 /// A sign-in through pyoidc's app: the provider and the app's answer.
-async fn pyoidc_sign_in(test: &str) -> Option<(TestApp, Value)> {
-    let mut rp = python_app(test, "pyoidc_rp.py")?;
+async fn pyoidc_sign_in() -> (TestApp, Value) {
+    let mut rp = python_app("pyoidc_rp.py");
     let app = provider(&[rp.registration("pyoidc-app", Some(SECRET), "")]).await;
     rp.configure(settings(&app, "pyoidc-app", Some(SECRET)));
     let browser = Browser::logged_in(&app, &app.sign_up("oPyoidc", "13800000410").await);
     let signed = browser.sign_in(&app, &rp, "", "oPyoidc").await;
-    Some((app, signed.answer))
+    (app, signed.answer)
 }
 
 /// A single-page app, a public client with PKCE, on another origin than wxlogin's: openid-client's
@@ -686,11 +697,12 @@ async fn pyoidc_sign_in(test: &str) -> Option<(TestApp, Value)> {
 /// so does an origin in the client's `allowed_origins`; an origin registered nowhere can read
 /// neither the token endpoint nor userinfo, even with a valid token.
 #[tokio::test]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "needs Chromium, Node 20 and `(cd tests/browser && npm ci)`"
+)]
 async fn a_browser_app_on_another_origin_signs_in_with_pkce_through_cors() {
-    let Some(scripts) = chromium_scripts("a_browser_app_on_another_origin_signs_in_with_pkce")
-    else {
-        return;
-    };
+    let scripts = chromium_scripts();
     let mut command = Command::new("node");
     command
         .arg("spa.mjs")

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::{skip, spawn_app};
+use crate::helpers::spawn_app;
 
 /// The shell block between README's `<!-- walkthrough -->` markers.
 fn readme_walkthrough() -> String {
@@ -24,18 +24,12 @@ fn readme_walkthrough() -> String {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_curl_jq),
+    ignore = "needs curl and jq: apt-get install curl jq"
+)]
 async fn the_readme_walkthrough_logs_in() {
     let script = readme_walkthrough();
-    let missing = ["curl", "jq"]
-        .into_iter()
-        .find(|tool| Command::new(tool).arg("--version").output().is_err());
-    if let Some(tool) = missing {
-        return skip(
-            "the README walk-through",
-            &format!("{tool} is not installed"),
-            "apt-get install curl jq",
-        );
-    }
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
     let mut bash = Command::new("bash");
