@@ -87,7 +87,7 @@ fn session_lookup(c: &mut Criterion) {
     });
     let bearer = SessionToken::from_bearer(token.as_str());
     c.bench_function("session lookup", |b| {
-        b.iter(|| store.session(&bearer).unwrap().unwrap())
+        b.iter(|| runtime.block_on(store.session(&bearer)).unwrap().unwrap())
     });
 }
 

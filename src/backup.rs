@@ -43,7 +43,7 @@ pub enum RestoreError {
 /// Loads the backup at `file` into the empty store in `data_dir`; returns how many bindings.
 pub async fn restore(data_dir: &Path, file: &Path) -> Result<usize, RestoreError> {
     let store = Store::open(data_dir).map_err(RestoreError::Open)?;
-    if !store.has_no_bindings()? {
+    if !store.has_no_bindings().await? {
         return Err(RestoreError::NotEmpty);
     }
     let reader = std::io::BufReader::new(std::fs::File::open(file)?);
@@ -62,6 +62,7 @@ pub async fn restore(data_dir: &Path, file: &Path) -> Result<usize, RestoreError
         let phone = Phone::parse(&record.phone).ok_or_else(|| fail("invalid phone".into()))?;
         store
             .restore_binding(&openid, &phone, record.bound_at)
+            .await
             .map_err(|e| match e {
                 BindError::PhoneTaken => fail(format!("phone {} appears twice", record.phone)),
                 BindError::Unfollowed => fail(e.to_string()),

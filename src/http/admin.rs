@@ -68,10 +68,10 @@ async fn find_binding(
     let binding = match (&query.phone, &query.openid) {
         (Some(phone), None) => {
             let phone = Phone::parse(phone).ok_or(ApiError::InvalidPhone)?;
-            state.store.binding_by_phone(&phone)?
+            state.store.binding_by_phone(&phone).await?
         }
         (None, Some(openid)) => match OpenId::parse(openid) {
-            Some(openid) => state.store.binding(&openid)?,
+            Some(openid) => state.store.binding(&openid).await?,
             None => None,
         },
         _ => {
@@ -120,7 +120,7 @@ async fn logins(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let Some(openid) = OpenId::parse(&query.openid) else {
         return Ok(HttpResponse::Ok().json(json!({"logins": [], "next": null})));
     };
-    let page = state.store.logins(&openid, limit, before)?;
+    let page = state.store.logins(&openid, limit, before).await?;
     let logins: Vec<_> = page
         .records
         .iter()

@@ -74,12 +74,12 @@ pub(super) fn session_token(req: &HttpRequest) -> Option<SessionToken> {
 }
 
 /// The live session of the request, if it carries one.
-pub(super) fn current_session(
+pub(super) async fn current_session(
     state: &AppState,
     req: &HttpRequest,
 ) -> Result<Option<Session>, ApiError> {
     match session_token(req) {
-        Some(token) => Ok(state.store.session(&token)?),
+        Some(token) => Ok(state.store.session(&token).await?),
         None => Ok(None),
     }
 }
@@ -106,7 +106,9 @@ pub(super) fn proves(req: &HttpRequest, purpose: &str, sent: Option<&str>) -> bo
 }
 
 async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = current_session(&state, &req)?.ok_or(ApiError::Unauthorized)?;
+    let session = current_session(&state, &req)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
     Ok(HttpResponse::Ok().json(json!({
         "openid": session.binding.openid.as_str(),
         "phone": session.binding.phone.as_str(),
@@ -138,7 +140,7 @@ pub(super) async fn end_session(
     token: &SessionToken,
     client: Option<&str>,
 ) -> Result<bool, ApiError> {
-    let session = state.store.session(token)?;
+    let session = state.store.session(token).await?;
     if let Some(session) = &session {
         let openid = &session.binding.openid;
         state.forget_authorization_codes(openid);

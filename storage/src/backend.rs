@@ -7,9 +7,10 @@
 //!   [`Backend::flush`].
 //! - **Reads** see every write that returned, durable or not.
 //!
-//! Point reads are synchronous: they are called on actor and HTTP threads and must answer from
-//! memory or one local index lookup (microseconds). Anything longer (scans, snapshots, syncs)
-//! is asynchronous and runs off those threads.
+//! Every operation but [`Backend::check`] and [`Backend::backup`] is asynchronous: a backend
+//! may answer from a local index (sled, at once) or from a database server (PostgreSQL, a
+//! round trip), and neither blocks the actor and HTTP threads that await it. Anything longer
+//! than a point lookup (scans, snapshots, syncs) runs off those threads.
 //!
 //! A write refused because storage cannot take it now (a full disk) is
 //! [`StoreError::Unavailable`], and [`Backend::check`] fails until writes work again; a
@@ -32,19 +33,28 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub trait Backend: Send + Sync + 'static {
     /// `openid`'s binding. A read.
-    fn binding(&self, openid: &OpenId) -> Result<Option<Binding>, StoreError>;
+    fn binding<'a>(
+        &'a self,
+        openid: &'a OpenId,
+    ) -> Pending<'a, Result<Option<Binding>, StoreError>>;
 
     /// Who `phone` is bound to. A read.
-    fn binding_by_phone(&self, phone: &Phone) -> Result<Option<Binding>, StoreError>;
+    fn binding_by_phone<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> Pending<'a, Result<Option<Binding>, StoreError>>;
 
     /// Changes whenever `openid` unfollows the account: read it when they scan, and a bind
     /// made for that scan is refused if they unfollowed since. A read.
-    fn follow_generation(&self, openid: &OpenId) -> Result<u64, StoreError>;
+    fn follow_generation<'a>(&'a self, openid: &'a OpenId) -> Pending<'a, Result<u64, StoreError>>;
 
     /// When `openid` last unfollowed the account, in WeChat's clock (the `unsubscribe` event's
     /// `CreateTime`): a scan sent at or before it was overtaken by that unsubscribe, however
     /// late it arrives. A read.
-    fn unfollowed_at(&self, openid: &OpenId) -> Result<Option<u64>, StoreError>;
+    fn unfollowed_at<'a>(
+        &'a self,
+        openid: &'a OpenId,
+    ) -> Pending<'a, Result<Option<u64>, StoreError>>;
 
     /// Binds `phone` to `openid`, unless they unfollowed the account since `follow_generation`
     /// was read. A phone already bound to another openid is refused; an openid that is already
@@ -59,15 +69,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Writes a binding from a backup as it stands (bound_at included, under a new
     /// generation), checking the phone is free. Not flushed: a restore flushes once at the end.
-    fn restore_binding(
-        &self,
-        openid: &OpenId,
-        phone: &Phone,
+    fn restore_binding<'a>(
+        &'a self,
+        openid: &'a OpenId,
+        phone: &'a Phone,
         bound_at: u64,
-    ) -> Result<(), BindError>;
+    ) -> Pending<'a, Result<(), BindError>>;
 
     /// No binding at all: a fresh store, fit to restore a backup into. A read.
-    fn has_no_bindings(&self) -> Result<bool, StoreError>;
+    fn has_no_bindings(&self) -> Pending<'_, Result<bool, StoreError>>;
 
     /// Every binding as of one moment (never a phone half-way between two openids), streamed
     /// while writers go on. A read; the stream ends early with an error if reading fails.
@@ -80,7 +90,11 @@ pub trait Backend: Send + Sync + 'static {
     /// `openid` followed the account at `at`, in WeChat's clock (a `subscribe` event's
     /// `CreateTime`). Not flushed: it only tells a late unsubscribe from a current one, and
     /// losing it in a crash loses only that.
-    fn record_follow(&self, openid: &OpenId, at: u64) -> Result<(), StoreError>;
+    fn record_follow<'a>(
+        &'a self,
+        openid: &'a OpenId,
+        at: u64,
+    ) -> Pending<'a, Result<(), StoreError>>;
 
     /// `openid` unfollowed the account at `event_time` (WeChat's clock): records it (see
     /// [`Backend::follow_generation`]) and unbinds them as [`Backend::unbind`] does, unless they
@@ -106,7 +120,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The live session of `token`: unexpired, its binding still the one it was opened
     /// under. A read.
-    fn session(&self, token: &SessionToken) -> Result<Option<Session>, StoreError>;
+    fn session<'a>(
+        &'a self,
+        token: &'a SessionToken,
+    ) -> Pending<'a, Result<Option<Session>, StoreError>>;
 
     /// Ends the session for `token`. Returns whether there was one. Durable on return.
     fn close_session<'a>(
@@ -116,12 +133,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A page of a user's logins, newest first, starting after `before` (a cursor from an
     /// earlier page) or at the newest. A read.
-    fn logins(
-        &self,
-        openid: &OpenId,
+    fn logins<'a>(
+        &'a self,
+        openid: &'a OpenId,
         limit: usize,
         before: Option<LoginCursor>,
-    ) -> Result<LoginPage, StoreError>;
+    ) -> Pending<'a, Result<LoginPage, StoreError>>;
 
     /// Stores a new access token for the user of `binding`, live while that binding stands,
     /// and returns it. Durable on return.
@@ -135,10 +152,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The live grant of `token` and its user's binding: unexpired, and the user still bound by
     /// the binding it was issued under. A read.
-    fn access_token(
-        &self,
-        token: &SessionToken,
-    ) -> Result<Option<(AccessGrant, Binding)>, StoreError>;
+    fn access_token<'a>(
+        &'a self,
+        token: &'a SessionToken,
+    ) -> Pending<'a, Result<Option<(AccessGrant, Binding)>, StoreError>>;
 
     /// Revokes one access token. Returns whether it existed. Durable on return.
     fn revoke_access_token<'a>(
@@ -164,7 +181,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The scope the user of `binding` let `client_id` have, if they did under this very
     /// binding. A read.
-    fn consent(&self, binding: &Binding, client_id: &str) -> Result<Option<String>, StoreError>;
+    fn consent<'a>(
+        &'a self,
+        binding: &'a Binding,
+        client_id: &'a str,
+    ) -> Pending<'a, Result<Option<String>, StoreError>>;
 
     /// Records that WeChat's `signature`, made at `sent_at`, signs the body with `body_digest`,
     /// unless it already signs something (see [`SignatureUse`]). Durable on return for a first

@@ -34,7 +34,7 @@ pub async fn a_phone_belongs_to_one_openid(store: Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, BindError::PhoneTaken));
-    assert!(store.binding(&openid("bob")).unwrap().is_none());
+    assert!(store.binding(&openid("bob")).await.unwrap().is_none());
     // Binding the same pair again is harmless.
     store
         .bind(&openid("alice"), &phone("13800000001"), 0)
@@ -56,7 +56,12 @@ pub async fn rebinding_an_openid_frees_its_old_phone(store: Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.binding(&openid("alice")).unwrap().unwrap().phone,
+        store
+            .binding(&openid("alice"))
+            .await
+            .unwrap()
+            .unwrap()
+            .phone,
         phone("13800000002")
     );
 }
@@ -69,22 +74,23 @@ pub async fn sessions_live_until_logout_or_expiry(store: Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.session(&token).unwrap().unwrap().binding.openid,
+        store.session(&token).await.unwrap().unwrap().binding.openid,
         alice
     );
     assert!(store
         .session(&SessionToken::from_bearer("nope"))
+        .await
         .unwrap()
         .is_none());
     assert!(store.close_session(&token).await.unwrap());
-    assert!(store.session(&token).unwrap().is_none());
+    assert!(store.session(&token).await.unwrap().is_none());
     assert!(!store.close_session(&token).await.unwrap());
 
     let expired = store
         .open_session(&bound, Duration::ZERO, LoginMethod::Scan, "ip")
         .await;
     let expired = expired.unwrap();
-    assert!(store.session(&expired).unwrap().is_none());
+    assert!(store.session(&expired).await.unwrap().is_none());
     assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
     assert_eq!(store.purge_expired_sessions().await.unwrap(), 0);
 }
@@ -105,9 +111,9 @@ pub async fn unbind_revokes_sessions_and_tokens_and_frees_the_phone(store: Store
         .await
         .unwrap();
     assert!(store.unbind(&alice).await.unwrap());
-    assert!(store.session(&a).unwrap().is_none());
-    assert!(store.session(&b).unwrap().is_none());
-    assert!(store.access_token(&t).unwrap().is_none());
+    assert!(store.session(&a).await.unwrap().is_none());
+    assert!(store.session(&b).await.unwrap().is_none());
+    assert!(store.access_token(&t).await.unwrap().is_none());
     assert!(!store.unbind(&alice).await.unwrap());
     store
         .bind(&openid("bob"), &phone("13800000001"), 0)
@@ -125,30 +131,30 @@ pub async fn a_session_or_token_of_a_replaced_binding_is_refused(store: Store) {
         .open_session(&first, HOUR, LoginMethod::Scan, "ip")
         .await
         .unwrap();
-    assert!(store.session(&late).unwrap().is_none());
+    assert!(store.session(&late).await.unwrap().is_none());
     let late = store
         .issue_access_token(&first, "shop", "openid", HOUR)
         .await
         .unwrap();
-    assert!(store.access_token(&late).unwrap().is_none());
+    assert!(store.access_token(&late).await.unwrap().is_none());
     let current = store
         .open_session(&second, HOUR, LoginMethod::Scan, "ip")
         .await
         .unwrap();
-    assert!(store.session(&current).unwrap().is_some());
+    assert!(store.session(&current).await.unwrap().is_some());
 }
 
 pub async fn a_bind_started_before_an_unfollow_is_refused(store: Store) {
     let alice = openid("alice");
-    let scanned = store.follow_generation(&alice).unwrap();
+    let scanned = store.follow_generation(&alice).await.unwrap();
     assert!(!store.unfollow(&alice, now()).await.unwrap());
     assert!(matches!(
         store.bind(&alice, &phone("13800000001"), scanned).await,
         Err(BindError::Unfollowed)
     ));
-    assert!(store.binding(&alice).unwrap().is_none());
+    assert!(store.binding(&alice).await.unwrap().is_none());
     // Scanned again after following again: the bind goes through.
-    let rescanned = store.follow_generation(&alice).unwrap();
+    let rescanned = store.follow_generation(&alice).await.unwrap();
     assert_ne!(rescanned, scanned);
     assert!(store
         .bind(&alice, &phone("13800000001"), rescanned)
@@ -158,23 +164,23 @@ pub async fn a_bind_started_before_an_unfollow_is_refused(store: Store) {
 
 pub async fn the_last_unfollow_is_remembered_in_wechats_clock(store: Store) {
     let alice = openid("alice");
-    assert_eq!(store.unfollowed_at(&alice).unwrap(), None);
+    assert_eq!(store.unfollowed_at(&alice).await.unwrap(), None);
     store.unfollow(&alice, 1000).await.unwrap();
-    assert_eq!(store.unfollowed_at(&alice).unwrap(), Some(1000));
-    store.record_follow(&alice, 1200).unwrap();
+    assert_eq!(store.unfollowed_at(&alice).await.unwrap(), Some(1000));
+    store.record_follow(&alice, 1200).await.unwrap();
     // Late: from before the follow at 1200, so it changes nothing.
     store.unfollow(&alice, 1100).await.unwrap();
-    assert_eq!(store.unfollowed_at(&alice).unwrap(), Some(1000));
+    assert_eq!(store.unfollowed_at(&alice).await.unwrap(), Some(1000));
     store.unfollow(&alice, 1300).await.unwrap();
-    assert_eq!(store.unfollowed_at(&alice).unwrap(), Some(1300));
+    assert_eq!(store.unfollowed_at(&alice).await.unwrap(), Some(1300));
 }
 
 pub async fn a_late_unsubscribe_does_not_undo_a_newer_bind(store: Store) {
     let alice = openid("alice");
     // Followed (again) at 1000 in WeChat's clock, then bound, whatever our clock said.
-    store.record_follow(&alice, 1000).unwrap();
-    store.record_follow(&alice, 900).unwrap();
-    let scanned = store.follow_generation(&alice).unwrap();
+    store.record_follow(&alice, 1000).await.unwrap();
+    store.record_follow(&alice, 900).await.unwrap();
+    let scanned = store.follow_generation(&alice).await.unwrap();
     store
         .bind(&alice, &phone("13800000001"), scanned)
         .await
@@ -182,11 +188,11 @@ pub async fn a_late_unsubscribe_does_not_undo_a_newer_bind(store: Store) {
     // An unsubscribe from before that follow, delivered late: nothing changes, not even the
     // follow generation.
     assert!(!store.unfollow(&alice, 999).await.unwrap());
-    assert!(store.binding(&alice).unwrap().is_some());
-    assert_eq!(store.follow_generation(&alice).unwrap(), scanned);
+    assert!(store.binding(&alice).await.unwrap().is_some());
+    assert_eq!(store.follow_generation(&alice).await.unwrap(), scanned);
     // One from after it unbinds.
     assert!(store.unfollow(&alice, 1000).await.unwrap());
-    assert!(store.binding(&alice).unwrap().is_none());
+    assert!(store.binding(&alice).await.unwrap().is_none());
 }
 
 pub async fn logins_are_paged_newest_first_per_user_and_expire(store: Store) {
@@ -209,7 +215,7 @@ pub async fn logins_are_paged_newest_first_per_user_and_expire(store: Store) {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let page = store.logins(&alice, 2, before).unwrap();
+        let page = store.logins(&alice, 2, before).await.unwrap();
         seen.extend(page.records.iter().map(|r| r.client_ip.clone()));
         match page.next {
             Some(next) => before = Some(LoginCursor::parse(&next.to_string()).unwrap()),
@@ -219,7 +225,12 @@ pub async fn logins_are_paged_newest_first_per_user_and_expire(store: Store) {
     assert_eq!(seen, ["5", "4", "3", "2", "1"]);
     assert_eq!(store.purge_old_logins(HOUR).await.unwrap(), 0);
     assert_eq!(store.purge_old_logins(Duration::ZERO).await.unwrap(), 6);
-    assert!(store.logins(&alice, 10, None).unwrap().records.is_empty());
+    assert!(store
+        .logins(&alice, 10, None)
+        .await
+        .unwrap()
+        .records
+        .is_empty());
 }
 
 pub async fn access_tokens_live_until_revoked_or_expired(store: Store) {
@@ -235,7 +246,7 @@ pub async fn access_tokens_live_until_revoked_or_expired(store: Store) {
         .issue_access_token(&alice, "blog", "openid", HOUR)
         .await
         .unwrap();
-    let (grant, binding) = store.access_token(&a).unwrap().unwrap();
+    let (grant, binding) = store.access_token(&a).await.unwrap().unwrap();
     assert_eq!(
         (grant.client_id.as_str(), grant.scope.as_str()),
         ("shop", "openid phone")
@@ -243,49 +254,53 @@ pub async fn access_tokens_live_until_revoked_or_expired(store: Store) {
     assert_eq!(binding.phone, phone("13800000001"));
     assert!(store.revoke_access_token(&a).await.unwrap());
     assert!(!store.revoke_access_token(&a).await.unwrap());
-    assert!(store.access_token(&a).unwrap().is_none());
-    assert!(store.access_token(&b).unwrap().is_some());
+    assert!(store.access_token(&a).await.unwrap().is_none());
+    assert!(store.access_token(&b).await.unwrap().is_some());
     assert_eq!(store.revoke_access_tokens(&alice.openid).await.unwrap(), 1);
-    assert!(store.access_token(&b).unwrap().is_none());
+    assert!(store.access_token(&b).await.unwrap().is_none());
 
     let expired = store
         .issue_access_token(&alice, "shop", "openid", Duration::ZERO)
         .await;
-    assert!(store.access_token(&expired.unwrap()).unwrap().is_none());
+    assert!(store
+        .access_token(&expired.unwrap())
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.purge_expired_access_tokens().await.unwrap(), 1);
 }
 
 pub async fn consent_is_remembered_per_client_under_its_binding(store: Store) {
     let alice = openid("alice");
     let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
-    assert_eq!(store.consent(&bound, "shop").unwrap(), None);
+    assert_eq!(store.consent(&bound, "shop").await.unwrap(), None);
     store
         .remember_consent(&bound, "shop", "openid phone")
         .await
         .unwrap();
     assert_eq!(
-        store.consent(&bound, "shop").unwrap().as_deref(),
+        store.consent(&bound, "shop").await.unwrap().as_deref(),
         Some("openid phone")
     );
     // Per client, and per user.
-    assert_eq!(store.consent(&bound, "shopx").unwrap(), None);
+    assert_eq!(store.consent(&bound, "shopx").await.unwrap(), None);
     let bob = store
         .bind(&openid("bob"), &phone("13800000002"), 0)
         .await
         .unwrap();
-    assert_eq!(store.consent(&bob, "shop").unwrap(), None);
+    assert_eq!(store.consent(&bob, "shop").await.unwrap(), None);
     // A later answer replaces the earlier one.
     store
         .remember_consent(&bound, "shop", "openid")
         .await
         .unwrap();
     assert_eq!(
-        store.consent(&bound, "shop").unwrap().as_deref(),
+        store.consent(&bound, "shop").await.unwrap().as_deref(),
         Some("openid")
     );
     // Another phone is another binding: the user is asked again.
     let moved = store.bind(&alice, &phone("13800000003"), 0).await.unwrap();
-    assert_eq!(store.consent(&moved, "shop").unwrap(), None);
+    assert_eq!(store.consent(&moved, "shop").await.unwrap(), None);
 }
 
 /// What a backup streams, as (openid, phone) pairs.
@@ -305,7 +320,7 @@ async fn backup_of(store: &Store) -> Vec<(String, String)> {
 }
 
 pub async fn backups_restore_into_an_empty_store(store: Store, empty: Store) {
-    assert!(store.has_no_bindings().unwrap());
+    assert!(store.has_no_bindings().await.unwrap());
     store
         .bind(&openid("alice"), &phone("13800000001"), 0)
         .await
@@ -317,6 +332,7 @@ pub async fn backups_restore_into_an_empty_store(store: Store, empty: Store) {
     assert_eq!(
         store
             .binding_by_phone(&phone("13800000002"))
+            .await
             .unwrap()
             .unwrap()
             .openid,
@@ -324,6 +340,7 @@ pub async fn backups_restore_into_an_empty_store(store: Store, empty: Store) {
     );
     assert!(store
         .binding_by_phone(&phone("13800000003"))
+        .await
         .unwrap()
         .is_none());
     let mut stream = store.backup().unwrap();
@@ -335,20 +352,23 @@ pub async fn backups_restore_into_an_empty_store(store: Store, empty: Store) {
     for binding in &all {
         empty
             .restore_binding(&binding.openid, &binding.phone, binding.bound_at)
+            .await
             .unwrap();
     }
     empty.flush().await.unwrap();
-    assert!(!empty.has_no_bindings().unwrap());
+    assert!(!empty.has_no_bindings().await.unwrap());
     let (restored, original) = (
-        empty.binding(&openid("alice")).unwrap().unwrap(),
-        store.binding(&openid("alice")).unwrap().unwrap(),
+        empty.binding(&openid("alice")).await.unwrap().unwrap(),
+        store.binding(&openid("alice")).await.unwrap().unwrap(),
     );
     assert_eq!(
         (restored.phone, restored.bound_at),
         (original.phone, original.bound_at)
     );
     assert!(matches!(
-        empty.restore_binding(&openid("carol"), &phone("13800000001"), 1),
+        empty
+            .restore_binding(&openid("carol"), &phone("13800000001"), 1)
+            .await,
         Err(BindError::PhoneTaken)
     ));
     assert_eq!(backup_of(&empty).await.len(), 2);
@@ -407,6 +427,7 @@ pub async fn a_large_backup_holds_every_binding_once(store: Store) {
     for i in 0..USERS {
         store
             .restore_binding(&openid(&format!("u{i}")), &phone(&format!("139{i:08}")), 0)
+            .await
             .unwrap();
     }
     store.flush().await.unwrap();

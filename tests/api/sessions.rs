@@ -107,6 +107,7 @@ async fn logins_are_logged_with_time_and_client_ip() {
     let store = Store::open(app.data_dir.path()).unwrap();
     let logins = store
         .logins(&OpenId::parse("oLogged").unwrap(), 10, None)
+        .await
         .unwrap()
         .records;
     let seen: Vec<_> = logins
@@ -144,6 +145,7 @@ async fn without_trust_proxy_forwarded_for_is_ignored() {
     let store = Store::open(app.data_dir.path()).unwrap();
     let logins = store
         .logins(&OpenId::parse("oDirect").unwrap(), 1, None)
+        .await
         .unwrap();
     assert_eq!(logins.records[0].client_ip, "127.0.0.1");
 }

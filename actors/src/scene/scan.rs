@@ -4,7 +4,7 @@
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{ActorResponse, Context, Message};
 use rand::Rng;
-use wxlogin_storage::{LoginMethod, OpenId};
+use wxlogin_storage::{LoginMethod, OpenId, SessionToken};
 
 use super::state::{Answer as Verdict, LoginMode, SceneError};
 use super::{after_write, Live, Origin, Reply, SceneActor, SceneReport};
@@ -166,52 +166,60 @@ impl SceneActor {
         sent: Option<Sent>,
         outcome: fn(Admitted) -> T,
     ) -> ActorResponse<Self, Option<Result<T, SceneError>>> {
-        let now = |admitted: Result<Admitted, SceneError>| {
-            ActorResponse::reply(Some(admitted.map(outcome)))
-        };
         if let Err(e) = self.machine.check_admit(&openid) {
-            return now(Err(e));
+            return ActorResponse::reply(Some(Err(e)));
         }
+        // The scene is busy from the first read: the store may answer after a round trip, and
+        // no other scan or bind may move the scene meanwhile.
+        self.busy = true;
         let store = self.services.store.clone();
-        match (sent, store.unfollowed_at(&openid)) {
-            (_, Err(e)) => return now(Err(e.into())),
-            (Some(sent), Ok(Some(unfollowed))) if sent.overtaken_by(unfollowed) => {
-                return now(Err(SceneError::Unfollowed))
+        let session_ttl = self.services.session_ttl;
+        let ip = self.origin.ip();
+        let scanner = openid.clone();
+        let lookup = async move {
+            let unfollowed = store.unfollowed_at(&scanner).await?;
+            if let (Some(sent), Some(unfollowed)) = (sent, unfollowed) {
+                if sent.overtaken_by(unfollowed) {
+                    return Err(SceneError::Unfollowed);
+                }
             }
-            _ => {}
-        }
-        match store.binding(&openid) {
-            Err(e) => now(Err(e.into())),
-            Ok(None) => {
-                let follow_generation = match store.follow_generation(&openid) {
-                    Ok(generation) => generation,
-                    Err(e) => return now(Err(e.into())),
-                };
-                let result = self
-                    .machine
-                    .await_bind(openid, new_follower, follow_generation);
-                self.notify_waiters();
-                now(result.map(|()| Admitted::NeedBind))
-            }
-            Ok(Some(binding)) => {
-                self.busy = true;
-                let session_ttl = self.services.session_ttl;
-                let ip = self.origin.ip();
-                let opening = async move {
+            Ok(match store.binding(&scanner).await? {
+                None => Found::Unbound {
+                    follow_generation: store.follow_generation(&scanner).await?,
+                },
+                Some(binding) => Found::LoggedIn(
                     store
                         .open_session(&binding, session_ttl, LoginMethod::Scan, &ip)
-                        .await
-                };
-                after_write(opening.into_actor(self).map(move |opened, scene, _| {
-                    let token = opened?;
+                        .await?,
+                ),
+            })
+        };
+        after_write(lookup.into_actor(self).map(move |found, scene, _| {
+            let admitted = match found? {
+                Found::Unbound { follow_generation } => {
+                    scene
+                        .machine
+                        .await_bind(openid, new_follower, follow_generation)?;
+                    Admitted::NeedBind
+                }
+                Found::LoggedIn(token) => {
                     let mode = scene.machine.mode();
                     scene.machine.log_in_scanned(&openid, new_follower, token)?;
-                    scene.notify_waiters();
-                    Ok(outcome(Admitted::LoggedIn(mode)))
-                }))
-            }
-        }
+                    Admitted::LoggedIn(mode)
+                }
+            };
+            scene.notify_waiters();
+            Ok(outcome(admitted))
+        }))
     }
+}
+
+/// What the store said of a scanner the scene accepts.
+enum Found {
+    /// No phone bound: they bind one, unless they unfollow before.
+    Unbound { follow_generation: u64 },
+    /// Bound: a session was opened for them.
+    LoggedIn(SessionToken),
 }
 
 #[cfg(test)]

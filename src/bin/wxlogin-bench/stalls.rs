@@ -139,14 +139,11 @@ pub async fn storage_stalls(binary: &Path, sizes: &Sizes) -> Result<Vec<Row>, Er
 async fn fill(dir: &Path, n: usize) -> Result<(), Error> {
     wxlogin::mode_marker::claim(dir, true)?;
     let store = Store::open(dir)?;
-    let restoring = store.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), Error> {
-        for i in 0..n {
-            restoring.restore_binding(&openid(i), &phone(i), unix_now())?;
-        }
-        Ok(())
-    })
-    .await??;
+    for i in 0..n {
+        store
+            .restore_binding(&openid(i), &phone(i), unix_now())
+            .await?;
+    }
     store.flush().await?;
     let next = Arc::new(AtomicUsize::new(0));
     let openers = (0..OPENING_AT_ONCE).map(|_| {
@@ -157,7 +154,10 @@ async fn fill(dir: &Path, n: usize) -> Result<(), Error> {
                 if i >= n {
                     return Ok::<_, Error>(());
                 }
-                let binding = store.binding(&openid(i))?.ok_or("a restored binding")?;
+                let binding = store
+                    .binding(&openid(i))
+                    .await?
+                    .ok_or("a restored binding")?;
                 store
                     .open_session(&binding, Duration::ZERO, LoginMethod::Scan, "127.0.0.1")
                     .await?;

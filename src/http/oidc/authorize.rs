@@ -156,7 +156,9 @@ async fn authorize(
             && max_age.is_none_or(|max| max > 0 && now.saturating_sub(created_at) <= max)
             && authenticated_after.is_none_or(|after| created_at >= after)
     };
-    let session = current_session(&state, &req)?.filter(|s| fresh(s.created_at));
+    let session = current_session(&state, &req)
+        .await?
+        .filter(|s| fresh(s.created_at));
     let Some(session) = session else {
         if prompt.none {
             return Ok(back.error("login_required", "the user must log in"));
@@ -179,7 +181,8 @@ async fn authorize(
         _ => {
             let given = state
                 .store
-                .consent(&session.binding, &client.id)?
+                .consent(&session.binding, &client.id)
+                .await?
                 .as_deref()
                 .and_then(Scope::parse)
                 .is_some_and(|given| given.covers(scope));

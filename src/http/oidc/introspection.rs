@@ -42,7 +42,8 @@ pub(super) async fn introspect(
         .ok_or(ApiError::oauth("invalid_request", "token is required"))?;
     let grant = state
         .store
-        .access_token(&token)?
+        .access_token(&token)
+        .await?
         .map(|(grant, _)| grant)
         .filter(|grant| grant.client_id == client.id);
     let answer = match grant {

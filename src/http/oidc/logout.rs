@@ -127,7 +127,7 @@ async fn logout(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish());
     }
-    let Some(session) = current_session(&state, &req)? else {
+    let Some(session) = current_session(&state, &req).await? else {
         return Ok(done.answer(None));
     };
     let about_this_user = hint

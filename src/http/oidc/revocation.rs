@@ -34,7 +34,8 @@ pub(super) async fn revoke(
         .ok_or(ApiError::oauth("invalid_request", "token is required"))?;
     let theirs = state
         .store
-        .access_token(&token)?
+        .access_token(&token)
+        .await?
         .is_some_and(|(grant, _)| grant.client_id == client.id);
     // Durable on return: once the client hears 200, no restart brings the token back.
     if theirs && state.store.revoke_access_token(&token).await? {

@@ -94,7 +94,11 @@ pub(super) async fn token(
         ));
     }
     // The user may have unfollowed since logging in.
-    let binding = state.store.binding(&grant.openid)?.ok_or_else(bad_code)?;
+    let binding = state
+        .store
+        .binding(&grant.openid)
+        .await?
+        .ok_or_else(bad_code)?;
     let access_token = state
         .store
         .issue_access_token(&binding, &client.id, grant.scope.as_str(), ACCESS_TOKEN_TTL)

@@ -33,7 +33,8 @@ pub(super) async fn userinfo(
     let invalid = || ApiError::oauth("invalid_token", "the access token is not valid");
     let (grant, binding) = state
         .store
-        .access_token(&SessionToken::from_bearer(&token))?
+        .access_token(&SessionToken::from_bearer(&token))
+        .await?
         .ok_or_else(invalid)?;
     let scope = Scope::parse(&grant.scope).ok_or_else(invalid)?;
     Ok(HttpResponse::Ok()

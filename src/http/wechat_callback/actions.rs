@@ -43,7 +43,7 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
     );
     // Remembered in WeChat's clock, so a late unsubscribe is told from a current one.
     if let (true, Ok(openid), Some(at)) = (follows, sender(message), message.created_at()) {
-        state.store.record_follow(&openid, at)?;
+        state.store.record_follow(&openid, at).await?;
     }
     match message.inbound() {
         Inbound::QrScan {

@@ -201,23 +201,37 @@ impl Unavailability for BindError {
     }
 }
 
-/// Reads go to the open database; writes through [`SledBackend::write`]. Each method is the
-/// [`SledDb`] method of the same name.
+/// An answer sled had at once (a point lookup, or a write it does not flush).
+fn at_once<'a, T: Send + 'a>(answer: T) -> Pending<'a, T> {
+    Box::pin(std::future::ready(answer))
+}
+
+/// Reads go to the open database and answer at once; writes through [`SledBackend::write`].
+/// Each method is the [`SledDb`] method of the same name.
 impl Backend for SledBackend {
-    fn binding(&self, openid: &OpenId) -> Result<Option<Binding>, StoreError> {
-        self.db()?.binding(openid)
+    fn binding<'a>(
+        &'a self,
+        openid: &'a OpenId,
+    ) -> Pending<'a, Result<Option<Binding>, StoreError>> {
+        at_once(self.db().and_then(|db| db.binding(openid)))
     }
 
-    fn binding_by_phone(&self, phone: &Phone) -> Result<Option<Binding>, StoreError> {
-        self.db()?.binding_by_phone(phone)
+    fn binding_by_phone<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> Pending<'a, Result<Option<Binding>, StoreError>> {
+        at_once(self.db().and_then(|db| db.binding_by_phone(phone)))
     }
 
-    fn follow_generation(&self, openid: &OpenId) -> Result<u64, StoreError> {
-        self.db()?.follow_generation(openid)
+    fn follow_generation<'a>(&'a self, openid: &'a OpenId) -> Pending<'a, Result<u64, StoreError>> {
+        at_once(self.db().and_then(|db| db.follow_generation(openid)))
     }
 
-    fn unfollowed_at(&self, openid: &OpenId) -> Result<Option<u64>, StoreError> {
-        self.db()?.unfollowed_at(openid)
+    fn unfollowed_at<'a>(
+        &'a self,
+        openid: &'a OpenId,
+    ) -> Pending<'a, Result<Option<u64>, StoreError>> {
+        at_once(self.db().and_then(|db| db.unfollowed_at(openid)))
     }
 
     fn bind<'a>(
@@ -231,17 +245,21 @@ impl Backend for SledBackend {
         )
     }
 
-    fn restore_binding(
-        &self,
-        openid: &OpenId,
-        phone: &Phone,
+    fn restore_binding<'a>(
+        &'a self,
+        openid: &'a OpenId,
+        phone: &'a Phone,
         bound_at: u64,
-    ) -> Result<(), BindError> {
-        self.db()?.restore_binding(openid, phone, bound_at)
+    ) -> Pending<'a, Result<(), BindError>> {
+        at_once(
+            self.db()
+                .map_err(BindError::from)
+                .and_then(|db| db.restore_binding(openid, phone, bound_at)),
+        )
     }
 
-    fn has_no_bindings(&self) -> Result<bool, StoreError> {
-        Ok(self.db()?.has_no_bindings())
+    fn has_no_bindings(&self) -> Pending<'_, Result<bool, StoreError>> {
+        at_once(self.db().map(|db| db.has_no_bindings()))
     }
 
     fn backup(&self) -> Result<BindingStream, StoreError> {
@@ -252,8 +270,12 @@ impl Backend for SledBackend {
         Box::pin(self.write(move |db| async move { db.unbind(openid).await }))
     }
 
-    fn record_follow(&self, openid: &OpenId, at: u64) -> Result<(), StoreError> {
-        self.db()?.record_follow(openid, at)
+    fn record_follow<'a>(
+        &'a self,
+        openid: &'a OpenId,
+        at: u64,
+    ) -> Pending<'a, Result<(), StoreError>> {
+        at_once(self.db().and_then(|db| db.record_follow(openid, at)))
     }
 
     fn use_signature<'a>(
@@ -293,8 +315,11 @@ impl Backend for SledBackend {
         )
     }
 
-    fn session(&self, token: &SessionToken) -> Result<Option<Session>, StoreError> {
-        self.db()?.session(token)
+    fn session<'a>(
+        &'a self,
+        token: &'a SessionToken,
+    ) -> Pending<'a, Result<Option<Session>, StoreError>> {
+        at_once(self.db().and_then(|db| db.session(token)))
     }
 
     fn close_session<'a>(
@@ -304,13 +329,13 @@ impl Backend for SledBackend {
         Box::pin(self.write(move |db| async move { db.close_session(token).await }))
     }
 
-    fn logins(
-        &self,
-        openid: &OpenId,
+    fn logins<'a>(
+        &'a self,
+        openid: &'a OpenId,
         limit: usize,
         before: Option<LoginCursor>,
-    ) -> Result<LoginPage, StoreError> {
-        self.db()?.logins(openid, limit, before)
+    ) -> Pending<'a, Result<LoginPage, StoreError>> {
+        at_once(self.db().and_then(|db| db.logins(openid, limit, before)))
     }
 
     fn issue_access_token<'a>(
@@ -325,11 +350,11 @@ impl Backend for SledBackend {
         }))
     }
 
-    fn access_token(
-        &self,
-        token: &SessionToken,
-    ) -> Result<Option<(AccessGrant, Binding)>, StoreError> {
-        self.db()?.access_token(token)
+    fn access_token<'a>(
+        &'a self,
+        token: &'a SessionToken,
+    ) -> Pending<'a, Result<Option<(AccessGrant, Binding)>, StoreError>> {
+        at_once(self.db().and_then(|db| db.access_token(token)))
     }
 
     fn revoke_access_token<'a>(
@@ -359,8 +384,12 @@ impl Backend for SledBackend {
         )
     }
 
-    fn consent(&self, binding: &Binding, client_id: &str) -> Result<Option<String>, StoreError> {
-        self.db()?.consent(binding, client_id)
+    fn consent<'a>(
+        &'a self,
+        binding: &'a Binding,
+        client_id: &'a str,
+    ) -> Pending<'a, Result<Option<String>, StoreError>> {
+        at_once(self.db().and_then(|db| db.consent(binding, client_id)))
     }
 
     fn purge_expired_sessions(&self) -> Pending<'_, Result<usize, StoreError>> {
