@@ -228,7 +228,7 @@ pub trait Backend: Send + Sync + 'static {
 pub struct BindingStream(mpsc::Receiver<Result<Vec<Binding>, StoreError>>);
 
 /// Bindings per batch.
-const BACKUP_BATCH: usize = 512;
+pub(crate) const BACKUP_BATCH: usize = 512;
 
 /// Batches a backup holds in memory ahead of its reader: bounded, so a slow client slows
 /// the read instead of filling memory.
@@ -237,14 +237,21 @@ const BACKUP_BUFFER: usize = 8;
 impl BindingStream {
     /// A stream and the sink its backend feeds (blocking sends, from a blocking thread).
     pub fn channel() -> (BindingSink, Self) {
-        let (sender, receiver) = mpsc::channel(BACKUP_BUFFER);
+        let (sender, stream) = Self::of_batches();
         (
             BindingSink {
                 sender,
                 batch: Vec::with_capacity(BACKUP_BATCH),
             },
-            Self(receiver),
+            stream,
         )
+    }
+
+    /// A stream and its sender, for a backend that reads whole batches of [`BACKUP_BATCH`]
+    /// asynchronously (a database cursor).
+    pub(crate) fn of_batches() -> (BatchSender, Self) {
+        let (sender, receiver) = mpsc::channel(BACKUP_BUFFER);
+        (sender, Self(receiver))
     }
 
     pub async fn next_batch(&mut self) -> Option<Result<Vec<Binding>, StoreError>> {
@@ -259,9 +266,11 @@ impl BindingStream {
     }
 }
 
+pub(crate) type BatchSender = mpsc::Sender<Result<Vec<Binding>, StoreError>>;
+
 /// The backend's end of a [`BindingStream`]; call from a blocking thread.
 pub struct BindingSink {
-    sender: mpsc::Sender<Result<Vec<Binding>, StoreError>>,
+    sender: BatchSender,
     batch: Vec<Binding>,
 }
 

@@ -303,6 +303,32 @@ pub async fn consent_is_remembered_per_client_under_its_binding(store: Store) {
     assert_eq!(store.consent(&moved, "shop").await.unwrap(), None);
 }
 
+pub async fn a_signature_signs_one_body_once(store: Store) {
+    use crate::SignatureUse;
+    let (a, b) = ([1; 32], [2; 32]);
+    assert_eq!(
+        store.use_signature("ABC", 10, a).await.unwrap(),
+        SignatureUse::First
+    );
+    assert_eq!(
+        store.use_signature("abc", 10, a).await.unwrap(),
+        SignatureUse::SameBody
+    );
+    assert_eq!(
+        store.use_signature("abc", 10, b).await.unwrap(),
+        SignatureUse::OtherBody
+    );
+    assert_eq!(
+        store.use_signature("abc", 11, b).await.unwrap(),
+        SignatureUse::First
+    );
+    assert_eq!(store.purge_old_signatures(11).await.unwrap(), 1);
+    assert_eq!(
+        store.use_signature("abc", 10, b).await.unwrap(),
+        SignatureUse::First
+    );
+}
+
 /// What a backup streams, as (openid, phone) pairs.
 async fn backup_of(store: &Store) -> Vec<(String, String)> {
     let mut stream = store.backup().unwrap();
@@ -436,18 +462,19 @@ pub async fn a_large_backup_holds_every_binding_once(store: Store) {
     assert_eq!((all.len(), openids.len()), (USERS, USERS));
 }
 
-/// Runs every case against one backend: `$open` is a function that makes a fresh, empty store
-/// (and whatever must live as long as it, such as its directory).
+/// Runs every case against one backend: `$open` is an async function that makes a fresh, empty
+/// store (and whatever must live as long as it, such as its directory or database server).
 macro_rules! conformance {
-    ($backend:ident, $open:expr) => {
+    ($backend:ident, $open:expr, $have:meta) => {
         mod $backend {
             use super::*;
 
             macro_rules! case {
                 ($name:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    #[cfg_attr(not($have), ignore = "needs its backend's server")]
                     async fn $name() {
-                        let (_keep, store) = $open();
+                        let (_keep, store) = $open().await;
                         super::$name(store).await;
                     }
                 };
@@ -466,20 +493,36 @@ macro_rules! conformance {
             case!(a_backup_is_one_moment_while_phones_move);
             case!(a_large_backup_holds_every_binding_once);
             case!(consent_is_remembered_per_client_under_its_binding);
+            case!(a_signature_signs_one_body_once);
 
             #[tokio::test]
+            #[cfg_attr(not($have), ignore = "needs its backend's server")]
             async fn backups_restore_into_an_empty_store() {
-                let ((_a, store), (_b, empty)) = ($open(), $open());
+                let ((_a, store), (_b, empty)) = ($open().await, $open().await);
                 super::backups_restore_into_an_empty_store(store, empty).await;
             }
         }
     };
 }
 
-fn fresh_sled_store() -> (tempfile::TempDir, Store) {
+async fn fresh_sled_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     (dir, store)
 }
 
-conformance!(sled, fresh_sled_store);
+conformance!(sled, fresh_sled_store, all());
+
+/// A database of its own on a server of its own (nextest runs each test in its own process).
+async fn fresh_postgres_store() -> (std::sync::Arc<crate::test_server::TestServer>, Store) {
+    let server = std::sync::Arc::new(crate::test_server::TestServer::start());
+    let settings = crate::PgSettings {
+        url: server.new_database().await,
+        pool_size: 8,
+        ca_file: None,
+    };
+    let store = Store::new(crate::PgBackend::open(&settings).await.unwrap());
+    (server, store)
+}
+
+conformance!(postgres, fresh_postgres_store, has_postgres);

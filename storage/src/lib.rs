@@ -2,15 +2,16 @@
 //! tokens, and the login log.
 //!
 //! [`Store`] is what the service holds: a handle on a [`Backend`], whose every operation says
-//! what it guarantees on return (backend.rs). The sled backend (sled_backend/) is the default
-//! and, for now, the only one: every write it acknowledges is flushed and its files synced
-//! first, so it survives a `kill -9` or a power cut right after; concurrent writers share their
-//! syncs (group commit).
+//! what it guarantees on return (backend.rs). The sled backend (sled_backend/) is the default:
+//! every write it acknowledges is flushed and its files synced first, so it survives a
+//! `kill -9` or a power cut right after; concurrent writers share their syncs (group commit).
+//! The PostgreSQL backend (pg_backend/) keeps the same guarantees in a database server.
 
 mod backend;
 #[cfg(test)]
 mod conformance;
 mod model;
+mod pg_backend;
 mod sled_backend;
 mod store;
 
@@ -19,6 +20,9 @@ pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
     Session, SessionToken,
 };
+#[cfg(any(test, feature = "test-server"))]
+pub use pg_backend::test_server;
+pub use pg_backend::{PgBackend, PgSettings};
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};
 pub use store::{BindError, Store, StoreError};

@@ -124,6 +124,15 @@ pub struct Binding {
     pub generation: u64,
 }
 
+impl Binding {
+    /// Whether a session, token or consent made under `generation` at `made_at` belongs to
+    /// this binding. Records from before generations (0 on both sides) keep the rule they were
+    /// written under: the binding must not be newer than the record.
+    pub(crate) fn holds(&self, generation: u64, made_at: u64) -> bool {
+        self.generation == generation && (generation != 0 || self.bound_at <= made_at)
+    }
+}
+
 /// A live session as `/api/me` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {

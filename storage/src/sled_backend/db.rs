@@ -408,7 +408,7 @@ impl SledDb {
         }
         Ok(self
             .binding(&value.openid)?
-            .filter(|binding| same_binding(binding, value.generation, value.created_at))
+            .filter(|binding| binding.holds(value.generation, value.created_at))
             .map(|binding| Session {
                 binding,
                 created_at: value.created_at,
@@ -491,13 +491,6 @@ fn binding_from(openid: OpenId, raw: &[u8]) -> Result<Binding, StoreError> {
         bound_at: value.bound_at,
         generation: value.generation,
     })
-}
-
-/// Whether a session or token opened under `generation` at `opened_at` belongs to `binding`.
-/// Records from before generations (0 on both sides) keep the rule they were written under: the
-/// binding must not be newer than the session.
-fn same_binding(binding: &Binding, generation: u64, opened_at: u64) -> bool {
-    binding.generation == generation && (generation != 0 || binding.bound_at <= opened_at)
 }
 
 /// The first 8 bytes of an `unfollows` record (its generation) or a `follows` one (its time).

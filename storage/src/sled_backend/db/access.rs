@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use super::{decode, encode, record_prefix, same_binding, tx_error, unix_now, SledDb};
+use super::{decode, encode, record_prefix, tx_error, unix_now, SledDb};
 use crate::model::{Binding, OpenId, SessionToken};
 use crate::StoreError;
 
@@ -100,7 +100,7 @@ impl SledDb {
         }
         Ok(self
             .binding(&grant.openid)?
-            .filter(|binding| same_binding(binding, grant.generation, grant.issued_at))
+            .filter(|binding| binding.holds(grant.generation, grant.issued_at))
             .map(|binding| (grant, binding)))
     }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, record_prefix, same_binding, unix_now, SledDb};
+use super::{decode, encode, record_prefix, unix_now, SledDb};
 use crate::model::Binding;
 use crate::StoreError;
 
@@ -53,6 +53,8 @@ impl SledDb {
             return Ok(None);
         };
         let value: ConsentValue = decode(&raw)?;
-        Ok(same_binding(binding, value.generation, value.given_at).then_some(value.scope))
+        Ok(binding
+            .holds(value.generation, value.given_at)
+            .then_some(value.scope))
     }
 }

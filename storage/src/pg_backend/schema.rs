@@ -1,0 +1,127 @@
+//! The PostgreSQL schema, as numbered migrations applied at start.
+//!
+//! Each migration runs once, in one transaction with the row that records it; every node that
+//! starts takes the same transaction-scoped advisory lock first, so two nodes starting at once
+//! apply each migration once (the second waits, then finds it recorded). A migration, once
+//! released, is never edited: a change is a new one at the end.
+
+use deadpool_postgres::Pool;
+
+use super::pg_error;
+use crate::StoreError;
+
+/// The advisory lock every node's migration takes ("wxlogin" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0077_786c_6f67_696e;
+
+/// Version n is `MIGRATIONS[n - 1]`.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the storage interface holds. Times are Unix seconds (`*_at`) or
+    // milliseconds (`at_ms`); generations come from one sequence, as sled's ids do.
+    "CREATE SEQUENCE generations;
+     CREATE TABLE bindings (
+         openid text PRIMARY KEY,
+         phone text NOT NULL UNIQUE,
+         bound_at bigint NOT NULL,
+         generation bigint NOT NULL
+     );
+     CREATE TABLE follows (openid text PRIMARY KEY, followed_at bigint NOT NULL);
+     CREATE TABLE unfollows (
+         openid text PRIMARY KEY,
+         generation bigint NOT NULL,
+         unfollowed_at bigint
+     );
+     CREATE TABLE sessions (
+         digest bytea PRIMARY KEY,
+         openid text NOT NULL,
+         created_at bigint NOT NULL,
+         expires_at bigint NOT NULL,
+         generation bigint NOT NULL
+     );
+     CREATE INDEX sessions_by_openid ON sessions (openid);
+     CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+     CREATE TABLE logins (
+         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         openid text NOT NULL,
+         at_ms bigint NOT NULL,
+         method text NOT NULL,
+         client_ip text NOT NULL
+     );
+     CREATE INDEX logins_by_openid ON logins (openid, at_ms, id);
+     CREATE INDEX logins_by_time ON logins (at_ms);
+     CREATE TABLE access_tokens (
+         digest bytea PRIMARY KEY,
+         openid text NOT NULL,
+         client_id text NOT NULL,
+         scope text NOT NULL,
+         issued_at bigint NOT NULL,
+         expires_at bigint NOT NULL,
+         generation bigint NOT NULL
+     );
+     CREATE INDEX access_tokens_by_openid ON access_tokens (openid);
+     CREATE INDEX access_tokens_by_expiry ON access_tokens (expires_at);
+     CREATE TABLE consents (
+         openid text NOT NULL,
+         client_id text NOT NULL,
+         scope text NOT NULL,
+         given_at bigint NOT NULL,
+         generation bigint NOT NULL,
+         PRIMARY KEY (openid, client_id)
+     );
+     CREATE TABLE signatures (
+         sent_at bigint NOT NULL,
+         signature text NOT NULL,
+         body_digest bytea NOT NULL,
+         PRIMARY KEY (sent_at, signature)
+     );",
+];
+
+/// The schema's version once every migration is applied.
+pub(super) const VERSION: usize = MIGRATIONS.len();
+
+/// Brings the schema up to date; returns the version it is at.
+pub(super) async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
+    let mut client = pool.get().await.map_err(super::pool_error)?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS wxlogin_migrations (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(pg_error)?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM wxlogin_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let applied = usize::try_from(applied).unwrap_or(0);
+    if applied > VERSION {
+        return Err(StoreError::Backend(
+            format!(
+                "the database's schema is at version {applied}, newer than this wxlogin's {}: \
+                 run a newer wxlogin",
+                VERSION
+            )
+            .into(),
+        ));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = i32::try_from(index + 1).expect("few migrations");
+        tx.batch_execute(migration).await.map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO wxlogin_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(VERSION)
+}
