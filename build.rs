@@ -74,6 +74,15 @@ fn test_tools() {
             },
         ),
         (
+            "postgres",
+            runs("initdb", &["--version"]).is_some()
+                || std::fs::read_dir("/usr/lib/postgresql")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|version| version.path().join("bin/initdb").is_file()),
+        ),
+        (
             "curl_jq",
             runs("curl", &["--version"]).is_some() && runs("jq", &["--version"]).is_some(),
         ),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
+use wxlogin_storage::PgSettings;
 
 use crate::oidc::clients::Clients;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
@@ -57,6 +58,9 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_SITE_NAME",
     "WXLOGIN_LOG_FORMAT",
     "WXLOGIN_LOGIN_LOG_DAYS",
+    "WXLOGIN_DATABASE_URL",
+    "WXLOGIN_DATABASE_POOL",
+    "WXLOGIN_DATABASE_CA",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -86,6 +90,8 @@ const MAX_CODE_GUESS_WINDOW_SECS: u64 = 86_400;
 pub struct Settings {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of sled in `data_dir` (`WXLOGIN_DATABASE_URL`).
+    pub database: Option<Database>,
     pub account: Account,
     pub scene_ttl: Duration,
     pub session_ttl: Duration,
@@ -250,6 +256,51 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Where the PostgreSQL backend's database is. The URL may hold a password: never logged.
+#[derive(Clone)]
+pub struct Database(pub PgSettings);
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database(pool {})", self.0.pool_size)
+    }
+}
+
+/// `WXLOGIN_DATABASE_URL` and the settings that go with it.
+fn database(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Database>, ConfigError> {
+    let Some(url) = get("WXLOGIN_DATABASE_URL") else {
+        for name in ["WXLOGIN_DATABASE_POOL", "WXLOGIN_DATABASE_CA"] {
+            if get(name).is_some() {
+                return Err(invalid(name, "set only with WXLOGIN_DATABASE_URL"));
+            }
+        }
+        return Ok(None);
+    };
+    let expected = format!("a number of connections from 1 to {MAX_DATABASE_POOL}");
+    let pool_size: usize = parse(get, "WXLOGIN_DATABASE_POOL", "16", &expected)?;
+    if !(1..=MAX_DATABASE_POOL).contains(&pool_size) {
+        return Err(invalid(
+            "WXLOGIN_DATABASE_POOL",
+            format!("{pool_size} is not {expected}"),
+        ));
+    }
+    let ca_file = get("WXLOGIN_DATABASE_CA").map(|path| PathBuf::from(path.trim()));
+    if let Some(path) = &ca_file {
+        if !path.is_file() {
+            return Err(invalid(
+                "WXLOGIN_DATABASE_CA",
+                format!("{} is not a file of PEM certificates", path.display()),
+            ));
+        }
+    }
+    PgSettings::parse(url.trim(), pool_size, ca_file)
+        .map(|settings| Some(Database(settings)))
+        .map_err(|problem| invalid("WXLOGIN_DATABASE_URL", problem))
+}
+
+/// Connections a node may hold: far more than one node can use, far less than a server allows.
+const MAX_DATABASE_POOL: usize = 1000;
+
 impl Settings {
     pub fn is_sandbox(&self) -> bool {
         matches!(self.account, Account::Sandbox { .. })
@@ -348,6 +399,7 @@ impl Settings {
             data_dir: get("WXLOGIN_DATA_DIR")
                 .unwrap_or_else(|| "./data".into())
                 .into(),
+            database: database(&get)?,
             account,
             scene_ttl,
             session_ttl: seconds(

@@ -74,7 +74,7 @@ async fn main() -> ExitCode {
 
 async fn serve(settings: Settings) -> ExitCode {
     wxlogin::telemetry::init(settings.log_format);
-    let app = match Application::build(settings) {
+    let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
             eprintln!("wxlogin: cannot start: {e}");

@@ -14,7 +14,7 @@ use url::Url;
 use wxlogin_actors::{LoginMode, SceneSettings, SceneSupervisor, TokenActor};
 use wxlogin_storage::{Store, StoreError};
 
-use crate::config::{Account, Settings, SmsProvider};
+use crate::config::{Account, Database, Settings, SmsProvider};
 use crate::error::json_error_body;
 use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies};
 use crate::metrics::Metrics;
@@ -41,6 +41,8 @@ pub enum StartupError {
         "WXLOGIN_DATA_DIR: cannot open the store in {dir} (is another wxlogin using it?): {source}"
     )]
     Store { dir: String, source: StoreError },
+    #[error("WXLOGIN_DATABASE_URL: cannot open the database: {0}")]
+    Database(StoreError),
     #[error("WXLOGIN_DATA_DIR: the OpenID Connect keys: {0}")]
     OidcKeys(#[from] KeyError),
     #[error(transparent)]
@@ -71,12 +73,17 @@ pub struct Application {
 
 impl Application {
     /// Opens storage, binds the listener and starts the actors. Must run inside an actix system.
-    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         mode_marker::claim(&settings.data_dir, settings.is_sandbox())?;
-        let store = Store::open(&settings.data_dir).map_err(|source| StartupError::Store {
-            dir: settings.data_dir.display().to_string(),
-            source,
-        })?;
+        let store = match &settings.database {
+            Some(Database(database)) => Store::open_postgres(database)
+                .await
+                .map_err(StartupError::Database)?,
+            None => Store::open(&settings.data_dir).map_err(|source| StartupError::Store {
+                dir: settings.data_dir.display().to_string(),
+                source,
+            })?,
+        };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind,
             source,
@@ -307,7 +314,11 @@ fn announce(settings: &Settings, addr: SocketAddr) {
         confirm = settings.confirm,
         callback = if settings.aes_key.is_some() { "safe mode" } else { "plaintext" },
         oidc_clients,
-        storage = %format_args!("sled in {}", settings.data_dir.display()),
+        storage = %match settings.database {
+            // The URL may hold a password.
+            Some(_) => "postgresql (WXLOGIN_DATABASE_URL)".to_owned(),
+            None => format!("sled in {}", settings.data_dir.display()),
+        },
         sms,
         admin_api = settings.admin_token.is_some(),
         "wxlogin started"

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::Backend;
+use crate::pg_backend::{PgBackend, PgSettings};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +39,14 @@ pub enum BindError {
 pub struct Store(Arc<dyn Backend>);
 
 impl Store {
-    /// The sled store in `dir`, the default and (for now) only backend.
+    /// The sled store in `dir`, the default backend.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Ok(Self::new(SledBackend::open(dir)?))
+    }
+
+    /// The PostgreSQL store `settings` name, its schema brought up to date.
+    pub async fn open_postgres(settings: &PgSettings) -> Result<Self, StoreError> {
+        Ok(Self::new(PgBackend::open(settings).await?))
     }
 
     pub fn new(backend: impl Backend) -> Self {

@@ -26,6 +26,7 @@ mod oidc_token;
 mod operations;
 mod packaging;
 mod page;
+mod postgres;
 mod power_cut;
 mod rp_libraries;
 mod safe_mode;

@@ -52,6 +52,26 @@ pub struct PgSettings {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+impl PgSettings {
+    /// Checks `url` is a PostgreSQL URL the driver reads; the problem, in words, if not.
+    pub fn parse(
+        url: &str,
+        pool_size: usize,
+        ca_file: Option<std::path::PathBuf>,
+    ) -> Result<Self, String> {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err("a URL like postgres://user:password@host/database".into());
+        }
+        // The driver's message names the part at fault, never the password.
+        tokio_postgres::Config::from_str(url).map_err(|e| e.to_string())?;
+        Ok(Self {
+            url: url.to_owned(),
+            pool_size,
+            ca_file,
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct PgBackend(Arc<Shared>);
 

@@ -1,0 +1,50 @@
+//! The real binary on PostgreSQL (`WXLOGIN_DATABASE_URL`): the whole sandbox login, a restart
+//! that keeps the binding, and a stopped database answering JSON 503 `storage_unavailable`.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use wxlogin_storage::test_server::TestServer;
+
+use crate::helpers::{assert_error, spawn_app_with};
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_login_on_postgres_survives_a_restart_and_a_stopped_database_answers_503() {
+    let server = TestServer::start();
+    let url = server.new_database().await;
+    let mut app = spawn_app_with(&[("WXLOGIN_DATABASE_URL", &url)]).await;
+
+    let token = app.sign_up("oPostgres", "13800000020").await;
+    let me: Value = app.me(&token).await.json().await.unwrap();
+    assert_eq!(me["openid"], "oPostgres", "{me}");
+    let response = app
+        .client
+        .post(app.url("/api/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(app.me(&token).await.status(), StatusCode::UNAUTHORIZED);
+
+    // The binding is in the database, not the process: a scan after a restart logs straight in.
+    app.restart();
+    let token = app.scan_in("oPostgres").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+
+    // Database gone between the scan and the bind: the bind is refused, as JSON, not lost.
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, "oLater", true).await;
+    assert_eq!(
+        app.request_code(&qr.scene_id, "13800000021").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let code = app.sms_code("13800000021").await;
+    server.stop();
+    assert_error(
+        app.bind(&qr.scene_id, "13800000021", &code).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+    )
+    .await;
+}
