@@ -1,6 +1,6 @@
 //! The fake WeChat API under `/sandbox/api`: `cgi-bin/token`, `cgi-bin/stable_token`,
-//! `cgi-bin/qrcode/create` and `cgi-bin/getcallbackip`, with WeChat's answers and error codes,
-//! and failures on demand.
+//! `cgi-bin/qrcode/create`, `cgi-bin/getcallbackip`, `cgi-bin/ticket/getticket` and
+//! `cgi-bin/user/info`, with WeChat's answers and error codes, and failures on demand.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/sandbox/api/cgi-bin/getcallbackip",
             web::get().to(callback_ips),
+        )
+        .route(
+            "/sandbox/api/cgi-bin/ticket/getticket",
+            web::get().to(jsapi_ticket),
         );
 }
 
@@ -193,4 +197,31 @@ async fn callback_ips(
         return refusal;
     }
     HttpResponse::Ok().json(json!({"ip_list": [sim.callback_ip]}))
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    access_token: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The JS-SDK ticket: a new one at each call, as WeChat's getticket does.
+async fn jsapi_ticket(sim: web::Data<Simulator>, query: web::Query<TicketQuery>) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
+    }
+    if let Some(refusal) = sim.check_token(&query.access_token) {
+        return refusal;
+    }
+    if query.kind != "jsapi" {
+        return wechat_error(40097, "invalid args");
+    }
+    sim.state().ticket_fetches += 1;
+    HttpResponse::Ok().json(json!({
+        "errcode": 0,
+        "errmsg": "ok",
+        "ticket": random_token(),
+        "expires_in": TOKEN_LIFETIME_SECS,
+    }))
 }

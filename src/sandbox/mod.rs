@@ -66,6 +66,8 @@ struct SimState {
     api_calls: u64,
     token_fetches: u64,
     stable_token_fetches: u64,
+    /// JS-SDK tickets handed out (`getticket`).
+    ticket_fetches: u64,
     qrcodes_created: u64,
     /// The texts "sent" to phones, oldest first.
     outbox: VecDeque<Sms>,

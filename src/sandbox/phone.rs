@@ -180,6 +180,7 @@ async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
         "api_calls": state.api_calls,
         "token_fetches": state.token_fetches,
         "stable_token_fetches": state.stable_token_fetches,
+        "ticket_fetches": state.ticket_fetches,
         "qrcodes_created": state.qrcodes_created,
         "down": state.down,
     }))

@@ -33,4 +33,5 @@ mod sessions;
 mod shutdown;
 mod sms;
 mod sms_providers;
+mod token_center;
 mod wechat_api;
