@@ -58,7 +58,6 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_LOG_FORMAT",
     "WXLOGIN_LOGIN_LOG_DAYS",
     "WXLOGIN_TOKEN_CLIENTS",
-    "WXLOGIN_SUBJECT",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -138,8 +137,6 @@ pub struct Settings {
     pub login_log_retention: Option<Duration>,
     /// The token center's callers; empty turns it off.
     pub token_clients: Vec<TokenClient>,
-    /// What the pairwise `sub` is derived from.
-    pub subject: SubjectSource,
 }
 
 /// A caller of the token center (`WXLOGIN_TOKEN_CLIENTS`): a name for logs and metrics, and
@@ -148,27 +145,6 @@ pub struct Settings {
 pub struct TokenClient {
     pub name: String,
     pub key: Secret,
-}
-
-/// What the OpenID Connect `sub` is derived from (`WXLOGIN_SUBJECT`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SubjectSource {
-    /// The openid: one identity per official account.
-    Openid,
-    /// The unionid: one identity across the Open Platform account's official accounts and apps.
-    Unionid,
-}
-
-impl std::str::FromStr for SubjectSource {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "openid" => Ok(SubjectSource::Openid),
-            "unionid" => Ok(SubjectSource::Unionid),
-            _ => Err(()),
-        }
-    }
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -443,14 +419,7 @@ impl Settings {
                 .map(|raw| token_clients(&raw))
                 .transpose()?
                 .unwrap_or_default(),
-            subject: parse(&get, "WXLOGIN_SUBJECT", "openid", "openid or unionid")?,
         };
-        if settings.subject == SubjectSource::Unionid && settings.oidc_clients.is_none() {
-            return Err(invalid(
-                "WXLOGIN_SUBJECT",
-                "unionid, but WXLOGIN_OIDC_CLIENTS is unset: the subject is the OpenID Connect provider's",
-            ));
-        }
         if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
                 "WXLOGIN_APPID",
@@ -1301,14 +1270,5 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn the_subject_is_openid_or_unionid_and_unionid_needs_the_provider() {
-        assert_eq!(settings(&[]).unwrap().subject, SubjectSource::Openid);
-        let e = settings(&[("WXLOGIN_SUBJECT", "unionid")]).unwrap_err();
-        assert_eq!(e.name, "WXLOGIN_SUBJECT");
-        let e = settings(&[("WXLOGIN_SUBJECT", "phone")]).unwrap_err();
-        assert_eq!(e.name, "WXLOGIN_SUBJECT");
     }
 }

@@ -23,6 +23,7 @@ use crate::oidc::keys::KeyError;
 use crate::oidc::Provider;
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
+use crate::unionid::UnionIds;
 use crate::wechat::api::{CredentialTokenSource, TicketSource, WechatApi, WechatClient};
 use crate::wechat::crypto::MessageCrypto;
 use crate::wechat::envelope::CallbackKeys;
@@ -156,9 +157,11 @@ impl Application {
             let tickets = TokenActor::new(TicketSource(wechat.clone())).start();
             TokenCenter::new(&settings.token_clients, wechat.tokens().clone(), tickets)
         });
+        let unionids = UnionIds::new(wechat.clone(), store.clone(), metrics.clone());
         let state = web::Data::new(AppState {
             scenes,
             wechat,
+            unionids,
             store: store.clone(),
             sms: SmsSender::new(settings.sms.clone(), simulator.clone()),
             callback: Callback::new(

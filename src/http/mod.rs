@@ -30,6 +30,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::sms::SmsSender;
+use crate::unionid::UnionIds;
 use crate::wechat::api::WechatClient;
 pub use cache_policy::no_store_by_default;
 pub use login_mode::LoginModes;
@@ -60,6 +61,8 @@ pub struct AppState {
     /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
     pub oidc: Option<Arc<Provider>>,
     pub cookies: SessionCookies,
+    /// Looks up users' unionids after binds and scans.
+    pub unionids: UnionIds,
     /// The token center; `None` without `WXLOGIN_TOKEN_CLIENTS`.
     pub token_center: Option<TokenCenter>,
 }

@@ -343,6 +343,7 @@ async fn bind(
         .map_err(|_| ApiError::SceneExpired)??;
     state.metrics.bind();
     state.metrics.login("bind", bound.mode);
+    state.unionids.look_up_later(bound.binding);
     let token = bound.token.as_str();
     Ok(HttpResponse::Ok()
         .cookie(state.cookies.carrying(token))

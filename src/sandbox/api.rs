@@ -28,7 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/sandbox/api/cgi-bin/ticket/getticket",
             web::get().to(jsapi_ticket),
-        );
+        )
+        .route("/sandbox/api/cgi-bin/user/info", web::get().to(user_info));
 }
 
 fn wechat_error(errcode: i64, errmsg: &str) -> HttpResponse {
@@ -224,4 +225,46 @@ async fn jsapi_ticket(sim: web::Data<Simulator>, query: web::Query<TicketQuery>)
         "ticket": random_token(),
         "expires_in": TOKEN_LIFETIME_SECS,
     }))
+}
+
+#[derive(Deserialize)]
+struct UserInfoQuery {
+    access_token: String,
+    openid: String,
+}
+
+/// A follower's profile. The simulated account is bound to an Open Platform account unless
+/// `/sandbox/control` said `open_platform: false`; then no unionid is given, as WeChat does.
+/// The unionid is derived from the openid, so one user keeps it across restarts.
+async fn user_info(sim: web::Data<Simulator>, query: web::Query<UserInfoQuery>) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
+    }
+    if let Some(refusal) = sim.check_token(&query.access_token) {
+        return refusal;
+    }
+    let openid = &query.openid;
+    let valid = (1..=64).contains(&openid.len())
+        && openid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return wechat_error(40003, "invalid openid");
+    }
+    let mut answer = json!({
+        "subscribe": 1,
+        "openid": openid,
+        "language": "zh_CN",
+        "subscribe_time": super::unix_now(),
+        "remark": "",
+        "groupid": 0,
+        "tagid_list": [],
+        "subscribe_scene": "ADD_SCENE_QR_CODE",
+        "qr_scene": 0,
+        "qr_scene_str": "",
+    });
+    if !sim.state().no_open_platform {
+        answer["unionid"] = json!(super::sandbox_unionid(openid));
+    }
+    HttpResponse::Ok().json(answer)
 }

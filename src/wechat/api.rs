@@ -15,6 +15,8 @@ use wxlogin_actors::{
     TokenActor, TokenError, TokenHealth, TokenSource,
 };
 
+use wxlogin_storage::{OpenId, UnionId};
+
 use crate::metrics::Metrics;
 use crate::wechat::ip_ranges::{BadRange, IpRanges};
 
@@ -254,6 +256,29 @@ impl WechatApi {
         })
     }
 
+    /// The user's unionid (`cgi-bin/user/info`); `None` when the account has no Open Platform
+    /// account or the user does not follow it.
+    pub async fn unionid(
+        &self,
+        token: &AccessToken,
+        openid: &OpenId,
+    ) -> Result<Option<UnionId>, WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            unionid: Option<String>,
+        }
+        let request = self
+            .http
+            .get(format!("{}/cgi-bin/user/info", self.base))
+            .query(&[
+                ("access_token", token.as_str()),
+                ("openid", openid.as_str()),
+                ("lang", "zh_CN"),
+            ]);
+        let answer: Answer = self.call("user_info", request, MAX_ATTEMPTS).await?;
+        Ok(answer.unionid.as_deref().and_then(UnionId::parse))
+    }
+
     /// The addresses WeChat pushes to the callback from.
     pub async fn callback_ips(&self, token: &AccessToken) -> Result<IpRanges, WechatError> {
         #[derive(Deserialize)]
@@ -476,6 +501,14 @@ impl WechatClient {
         self.with_token(|token| {
             let api = self.api.clone();
             async move { api.jsapi_ticket(&token).await }
+        })
+        .await
+    }
+
+    pub async fn unionid(&self, openid: &OpenId) -> Result<Option<UnionId>, WechatError> {
+        self.with_token(|token| {
+            let api = self.api.clone();
+            async move { api.unionid(&token, openid).await }
         })
         .await
     }

@@ -34,4 +34,5 @@ mod shutdown;
 mod sms;
 mod sms_providers;
 mod token_center;
+mod unionid;
 mod wechat_api;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{ActorResponse, Context, Message};
 use rand::Rng;
-use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken};
+use wxlogin_storage::{BindError, Binding, LoginMethod, OpenId, Phone, SessionToken};
 
 use super::state::{LoginMode, SceneError};
 use super::{after_write, Live, Reply, SceneActor};
@@ -59,6 +59,8 @@ pub struct Bind {
 
 pub struct Bound {
     pub token: SessionToken,
+    /// The binding just made.
+    pub binding: Binding,
     /// How the scene was scanned.
     pub mode: LoginMode,
 }
@@ -87,7 +89,7 @@ impl Live<Bind> for SceneActor {
             let token = store
                 .open_session(&binding, session_ttl, LoginMethod::Bind, &msg.client_ip)
                 .await?;
-            Ok::<_, SceneError>(token)
+            Ok::<_, SceneError>((binding, token))
         };
         after_write(bind.into_actor(self).map(|bound, scene, ctx| {
             if matches!(bound, Err(SceneError::Unfollowed)) {
@@ -95,11 +97,12 @@ impl Live<Bind> for SceneActor {
                 scene.end(ctx, false);
                 return Err(SceneError::Unfollowed);
             }
-            let token = bound?;
+            let (binding, token) = bound?;
             scene.machine.log_in_bound(token.clone())?;
             scene.notify_waiters();
             Ok(Bound {
                 token,
+                binding,
                 mode: scene.machine.mode(),
             })
         }))

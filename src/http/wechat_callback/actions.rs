@@ -100,13 +100,16 @@ async fn qr_scan(
         return Ok(Outcome::Expired);
     };
     let scan = Scan {
-        openid,
+        openid: openid.clone(),
         new_follower: subscribed,
         sent_at,
     };
     let Ok(scanned) = scene.send(scan).await else {
         return Ok(Outcome::Expired);
     };
+    if scanned.is_ok() {
+        state.unionids.after_scan(&openid);
+    }
     match scanned {
         Ok(outcome) => Ok(scanned_outcome(state, outcome)),
         Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
@@ -193,7 +196,10 @@ async fn code_scan(
         })
         .await?
     {
-        Some(Ok(outcome)) => return Ok(scanned_outcome(state, outcome)),
+        Some(Ok(outcome)) => {
+            state.unionids.after_scan(openid);
+            return Ok(scanned_outcome(state, outcome));
+        }
         Some(Err(SceneError::AlreadyScanned)) => Outcome::CodeUsed,
         Some(Err(SceneError::Unfollowed)) => return Ok(Outcome::Overtaken),
         Some(Err(e)) => return Err(e.into()),
