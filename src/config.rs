@@ -57,6 +57,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_SITE_NAME",
     "WXLOGIN_LOG_FORMAT",
     "WXLOGIN_LOGIN_LOG_DAYS",
+    "WXLOGIN_TOKEN_CLIENTS",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -134,6 +135,16 @@ pub struct Settings {
     pub code_guess_window: Duration,
     /// How long the login log keeps a login; `None` keeps every one.
     pub login_log_retention: Option<Duration>,
+    /// The token center's callers; empty turns it off.
+    pub token_clients: Vec<TokenClient>,
+}
+
+/// A caller of the token center (`WXLOGIN_TOKEN_CLIENTS`): a name for logs and metrics, and
+/// its API key.
+#[derive(Clone, Debug)]
+pub struct TokenClient {
+    pub name: String,
+    pub key: Secret,
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -415,6 +426,10 @@ impl Settings {
                 MAX_CODE_GUESS_WINDOW_SECS,
             )?,
             login_log_retention: login_log_retention(&get)?,
+            token_clients: get("WXLOGIN_TOKEN_CLIENTS")
+                .map(|raw| token_clients(&raw))
+                .transpose()?
+                .unwrap_or_default(),
         };
         if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
@@ -729,6 +744,55 @@ fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<boo
             format!("{other:?} is not one of 1/0, true/false, yes/no, on/off"),
         )),
     }
+}
+
+/// Shorter than this, a key could be guessed online.
+const MIN_TOKEN_CLIENT_KEY_LEN: usize = 32;
+
+/// `WXLOGIN_TOKEN_CLIENTS`: `name:key,name:key`. Names are letters, digits, `.`, `_` and `-`
+/// (they label metrics and log lines); keys 32+ printable characters without `,` or spaces.
+/// Neither may repeat: a request must name one caller.
+fn token_clients(raw: &str) -> Result<Vec<TokenClient>, ConfigError> {
+    const NAME: &str = "WXLOGIN_TOKEN_CLIENTS";
+    let mut clients: Vec<TokenClient> = Vec::new();
+    for (i, entry) in raw.split(',').map(str::trim).enumerate() {
+        let n = i + 1;
+        let (name, key) = entry.split_once(':').ok_or_else(|| {
+            invalid(
+                NAME,
+                format!("entry {n} is not name:key (e.g. shop:$(openssl rand -hex 32))"),
+            )
+        })?;
+        let (name, key) = (name.trim(), key.trim());
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(invalid(
+                NAME,
+                format!("entry {n}: the name must be 1 to 64 letters, digits, '.', '_' or '-'"),
+            ));
+        }
+        if key.len() < MIN_TOKEN_CLIENT_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(NAME, format!("{name}: the key must be at least {MIN_TOKEN_CLIENT_KEY_LEN} printable characters without spaces (use a random one, e.g. openssl rand -hex 32)")));
+        }
+        if clients.iter().any(|c| c.name == name) {
+            return Err(invalid(NAME, format!("{name} is named twice")));
+        }
+        if clients.iter().any(|c| c.key.expose() == key) {
+            return Err(invalid(
+                NAME,
+                format!("{name} has the key of another client: give each its own"),
+            ));
+        }
+        clients.push(TokenClient {
+            name: name.to_owned(),
+            key: Secret(key.to_owned()),
+        });
+    }
+    Ok(clients)
 }
 
 /// Shorter than this, a token could be guessed online.
@@ -1176,6 +1240,46 @@ mod tests {
         }
         for (vars, name) in cases {
             assert_eq!(settings(vars).unwrap_err().name, *name, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn token_clients_are_named_keys() {
+        let key_a = "a".repeat(32);
+        let key_b = "b".repeat(40);
+        let raw = format!(" shop:{key_a} , crm.v2:{key_b}");
+        let s = settings(&[("WXLOGIN_TOKEN_CLIENTS", &raw)]).unwrap();
+        let clients: Vec<_> = s
+            .token_clients
+            .iter()
+            .map(|c| (c.name.as_str(), c.key.expose()))
+            .collect();
+        assert_eq!(
+            clients,
+            [("shop", key_a.as_str()), ("crm.v2", key_b.as_str())]
+        );
+        assert!(settings(&[]).unwrap().token_clients.is_empty());
+        assert!(
+            !format!("{:?}", s.token_clients).contains(&key_a),
+            "keys never shown"
+        );
+        let short = "c".repeat(31);
+        for bad in [
+            format!("shop{key_a}"),
+            format!(":{key_a}"),
+            format!("sh op:{key_a}"),
+            format!("shop:{short}"),
+            format!("shop:{key_a} x"),
+            format!("shop:{key_a},shop:{key_b}"),
+            format!("shop:{key_a},crm:{key_a}"),
+            format!("shop:{key_a},"),
+        ] {
+            let e = settings(&[("WXLOGIN_TOKEN_CLIENTS", &bad)]).unwrap_err();
+            assert_eq!(e.name, "WXLOGIN_TOKEN_CLIENTS", "{bad}");
+            assert!(
+                !e.problem.contains(&key_a) && !e.problem.contains(&short),
+                "{e}"
+            );
         }
     }
 }

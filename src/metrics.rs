@@ -31,6 +31,9 @@ pub struct Metrics {
     login_codes_rejected: AtomicU64,
     openids_throttled: AtomicU64,
     code_mode_fallbacks: AtomicU64,
+    token_center_requests: Labeled<u64>,
+    token_center_refused: AtomicU64,
+    unionid_lookups: Labeled<u64>,
 }
 
 /// Values keyed by their rendered label set, e.g. `path="scan"`.
@@ -118,6 +121,26 @@ impl Metrics {
             format!("endpoint=\"{endpoint}\",errcode=\"{errcode}\""),
             |n| *n += 1,
         );
+    }
+
+    /// A token-center request by a known caller (its configured name, never its key).
+    pub fn token_center_request(&self, client: &str, endpoint: &'static str) {
+        self.token_center_requests.update(
+            format!("client=\"{}\",endpoint=\"{endpoint}\"", escape(client)),
+            |n| *n += 1,
+        );
+    }
+
+    /// A token-center request without a known key.
+    pub fn token_center_refused(&self) {
+        self.token_center_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `user/info` lookup after a bind or scan: `stored` (a unionid), `none` (the account has
+    /// no Open Platform binding, or the user does not follow) or `failed`.
+    pub fn unionid_lookup(&self, outcome: &'static str) {
+        self.unionid_lookups
+            .update(format!("outcome=\"{outcome}\""), |n| *n += 1);
     }
 
     pub fn token_refreshed(&self) {
@@ -217,6 +240,24 @@ impl Metrics {
             "wxlogin_token_refreshes_total",
             "Access tokens fetched.",
             self.token_refreshes.load(Ordering::Relaxed),
+        );
+        labeled(
+            &mut out,
+            "wxlogin_token_center_requests_total",
+            "Token-center requests, by client name and endpoint.",
+            &self.token_center_requests,
+        );
+        counter(
+            &mut out,
+            "wxlogin_token_center_refused_total",
+            "Token-center requests refused for a missing or unknown key.",
+            self.token_center_refused.load(Ordering::Relaxed),
+        );
+        labeled(
+            &mut out,
+            "wxlogin_unionid_lookups_total",
+            "user/info lookups of a unionid, by outcome: stored, none or failed.",
+            &self.unionid_lookups,
         );
         let name = "wxlogin_http_request_duration_seconds";
         let _ = writeln!(

@@ -16,14 +16,15 @@ use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings, SmsProvider};
 use crate::error::json_error_body;
-use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies};
+use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies, TokenCenter};
 use crate::metrics::Metrics;
 use crate::mode_marker::{self, ModeError};
 use crate::oidc::keys::KeyError;
 use crate::oidc::Provider;
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
-use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
+use crate::unionid::UnionIds;
+use crate::wechat::api::{CredentialTokenSource, TicketSource, WechatApi, WechatClient};
 use crate::wechat::crypto::MessageCrypto;
 use crate::wechat::envelope::CallbackKeys;
 
@@ -150,9 +151,17 @@ impl Application {
         let scene_counters = supervisor.counters();
         let scenes = supervisor.start();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let wechat = WechatClient::new(api, tokens, show_qrcode.to_owned());
+        // The JS-SDK ticket is cached by a second token actor, fetched with the first's token.
+        let token_center = (!settings.token_clients.is_empty()).then(|| {
+            let tickets = TokenActor::new(TicketSource(wechat.clone())).start();
+            TokenCenter::new(&settings.token_clients, wechat.tokens().clone(), tickets)
+        });
+        let unionids = UnionIds::new(wechat.clone(), store.clone(), metrics.clone());
         let state = web::Data::new(AppState {
             scenes,
-            wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
+            wechat,
+            unionids,
             store: store.clone(),
             sms: SmsSender::new(settings.sms.clone(), simulator.clone()),
             callback: Callback::new(
@@ -182,6 +191,7 @@ impl Application {
                 secure: public_url.scheme() == "https",
                 max_age: settings.session_ttl,
             },
+            token_center,
         });
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();

@@ -4,7 +4,8 @@
 //!   expires it at its TTL and remembers how it ended for one TTL more; a [`SceneHandle`] is a
 //!   live scene's address;
 //! - a scene actor holds its state machine in its own state and answers long-polls on change;
-//! - [`TokenActor`] owns the WeChat access token and fetches it through a [`TokenSource`].
+//! - [`TokenActor`] owns a WeChat credential (the access token, the JS-SDK ticket) and fetches
+//!   it through a [`TokenSource`].
 
 mod login_code;
 mod pool;
@@ -24,6 +25,6 @@ pub use supervisor::{
     FindScene, OpenScene, SceneCounters, SceneHandle, SceneLookup, SceneSettings, SceneSupervisor,
 };
 pub use token::{
-    AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenHealth,
-    TokenSource,
+    AccessToken, Fetched, FetchedToken, Fetching, GetToken, Held, InvalidateToken, Refresh,
+    TokenActor, TokenError, TokenHealth, TokenSource, REPORTED_REFRESH_GAP,
 };

@@ -14,6 +14,7 @@ mod rate_limit;
 mod request_trace;
 mod scene_owner;
 mod session;
+mod token_center;
 mod wechat_callback;
 
 use std::sync::Arc;
@@ -30,12 +31,14 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::sms::SmsSender;
+use crate::unionid::UnionIds;
 use crate::wechat::api::WechatClient;
 pub use cache_policy::no_store_by_default;
 pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
 pub use session::SessionCookies;
+pub use token_center::TokenCenter;
 pub use wechat_callback::{follow_wechat_addresses, Callback};
 
 /// What every handler may use.
@@ -59,6 +62,10 @@ pub struct AppState {
     /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
     pub oidc: Option<Arc<Provider>>,
     pub cookies: SessionCookies,
+    /// Looks up users' unionids after binds and scans.
+    pub unionids: UnionIds,
+    /// The token center; `None` without `WXLOGIN_TOKEN_CLIENTS`.
+    pub token_center: Option<TokenCenter>,
 }
 
 impl AppState {
@@ -97,6 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(events::configure)
     .configure(session::configure)
     .configure(oidc::configure)
+    .configure(token_center::configure)
     .configure(wechat_callback::configure);
 }
 

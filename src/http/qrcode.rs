@@ -343,8 +343,9 @@ async fn bind(
         .await
         .map_err(|_| ApiError::SceneExpired)??;
     state.metrics.bind();
-    audit::bind(&bound.openid, &ip.shown());
-    state.logged_in(&bound.openid, LoginPath::Bind, bound.mode);
+    audit::bind(&bound.binding.openid, &ip.shown());
+    state.logged_in(&bound.binding.openid, LoginPath::Bind, bound.mode);
+    state.unionids.look_up_later(bound.binding);
     let token = bound.token.as_str();
     Ok(HttpResponse::Ok()
         .cookie(state.cookies.carrying(token))

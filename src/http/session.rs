@@ -111,6 +111,7 @@ async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse
         "openid": session.binding.openid.as_str(),
         "phone": session.binding.phone.as_str(),
         "bound_at": session.binding.bound_at,
+        "unionid": session.binding.unionid.as_ref().map(|u| u.as_str()),
         "logged_in_at": session.created_at,
         "expires_at": session.expires_at,
     })))

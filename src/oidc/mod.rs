@@ -79,11 +79,15 @@ pub struct UserClaims {
     pub phone_number: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_number_verified: Option<bool>,
+    /// With the `unionid` scope, once WeChat told it (absent before, and for accounts without
+    /// an Open Platform account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
 }
 
 impl Provider {
     /// The user as `client_id` sees them; the phone (E.164, verified by SMS when bound) only
-    /// with the `phone` scope.
+    /// with the `phone` scope, the unionid only with `unionid`.
     pub fn user_claims(&self, client_id: &str, binding: &Binding, scope: Scope) -> UserClaims {
         let phone = scope
             .phone
@@ -92,6 +96,11 @@ impl Provider {
             sub: self.subjects.sub(client_id, &binding.openid),
             phone_number_verified: phone.as_ref().map(|_| true),
             phone_number: phone,
+            unionid: binding
+                .unionid
+                .as_ref()
+                .filter(|_| scope.unionid)
+                .map(|u| u.as_str().to_owned()),
         }
     }
 }

@@ -66,6 +66,10 @@ struct SimState {
     api_calls: u64,
     token_fetches: u64,
     stable_token_fetches: u64,
+    /// The account is not bound to an Open Platform account: `user/info` gives no unionid.
+    no_open_platform: bool,
+    /// JS-SDK tickets handed out (`getticket`).
+    ticket_fetches: u64,
     qrcodes_created: u64,
     /// The texts "sent" to phones, oldest first.
     outbox: VecDeque<Sms>,
@@ -309,6 +313,13 @@ fn random_ticket() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     STANDARD.encode(bytes)
+}
+
+/// The simulated unionid of `openid`: `u` and 27 characters of its SHA-256, like WeChat's 28.
+pub fn sandbox_unionid(openid: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("sandbox unionid\0{openid}").as_bytes());
+    format!("u{}", &URL_SAFE_NO_PAD.encode(digest)[..27])
 }
 
 fn random_token() -> String {

@@ -157,6 +157,8 @@ struct Control {
     fail_next: Vec<Fault>,
     /// How long every API call takes from now on.
     delay_ms: Option<u64>,
+    /// Whether the account is bound to an Open Platform account (`user/info` gives unionids).
+    open_platform: Option<bool>,
 }
 
 async fn control(sim: web::Data<Simulator>, body: web::Json<Control>) -> HttpResponse {
@@ -171,6 +173,9 @@ async fn control(sim: web::Data<Simulator>, body: web::Json<Control>) -> HttpRes
     if let Some(delay_ms) = body.delay_ms {
         state.delay = Duration::from_millis(delay_ms);
     }
+    if let Some(open_platform) = body.open_platform {
+        state.no_open_platform = !open_platform;
+    }
     HttpResponse::NoContent().finish()
 }
 
@@ -180,6 +185,7 @@ async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
         "api_calls": state.api_calls,
         "token_fetches": state.token_fetches,
         "stable_token_fetches": state.stable_token_fetches,
+        "ticket_fetches": state.ticket_fetches,
         "qrcodes_created": state.qrcodes_created,
         "down": state.down,
     }))

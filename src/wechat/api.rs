@@ -1,7 +1,6 @@
 //! WeChat's HTTP API: the access token, temporary QR codes, and the addresses WeChat pushes from.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,9 +11,11 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 use wxlogin_actors::{
-    AccessToken, FetchedToken, GetToken, InvalidateToken, SceneId, TokenActor, TokenError,
-    TokenHealth, TokenSource,
+    AccessToken, Fetched, FetchedToken, Fetching, GetToken, Held, InvalidateToken, SceneId,
+    TokenActor, TokenError, TokenHealth, TokenSource,
 };
+
+use wxlogin_storage::{OpenId, UnionId};
 
 use crate::metrics::Metrics;
 use crate::wechat::ip_ranges::{BadRange, IpRanges};
@@ -135,6 +136,26 @@ struct ErrorFields {
     errmsg: String,
 }
 
+/// A JS-SDK ticket (`jsapi_ticket`). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JsapiTicket(Arc<str>);
+
+impl JsapiTicket {
+    pub fn new(value: &str) -> Self {
+        Self(value.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JsapiTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsapiTicket(..)")
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,
@@ -212,6 +233,50 @@ impl WechatApi {
                 "action_info": {"scene": {"scene_str": scene.as_str()}},
             }));
         self.call("qrcode_create", request, MAX_ATTEMPTS).await
+    }
+
+    /// The JS-SDK ticket, which WeChat limits per day as it does tokens.
+    pub async fn jsapi_ticket(
+        &self,
+        token: &AccessToken,
+    ) -> Result<Fetched<JsapiTicket>, WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            ticket: String,
+            expires_in: u64,
+        }
+        let request = self
+            .http
+            .get(format!("{}/cgi-bin/ticket/getticket", self.base))
+            .query(&[("access_token", token.as_str()), ("type", "jsapi")]);
+        let answer: Answer = self.call("getticket", request, TOKEN_ATTEMPTS).await?;
+        Ok(Fetched {
+            token: JsapiTicket::new(&answer.ticket),
+            expires_in: Duration::from_secs(answer.expires_in),
+        })
+    }
+
+    /// The user's unionid (`cgi-bin/user/info`); `None` when the account has no Open Platform
+    /// account or the user does not follow it.
+    pub async fn unionid(
+        &self,
+        token: &AccessToken,
+        openid: &OpenId,
+    ) -> Result<Option<UnionId>, WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            unionid: Option<String>,
+        }
+        let request = self
+            .http
+            .get(format!("{}/cgi-bin/user/info", self.base))
+            .query(&[
+                ("access_token", token.as_str()),
+                ("openid", openid.as_str()),
+                ("lang", "zh_CN"),
+            ]);
+        let answer: Answer = self.call("user_info", request, MAX_ATTEMPTS).await?;
+        Ok(answer.unionid.as_deref().and_then(UnionId::parse))
     }
 
     /// The addresses WeChat pushes to the callback from.
@@ -327,10 +392,22 @@ pub struct CredentialTokenSource {
 }
 
 impl TokenSource for CredentialTokenSource {
-    fn fetch(
-        &self,
-        after_rejection: bool,
-    ) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
+    type Token = AccessToken;
+
+    fn refused_early(&self, age: Duration, lifetime: Duration) {
+        let fix = if self.stable {
+            "another server of this AppID forces stable-token refreshes: have it ask wxlogin's token center instead (WXLOGIN_TOKEN_CLIENTS, GET /api/wechat/access_token)"
+        } else {
+            "another server of this AppID fetches its own tokens, which invalidates wxlogin's: have it ask wxlogin's token center instead (WXLOGIN_TOKEN_CLIENTS, GET /api/wechat/access_token), or set WXLOGIN_STABLE_TOKEN=1 here and use cgi-bin/stable_token there"
+        };
+        tracing::warn!(
+            age_secs = age.as_secs(),
+            lifetime_secs = lifetime.as_secs(),
+            "WeChat refused the access token soon after wxlogin fetched it: {fix} (said once)"
+        );
+    }
+
+    fn fetch(&self, after_rejection: bool) -> Fetching<AccessToken> {
         let (api, appid, secret, stable) = (
             self.api.clone(),
             self.appid.clone(),
@@ -419,10 +496,32 @@ impl WechatClient {
         }
     }
 
+    /// The JS-SDK ticket, fetched with the current token.
+    pub async fn jsapi_ticket(&self) -> Result<Fetched<JsapiTicket>, WechatError> {
+        self.with_token(|token| {
+            let api = self.api.clone();
+            async move { api.jsapi_ticket(&token).await }
+        })
+        .await
+    }
+
+    pub async fn unionid(&self, openid: &OpenId) -> Result<Option<UnionId>, WechatError> {
+        self.with_token(|token| {
+            let api = self.api.clone();
+            async move { api.unionid(&token, openid).await }
+        })
+        .await
+    }
+
+    /// The token actor, for the token center.
+    pub fn tokens(&self) -> &Addr<TokenActor<CredentialTokenSource>> {
+        &self.tokens
+    }
+
     /// Starts fetching the first token now, so that `/readyz` soon knows whether WeChat
     /// answers (it only reads the token actor's state).
     pub fn prefetch_token(&self) {
-        self.tokens.do_send(GetToken);
+        self.tokens.do_send(GetToken::new());
     }
 
     /// Whether a token can be had, as the token actor last saw it; fetches nothing.
@@ -434,9 +533,22 @@ impl WechatClient {
 
     /// A usable access token: cached, or fetched now.
     pub async fn token(&self) -> Result<AccessToken, WechatError> {
-        let answer = self.tokens.send(GetToken).await;
-        let token = answer.map_err(|e| TokenError::new(std::io::Error::other(e.to_string())))??;
-        Ok(token)
+        let answer = self.tokens.send(GetToken::new()).await;
+        let held: Held<AccessToken> =
+            answer.map_err(|e| TokenError::new(std::io::Error::other(e.to_string())))??;
+        Ok(held.token)
+    }
+}
+
+/// Fetches JS-SDK tickets with the access token, for a second [`TokenActor`].
+pub struct TicketSource(pub WechatClient);
+
+impl TokenSource for TicketSource {
+    type Token = JsapiTicket;
+
+    fn fetch(&self, _after_rejection: bool) -> Fetching<JsapiTicket> {
+        let client = self.0.clone();
+        Box::pin(async move { client.jsapi_ticket().await.map_err(TokenError::new) })
     }
 }
 

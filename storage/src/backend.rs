@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken,
+    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
 
@@ -81,6 +81,11 @@ pub trait Backend: Send + Sync + 'static {
     /// `CreateTime`). Not flushed: it only tells a late unsubscribe from a current one, and
     /// losing it in a crash loses only that.
     fn record_follow(&self, openid: &OpenId, at: u64) -> Result<(), StoreError>;
+
+    /// Records `unionid` on `binding` if that very binding (its generation) still stands;
+    /// returns whether it was written. A binding replaced or removed meanwhile keeps none.
+    /// Not flushed: a unionid lost in a crash is fetched again.
+    fn set_unionid(&self, binding: &Binding, unionid: &UnionId) -> Result<bool, StoreError>;
 
     /// `openid` unfollowed the account at `event_time` (WeChat's clock): records it (see
     /// [`Backend::follow_generation`]) and unbinds them as [`Backend::unbind`] does, unless they

@@ -17,7 +17,7 @@ mod store;
 pub use backend::{Backend, BindingSink, BindingStream, Pending};
 pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
-    Session, SessionToken,
+    Session, SessionToken, UnionId,
 };
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};

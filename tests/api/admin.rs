@@ -196,6 +196,9 @@ async fn a_backup_restores_into_an_empty_data_directory() {
         .json()
         .await
         .unwrap();
+    // A restore leaves the unionid to be fetched again at the next scan.
+    let mut original = original;
+    original.as_object_mut().unwrap().remove("unionid");
     assert_eq!(found, original);
     // Restored users log in by scanning, without binding again.
     restored.scan_in("oThree").await;

@@ -34,5 +34,7 @@ mod sessions;
 mod shutdown;
 mod sms;
 mod sms_providers;
+mod token_center;
+mod unionid;
 mod walkthrough;
 mod wechat_api;

@@ -27,7 +27,13 @@ pub(super) fn asking(client: &Client, scope: Scope) -> String {
     } else {
         String::new()
     };
-    format!("<strong>{name}</strong> asks you to log in with WeChat.{phone}")
+    // The unionid joins the user across the operator's accounts and apps: say so.
+    let unionid = if scope.unionid {
+        format!(" {name} will get your WeChat unionid, the id your other apps of this operator know you by.")
+    } else {
+        String::new()
+    };
+    format!("<strong>{name}</strong> asks you to log in with WeChat.{phone}{unionid}")
 }
 
 /// The sentence for the login page a request to `/oauth/authorize?{query}` sent the user to,
@@ -42,7 +48,7 @@ pub(in crate::http) fn login_page_notice(provider: &Provider, query: &str) -> Op
     let scope = param("scope")
         .as_deref()
         .and_then(Scope::parse)
-        .unwrap_or(Scope { phone: false });
+        .unwrap_or_default();
     Some(asking(client, scope))
 }
 

@@ -108,6 +108,9 @@ async fn qr_scan(
     let Ok(scanned) = scene.send(scan).await else {
         return Ok(Outcome::Expired);
     };
+    if scanned.is_ok() {
+        state.unionids.after_scan(&openid);
+    }
     match scanned {
         Ok(outcome) => Ok(scanned_outcome(state, &openid, outcome)),
         Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
@@ -194,7 +197,10 @@ async fn code_scan(
         })
         .await?
     {
-        Some(Ok(outcome)) => return Ok(scanned_outcome(state, openid, outcome)),
+        Some(Ok(outcome)) => {
+            state.unionids.after_scan(openid);
+            return Ok(scanned_outcome(state, openid, outcome));
+        }
         Some(Err(SceneError::AlreadyScanned)) => Outcome::CodeUsed,
         Some(Err(SceneError::Unfollowed)) => return Ok(Outcome::Overtaken),
         Some(Err(e)) => return Err(e.into()),

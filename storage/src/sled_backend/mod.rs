@@ -27,7 +27,7 @@ pub use db::{AccessGrant, SignatureUse};
 
 use crate::backend::{Backend, BindingStream, Pending};
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken,
+    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken, UnionId,
 };
 use crate::{BindError, StoreError};
 
@@ -254,6 +254,10 @@ impl Backend for SledBackend {
 
     fn record_follow(&self, openid: &OpenId, at: u64) -> Result<(), StoreError> {
         self.db()?.record_follow(openid, at)
+    }
+
+    fn set_unionid(&self, binding: &Binding, unionid: &UnionId) -> Result<bool, StoreError> {
+        self.db()?.set_unionid(binding, unionid)
     }
 
     fn use_signature<'a>(
