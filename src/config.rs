@@ -10,6 +10,7 @@ use url::Url;
 use crate::oidc::clients::Clients;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 use crate::wechat::ip_ranges::IpRanges;
+use crate::wechat::scene_key::{SceneKeys, DEFAULT_PREFIX};
 
 /// Every setting wxlogin reads. Any other `WXLOGIN_*` variable stops the start: it is a typo (or
 /// a setting of another version), and ignoring a misspelt `WXLOGIN_APPID` would start the sandbox.
@@ -57,6 +58,8 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_SITE_NAME",
     "WXLOGIN_LOG_FORMAT",
     "WXLOGIN_LOGIN_LOG_DAYS",
+    "WXLOGIN_SCENE_PREFIX",
+    "WXLOGIN_SANDBOX_PUSH_URL",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -81,7 +84,6 @@ const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 600;
 const MAX_OIDC_CODE_TTL_SECS: u64 = 600;
 /// A day.
 const MAX_CODE_GUESS_WINDOW_SECS: u64 = 86_400;
-
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub bind: SocketAddr,
@@ -134,6 +136,10 @@ pub struct Settings {
     pub code_guess_window: Duration,
     /// How long the login log keeps a login; `None` keeps every one.
     pub login_log_retention: Option<Duration>,
+    /// How login scenes are named in their QR codes (`WXLOGIN_SCENE_PREFIX`).
+    pub scene_keys: SceneKeys,
+    /// Sandbox only: where the simulated WeChat pushes; `None`: wxlogin's own `/wechat`.
+    pub sandbox_push_url: Option<Url>,
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -404,6 +410,13 @@ impl Settings {
                 MAX_CODE_GUESS_WINDOW_SECS,
             )?,
             login_log_retention: login_log_retention(&get)?,
+            scene_keys: SceneKeys::new(
+                get("WXLOGIN_SCENE_PREFIX")
+                    .as_deref()
+                    .map_or(DEFAULT_PREFIX, str::trim),
+            )
+            .map_err(|problem| invalid("WXLOGIN_SCENE_PREFIX", problem))?,
+            sandbox_push_url: sandbox_push_url(&get, sandbox)?,
         };
         if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
@@ -648,6 +661,24 @@ fn callback_senders(get: &impl Fn(&str) -> Option<String>) -> Result<CallbackSen
                 )
             }),
     }
+}
+
+/// `WXLOGIN_SANDBOX_PUSH_URL`: only the sandbox's simulated WeChat pushes anywhere.
+fn sandbox_push_url(
+    get: &impl Fn(&str) -> Option<String>,
+    sandbox: bool,
+) -> Result<Option<Url>, ConfigError> {
+    const NAME: &str = "WXLOGIN_SANDBOX_PUSH_URL";
+    let Some(raw) = get(NAME) else {
+        return Ok(None);
+    };
+    if !sandbox {
+        return Err(invalid(
+            NAME,
+            "set, but WXLOGIN_APPID is too: real WeChat pushes to the URL set in its console, so unset it",
+        ));
+    }
+    http_url(NAME, &raw).map(Some)
 }
 
 fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
@@ -932,6 +963,8 @@ mod tests {
             s.login_log_retention,
             Some(Duration::from_secs(180 * 86_400))
         );
+        assert!(s.sandbox_push_url.is_none());
+        assert_eq!(s.scene_keys, SceneKeys::default());
         let keep_all = settings(&[("WXLOGIN_LOGIN_LOG_DAYS", "0")]).unwrap();
         assert_eq!(keep_all.login_log_retention, None);
         // The sandbox serves its own account QR code.
@@ -970,6 +1003,20 @@ mod tests {
         assert_eq!(credentials.appid, "wx1");
         assert_eq!(api.as_str(), "https://api.weixin.qq.com/");
         assert!(!format!("{credentials:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn the_scene_prefix_and_the_sandbox_push_url_are_checked() {
+        let s = settings(&[("WXLOGIN_SCENE_PREFIX", " shop_ ")]).unwrap();
+        assert_eq!(s.scene_keys, SceneKeys::new("shop_").unwrap());
+        let e = settings(&[("WXLOGIN_SCENE_PREFIX", "qrscene_x")]).unwrap_err();
+        assert_eq!(e.name, "WXLOGIN_SCENE_PREFIX");
+        let push = ("WXLOGIN_SANDBOX_PUSH_URL", "http://127.0.0.1:9000/wechat");
+        let s = settings(&[push]).unwrap();
+        assert_eq!(s.sandbox_push_url.unwrap().port(), Some(9000));
+        // Real WeChat pushes where its console says.
+        let e = settings(&[&REAL[..], &[push]].concat()).unwrap_err();
+        assert_eq!(e.name, "WXLOGIN_SANDBOX_PUSH_URL");
     }
 
     const ALIYUN: [(&str, &str); 5] = [

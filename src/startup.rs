@@ -98,6 +98,7 @@ impl Application {
                 let simulator = Arc::new(Simulator::new(
                     token.clone(),
                     reachable(addr),
+                    settings.sandbox_push_url.as_ref(),
                     settings.aes_key.as_deref(),
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
@@ -182,6 +183,7 @@ impl Application {
                 secure: public_url.scheme() == "https",
                 max_age: settings.session_ttl,
             },
+            scene_keys: settings.scene_keys.clone(),
         });
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();

@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::sms::SmsSender;
 use crate::wechat::api::WechatClient;
+use crate::wechat::scene_key::SceneKeys;
 pub use cache_policy::no_store_by_default;
 pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
@@ -58,6 +59,8 @@ pub struct AppState {
     /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
     pub oidc: Option<Arc<Provider>>,
     pub cookies: SessionCookies,
+    /// How login scenes are named in their QR codes, and so recognised in scans.
+    pub scene_keys: SceneKeys,
 }
 
 impl AppState {

@@ -49,6 +49,7 @@ fn misconfiguration_exits_naming_the_setting() {
             "WXLOGIN_SMS_SDK_APP_ID",
         ),
         (&[("WXLOGIN_SMS_TEMPLATE", "SMS_1")], "WXLOGIN_SMS_TEMPLATE"),
+        (&[("WXLOGIN_SCENE_PREFIX", "登录:")], "WXLOGIN_SCENE_PREFIX"),
     ];
     for (env, setting) in cases {
         let (status, stderr) = run_to_exit(env);

@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on a random port, the sandbox simulator as WeChat.
 
 mod abuse;
+mod account_server;
 mod admin;
 mod authjs;
 mod browser;
@@ -13,6 +14,7 @@ mod config;
 mod confirm;
 mod crash;
 mod disk_full;
+mod downstream;
 mod events;
 mod helpers;
 mod hijack;
