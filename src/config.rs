@@ -58,6 +58,9 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_SITE_NAME",
     "WXLOGIN_LOG_FORMAT",
     "WXLOGIN_LOGIN_LOG_DAYS",
+    "WXLOGIN_UPSTREAM_URL",
+    "WXLOGIN_UPSTREAM_FORWARD",
+    "WXLOGIN_UPSTREAM_TIMEOUT_MS",
     "WXLOGIN_SCENE_PREFIX",
     "WXLOGIN_SANDBOX_PUSH_URL",
 ];
@@ -84,6 +87,12 @@ const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 600;
 const MAX_OIDC_CODE_TTL_SECS: u64 = 600;
 /// A day.
 const MAX_CODE_GUESS_WINDOW_SECS: u64 = 86_400;
+/// WeChat gives up on an answer after 5 s: the upstream's budget leaves wxlogin half a second
+/// of its own (and the network's) inside that.
+const MAX_UPSTREAM_TIMEOUT_MS: u64 = 4_500;
+/// Less than this, and a healthy upstream across a network would time out.
+const MIN_UPSTREAM_TIMEOUT_MS: u64 = 100;
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub bind: SocketAddr,
@@ -136,10 +145,55 @@ pub struct Settings {
     pub code_guess_window: Duration,
     /// How long the login log keeps a login; `None` keeps every one.
     pub login_log_retention: Option<Duration>,
+    /// The account's own server behind wxlogin, which gets the pushes that are not logins;
+    /// `None`: wxlogin answers every push itself.
+    pub upstream: Option<Upstream>,
     /// How login scenes are named in their QR codes (`WXLOGIN_SCENE_PREFIX`).
     pub scene_keys: SceneKeys,
     /// Sandbox only: where the simulated WeChat pushes; `None`: wxlogin's own `/wechat`.
     pub sandbox_push_url: Option<Url>,
+}
+
+/// `WXLOGIN_UPSTREAM_*`: where the pushes that are not wxlogin's business go.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Where each push is POSTed, with WeChat's query string as its own.
+    pub url: Url,
+    pub forward: UpstreamForward,
+    /// How long after a push arrives WeChat must have its answer: the upstream's, or `success`.
+    pub budget: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("Upstream")
+            .field("host", &self.url.host_str())
+            .field("forward", &self.forward)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+/// Which pushes the upstream gets (`WXLOGIN_UPSTREAM_FORWARD`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamForward {
+    /// Only those that are not wxlogin's own; it answers them.
+    Others,
+    /// Every push: wxlogin's own too, as copies whose answer is ignored.
+    All,
+}
+
+impl std::str::FromStr for UpstreamForward {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "others" => Ok(UpstreamForward::Others),
+            "all" => Ok(UpstreamForward::All),
+            _ => Err(()),
+        }
+    }
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -410,6 +464,7 @@ impl Settings {
                 MAX_CODE_GUESS_WINDOW_SECS,
             )?,
             login_log_retention: login_log_retention(&get)?,
+            upstream: upstream(&get)?,
             scene_keys: SceneKeys::new(
                 get("WXLOGIN_SCENE_PREFIX")
                     .as_deref()
@@ -661,6 +716,43 @@ fn callback_senders(get: &impl Fn(&str) -> Option<String>) -> Result<CallbackSen
                 )
             }),
     }
+}
+
+/// `WXLOGIN_UPSTREAM_URL` and its companions, which mean nothing without it.
+fn upstream(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Upstream>, ConfigError> {
+    const NAME: &str = "WXLOGIN_UPSTREAM_URL";
+    let Some(raw) = get(NAME) else {
+        let companion = ["WXLOGIN_UPSTREAM_FORWARD", "WXLOGIN_UPSTREAM_TIMEOUT_MS"]
+            .into_iter()
+            .find(|name| get(name).is_some());
+        return match companion {
+            Some(name) => Err(invalid(name, format!("set, but {NAME} is not"))),
+            None => Ok(None),
+        };
+    };
+    let url = http_url(NAME, &raw)?;
+    // WeChat's query string (its signatures) becomes the request's: there is no room for another.
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid(
+            NAME,
+            "must have no query or fragment: each push is sent with WeChat's own query string",
+        ));
+    }
+    let expected = format!(
+        "a whole number of milliseconds from {MIN_UPSTREAM_TIMEOUT_MS} to {MAX_UPSTREAM_TIMEOUT_MS} (WeChat waits 5 s)"
+    );
+    let ms: u64 = parse(get, "WXLOGIN_UPSTREAM_TIMEOUT_MS", "4000", &expected)?;
+    if !(MIN_UPSTREAM_TIMEOUT_MS..=MAX_UPSTREAM_TIMEOUT_MS).contains(&ms) {
+        return Err(invalid(
+            "WXLOGIN_UPSTREAM_TIMEOUT_MS",
+            format!("{ms} is not {expected}"),
+        ));
+    }
+    Ok(Some(Upstream {
+        url,
+        forward: parse(get, "WXLOGIN_UPSTREAM_FORWARD", "others", "others or all")?,
+        budget: Duration::from_millis(ms),
+    }))
 }
 
 /// `WXLOGIN_SANDBOX_PUSH_URL`: only the sandbox's simulated WeChat pushes anywhere.
@@ -963,7 +1055,7 @@ mod tests {
             s.login_log_retention,
             Some(Duration::from_secs(180 * 86_400))
         );
-        assert!(s.sandbox_push_url.is_none());
+        assert!(s.upstream.is_none() && s.sandbox_push_url.is_none());
         assert_eq!(s.scene_keys, SceneKeys::default());
         let keep_all = settings(&[("WXLOGIN_LOGIN_LOG_DAYS", "0")]).unwrap();
         assert_eq!(keep_all.login_log_retention, None);
@@ -1003,6 +1095,51 @@ mod tests {
         assert_eq!(credentials.appid, "wx1");
         assert_eq!(api.as_str(), "https://api.weixin.qq.com/");
         assert!(!format!("{credentials:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn the_upstream_is_an_http_url_answered_within_wechats_deadline() {
+        let url = (
+            "WXLOGIN_UPSTREAM_URL",
+            "https://user:pw@account.example/wechat",
+        );
+        let upstream = settings(&[url]).unwrap().upstream.unwrap();
+        assert_eq!(upstream.url.path(), "/wechat");
+        assert_eq!(upstream.forward, UpstreamForward::Others);
+        assert_eq!(upstream.budget, Duration::from_millis(4000));
+        assert!(!format!("{upstream:?}").contains("pw"));
+        let all = settings(&[
+            url,
+            ("WXLOGIN_UPSTREAM_FORWARD", "all"),
+            ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "4500"),
+        ])
+        .unwrap()
+        .upstream
+        .unwrap();
+        assert_eq!(
+            (all.forward, all.budget),
+            (UpstreamForward::All, Duration::from_millis(4500))
+        );
+        let cases: &[&[(&str, &str)]] = &[
+            &[("WXLOGIN_UPSTREAM_URL", "account.example/wechat")],
+            &[(
+                "WXLOGIN_UPSTREAM_URL",
+                "http://account.example/wechat?route=1",
+            )],
+            &[url, ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "99")],
+            &[url, ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "4501")],
+            &[url, ("WXLOGIN_UPSTREAM_FORWARD", "every")],
+        ];
+        for vars in cases {
+            let name = vars.last().unwrap().0;
+            assert_eq!(settings(vars).unwrap_err().name, name, "{vars:?}");
+        }
+        // Its companions mean nothing without it.
+        for name in ["WXLOGIN_UPSTREAM_FORWARD", "WXLOGIN_UPSTREAM_TIMEOUT_MS"] {
+            let e = settings(&[(name, "all")]).unwrap_err();
+            assert_eq!(e.name, name);
+            assert!(e.problem.contains("WXLOGIN_UPSTREAM_URL"), "{e}");
+        }
     }
 
     #[test]

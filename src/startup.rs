@@ -169,6 +169,7 @@ impl Application {
                 settings.timestamp_window,
                 settings.code_guess_window,
                 settings.site_name.clone(),
+                settings.upstream.as_ref(),
             ),
             modes: LoginModes::new(settings.login_mode, account_qr_url),
             scene_ttl: settings.scene_ttl,

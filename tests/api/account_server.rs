@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde_json::Value;
 
 pub struct AccountServer {
@@ -53,6 +55,21 @@ impl AccountServer {
         seen.json().await.unwrap()
     }
 
+    /// Waits (at most 10 s) until it received `count` pushes, and answers them.
+    pub async fn wait_for(&self, count: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let seen = self.seen().await;
+            if seen.len() >= count {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the account's server never got {count} pushes: {:?}",
+            self.seen().await
+        );
+    }
+
     /// In front of wxlogin: where it sends the login pushes on.
     pub async fn forward_to(&self, wxlogin_callback: &str) {
         let set = reqwest::Client::new()
@@ -70,4 +87,9 @@ impl Drop for AccountServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A base64 field of a recorded push, decoded.
+pub fn bytes_of(record: &Value, name: &str) -> Vec<u8> {
+    STANDARD.decode(record[name].as_str().unwrap()).unwrap()
 }

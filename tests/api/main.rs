@@ -28,6 +28,7 @@ mod operations;
 mod packaging;
 mod page;
 mod power_cut;
+mod relay;
 mod rp_libraries;
 mod safe_mode;
 mod sandbox;
