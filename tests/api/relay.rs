@@ -348,3 +348,10 @@ async fn login_codes_and_confirmation_answers_are_wxlogins_and_every_other_text_
     );
     assert_eq!(upstream.seen().await.len(), 2);
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_not_passed_on() {
+    let (base, _requests) = answering_server(|_| (200, "x".repeat(70_000))).await;
+    let app = spawn_app_with(&[("WXLOGIN_UPSTREAM_URL", &format!("{base}/wechat"))]).await;
+    assert_answered_success(&app, "failed").await;
+}
