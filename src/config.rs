@@ -10,6 +10,7 @@ use url::Url;
 use crate::oidc::clients::Clients;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 use crate::wechat::ip_ranges::IpRanges;
+use crate::wechat::scene_key::{SceneKeys, DEFAULT_PREFIX};
 
 /// Every setting wxlogin reads. Any other `WXLOGIN_*` variable stops the start: it is a typo (or
 /// a setting of another version), and ignoring a misspelt `WXLOGIN_APPID` would start the sandbox.
@@ -58,6 +59,11 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_LOG_FORMAT",
     "WXLOGIN_LOGIN_LOG_DAYS",
     "WXLOGIN_TOKEN_CLIENTS",
+    "WXLOGIN_UPSTREAM_URL",
+    "WXLOGIN_UPSTREAM_FORWARD",
+    "WXLOGIN_UPSTREAM_TIMEOUT_MS",
+    "WXLOGIN_SCENE_PREFIX",
+    "WXLOGIN_SANDBOX_PUSH_URL",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -82,6 +88,11 @@ const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 600;
 const MAX_OIDC_CODE_TTL_SECS: u64 = 600;
 /// A day.
 const MAX_CODE_GUESS_WINDOW_SECS: u64 = 86_400;
+/// WeChat gives up on an answer after 5 s: the upstream's budget leaves wxlogin half a second
+/// of its own (and the network's) inside that.
+const MAX_UPSTREAM_TIMEOUT_MS: u64 = 4_500;
+/// Less than this, and a healthy upstream across a network would time out.
+const MIN_UPSTREAM_TIMEOUT_MS: u64 = 100;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -137,6 +148,13 @@ pub struct Settings {
     pub login_log_retention: Option<Duration>,
     /// The token center's callers; empty turns it off.
     pub token_clients: Vec<TokenClient>,
+    /// The account's own server behind wxlogin, which gets the pushes that are not logins;
+    /// `None`: wxlogin answers every push itself.
+    pub upstream: Option<Upstream>,
+    /// How login scenes are named in their QR codes (`WXLOGIN_SCENE_PREFIX`).
+    pub scene_keys: SceneKeys,
+    /// Sandbox only: where the simulated WeChat pushes; `None`: wxlogin's own `/wechat`.
+    pub sandbox_push_url: Option<Url>,
 }
 
 /// A caller of the token center (`WXLOGIN_TOKEN_CLIENTS`): a name for logs and metrics, and
@@ -145,6 +163,48 @@ pub struct Settings {
 pub struct TokenClient {
     pub name: String,
     pub key: Secret,
+}
+
+/// `WXLOGIN_UPSTREAM_*`: where the pushes that are not wxlogin's business go.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Where each push is POSTed, with WeChat's query string as its own.
+    pub url: Url,
+    pub forward: UpstreamForward,
+    /// How long after a push arrives WeChat must have its answer: the upstream's, or `success`.
+    pub budget: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("Upstream")
+            .field("host", &self.url.host_str())
+            .field("forward", &self.forward)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+/// Which pushes the upstream gets (`WXLOGIN_UPSTREAM_FORWARD`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamForward {
+    /// Only those that are not wxlogin's own; it answers them.
+    Others,
+    /// Every push: wxlogin's own too, as copies whose answer is ignored.
+    All,
+}
+
+impl std::str::FromStr for UpstreamForward {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "others" => Ok(UpstreamForward::Others),
+            "all" => Ok(UpstreamForward::All),
+            _ => Err(()),
+        }
+    }
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -430,6 +490,14 @@ impl Settings {
                 .map(|raw| token_clients(&raw))
                 .transpose()?
                 .unwrap_or_default(),
+            upstream: upstream(&get)?,
+            scene_keys: SceneKeys::new(
+                get("WXLOGIN_SCENE_PREFIX")
+                    .as_deref()
+                    .map_or(DEFAULT_PREFIX, str::trim),
+            )
+            .map_err(|problem| invalid("WXLOGIN_SCENE_PREFIX", problem))?,
+            sandbox_push_url: sandbox_push_url(&get, sandbox)?,
         };
         if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
@@ -674,6 +742,61 @@ fn callback_senders(get: &impl Fn(&str) -> Option<String>) -> Result<CallbackSen
                 )
             }),
     }
+}
+
+/// `WXLOGIN_UPSTREAM_URL` and its companions, which mean nothing without it.
+fn upstream(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Upstream>, ConfigError> {
+    const NAME: &str = "WXLOGIN_UPSTREAM_URL";
+    let Some(raw) = get(NAME) else {
+        let companion = ["WXLOGIN_UPSTREAM_FORWARD", "WXLOGIN_UPSTREAM_TIMEOUT_MS"]
+            .into_iter()
+            .find(|name| get(name).is_some());
+        return match companion {
+            Some(name) => Err(invalid(name, format!("set, but {NAME} is not"))),
+            None => Ok(None),
+        };
+    };
+    let url = http_url(NAME, &raw)?;
+    // WeChat's query string (its signatures) becomes the request's: there is no room for another.
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid(
+            NAME,
+            "must have no query or fragment: each push is sent with WeChat's own query string",
+        ));
+    }
+    let expected = format!(
+        "a whole number of milliseconds from {MIN_UPSTREAM_TIMEOUT_MS} to {MAX_UPSTREAM_TIMEOUT_MS} (WeChat waits 5 s)"
+    );
+    let ms: u64 = parse(get, "WXLOGIN_UPSTREAM_TIMEOUT_MS", "4000", &expected)?;
+    if !(MIN_UPSTREAM_TIMEOUT_MS..=MAX_UPSTREAM_TIMEOUT_MS).contains(&ms) {
+        return Err(invalid(
+            "WXLOGIN_UPSTREAM_TIMEOUT_MS",
+            format!("{ms} is not {expected}"),
+        ));
+    }
+    Ok(Some(Upstream {
+        url,
+        forward: parse(get, "WXLOGIN_UPSTREAM_FORWARD", "others", "others or all")?,
+        budget: Duration::from_millis(ms),
+    }))
+}
+
+/// `WXLOGIN_SANDBOX_PUSH_URL`: only the sandbox's simulated WeChat pushes anywhere.
+fn sandbox_push_url(
+    get: &impl Fn(&str) -> Option<String>,
+    sandbox: bool,
+) -> Result<Option<Url>, ConfigError> {
+    const NAME: &str = "WXLOGIN_SANDBOX_PUSH_URL";
+    let Some(raw) = get(NAME) else {
+        return Ok(None);
+    };
+    if !sandbox {
+        return Err(invalid(
+            NAME,
+            "set, but WXLOGIN_APPID is too: real WeChat pushes to the URL set in its console, so unset it",
+        ));
+    }
+    http_url(NAME, &raw).map(Some)
 }
 
 fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
@@ -1007,6 +1130,8 @@ mod tests {
             s.login_log_retention,
             Some(Duration::from_secs(180 * 86_400))
         );
+        assert!(s.upstream.is_none() && s.sandbox_push_url.is_none());
+        assert_eq!(s.scene_keys, SceneKeys::default());
         let keep_all = settings(&[("WXLOGIN_LOGIN_LOG_DAYS", "0")]).unwrap();
         assert_eq!(keep_all.login_log_retention, None);
         // The sandbox serves its own account QR code.
@@ -1045,6 +1170,65 @@ mod tests {
         assert_eq!(credentials.appid, "wx1");
         assert_eq!(api.as_str(), "https://api.weixin.qq.com/");
         assert!(!format!("{credentials:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn the_upstream_is_an_http_url_answered_within_wechats_deadline() {
+        let url = (
+            "WXLOGIN_UPSTREAM_URL",
+            "https://user:pw@account.example/wechat",
+        );
+        let upstream = settings(&[url]).unwrap().upstream.unwrap();
+        assert_eq!(upstream.url.path(), "/wechat");
+        assert_eq!(upstream.forward, UpstreamForward::Others);
+        assert_eq!(upstream.budget, Duration::from_millis(4000));
+        assert!(!format!("{upstream:?}").contains("pw"));
+        let all = settings(&[
+            url,
+            ("WXLOGIN_UPSTREAM_FORWARD", "all"),
+            ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "4500"),
+        ])
+        .unwrap()
+        .upstream
+        .unwrap();
+        assert_eq!(
+            (all.forward, all.budget),
+            (UpstreamForward::All, Duration::from_millis(4500))
+        );
+        let cases: &[&[(&str, &str)]] = &[
+            &[("WXLOGIN_UPSTREAM_URL", "account.example/wechat")],
+            &[(
+                "WXLOGIN_UPSTREAM_URL",
+                "http://account.example/wechat?route=1",
+            )],
+            &[url, ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "99")],
+            &[url, ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "4501")],
+            &[url, ("WXLOGIN_UPSTREAM_FORWARD", "every")],
+        ];
+        for vars in cases {
+            let name = vars.last().unwrap().0;
+            assert_eq!(settings(vars).unwrap_err().name, name, "{vars:?}");
+        }
+        // Its companions mean nothing without it.
+        for name in ["WXLOGIN_UPSTREAM_FORWARD", "WXLOGIN_UPSTREAM_TIMEOUT_MS"] {
+            let e = settings(&[(name, "all")]).unwrap_err();
+            assert_eq!(e.name, name);
+            assert!(e.problem.contains("WXLOGIN_UPSTREAM_URL"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_scene_prefix_and_the_sandbox_push_url_are_checked() {
+        let s = settings(&[("WXLOGIN_SCENE_PREFIX", " shop_ ")]).unwrap();
+        assert_eq!(s.scene_keys, SceneKeys::new("shop_").unwrap());
+        let e = settings(&[("WXLOGIN_SCENE_PREFIX", "qrscene_x")]).unwrap_err();
+        assert_eq!(e.name, "WXLOGIN_SCENE_PREFIX");
+        let push = ("WXLOGIN_SANDBOX_PUSH_URL", "http://127.0.0.1:9000/wechat");
+        let s = settings(&[push]).unwrap();
+        assert_eq!(s.sandbox_push_url.unwrap().port(), Some(9000));
+        // Real WeChat pushes where its console says.
+        let e = settings(&[&REAL[..], &[push]].concat()).unwrap_err();
+        assert_eq!(e.name, "WXLOGIN_SANDBOX_PUSH_URL");
     }
 
     const ALIYUN: [(&str, &str); 5] = [

@@ -34,6 +34,7 @@ pub struct Metrics {
     token_center_requests: Labeled<u64>,
     token_center_refused: AtomicU64,
     unionid_lookups: Labeled<u64>,
+    upstream: Labeled<u64>,
 }
 
 /// Values keyed by their rendered label set, e.g. `path="scan"`.
@@ -113,6 +114,14 @@ impl Metrics {
             .update(format!("type=\"{kind}\",outcome=\"{outcome}\""), |n| {
                 *n += 1
             });
+    }
+
+    /// A push sent on to `WXLOGIN_UPSTREAM_URL`: `relayed` (its answer went to WeChat),
+    /// `copied` (one of wxlogin's own, answer ignored), or why not: `timeout`, `failed`
+    /// (5xx, a redirect, an oversized answer), `unreachable`.
+    pub fn upstream(&self, outcome: &str) {
+        self.upstream
+            .update(format!("outcome=\"{outcome}\""), |n| *n += 1);
     }
 
     /// A call to WeChat's API: `errcode` is WeChat's (0 for success) or a transport failure.
@@ -228,6 +237,12 @@ impl Metrics {
             "wxlogin_callback_events_total",
             "Pushes received at /wechat, by type and outcome.",
             &self.callback_events,
+        );
+        labeled(
+            &mut out,
+            "wxlogin_upstream_total",
+            "Pushes sent on to WXLOGIN_UPSTREAM_URL, by outcome (relayed, copied, timeout, failed, unreachable).",
+            &self.upstream,
         );
         labeled(
             &mut out,

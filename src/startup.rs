@@ -99,6 +99,7 @@ impl Application {
                 let simulator = Arc::new(Simulator::new(
                     token.clone(),
                     reachable(addr),
+                    settings.sandbox_push_url.as_ref(),
                     settings.aes_key.as_deref(),
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
@@ -177,6 +178,7 @@ impl Application {
                 settings.timestamp_window,
                 settings.code_guess_window,
                 settings.site_name.clone(),
+                settings.upstream.as_ref(),
             ),
             modes: LoginModes::new(settings.login_mode, account_qr_url),
             scene_ttl: settings.scene_ttl,
@@ -192,6 +194,7 @@ impl Application {
                 max_age: settings.session_ttl,
             },
             token_center,
+            scene_keys: settings.scene_keys.clone(),
         });
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();

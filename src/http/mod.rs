@@ -33,6 +33,7 @@ use crate::oidc::Provider;
 use crate::sms::SmsSender;
 use crate::unionid::UnionIds;
 use crate::wechat::api::WechatClient;
+use crate::wechat::scene_key::SceneKeys;
 pub use cache_policy::no_store_by_default;
 pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub unionids: UnionIds,
     /// The token center; `None` without `WXLOGIN_TOKEN_CLIENTS`.
     pub token_center: Option<TokenCenter>,
+    /// How login scenes are named in their QR codes, and so recognised in scans.
+    pub scene_keys: SceneKeys,
 }
 
 impl AppState {

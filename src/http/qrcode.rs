@@ -123,7 +123,8 @@ async fn create(
 /// The scene's QR code from WeChat, or `None` when `auto` mode falls back to codes because
 /// WeChat won't make QR codes for this account.
 async fn qrcode_or_fallback(state: &AppState, id: &SceneId) -> Result<Option<QrTicket>, ApiError> {
-    match state.wechat.create_qrcode(id, state.scene_ttl).await {
+    let key = state.scene_keys.key(id);
+    match state.wechat.create_qrcode(&key, state.scene_ttl).await {
         Ok(qr) => Ok(Some(qr)),
         Err(WechatError::Api {
             errcode: API_UNAUTHORIZED,

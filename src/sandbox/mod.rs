@@ -22,6 +22,7 @@ use base64::Engine;
 use moka::sync::Cache;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use url::Url;
 use wxlogin_storage::Phone;
 
 use crate::config::Credentials;
@@ -42,7 +43,8 @@ pub struct Simulator {
     secret: String,
     /// The callback token both sides sign with.
     token: String,
-    /// Where "WeChat" delivers events: the service's own `/wechat`.
+    /// Where "WeChat" delivers events: the service's own `/wechat`, or
+    /// `WXLOGIN_SANDBOX_PUSH_URL` (the account's own server, in front of wxlogin).
     callback_url: String,
     /// The address the simulator dials, and so delivers from: what `getcallbackip` lists.
     callback_ip: String,
@@ -153,15 +155,24 @@ pub struct Delivery {
 const SELF_DELIVERY_IDLE: Duration = Duration::from_secs(2);
 
 impl Simulator {
-    /// `callback`: where the service listens (a dialable address). `aes_key`: speak safe mode,
-    /// as an account configured with that EncodingAESKey.
-    pub fn new(token: String, callback: SocketAddr, aes_key: Option<&str>) -> Self {
+    /// `callback`: where the service listens (a dialable address); `push_url`: where to push
+    /// instead of its `/wechat`. `aes_key`: speak safe mode, as an account configured with
+    /// that EncodingAESKey.
+    pub fn new(
+        token: String,
+        callback: SocketAddr,
+        push_url: Option<&Url>,
+        aes_key: Option<&str>,
+    ) -> Self {
         let mut secret = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut secret);
         Self {
             secret: hex::encode(secret),
             token,
-            callback_url: format!("http://{callback}/wechat"),
+            callback_url: push_url.map_or_else(
+                || format!("http://{callback}/wechat"),
+                |url| url.to_string(),
+            ),
             // Dialing its own address, a machine sends from that address.
             callback_ip: callback.ip().to_string(),
             crypto: aes_key.map(|key| {

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 use wxlogin_actors::{
-    AccessToken, Fetched, FetchedToken, Fetching, GetToken, Held, InvalidateToken, SceneId,
-    TokenActor, TokenError, TokenHealth, TokenSource,
+    AccessToken, Fetched, FetchedToken, Fetching, GetToken, Held, InvalidateToken, TokenActor,
+    TokenError, TokenHealth, TokenSource,
 };
 
 use wxlogin_storage::{OpenId, UnionId};
@@ -220,7 +220,7 @@ impl WechatApi {
     pub async fn create_qrcode(
         &self,
         token: &AccessToken,
-        scene: &SceneId,
+        scene: &str,
         ttl: Duration,
     ) -> Result<QrTicket, WechatError> {
         let request = self
@@ -230,7 +230,7 @@ impl WechatApi {
             .json(&json!({
                 "expire_seconds": ttl.as_secs(),
                 "action_name": "QR_STR_SCENE",
-                "action_info": {"scene": {"scene_str": scene.as_str()}},
+                "action_info": {"scene": {"scene_str": scene}},
             }));
         self.call("qrcode_create", request, MAX_ATTEMPTS).await
     }
@@ -458,11 +458,8 @@ impl WechatClient {
         qr.image_url(&self.show_qrcode)
     }
 
-    pub async fn create_qrcode(
-        &self,
-        scene: &SceneId,
-        ttl: Duration,
-    ) -> Result<QrTicket, WechatError> {
+    /// `scene`: the `scene_str`, which scans of the code hand back as their `EventKey`.
+    pub async fn create_qrcode(&self, scene: &str, ttl: Duration) -> Result<QrTicket, WechatError> {
         self.with_token(|token| {
             let api = self.api.clone();
             async move { api.create_qrcode(&token, scene, ttl).await }

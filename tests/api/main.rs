@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on a random port, the sandbox simulator as WeChat.
 
 mod abuse;
+mod account_server;
 mod admin;
 mod authjs;
 mod browser;
@@ -13,6 +14,7 @@ mod config;
 mod confirm;
 mod crash;
 mod disk_full;
+mod downstream;
 mod events;
 mod helpers;
 mod hijack;
@@ -27,6 +29,7 @@ mod operations;
 mod packaging;
 mod page;
 mod power_cut;
+mod relay;
 mod rp_libraries;
 mod safe_mode;
 mod sandbox;

@@ -51,7 +51,7 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             subscribed,
         } => {
             // A scene key that isn't shaped like ours belongs to some other QR code of the account.
-            let Some(scene) = SceneId::parse(scene_key) else {
+            let Some(scene) = state.scene_keys.scene(scene_key) else {
                 return Ok(Outcome::NotOurs);
             };
             let openid = sender(message)?;

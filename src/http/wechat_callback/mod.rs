@@ -1,26 +1,30 @@
 //! `/wechat`: the callback WeChat verifies with GET and pushes user events to with POST.
 //!
 //! This module is the transport (limits, authentication, redelivery, the reply envelope);
-//! [`actions`] is what each message does, [`replies`] what the user is told.
+//! [`actions`] is what each message does, [`replies`] what the user is told, [`relay`] where
+//! the account's own pushes go when its server sits behind wxlogin.
 
 mod actions;
 mod guesses;
+mod relay;
 mod replies;
 mod senders;
 mod signatures;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use moka::sync::Cache;
 
 use super::client_ip::ClientIp;
 use super::AppState;
-use crate::config::CallbackSenders;
+use crate::config::{CallbackSenders, Upstream};
 use crate::error::ApiError;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
+use relay::{Push, Relay};
 pub use senders::follow_wechat_addresses;
 use senders::Senders;
 
@@ -33,13 +37,15 @@ const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
 const REDELIVERY_CAPACITY: u64 = 100_000;
 
 /// The callback's own state: who may push, how pushes are authenticated, the memory of the
-/// signatures and deliveries seen lately and of wrong login codes, and the site name replies show.
+/// signatures and deliveries seen lately and of wrong login codes, the site name replies show,
+/// and the upstream that gets the account's own pushes.
 pub struct Callback {
     senders: Senders,
     keys: CallbackKeys,
     seen: Cache<String, ()>,
     guesses: CodeGuesses,
     site_name: String,
+    relay: Option<Relay>,
 }
 
 impl Callback {
@@ -50,6 +56,7 @@ impl Callback {
         timestamp_window: Duration,
         code_guess_window: Duration,
         site_name: String,
+        upstream: Option<&Upstream>,
     ) -> Self {
         let seen = Cache::builder()
             .max_capacity(REDELIVERY_CAPACITY)
@@ -61,6 +68,7 @@ impl Callback {
             seen,
             guesses: CodeGuesses::new(code_guess_window),
             site_name,
+            relay: upstream.map(Relay::new),
         }
     }
 
@@ -98,12 +106,14 @@ async fn verify_server(
 async fn receive(
     state: web::Data<AppState>,
     client: ClientIp,
+    request: HttpRequest,
     query: web::Query<CallbackQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let arrived = Instant::now();
     let received = open(&state, &client, &query, payload).await;
-    let (message, mode) = match received {
-        Ok(opened) => (opened.message, opened.mode),
+    let (message, mode, body) = match received {
+        Ok((opened, body)) => (opened.message, opened.mode, body),
         Err(e) => {
             state.metrics.callback_event("invalid", e.code());
             return Err(e);
@@ -111,6 +121,7 @@ async fn receive(
     };
     let kind = actions::kind(&message);
     let key = message.redelivery_key();
+    // A redelivery is not sent on either: the upstream sees each push once.
     if !state.callback.first_delivery(&key) {
         state.metrics.callback_event(kind, "redelivery");
         return Ok(acknowledge());
@@ -125,6 +136,14 @@ async fn receive(
         }
     };
     state.metrics.callback_event(kind, outcome.label());
+    if let Some(relay) = &state.callback.relay {
+        let push = Push::new(&request, body, arrived);
+        if outcome.for_the_account() {
+            let answer = relay.relay(&push, &state.metrics).await;
+            return Ok(answer.unwrap_or_else(acknowledge));
+        }
+        relay.copy(push, state.metrics.clone());
+    }
     let Some(text) = outcome.reply(&state.callback) else {
         return Ok(acknowledge());
     };
@@ -136,13 +155,14 @@ async fn receive(
 }
 
 /// Checks the sender's address, reads the body within its limit, authenticates it, refuses a
-/// signature already used for another body, and decrypts and parses it.
+/// signature already used for another body, and decrypts and parses it. Also answers the body
+/// as it came, for the upstream.
 async fn open(
     state: &AppState,
     client: &ClientIp,
     query: &CallbackQuery,
     payload: web::Payload,
-) -> Result<Opened, ApiError> {
+) -> Result<(Opened, Bytes), ApiError> {
     state.callback.senders.admit(client.addr())?;
     let body = payload
         .to_bytes_limited(MAX_BODY_BYTES)
@@ -155,7 +175,8 @@ async fn open(
     let signed = state.callback.keys.verify(query, &body, now)?;
     // Before parsing: a signature whose push did not parse is used up all the same.
     signatures::use_signature(&state.store, signed.signature, signed.sent_at, &body).await?;
-    Ok(signed.read()?)
+    let opened = signed.read()?;
+    Ok((opened, body))
 }
 
 /// WeChat's "received, no reply".

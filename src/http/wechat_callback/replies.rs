@@ -85,6 +85,18 @@ impl Outcome {
         )
     }
 
+    /// With an upstream, the push is the account's business rather than wxlogin's, and goes to
+    /// it: a push that scanned, logged in or answered nothing of wxlogin's (`NotOurs`), and
+    /// code mode's help texts (a follow, a text that is no code), which the account's own
+    /// welcome and keyword replies replace. An unfollow is both: wxlogin unbinds, and the
+    /// account hears of it as it would without wxlogin.
+    pub fn for_the_account(&self) -> bool {
+        matches!(
+            self,
+            Outcome::NotOurs | Outcome::HowTo { .. } | Outcome::Unbound | Outcome::NothingToUnbind
+        )
+    }
+
     /// The text the user sees in WeChat, if any.
     pub fn reply(&self, callback: &Callback) -> Option<String> {
         let site = &callback.site_name;
