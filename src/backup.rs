@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use wxlogin_storage::{BindError, Binding, OpenId, Phone, Store, StoreError};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BindingLine {
     pub openid: String,
     pub phone: String,

@@ -203,6 +203,7 @@ impl Application {
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap(from_fn(http::head_as_get))
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
                 .wrap(from_fn(http::no_store_by_default))
                 .wrap(from_fn(http::trace_requests))

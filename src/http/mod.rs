@@ -5,12 +5,15 @@ mod cache_policy;
 mod client_ip;
 mod device;
 mod events;
+mod head;
 mod health;
 mod login_mode;
 mod oidc;
+mod openapi;
 pub mod page;
 mod qrcode;
 mod rate_limit;
+mod rejections;
 mod request_trace;
 mod scene_owner;
 mod session;
@@ -35,6 +38,7 @@ use crate::unionid::UnionIds;
 use crate::wechat::api::WechatClient;
 use crate::wechat::scene_key::SceneKeys;
 pub use cache_policy::no_store_by_default;
+pub use head::head_as_get;
 pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
@@ -87,28 +91,19 @@ impl AppState {
     }
 }
 
+/// Every route, each module's own; each is described in `openapi` (tests/api/openapi.rs checks).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(4096)
-            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-    )
-    .app_data(
-        web::QueryConfig::default()
-            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-    )
-    .app_data(
-        web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-    )
-    .configure(health::configure)
-    .configure(admin::configure)
-    .configure(page::configure)
-    .configure(qrcode::configure)
-    .configure(events::configure)
-    .configure(session::configure)
-    .configure(oidc::configure)
-    .configure(token_center::configure)
-    .configure(wechat_callback::configure);
+    cfg.configure(rejections::configure)
+        .configure(openapi::configure)
+        .configure(health::configure)
+        .configure(admin::configure)
+        .configure(page::configure)
+        .configure(qrcode::configure)
+        .configure(events::configure)
+        .configure(session::configure)
+        .configure(oidc::configure)
+        .configure(token_center::configure)
+        .configure(wechat_callback::configure);
 }
 
 /// Answers for routes that do not exist.

@@ -21,14 +21,28 @@ const RETURN_PATH: &str = "/oauth/authorize";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(login_page))
-        .route(
-            "/login.css",
-            web::get().to(|| async { asset("text/css", include_str!("page/login.css")) }),
-        )
-        .route(
-            "/login.js",
-            web::get().to(|| async { asset("text/javascript", include_str!("page/login.js")) }),
-        );
+        .route("/login.css", web::get().to(login_css))
+        .route("/login.js", web::get().to(login_js));
+}
+
+#[utoipa::path(
+    get,
+    path = "/login.css",
+    tag = "pages",
+    responses((status = 200, description = "The login page's stylesheet", content_type = "text/css", body = String)),
+)]
+pub(super) async fn login_css() -> HttpResponse {
+    asset("text/css", include_str!("page/login.css"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/login.js",
+    tag = "pages",
+    responses((status = 200, description = "The login page's script", content_type = "text/javascript", body = String)),
+)]
+pub(super) async fn login_js() -> HttpResponse {
+    asset("text/javascript", include_str!("page/login.js"))
 }
 
 /// A file compiled into the binary.
@@ -49,7 +63,14 @@ const ASKING_SLOT: &str = "<p id=\"asking\" hidden></p>";
 /// The page, told in `data-return-to` where to go once logged in, if `?return_to=` is a place
 /// it may go. The server decides, so the page never interprets a URL from the query itself.
 /// Sent by an authorization, it also names the client asking and what it will get.
-async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    params(("return_to" = Option<String>, Query, description = "Where to go once logged in: only a path to /oauth/authorize on this origin is taken, anything else is ignored")),
+    responses((status = 200, description = "The login page", content_type = "text/html", body = String)),
+)]
+pub(super) async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let return_to = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(name, _)| name == "return_to")
         .and_then(|(_, value)| allowed_return_to(&value));

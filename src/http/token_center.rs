@@ -5,16 +5,16 @@
 use actix::Addr;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use wxlogin_actors::{GetToken, Held, Refresh, TokenActor, TokenError};
 use wxlogin_storage::constant_time_eq;
 
 use super::session::bearer_token;
 use super::AppState;
 use crate::config::TokenClient;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::wechat::api::{CredentialTokenSource, TicketSource, WechatError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -96,35 +96,99 @@ fn authorize<'a>(
     }
 }
 
-async fn access_token(
+/// The account's current access token, shared with its other servers.
+#[utoipa::path(
+    get,
+    path = "/api/wechat/access_token",
+    tag = "token center",
+    security(("token_center_key" = [])),
+    responses(
+        (status = 200, description = "The current token and how long it still lives", body = AccessTokenAnswer),
+        (status = 401, description = "`unauthorized`: no known key (always the same answer, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: without `WXLOGIN_TOKEN_CLIENTS`", body = ErrorBody),
+        (status = 503, description = "`wechat_unavailable`: WeChat gave none", body = ErrorBody),
+    ),
+)]
+pub(super) async fn access_token(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let center = authorize(&state, &req, "access_token")?;
     let held = held(center.tokens.send(GetToken::new()).await)?;
-    Ok(answer("access_token", held.token.as_str(), &held))
+    Ok(HttpResponse::Ok().json(AccessTokenAnswer {
+        access_token: held.token.as_str(),
+        expires_in: held.expires_in().as_secs(),
+    }))
 }
 
-async fn jsapi_ticket(
+/// The JS-SDK's current `jsapi_ticket`.
+#[utoipa::path(
+    get,
+    path = "/api/wechat/jsapi_ticket",
+    tag = "token center",
+    security(("token_center_key" = [])),
+    responses(
+        (status = 200, description = "The current ticket and how long it still lives", body = TicketAnswer),
+        (status = 401, description = "`unauthorized`: no known key (always the same answer, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: without `WXLOGIN_TOKEN_CLIENTS`", body = ErrorBody),
+        (status = 503, description = "`wechat_unavailable`: WeChat gave none", body = ErrorBody),
+    ),
+)]
+pub(super) async fn jsapi_ticket(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let center = authorize(&state, &req, "jsapi_ticket")?;
     let held = held(center.tickets.send(GetToken::new()).await)?;
-    Ok(answer("ticket", held.token.as_str(), &held))
+    Ok(HttpResponse::Ok().json(TicketAnswer {
+        ticket: held.token.as_str(),
+        expires_in: held.expires_in().as_secs(),
+    }))
 }
 
-#[derive(Deserialize)]
-struct FailedToken {
+/// The access token WeChat refused (`40001`).
+#[derive(Deserialize, ToSchema)]
+pub(super) struct FailedToken {
     access_token: String,
 }
 
-#[derive(Deserialize)]
-struct FailedTicket {
+/// The ticket that failed.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct FailedTicket {
     ticket: String,
 }
 
-async fn refresh_access_token(
+#[derive(Serialize, ToSchema)]
+pub(super) struct AccessTokenAnswer<'a> {
+    access_token: &'a str,
+    /// Seconds it still lives.
+    expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct TicketAnswer<'a> {
+    ticket: &'a str,
+    /// Seconds it still lives.
+    expires_in: u64,
+}
+
+/// Reports a token WeChat refused: replaced only if it is still the current one (one fetch for
+/// any number of reports), then answered as `GET` does.
+#[utoipa::path(
+    post,
+    path = "/api/wechat/access_token/refresh",
+    tag = "token center",
+    security(("token_center_key" = [])),
+    request_body(content = FailedToken, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The current token: a new one if the reported one was current", body = AccessTokenAnswer),
+        (status = 400, description = "`bad_request`: the body is not the JSON shown", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no known key (always the same answer, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: without `WXLOGIN_TOKEN_CLIENTS`", body = ErrorBody),
+        (status = 503, description = "`wechat_unavailable`: WeChat gave none", body = ErrorBody),
+    ),
+)]
+pub(super) async fn refresh_access_token(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Bytes,
@@ -133,10 +197,28 @@ async fn refresh_access_token(
     let failed: FailedToken = json_body(&body, "{\"access_token\": the token WeChat refused}")?;
     let failed = wxlogin_actors::AccessToken::new(&failed.access_token);
     let held = held(center.tokens.send(Refresh(failed)).await)?;
-    Ok(answer("access_token", held.token.as_str(), &held))
+    Ok(HttpResponse::Ok().json(AccessTokenAnswer {
+        access_token: held.token.as_str(),
+        expires_in: held.expires_in().as_secs(),
+    }))
 }
 
-async fn refresh_jsapi_ticket(
+/// Reports a ticket that failed, as the access token's refresh does.
+#[utoipa::path(
+    post,
+    path = "/api/wechat/jsapi_ticket/refresh",
+    tag = "token center",
+    security(("token_center_key" = [])),
+    request_body(content = FailedTicket, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The current ticket: a new one if the reported one was current", body = TicketAnswer),
+        (status = 400, description = "`bad_request`: the body is not the JSON shown", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no known key (always the same answer, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: without `WXLOGIN_TOKEN_CLIENTS`", body = ErrorBody),
+        (status = 503, description = "`wechat_unavailable`: WeChat gave none", body = ErrorBody),
+    ),
+)]
+pub(super) async fn refresh_jsapi_ticket(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: Bytes,
@@ -145,7 +227,10 @@ async fn refresh_jsapi_ticket(
     let failed: FailedTicket = json_body(&body, "{\"ticket\": the ticket that failed}")?;
     let failed = crate::wechat::api::JsapiTicket::new(&failed.ticket);
     let held = held(center.tickets.send(Refresh(failed)).await)?;
-    Ok(answer("ticket", held.token.as_str(), &held))
+    Ok(HttpResponse::Ok().json(TicketAnswer {
+        ticket: held.token.as_str(),
+        expires_in: held.expires_in().as_secs(),
+    }))
 }
 
 /// The body, read only once the caller is authorized.
@@ -159,8 +244,4 @@ fn held<T>(
     answer: Result<Result<Held<T>, TokenError>, actix::MailboxError>,
 ) -> Result<Held<T>, ApiError> {
     answer?.map_err(|e| ApiError::WechatUnavailable(WechatError::Token(e)))
-}
-
-fn answer<T>(field: &str, value: &str, held: &Held<T>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({field: value, "expires_in": held.expires_in().as_secs()}))
 }

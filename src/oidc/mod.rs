@@ -72,7 +72,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// What the ID token and userinfo both say about the user.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct UserClaims {
     pub sub: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -86,7 +86,7 @@ async fn bindings_can_be_found_and_removed() {
     assert_error(
         admin_get(&app, "/admin/bindings").await,
         StatusCode::BAD_REQUEST,
-        "bad_request",
+        "invalid_query",
     )
     .await;
 
@@ -152,7 +152,7 @@ async fn the_login_log_pages_newest_first() {
     assert_error(
         admin_get(&app, "/admin/logins?openid=oFrequent&before=nonsense").await,
         StatusCode::BAD_REQUEST,
-        "bad_request",
+        "invalid_query",
     )
     .await;
 }

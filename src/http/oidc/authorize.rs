@@ -12,11 +12,12 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use url::Url;
+use utoipa::{IntoParams, ToSchema};
 
 use super::consent::{self, consent_page};
 use super::pages::refusal;
 use super::{provider, request};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::page::escape_html;
 use crate::http::session::{current_session, form_proof, proves};
 use crate::http::AppState;
@@ -36,13 +37,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(super::AUTHORIZE)
             .app_data(web::PayloadConfig::new(request::MAX_BODY))
-            .route(web::get().to(authorize))
-            .route(web::post().to(authorize)),
+            .route(web::get().to(authorize_by_query))
+            .route(web::post().to(authorize_by_form)),
     );
 }
 
-#[derive(Deserialize)]
-struct AuthorizeRequest {
+/// OpenID Connect Core §3.1.2.1's parameters, all text as sent: each is checked by the handler,
+/// which answers a bad one by redirect (or, before the redirect URI is trusted, a page).
+#[derive(Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub(in crate::http) struct AuthorizeRequest {
     client_id: Option<String>,
     redirect_uri: Option<String>,
     response_type: Option<String>,
@@ -61,6 +65,52 @@ struct AuthorizeRequest {
     /// The consent page's answer (POST only) and its proof.
     consent: Option<String>,
     consent_proof: Option<String>,
+}
+
+/// The authorization request in the query.
+#[utoipa::path(
+    get,
+    path = super::AUTHORIZE,
+    tag = "oidc",
+    params(AuthorizeRequest),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The consent page", content_type = "text/html", body = String),
+        (status = 302, description = "To the client's redirect URI with `code` or `error`, or to the login page"),
+        (status = 400, description = "A page: an unknown client, an unregistered redirect URI, a malformed request", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn authorize_by_query(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(state, req, web::Bytes::new()).await
+}
+
+/// The authorization request as a form, and the consent page's answer.
+#[utoipa::path(
+    post,
+    path = super::AUTHORIZE,
+    tag = "oidc",
+    request_body(content = AuthorizeRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The consent page", content_type = "text/html", body = String),
+        (status = 302, description = "To the client's redirect URI with `code` or `error`, or to the login page"),
+        (status = 400, description = "A page: an unknown client, an unregistered redirect URI, a body that is not a form", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 16 KiB", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn authorize_by_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(state, req, body).await
 }
 
 async fn authorize(

@@ -11,17 +11,33 @@ use wxlogin_storage::SessionToken;
 
 use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 
-#[derive(Deserialize)]
-pub(super) struct IntrospectionRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(in crate::http) struct IntrospectionRequest {
+    /// The access token. A `token_type_hint` may come too: a hint only, every token is an
+    /// access token.
     token: Option<String>,
     #[serde(flatten)]
     credentials: BodyCredentials,
 }
 
-pub(super) async fn introspect(
+/// What one of the client's access tokens stands for (confidential clients only).
+#[utoipa::path(
+    post,
+    path = super::INTROSPECTION,
+    tag = "oidc",
+    request_body(content = IntrospectionRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses(
+        (status = 200, description = "`{\"active\": true, ...}` for a live token of the caller's, else `{\"active\": false}`", body = Object),
+        (status = 400, description = "`invalid_request`: no token, or a body that is not a form", body = ErrorBody),
+        (status = 401, description = "`invalid_client`, also for a public client", body = ErrorBody),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<IntrospectionRequest>,

@@ -19,10 +19,11 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use url::Url;
+use utoipa::{IntoParams, ToSchema};
 
 use super::pages::{form, page, refusal};
 use super::{provider, request};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::page::escape_html;
 use crate::http::session::{current_session, end_session, form_proof, proves, session_token};
 use crate::http::AppState;
@@ -35,13 +36,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(super::LOGOUT)
             .app_data(web::PayloadConfig::new(request::MAX_BODY))
-            .route(web::get().to(logout))
-            .route(web::post().to(logout)),
+            .route(web::get().to(logout_by_query))
+            .route(web::post().to(logout_by_form)),
     );
 }
 
-#[derive(Deserialize)]
-struct LogoutRequest {
+/// RP-Initiated Logout §2's parameters, and the confirmation form's proof.
+#[derive(Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub(in crate::http) struct LogoutRequest {
     id_token_hint: Option<String>,
     client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
@@ -54,6 +57,53 @@ struct LogoutRequest {
 struct Hint {
     sub: String,
     aud: String,
+}
+
+/// A relying party's sign-out request in the query.
+#[utoipa::path(
+    get,
+    path = super::LOGOUT,
+    tag = "oidc",
+    params(LogoutRequest),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The confirmation page, or the signed-out page", content_type = "text/html", body = String),
+        (status = 302, description = "Signed out: to the registered post_logout_redirect_uri"),
+        (status = 400, description = "A page: a hint not ours, an unknown client, an unregistered redirect URI", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn logout_by_query(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    logout(state, req, web::Bytes::new()).await
+}
+
+/// The sign-out request as a form, and the confirmation page's answer.
+#[utoipa::path(
+    post,
+    path = super::LOGOUT,
+    tag = "oidc",
+    request_body(content = LogoutRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The confirmation page, or the signed-out page", content_type = "text/html", body = String),
+        (status = 302, description = "Signed out: to the registered post_logout_redirect_uri"),
+        (status = 303, description = "A POST without the session cookie (cross-site): the same request as a GET"),
+        (status = 400, description = "A page: a malformed request, a hint not ours, an unknown client", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 16 KiB", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn logout_by_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    logout(state, req, body).await
 }
 
 async fn logout(

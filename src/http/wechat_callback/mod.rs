@@ -20,7 +20,7 @@ use moka::sync::Cache;
 use super::client_ip::ClientIp;
 use super::AppState;
 use crate::config::{CallbackSenders, Upstream};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
@@ -89,7 +89,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// WeChat checks the server URL by asking it to echo `echostr` under a valid signature.
-async fn verify_server(
+#[utoipa::path(
+    get,
+    path = "/wechat",
+    tag = "wechat",
+    params(CallbackQuery),
+    responses(
+        (status = 200, description = "`echostr`, echoed", content_type = "text/plain", body = String),
+        (status = 400, description = "`invalid_message`: a parameter missing or malformed", body = ErrorBody),
+        (status = 403, description = "`invalid_signature`, `stale_timestamp`, `replayed_signature`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn verify_server(
     state: web::Data<AppState>,
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -103,7 +115,23 @@ async fn verify_server(
         .body(echo))
 }
 
-async fn receive(
+/// A pushed message or event, signed (and in safe mode encrypted) by WeChat.
+#[utoipa::path(
+    post,
+    path = "/wechat",
+    tag = "wechat",
+    params(CallbackQuery),
+    request_body(content = String, description = "WeChat's XML message", content_type = "text/xml"),
+    responses(
+        (status = 200, description = "`success`, or a reply message as XML", content_type = "text/plain", body = String),
+        (status = 400, description = "`invalid_message` (also a field given twice)", body = ErrorBody),
+        (status = 403, description = "`invalid_signature`, `stale_timestamp`, `encryption_required`, `replayed_signature`, `address_not_allowed`", body = ErrorBody),
+        (status = 409, description = "`phone_taken`, `unfollowed`, `not_awaiting_bind`: the message's action could not be taken", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 503, description = "`callback_addresses_unavailable`, `wechat_unavailable`, `storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn receive(
     state: web::Data<AppState>,
     client: ClientIp,
     request: HttpRequest,
