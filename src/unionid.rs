@@ -78,7 +78,7 @@ impl UnionIds {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer in {}s", LOOKUP_BUDGET.as_secs()),
         };
-        tracing::warn!(%openid, error = failure, "unionid lookup failed; the next scan tries again");
+        tracing::warn!(user = %crate::audit::Short(openid), error = failure, "unionid lookup failed; the next scan tries again");
         "failed"
     }
 }

@@ -195,7 +195,7 @@ async fn get_with_session(app: &TestApp, session: &str, path: &str) -> reqwest::
 }
 
 /// The claims of an ID token, read without verifying (the tests of oidc.rs verify them).
-fn claims(id_token: &str) -> Value {
+pub(crate) fn claims(id_token: &str) -> Value {
     let payload = id_token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }

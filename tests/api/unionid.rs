@@ -128,3 +128,44 @@ async fn a_slow_user_info_does_not_hold_up_the_bind() {
         .to_owned();
     assert_eq!(me(&app, &token).await["unionid"], Value::Null);
 }
+
+/// With the `unionid` scope a site gets the `unionid` claim in the ID token and from userinfo;
+/// without it, neither; discovery lists both the scope and the claim.
+#[tokio::test]
+async fn the_unionid_scope_adds_the_unionid_claim_and_only_it_does() {
+    use crate::oidc::{code, provider, redeem, userinfo, SHOP_RP};
+    use crate::oidc_authorize::claims;
+    let app = provider().await;
+    let session = app.sign_up("oUnion", "13800000011").await;
+    let unionid = stored_unionid(&app, &session).await;
+    let discovery: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(discovery["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("unionid")));
+    assert!(discovery["claims_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("unionid")));
+    for (scope, expected) in [
+        ("openid unionid", json!(unionid)),
+        ("openid phone", Value::Null),
+    ] {
+        let (code, verifier) = code(&app, SHOP_RP, &session, scope).await;
+        let (status, tokens) = redeem(&app, SHOP_RP, &code, &verifier).await;
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        let id_token = claims(tokens["id_token"].as_str().unwrap());
+        assert_eq!(id_token["unionid"], expected, "{scope}: {id_token}");
+        let info: Value = userinfo(&app, tokens["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["unionid"], expected, "{scope}: {info}");
+    }
+}
