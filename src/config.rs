@@ -8,6 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::oidc::clients::Clients;
+use crate::oidc::subject::SubjectSource;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 use crate::wechat::ip_ranges::IpRanges;
 use crate::wechat::scene_key::{SceneKeys, DEFAULT_PREFIX};
@@ -51,6 +52,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_PUBLIC_URL",
     "WXLOGIN_OIDC_CLIENTS",
     "WXLOGIN_OIDC_CODE_TTL_SECS",
+    "WXLOGIN_SUBJECT",
     "WXLOGIN_LOGIN_MODE",
     "WXLOGIN_ACCOUNT_QR_URL",
     "WXLOGIN_CODE_GUESS_WINDOW_SECS",
@@ -135,6 +137,8 @@ pub struct Settings {
     pub oidc_clients: Option<std::sync::Arc<Clients>>,
     /// How long an authorization code may wait to be redeemed.
     pub oidc_code_ttl: Duration,
+    /// What OpenID Connect subjects are derived from (`WXLOGIN_SUBJECT`).
+    pub subject: SubjectSource,
     pub login_mode: LoginModeSetting,
     /// The official account's own QR image, shown in code mode; the sandbox serves its own.
     pub account_qr_url: Option<String>,
@@ -474,6 +478,7 @@ impl Settings {
                 60,
                 MAX_OIDC_CODE_TTL_SECS,
             )?,
+            subject: subject(&get)?,
             login_mode,
             account_qr_url,
             confirm: confirm(&get)?,
@@ -841,6 +846,15 @@ fn parse<T: std::str::FromStr>(
     raw.trim()
         .parse()
         .map_err(|_| invalid(name, format!("{raw:?} is not {expected}")))
+}
+
+/// `WXLOGIN_SUBJECT`: only for the OpenID Connect provider, which alone has subjects.
+fn subject(get: &impl Fn(&str) -> Option<String>) -> Result<SubjectSource, ConfigError> {
+    const NAME: &str = "WXLOGIN_SUBJECT";
+    if get(NAME).is_some() && get("WXLOGIN_OIDC_CLIENTS").is_none() {
+        return Err(invalid(NAME, "set, but WXLOGIN_OIDC_CLIENTS is not"));
+    }
+    parse(get, NAME, "openid", "openid or unionid")
 }
 
 /// A duration in whole seconds, from 1 to `max`.

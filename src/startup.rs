@@ -128,6 +128,7 @@ impl Application {
                     &public_url,
                     clients,
                     settings.oidc_code_ttl,
+                    settings.subject,
                 )
             })
             .transpose()?

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wxlogin_storage::{Binding, OpenId, Store};
+use wxlogin_storage::{Binding, OpenId, Store, UnionId};
 
 use crate::metrics::Metrics;
 use crate::wechat::api::WechatClient;
@@ -15,6 +15,8 @@ use crate::wechat::api::WechatClient;
 const MAX_IN_FLIGHT: usize = 32;
 /// The longest a lookup may take, retries and a token refresh included.
 const LOOKUP_BUDGET: Duration = Duration::from_secs(30);
+/// The longest an OpenID Connect authorization waits for a unionid it needs.
+const AUTHORIZE_BUDGET: Duration = Duration::from_secs(3);
 
 #[derive(Clone)]
 pub struct UnionIds {
@@ -63,6 +65,21 @@ impl UnionIds {
             let mut in_flight = this.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             in_flight.remove(&binding.openid);
         });
+    }
+
+    /// The unionid of `binding`'s user, looked up now if it has none (within a few seconds):
+    /// an authorization that derives subjects from unionids needs it before it can answer,
+    /// and the background lookup after a bind may not be done yet.
+    pub async fn now(&self, binding: &Binding) -> Option<UnionId> {
+        if let Some(unionid) = &binding.unionid {
+            return Some(unionid.clone());
+        }
+        let found = tokio::time::timeout(AUTHORIZE_BUDGET, self.wechat.unionid(&binding.openid));
+        let unionid = found.await.ok()?.ok()??;
+        if let Err(e) = self.store.set_unionid(binding, &unionid) {
+            tracing::warn!(error = %e, "storing a unionid failed; the next scan tries again");
+        }
+        Some(unionid)
     }
 
     /// The outcome label: `stored`, `none` or `failed`.

@@ -25,6 +25,7 @@ fn misconfiguration_exits_naming_the_setting() {
             "WXLOGIN_SCENE_TTL_SECS",
         ),
         (&[("WXLOGIN_BIND", "not an address")], "WXLOGIN_BIND"),
+        (&[("WXLOGIN_SUBJECT", "unionid")], "WXLOGIN_SUBJECT"),
         (
             &[("WXLOGIN_AES_KEY", "only-twenty-characters")],
             "WXLOGIN_AES_KEY",

@@ -169,3 +169,57 @@ async fn the_unionid_scope_adds_the_unionid_claim_and_only_it_does() {
         assert_eq!(info["unionid"], expected, "{scope}: {info}");
     }
 }
+
+/// `WXLOGIN_SUBJECT=unionid`: the `sub` is derived from the unionid (so deployments sharing the
+/// pairwise secret give a user one `sub` across accounts), computed here independently; a user
+/// WeChat tells no unionid of is refused (`access_denied`), never given an openid `sub`.
+#[tokio::test]
+async fn unionid_subjects_derive_from_the_unionid_and_a_user_without_one_is_refused() {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    use crate::oidc::{authorize, code, param, pkce, provider_with, redeem, redirected, SHOP_RP};
+    use crate::oidc_authorize::claims;
+    let app = provider_with(&[("WXLOGIN_SUBJECT", "unionid")]).await;
+    let session = app.sign_up("oUnionSub", "13800000012").await;
+    let unionid = stored_unionid(&app, &session).await;
+    let (code, verifier) = code(&app, SHOP_RP, &session, "openid").await;
+    let (status, tokens) = redeem(&app, SHOP_RP, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let secret = std::fs::read(app.data_dir.path().join("oidc/pairwise-secret")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).unwrap();
+    mac.update(format!("{}\0unionid\0{unionid}", SHOP_RP.id).as_bytes());
+    let expected = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        mac.finalize().into_bytes(),
+    );
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["sub"],
+        expected
+    );
+
+    // Without an Open Platform account there is no unionid, so no subject.
+    app.control(json!({"open_platform": false})).await;
+    let other = app.sign_up("oNoUnion", "13800000013").await;
+    lookups(&app, "none", 1).await;
+    let (_, challenge) = pkce();
+    let response = authorize(
+        &app,
+        Some(&other),
+        &[
+            ("response_type", "code"),
+            ("client_id", SHOP_RP.id),
+            ("redirect_uri", SHOP_RP.callback),
+            ("scope", "openid"),
+            ("state", "st"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let response = crate::oidc_authorize::allow_if_asked(&app, &other, response).await;
+    let (target, params) = redirected(&response);
+    assert_eq!(target, SHOP_RP.callback);
+    assert_eq!(param(&params, "error"), Some("access_denied"), "{params:?}");
+    assert_eq!(param(&params, "code"), None);
+}

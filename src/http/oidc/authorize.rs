@@ -23,6 +23,7 @@ use crate::http::session::{current_session, form_proof, proves};
 use crate::http::AppState;
 use crate::oidc::codes::{valid_challenge, Grant, Scope};
 use crate::oidc::prompt::Prompt;
+use crate::oidc::subject::SubjectSource;
 use crate::oidc::unix_now;
 
 /// Longer than this, a `nonce` or `state` is not a nonce but an attempt to bloat tokens.
@@ -245,6 +246,16 @@ async fn authorize(
         }
     }
 
+    // With unionid subjects a user WeChat told no unionid of has none: refused, rather than
+    // known to the site by another identity than the one it was promised.
+    if p.subjects.source() == SubjectSource::UnionId
+        && state.unionids.now(&session.binding).await.is_none()
+    {
+        return Ok(back.error(
+            "access_denied",
+            "WeChat gave no unionid for this user (is the official account bound to an Open Platform account?)",
+        ));
+    }
     let code = p.codes.issue(Grant {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.to_owned(),

@@ -59,14 +59,14 @@ pub(in crate::http) async fn introspect(
     let grant = state
         .store
         .access_token(&token)?
-        .map(|(grant, _)| grant)
-        .filter(|grant| grant.client_id == client.id);
+        .filter(|(grant, _)| grant.client_id == client.id)
+        .and_then(|(grant, binding)| Some((p.subjects.sub(&grant.client_id, &binding)?, grant)));
     let answer = match grant {
-        Some(grant) => json!({
+        Some((sub, grant)) => json!({
             "active": true,
             "scope": grant.scope,
             "client_id": grant.client_id,
-            "sub": p.subjects.sub(&grant.client_id, &grant.openid),
+            "sub": sub,
             "exp": grant.expires_at,
             "iat": grant.issued_at,
             "token_type": "Bearer",

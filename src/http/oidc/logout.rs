@@ -180,9 +180,9 @@ async fn logout(
     let Some(session) = current_session(&state, &req)? else {
         return Ok(done.answer(None));
     };
-    let about_this_user = hint
-        .as_ref()
-        .is_some_and(|hint| hint.sub == p.subjects.sub(&hint.aud, &session.binding.openid));
+    let about_this_user = hint.as_ref().is_some_and(|hint| {
+        p.subjects.sub(&hint.aud, &session.binding).as_ref() == Some(&hint.sub)
+    });
     let confirmed = is_post && proves(&req, PROOF_PURPOSE, q.logout_proof.as_deref());
     if !(about_this_user || confirmed) {
         let mut fields = request::pairs(raw, &[PROOF]);

@@ -122,6 +122,10 @@ pub(in crate::http) async fn token(
     }
     // The user may have unfollowed since logging in.
     let binding = state.store.binding(&grant.openid)?.ok_or_else(bad_code)?;
+    // With unionid subjects, authorize checked there is one; a rebind since may have none yet.
+    let user = p
+        .user_claims(&client.id, &binding, grant.scope)
+        .ok_or_else(bad_code)?;
     let access_token = state
         .store
         .issue_access_token(&binding, &client.id, grant.scope.as_str(), ACCESS_TOKEN_TTL)
@@ -139,7 +143,7 @@ pub(in crate::http) async fn token(
                 exp: now + ID_TOKEN_TTL.as_secs(),
                 auth_time: grant.auth_time,
                 nonce: grant.nonce.as_deref(),
-                user: p.user_claims(&client.id, &binding, grant.scope),
+                user,
             },
         )
         .map_err(|e| ApiError::Internal(e.to_string()))?;

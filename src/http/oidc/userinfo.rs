@@ -85,9 +85,12 @@ async fn userinfo(
         .access_token(&SessionToken::from_bearer(&token))?
         .ok_or_else(invalid)?;
     let scope = Scope::parse(&grant.scope).ok_or_else(invalid)?;
+    let claims = p
+        .user_claims(&grant.client_id, &binding, scope)
+        .ok_or_else(invalid)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(p.user_claims(&grant.client_id, &binding, scope)))
+        .json(claims))
 }
 
 /// The `access_token` of a POST's `application/x-www-form-urlencoded` body, if it has one. A
