@@ -969,11 +969,14 @@ fn public_url(raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// An http(s) URL. The errors never show the value: it may carry a password.
 fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url =
-        Url::parse(raw.trim()).map_err(|e| invalid(name, format!("{raw:?} is not a URL ({e})")))?;
+    let url = Url::parse(raw.trim()).map_err(|e| invalid(name, format!("not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(name, format!("{raw:?} is not an http(s) URL")));
+        return Err(invalid(
+            name,
+            format!("a {}: URL, not http(s)", url.scheme()),
+        ));
     }
     Ok(url)
 }
@@ -984,6 +987,22 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn a_bad_url_is_refused_without_showing_its_password() {
+        for raw in [
+            "http://user:hunter2@host:99999/",
+            "ftp://user:hunter2@host/",
+        ] {
+            let e = http_url("WXLOGIN_UPSTREAM_URL", raw)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("WXLOGIN_UPSTREAM_URL") && !e.contains("hunter2"),
+                "{e}"
+            );
+        }
+    }
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))

@@ -214,24 +214,23 @@ impl<S: TokenSource> TokenActor<S> {
         let fetch = self.source.fetch(self.rejected);
         ctx.spawn(fetch.into_actor(self).map(|result, actor, ctx| {
             actor.fetching = false;
-            let next_fetch = match &result {
+            let (next_fetch, answer) = match result {
                 Ok(fetched) => {
                     actor.rejected = false;
                     actor.fetched_once = true;
                     actor.failure = None;
-                    tracing::info!(
-                        expires_in = fetched.expires_in.as_secs(),
-                        "access token refreshed"
-                    );
+                    let lifetime = fetched.expires_in;
+                    tracing::info!(expires_in = lifetime.as_secs(), "access token refreshed");
                     let now = Instant::now();
+                    let held = Held {
+                        token: fetched.token,
+                        expires_at: now + lifetime,
+                    };
                     actor.current = Some(Cached {
-                        held: Held {
-                            token: fetched.token.clone(),
-                            expires_at: now + fetched.expires_in,
-                        },
+                        held: held.clone(),
                         fetched_at: now,
                     });
-                    Some(refresh_after(fetched.expires_in))
+                    (Some(refresh_after(lifetime)), Ok(held))
                 }
                 Err(e) => {
                     let failure = Failure::after(actor.failure.as_ref(), e.clone(), Instant::now());
@@ -240,17 +239,14 @@ impl<S: TokenSource> TokenActor<S> {
                     actor.failure = Some(failure);
                     // Try again on our own, so readiness recovers without a caller: soon
                     // when nothing works without a token, unhurried while the old one lasts.
-                    Some(match actor.usable() {
+                    let retry = match actor.usable() {
                         Some(_) => window.max(RETRY_AFTER_FAILURE),
                         None => window,
-                    })
+                    };
+                    (Some(retry), Err(e))
                 }
             };
             actor.schedule_refresh(next_fetch, ctx);
-            let answer = match result {
-                Ok(_) => Ok(actor.usable().expect("just fetched")),
-                Err(e) => Err(e),
-            };
             for waiter in actor.waiters.drain(..) {
                 let _ = waiter.send(answer.clone());
             }
@@ -582,6 +578,12 @@ mod tests {
         let held = addr.send(GetToken::new()).await.unwrap().unwrap();
         let left = held.expires_in().as_secs();
         assert!((7100..=7200).contains(&left), "{left}");
+    }
+
+    #[actix::test]
+    async fn a_token_that_lives_no_time_is_still_answered_to_its_waiters() {
+        let (addr, _) = start(Duration::ZERO, false);
+        assert!(addr.send(GetToken::new()).await.unwrap().is_ok());
     }
 
     #[actix::test]

@@ -3,7 +3,6 @@
 //! invalidate wxlogin's. Behind `WXLOGIN_TOKEN_CLIENTS`: without it none of these routes exist.
 
 use actix::Addr;
-use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -183,6 +182,7 @@ pub(super) struct TicketAnswer<'a> {
     responses(
         (status = 200, description = "The current token: a new one if the reported one was current", body = AccessTokenAnswer),
         (status = 400, description = "`bad_request`: the body is not the JSON shown", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: a body over 1 KiB", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no known key (always the same answer, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 404, description = "`not_found`: without `WXLOGIN_TOKEN_CLIENTS`", body = ErrorBody),
         (status = 503, description = "`wechat_unavailable`: WeChat gave none", body = ErrorBody),
@@ -191,10 +191,11 @@ pub(super) struct TicketAnswer<'a> {
 pub(super) async fn refresh_access_token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let center = authorize(&state, &req, "access_token_refresh")?;
-    let failed: FailedToken = json_body(&body, "{\"access_token\": the token WeChat refused}")?;
+    let failed: FailedToken =
+        json_body(body, "{\"access_token\": the token WeChat refused}").await?;
     let failed = wxlogin_actors::AccessToken::new(&failed.access_token);
     let held = held(center.tokens.send(Refresh(failed)).await)?;
     Ok(HttpResponse::Ok().json(AccessTokenAnswer {
@@ -213,6 +214,7 @@ pub(super) async fn refresh_access_token(
     responses(
         (status = 200, description = "The current ticket: a new one if the reported one was current", body = TicketAnswer),
         (status = 400, description = "`bad_request`: the body is not the JSON shown", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: a body over 1 KiB", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no known key (always the same answer, with `WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 404, description = "`not_found`: without `WXLOGIN_TOKEN_CLIENTS`", body = ErrorBody),
         (status = 503, description = "`wechat_unavailable`: WeChat gave none", body = ErrorBody),
@@ -221,10 +223,10 @@ pub(super) async fn refresh_access_token(
 pub(super) async fn refresh_jsapi_ticket(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let center = authorize(&state, &req, "jsapi_ticket_refresh")?;
-    let failed: FailedTicket = json_body(&body, "{\"ticket\": the ticket that failed}")?;
+    let failed: FailedTicket = json_body(body, "{\"ticket\": the ticket that failed}").await?;
     let failed = crate::wechat::api::JsapiTicket::new(&failed.ticket);
     let held = held(center.tickets.send(Refresh(failed)).await)?;
     Ok(HttpResponse::Ok().json(TicketAnswer {
@@ -233,9 +235,23 @@ pub(super) async fn refresh_jsapi_ticket(
     }))
 }
 
-/// The body, read only once the caller is authorized.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
+/// A token or ticket is a few hundred bytes.
+const MAX_BODY_BYTES: usize = 1024;
+
+/// The body, read (at most [`MAX_BODY_BYTES`]) only once the caller is authorized: nobody
+/// without a key makes the server buffer anything.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    body: web::Payload,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let body = body
+        .to_bytes_limited(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })?
+        .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest(format!("the body must be JSON {shape}")))
 }
 

@@ -1,5 +1,6 @@
 //! WeChat's HTTP API: the access token, temporary QR codes, and the addresses WeChat pushes from.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +28,9 @@ const MAX_ATTEMPTS: u32 = 3;
 const TOKEN_ATTEMPTS: u32 = 1;
 /// The first retry waits about this long; each later one twice as long, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// After WeChat says the quota is used up (45009, 45011), no call is made for this long.
+/// After WeChat says an endpoint's quota is used up (45009, 45011), that endpoint is not
+/// called for this long. WeChat counts quotas per endpoint: a spent `user/info` quota (the
+/// unionid lookups) must not stop QR codes or tokens.
 const QUOTA_PAUSE: Duration = Duration::from_secs(60);
 /// Where WeChat serves the image of a QR ticket; the URL-encoded ticket follows.
 pub const SHOW_QRCODE: &str = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=";
@@ -125,7 +128,8 @@ pub struct WechatApi {
     http: reqwest::Client,
     base: String,
     metrics: Arc<Metrics>,
-    paused_until: Arc<Mutex<Option<Instant>>>,
+    /// Endpoints whose quota is spent, until when.
+    paused_until: Arc<Mutex<HashMap<&'static str, Instant>>>,
 }
 
 #[derive(Deserialize)]
@@ -252,7 +256,7 @@ impl WechatApi {
         let answer: Answer = self.call("getticket", request, TOKEN_ATTEMPTS).await?;
         Ok(Fetched {
             token: JsapiTicket::new(&answer.ticket),
-            expires_in: Duration::from_secs(answer.expires_in),
+            expires_in: stated_lifetime(answer.expires_in),
         })
     }
 
@@ -301,7 +305,7 @@ impl WechatApi {
         request: reqwest::RequestBuilder,
         max_attempts: u32,
     ) -> Result<T, WechatError> {
-        self.check_not_paused()?;
+        self.check_not_paused(endpoint)?;
         let mut attempt = 0;
         loop {
             let this_try = request
@@ -316,9 +320,11 @@ impl WechatApi {
                     attempt += 1;
                 }
                 Err(e) if e.is_quota() => {
-                    tracing::warn!(error = %e, pause = ?QUOTA_PAUSE, "WeChat quota reached; pausing calls");
-                    *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Instant::now() + QUOTA_PAUSE);
+                    tracing::warn!(error = %e, endpoint, pause = ?QUOTA_PAUSE, "WeChat quota reached; pausing calls to this endpoint");
+                    self.paused_until
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(endpoint, Instant::now() + QUOTA_PAUSE);
                     return Err(e);
                 }
                 result => return result,
@@ -326,8 +332,13 @@ impl WechatApi {
         }
     }
 
-    fn check_not_paused(&self) -> Result<(), WechatError> {
-        let paused_until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+    fn check_not_paused(&self, endpoint: &str) -> Result<(), WechatError> {
+        let paused_until = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(endpoint)
+            .copied();
         match paused_until.map(|until| until.saturating_duration_since(Instant::now())) {
             Some(remaining) if !remaining.is_zero() => Err(WechatError::QuotaPaused(remaining)),
             _ => Ok(()),
@@ -335,11 +346,17 @@ impl WechatApi {
     }
 }
 
+/// WeChat's `expires_in` (7200) within bounds: a zero would have the token actor fetch in a
+/// loop, an absurd value overflow its clock.
+fn stated_lifetime(expires_in: u64) -> Duration {
+    Duration::from_secs(expires_in.clamp(60, 86_400))
+}
+
 impl TokenAnswer {
     fn into_fetched(self) -> FetchedToken {
         FetchedToken {
             token: AccessToken::new(&self.access_token),
-            expires_in: Duration::from_secs(self.expires_in),
+            expires_in: stated_lifetime(self.expires_in),
         }
     }
 }

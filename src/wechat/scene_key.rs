@@ -29,9 +29,11 @@ impl SceneKeys {
                 "{prefix:?} must be 1 to {MAX_PREFIX_LEN} letters, digits, - or _"
             ));
         }
-        if prefix.starts_with(FOLLOW_MARKER) {
+        // Nor begin it: with `qrscene` some scene ids (those starting `_`) would make keys
+        // that start with the marker, which an account server's SDK strips from every key.
+        if prefix.starts_with(FOLLOW_MARKER) || FOLLOW_MARKER.starts_with(prefix) {
             return Err(format!(
-                "{prefix:?} must not start with {FOLLOW_MARKER}, which WeChat adds itself"
+                "{prefix:?} must not start with {FOLLOW_MARKER}, which WeChat adds itself, nor begin it"
             ));
         }
         Ok(Self {
@@ -91,6 +93,8 @@ mod tests {
             "登录_",
             "<x>",
             "qrscene_x",
+            "qrscene",
+            "q",
             &"p".repeat(17),
         ] {
             assert!(SceneKeys::new(bad).is_err(), "{bad}");

@@ -87,6 +87,13 @@ async fn a_missing_or_wrong_key_gets_one_and_the_same_401() {
     // A refresh with a bad body still learns nothing but 401: the key is checked first.
     let refresh_url = app.url("/api/wechat/access_token/refresh");
     requests.push(client.post(&refresh_url).bearer_auth("x").body("not json"));
+    // Nor does a body larger than any limit: nothing is read before the key is known.
+    requests.push(
+        client
+            .post(&refresh_url)
+            .bearer_auth("x")
+            .body(vec![b'x'; 300 * 1024]),
+    );
     let mut bodies = Vec::new();
     for request in requests {
         let response = request.send().await.unwrap();
@@ -97,8 +104,17 @@ async fn a_missing_or_wrong_key_gets_one_and_the_same_401() {
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
     let body: Value = serde_json::from_str(&bodies[0]).unwrap();
     assert_eq!(body["error"], "unauthorized");
-    app.assert_metric("wxlogin_token_center_refused_total", 7)
+    app.assert_metric("wxlogin_token_center_refused_total", 8)
         .await;
+    // A caller with a key gets at most 1 KiB read.
+    let oversized = client
+        .post(&refresh_url)
+        .bearer_auth(SHOP_KEY)
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
