@@ -167,7 +167,7 @@ impl Application {
                 ),
                 settings.timestamp_window,
                 settings.code_guess_window,
-                settings.site_name.clone(),
+                settings.replies.clone(),
             ),
             modes: LoginModes::new(settings.login_mode, account_qr_url),
             scene_ttl: settings.scene_ttl,
@@ -182,6 +182,7 @@ impl Application {
                 secure: public_url.scheme() == "https",
                 max_age: settings.session_ttl,
             },
+            default_lang: settings.default_lang,
         });
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();

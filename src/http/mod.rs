@@ -27,6 +27,7 @@ use wxlogin_storage::{OpenId, Store};
 
 use crate::audit::{self, LoginPath};
 use crate::error::ApiError;
+use crate::i18n::Lang;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::sms::SmsSender;
@@ -59,6 +60,8 @@ pub struct AppState {
     /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
     pub oidc: Option<Arc<Provider>>,
     pub cookies: SessionCookies,
+    /// The pages' language when a request names none we have (`WXLOGIN_DEFAULT_LANG`).
+    pub default_lang: Lang,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@ use url::Url;
 
 use super::oidc::consent::login_page_notice;
 use super::AppState;
+use crate::i18n::{self, Lang, LANGS};
 
 /// Scripts and styles only from this origin, QR images from here or WeChat, and no other
 /// site may frame a page (clickjacking).
@@ -43,37 +44,76 @@ pub fn asset(content_type: &str, body: impl Into<String>) -> HttpResponse {
         .body(body.into())
 }
 
-/// The login page's place for the OpenID Connect client asking, filled in by the server.
-const ASKING_SLOT: &str = "<p id=\"asking\" hidden></p>";
-
 /// The page, told in `data-return-to` where to go once logged in, if `?return_to=` is a place
 /// it may go. The server decides, so the page never interprets a URL from the query itself.
-/// Sent by an authorization, it also names the client asking and what it will get.
+/// Sent by an authorization, it also names the client asking and what it will get. It is in
+/// the request's language, and so are the strings its script shows (`data-text`).
 async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let lang = Lang::of(&request, state.default_lang);
     let return_to = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(name, _)| name == "return_to")
         .and_then(|(_, value)| allowed_return_to(&value));
-    let Some(path) = return_to else {
-        return asset("text/html", LOGIN_PAGE);
-    };
-    let query = path.split_once('?').map_or("", |(_, query)| query);
+    let query = return_to
+        .as_deref()
+        .and_then(|path| path.split_once('?'))
+        .map_or("", |(_, query)| query);
     let asking = state
         .oidc
         .as_deref()
-        .and_then(|provider| login_page_notice(provider, query))
-        .map_or(ASKING_SLOT.to_owned(), |notice| {
+        .filter(|_| return_to.is_some())
+        .and_then(|provider| login_page_notice(provider, query, lang))
+        .map_or_else(String::new, |notice| {
             format!("<p id=\"asking\" class=\"asking\">{notice}</p>")
         });
-    asset(
-        "text/html",
-        LOGIN_PAGE
-            .replacen(
-                "<body>",
-                &format!("<body data-return-to=\"{}\">", escape_html(&path)),
-                1,
+    let mut body = format!(" data-text=\"{}\"", escape_html(&lang.table_json()));
+    if let Some(path) = &return_to {
+        body.push_str(&format!(" data-return-to=\"{}\"", escape_html(path)));
+    }
+    let html = i18n::render(
+        LOGIN_PAGE,
+        lang,
+        &[
+            ("lang", lang.tag()),
+            ("body", &body),
+            ("langs", &language_links(lang, return_to.as_deref())),
+            ("asking", &asking),
+        ],
+    );
+    localized(&request, asset("text/html", html))
+}
+
+/// The page's language switch: a link per language, keeping where the page returns to.
+fn language_links(current: Lang, return_to: Option<&str>) -> String {
+    LANGS
+        .into_iter()
+        .map(|lang| {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("lang", lang.tag());
+            if let Some(path) = return_to {
+                query.append_pair("return_to", path);
+            }
+            let current = if lang == current {
+                " aria-current=\"true\""
+            } else {
+                ""
+            };
+            format!(
+                "<a href=\"/?{}\" lang=\"{tag}\" hreflang=\"{tag}\"{current}>{}</a>",
+                escape_html(&query.finish()),
+                lang.html("lang.name", &[]),
+                tag = lang.tag(),
             )
-            .replacen(ASKING_SLOT, &asking, 1),
-    )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `response`, remembering the language when the request chose it by `?lang=`.
+pub fn localized(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+    if let Some(cookie) = Lang::cookie_if_asked(request) {
+        let _ = response.add_cookie(&cookie);
+    }
+    response
 }
 
 /// `raw` as a path and query on this origin, if it is an authorization request: anything
@@ -102,11 +142,20 @@ pub fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{allowed_return_to, escape_html, ASKING_SLOT, LOGIN_PAGE};
+    use super::{allowed_return_to, escape_html, LOGIN_PAGE};
+    use crate::i18n::{render, LANGS};
 
     #[test]
-    fn the_page_has_its_slot_for_the_client_asking() {
-        assert_eq!(LOGIN_PAGE.matches(ASKING_SLOT).count(), 1);
+    fn the_page_has_every_string_in_every_language() {
+        for lang in LANGS {
+            // `render` panics on a string missing from a table.
+            let html = render(
+                LOGIN_PAGE,
+                lang,
+                &[("lang", ""), ("body", ""), ("langs", ""), ("asking", "")],
+            );
+            assert!(!html.contains("{{"), "{}", lang.tag());
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod events;
 mod helpers;
 mod hijack;
 mod hostile;
+mod languages;
 mod load_tool;
 mod login;
 mod logs;

@@ -1,4 +1,4 @@
-// wxlogin's login page: the reference integration. Copy it and adapt TEXT and onLoggedIn.
+// wxlogin's login page: the reference integration. Copy it and adapt onLoggedIn.
 //
 // The flow: POST /api/qrcode and show its QR code (or, in code mode, the login code to send
 // the official account and the account's QR code to follow it); follow the scene's status (the
@@ -16,25 +16,11 @@ const TOKEN_KEY = 'wxlogin-token';
 // The states after which a scene's status never changes again.
 const FINAL_STATES = ['logged_in', 'denied', 'expired'];
 
-const TEXT = {
-  network: 'Cannot reach the server. Check your connection.',
-  // Keyed by login mode, as the server names it.
-  expired: {
-    qrcode: 'QR code expired — click to refresh',
-    code: 'Login code expired — click for a new one',
-  },
-  qrImage: {
-    qrcode: 'Login QR code',
-    code: "Our official account's QR code",
-  },
-  sandboxPhone: {
-    qrcode: 'Sandbox: open the simulated phone to scan',
-    code: 'Sandbox: open the simulated phone to follow and send the code',
-  },
-  retry: 'Click to try again',
-  sendCode: 'Send code',
-  resendIn: (secs) => `Resend in ${secs}s`,
-};
+// The page's strings in its language, from the server's string table (src/i18n/*.json).
+const STRINGS = JSON.parse(document.body.dataset.text);
+// The string `key`, each {name} filled from `values`.
+const t = (key, values = {}) =>
+  STRINGS[key].replace(/\{(\w+)\}/g, (_, name) => String(values[name]));
 
 const $ = (id) => document.getElementById(id);
 let scene = null;         // the login being shown and watched: POST /api/qrcode's answer
@@ -65,15 +51,21 @@ async function api(method, path, body, token, sceneSecret) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
-    throw new ApiError(0, { error: 'network', message: TEXT.network });
+    throw new ApiError(0, { error: 'network', message: t('js.network') });
   }
   const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, data, response.headers.get('Retry-After'));
   return data;
 }
 
+// Shows one view, and tells screen readers what changed.
 function show(view) {
   for (const id of ['scan', 'confirm', 'bind', 'denied', 'me']) $(id).hidden = id !== view;
+  announce(view);
+}
+
+function announce(what) {
+  $('status').textContent = t(`js.announce.${what}`);
 }
 
 // Shows the elements of this login mode and hides the other mode's.
@@ -97,18 +89,18 @@ async function startLogin() {
     scene = await api('POST', '/api/qrcode');
   } catch (error) {
     showError(error);
-    offerRefresh(TEXT.retry);
+    offerRefresh(t('js.retry'));
     return;
   }
   showMode(scene.mode);
   $('login-code').textContent = scene.code ?? '';
   $('qr-image').src = scene.qrcode_url;
-  $('qr-image').alt = TEXT.qrImage[scene.mode];
+  $('qr-image').alt = t(`js.qr_alt.${scene.mode}`);
   // Sandbox only: its QR codes open a simulated phone; link it for trying on one machine. The
   // account's own QR code (code mode) opens it without a ticket, as a plain follow.
   const phone = $('sandbox-phone');
   phone.hidden = !scene.qrcode_url.startsWith('/sandbox/');
-  phone.textContent = TEXT.sandboxPhone[scene.mode];
+  phone.textContent = t(`js.sandbox_phone.${scene.mode}`);
   phone.href = scene.ticket ? `/sandbox/phone?ticket=${encodeURIComponent(scene.ticket)}` : '/sandbox/phone';
   watch(scene);
 }
@@ -170,7 +162,8 @@ function onStatus(current, status) {
   } else if (status.state === 'expired') {
     scene = null;
     show('scan');
-    offerRefresh(TEXT.expired[current.mode]);
+    offerRefresh(t(`js.expired.${current.mode}`));
+    announce('expired');
     return true;
   }
   return false;
@@ -200,7 +193,7 @@ function startCooldown(secs) {
   const button = $('send-code');
   const tick = () => {
     button.disabled = secs > 0;
-    button.textContent = secs > 0 ? TEXT.resendIn(secs) : TEXT.sendCode;
+    button.textContent = secs > 0 ? t('js.resend_in', { secs }) : t('login.send_code');
     if (secs <= 0) clearInterval(cooldownTimer);
     secs -= 1;
   };

@@ -18,6 +18,7 @@ use super::client_ip::ClientIp;
 use super::AppState;
 use crate::config::CallbackSenders;
 use crate::error::ApiError;
+use crate::reply_templates::Replies;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
@@ -39,7 +40,7 @@ pub struct Callback {
     keys: CallbackKeys,
     seen: Cache<String, ()>,
     guesses: CodeGuesses,
-    site_name: String,
+    replies: Replies,
 }
 
 impl Callback {
@@ -49,7 +50,7 @@ impl Callback {
         keys: CallbackKeys,
         timestamp_window: Duration,
         code_guess_window: Duration,
-        site_name: String,
+        replies: Replies,
     ) -> Self {
         let seen = Cache::builder()
             .max_capacity(REDELIVERY_CAPACITY)
@@ -60,7 +61,7 @@ impl Callback {
             keys,
             seen,
             guesses: CodeGuesses::new(code_guess_window),
-            site_name,
+            replies,
         }
     }
 
