@@ -426,7 +426,7 @@ impl Settings {
             )
             .map_err(|problem| invalid("WXLOGIN_REPLIES", problem))?,
             default_lang: parse(&get, "WXLOGIN_DEFAULT_LANG", "zh-CN", "zh-CN or en")?,
-            oauth_domain: oauth_domain(&get)?,
+            oauth_domain: oauth_domain(&get, bind)?,
             code_guess_window: seconds(
                 &get,
                 "WXLOGIN_CODE_GUESS_WINDOW_SECS",
@@ -446,8 +446,12 @@ impl Settings {
 }
 
 /// `WXLOGIN_OAUTH_DOMAIN`: WeChat redirects back only to its web authorization domain, so it
-/// must be the host of `WXLOGIN_PUBLIC_URL`, where the callback is.
-fn oauth_domain(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+/// must be the host of `WXLOGIN_PUBLIC_URL` (by default the bound address), where the
+/// callback is.
+fn oauth_domain(
+    get: &impl Fn(&str) -> Option<String>,
+    bind: SocketAddr,
+) -> Result<Option<String>, ConfigError> {
     const NAME: &str = "WXLOGIN_OAUTH_DOMAIN";
     let Some(domain) = get(NAME).map(|d| d.trim().to_ascii_lowercase()) else {
         return Ok(None);
@@ -455,16 +459,17 @@ fn oauth_domain(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>,
     if domain.contains(['/', ':']) {
         return Err(invalid(NAME, "a host name as the WeChat console takes it (网页授权域名), with no scheme, port or path, like login.example.com"));
     }
-    let public = get("WXLOGIN_PUBLIC_URL")
-        .ok_or_else(|| invalid(NAME, "needs WXLOGIN_PUBLIC_URL, whose host it must be"))?;
-    let host = public_url(&public)?
-        .host_str()
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+    let host = match get("WXLOGIN_PUBLIC_URL") {
+        Some(public) => public_url(&public)?
+            .host_str()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default(),
+        None => bind.ip().to_string(),
+    };
     if host != domain {
         return Err(invalid(
             NAME,
-            format!("{domain} is not the host of WXLOGIN_PUBLIC_URL ({host}): WeChat would refuse to send users back there"),
+            format!("{domain} is not the host of WXLOGIN_PUBLIC_URL ({host}), where the callback is: WeChat would refuse to send users back there"),
         ));
     }
     Ok(Some(domain))

@@ -16,7 +16,9 @@ use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings, SmsProvider};
 use crate::error::json_error_body;
-use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies};
+use crate::http::{
+    self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies, WebAuthorization,
+};
 use crate::metrics::Metrics;
 use crate::mode_marker::{self, ModeError};
 use crate::oidc::keys::KeyError;
@@ -86,11 +88,13 @@ impl Application {
             source,
         })?;
 
-        let (credentials, api_base, show_qrcode, simulator) = match &settings.account {
+        let (credentials, api_base, show_qrcode, web_authorize, simulator) = match &settings.account
+        {
             Account::Real { credentials, api } => (
                 credentials.clone(),
                 api.clone(),
                 crate::wechat::api::SHOW_QRCODE,
+                crate::http::WECHAT_AUTHORIZE,
                 None,
             ),
             Account::Sandbox { token } => {
@@ -103,7 +107,13 @@ impl Application {
                 let api = Url::parse(&format!("{own}/sandbox/api"))
                     .expect("a socket address makes a valid URL");
                 let show_qrcode = crate::sandbox::SHOW_QRCODE;
-                (simulator.credentials(), api, show_qrcode, Some(simulator))
+                (
+                    simulator.credentials(),
+                    api,
+                    show_qrcode,
+                    crate::sandbox::WEB_AUTHORIZE,
+                    Some(simulator),
+                )
             }
         };
         // Code mode shows the account's own QR code; the sandbox serves one of its own.
@@ -152,7 +162,7 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
             scenes,
-            wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
+            wechat: WechatClient::new(api.clone(), tokens, show_qrcode.to_owned()),
             store: store.clone(),
             sms: SmsSender::new(settings.sms.clone(), simulator.clone()),
             callback: Callback::new(
@@ -183,6 +193,16 @@ impl Application {
                 max_age: settings.session_ttl,
             },
             default_lang: settings.default_lang,
+            web_authorization: settings.oauth_domain.as_ref().map(|_| {
+                WebAuthorization::new(
+                    api.clone(),
+                    credentials.appid.clone(),
+                    credentials.secret.clone(),
+                    web_authorize.to_owned(),
+                    &public_url,
+                    settings.scene_ttl,
+                )
+            }),
         });
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();

@@ -14,6 +14,7 @@ mod rate_limit;
 mod request_trace;
 mod scene_owner;
 mod session;
+mod web_authorization;
 mod wechat_callback;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
 pub use session::SessionCookies;
+pub use web_authorization::{WebAuthorization, WECHAT_AUTHORIZE};
 pub use wechat_callback::{follow_wechat_addresses, Callback};
 
 /// What every handler may use.
@@ -62,6 +64,8 @@ pub struct AppState {
     pub cookies: SessionCookies,
     /// The pages' language when a request names none we have (`WXLOGIN_DEFAULT_LANG`).
     pub default_lang: Lang,
+    /// One tap inside WeChat; `None` without `WXLOGIN_OAUTH_DOMAIN`.
+    pub web_authorization: Option<WebAuthorization>,
 }
 
 impl AppState {
@@ -100,6 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(events::configure)
     .configure(session::configure)
     .configure(oidc::configure)
+    .configure(web_authorization::configure)
     .configure(wechat_callback::configure);
 }
 

@@ -47,7 +47,8 @@ pub fn asset(content_type: &str, body: impl Into<String>) -> HttpResponse {
 /// The page, told in `data-return-to` where to go once logged in, if `?return_to=` is a place
 /// it may go. The server decides, so the page never interprets a URL from the query itself.
 /// Sent by an authorization, it also names the client asking and what it will get. It is in
-/// the request's language, and so are the strings its script shows (`data-text`).
+/// the request's language, and so are the strings its script shows (`data-text`); inside
+/// WeChat's browser it offers web authorization (`data-in-wechat`) if the account has it.
 async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let lang = Lang::of(&request, state.default_lang);
     let return_to = url::form_urlencoded::parse(request.query_string().as_bytes())
@@ -69,6 +70,9 @@ async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
     if let Some(path) = &return_to {
         body.push_str(&format!(" data-return-to=\"{}\"", escape_html(path)));
     }
+    if state.web_authorization.is_some() && in_wechat(&request) {
+        body.push_str(" data-in-wechat");
+    }
     let html = i18n::render(
         LOGIN_PAGE,
         lang,
@@ -80,6 +84,15 @@ async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
         ],
     );
     localized(&request, asset("text/html", html))
+}
+
+/// WeChat's in-app browser names itself so in its User-Agent.
+fn in_wechat(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .is_some_and(|ua| ua.contains("MicroMessenger"))
 }
 
 /// The page's language switch: a link per language, keeping where the page returns to.

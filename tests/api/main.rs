@@ -36,4 +36,5 @@ mod shutdown;
 mod sms;
 mod sms_providers;
 mod walkthrough;
+mod web_authorization;
 mod wechat_api;

@@ -13,6 +13,8 @@ const API = '';            // wxlogin's origin: '' when it serves this page or s
 const POLL_WAIT_SECS = 25; // how long the server may hold each status request
 const RETRY_MS = 3000;     // pause before polling again after a network error
 const TOKEN_KEY = 'wxlogin-token';
+// The scene a tap on "log in with this WeChat" took to WeChat, watched again on the way back.
+const AUTHORIZING_KEY = 'wxlogin-web-authorization';
 // The states after which a scene's status never changes again.
 const FINAL_STATES = ['logged_in', 'denied', 'expired'];
 
@@ -85,13 +87,21 @@ async function startLogin() {
   showError(null);
   show('scan');
   $('refresh').hidden = true;
+  let created;
   try {
-    scene = await api('POST', '/api/qrcode');
+    created = await api('POST', '/api/qrcode');
   } catch (error) {
     showError(error);
     offerRefresh(t('js.retry'));
     return;
   }
+  present(created);
+}
+
+// Shows a scene's QR code or login code, and follows it.
+function present(current) {
+  scene = current;
+  show('scan');
   showMode(scene.mode);
   $('login-code').textContent = scene.code ?? '';
   $('qr-image').src = scene.qrcode_url;
@@ -103,6 +113,16 @@ async function startLogin() {
   phone.textContent = t(`js.sandbox_phone.${scene.mode}`);
   phone.href = scene.ticket ? `/sandbox/phone?ticket=${encodeURIComponent(scene.ticket)}` : '/sandbox/phone';
   watch(scene);
+}
+
+// Inside WeChat's browser: WeChat's web authorization names the user of this phone, who then
+// scans this page's scene from the server's side. The scene waits in the tab's storage.
+function authorizeInWechat() {
+  if (!scene) return;
+  sessionStorage.setItem(AUTHORIZING_KEY, JSON.stringify(scene));
+  const path = document.body.dataset.returnTo;
+  const query = path ? `?return_to=${encodeURIComponent(path)}` : '';
+  location.assign(`${API}/api/qrcode/${encodeURIComponent(scene.scene_id)}/web-authorization${query}`);
 }
 
 // Follows one scene until it reaches a final state, or another login replaces it: by its event
@@ -271,11 +291,16 @@ async function logout() {
 }
 
 $('refresh').addEventListener('click', startLogin);
+$('web-authorize').addEventListener('click', authorizeInWechat);
+$('in-wechat').hidden = !('inWechat' in document.body.dataset);
 $('start-again').addEventListener('click', startLogin);
 $('send-code').addEventListener('click', sendCode);
 $('bind').addEventListener('submit', bind);
 $('logout').addEventListener('click', logout);
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
-if (saved && !returnTo()) showMe(saved);
+const authorizing = sessionStorage.getItem(AUTHORIZING_KEY);
+sessionStorage.removeItem(AUTHORIZING_KEY);
+if (authorizing) present(JSON.parse(authorizing));
+else if (saved && !returnTo()) showMe(saved);
 else startLogin();
