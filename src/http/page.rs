@@ -48,7 +48,8 @@ pub fn asset(content_type: &str, body: impl Into<String>) -> HttpResponse {
 /// it may go. The server decides, so the page never interprets a URL from the query itself.
 /// Sent by an authorization, it also names the client asking and what it will get. It is in
 /// the request's language, and so are the strings its script shows (`data-text`); inside
-/// WeChat's browser it offers web authorization (`data-in-wechat`) if the account has it.
+/// WeChat's browser it offers web authorization (`data-in-wechat`) if the account has it, and
+/// a phone may ask for a login code (`data-codes`) if the account takes them.
 async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let lang = Lang::of(&request, state.default_lang);
     let return_to = url::form_urlencoded::parse(request.query_string().as_bytes())
@@ -69,6 +70,9 @@ async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
     let mut body = format!(" data-text=\"{}\"", escape_html(&lang.table_json()));
     if let Some(path) = &return_to {
         body.push_str(&format!(" data-return-to=\"{}\"", escape_html(path)));
+    }
+    if state.modes.codes_accepted() {
+        body.push_str(" data-codes");
     }
     if state.web_authorization.is_some() && in_wechat(&request) {
         body.push_str(" data-in-wechat");

@@ -50,9 +50,16 @@ struct Created {
 /// WeChat makes parametric QR codes only for verified service accounts; others get this.
 const API_UNAUTHORIZED: i64 = 48001;
 
+#[derive(Deserialize)]
+struct CreateQuery {
+    /// `code`: a login code rather than a QR code (for a phone, which can't scan itself).
+    mode: Option<String>,
+}
+
 async fn create(
     state: web::Data<AppState>,
     ip: ClientIp,
+    query: web::Query<CreateQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     // Another site's form or script would replace the visitor's browser key (breaking their
@@ -71,8 +78,16 @@ async fn create(
     if max > 0 && state.scene_counters.live() >= max {
         return Err(ApiError::Busy);
     }
+    let codes_asked = match query.mode.as_deref() {
+        None => false,
+        Some("code") => true,
+        Some(_) => return Err(ApiError::BadRequest("mode must be code".into())),
+    };
+    let asked_mode = state.modes.for_new_scene(codes_asked).ok_or_else(|| {
+        ApiError::BadRequest("this account takes no login codes (WXLOGIN_LOGIN_MODE=qrcode)".into())
+    })?;
     let id = SceneId::generate();
-    let qr = match state.modes.current() {
+    let qr = match asked_mode {
         LoginMode::QrCode => qrcode_or_fallback(&state, &id).await?,
         LoginMode::Code => None,
     };

@@ -27,6 +27,7 @@ mod oidc_token;
 mod operations;
 mod packaging;
 mod page;
+mod phone;
 mod power_cut;
 mod rp_libraries;
 mod safe_mode;

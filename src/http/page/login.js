@@ -27,6 +27,7 @@ const t = (key, values = {}) =>
 const $ = (id) => document.getElementById(id);
 let scene = null;         // the login being shown and watched: POST /api/qrcode's answer
 let cooldownTimer = null;
+let askedMode = null;     // 'code' once the user asked for a login code instead of a QR code
 
 class ApiError extends Error {
   constructor(status, body, retryAfter) {
@@ -81,15 +82,16 @@ function showError(error) {
   $('error').hidden = !error;
 }
 
-// A new login: a new QR code, or in code mode a new login code.
-async function startLogin() {
+// A new login: a new QR code, or in code mode (or when `mode` asks for it) a new login code.
+async function startLogin(mode) {
+  askedMode = mode;
   scene = null;
   showError(null);
   show('scan');
   $('refresh').hidden = true;
   let created;
   try {
-    created = await api('POST', '/api/qrcode');
+    created = await api('POST', mode === 'code' ? '/api/qrcode?mode=code' : '/api/qrcode');
   } catch (error) {
     showError(error);
     offerRefresh(t('js.retry'));
@@ -103,6 +105,8 @@ function present(current) {
   scene = current;
   show('scan');
   showMode(scene.mode);
+  // A phone can't scan its own screen: it may ask for a login code, if the account takes them.
+  $('use-code').hidden = scene.mode !== 'qrcode' || !('codes' in document.body.dataset);
   $('login-code').textContent = scene.code ?? '';
   $('qr-image').src = scene.qrcode_url;
   $('qr-image').alt = t(`js.qr_alt.${scene.mode}`);
@@ -290,10 +294,11 @@ async function logout() {
   startLogin();
 }
 
-$('refresh').addEventListener('click', startLogin);
+$('refresh').addEventListener('click', () => startLogin(askedMode));
+$('use-code').addEventListener('click', () => startLogin('code'));
 $('web-authorize').addEventListener('click', authorizeInWechat);
 $('in-wechat').hidden = !('inWechat' in document.body.dataset);
-$('start-again').addEventListener('click', startLogin);
+$('start-again').addEventListener('click', () => startLogin());
 $('send-code').addEventListener('click', sendCode);
 $('bind').addEventListener('submit', bind);
 $('logout').addEventListener('click', logout);
