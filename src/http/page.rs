@@ -67,7 +67,10 @@ async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
         .map_or_else(String::new, |notice| {
             format!("<p id=\"asking\" class=\"asking\">{notice}</p>")
         });
-    let mut body = format!(" data-text=\"{}\"", escape_html(&lang.table_json()));
+    let mut body = format!(
+        " data-text=\"{}\"",
+        escape_html(&lang.table_json(&["js.", "login."]))
+    );
     if let Some(path) = &return_to {
         body.push_str(&format!(" data-return-to=\"{}\"", escape_html(path)));
     }

@@ -77,9 +77,14 @@ impl Lang {
         fill(&escape_html(&self.text(key, &[])), params)
     }
 
-    /// The whole table as JSON, for the page's script.
-    pub fn table_json(self) -> String {
-        serde_json::to_string(self.table()).expect("a table serialises")
+    /// The strings whose keys start with one of `prefixes`, as JSON, for a page's script.
+    pub fn table_json(self, prefixes: &[&str]) -> String {
+        let strings: BTreeMap<&String, &String> = self
+            .table()
+            .iter()
+            .filter(|(key, _)| prefixes.iter().any(|prefix| key.starts_with(prefix)))
+            .collect();
+        serde_json::to_string(&strings).expect("a table serialises")
     }
 
     /// The language this request reads (see the module's documentation).

@@ -34,7 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The simulated phone, in the request's language.
 async fn phone_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let lang = Lang::of(&request, state.default_lang);
-    let body = format!(" data-text=\"{}\"", escape_html(&lang.table_json()));
+    let body = format!(
+        " data-text=\"{}\"",
+        escape_html(&lang.table_json(&["phone."]))
+    );
     let html = i18n::render(
         include_str!("phone/phone.html"),
         lang,
