@@ -87,6 +87,13 @@ impl WebAuthorization {
         }
     }
 
+    /// Whether WeChat would redirect to `uri`: only on the web authorization domain (the
+    /// sandbox plays that check).
+    pub fn allows_redirect(&self, uri: &str) -> bool {
+        let host = |uri: &str| url::Url::parse(uri).ok()?.host_str().map(str::to_owned);
+        host(uri).is_some_and(|host_name| Some(host_name) == host(&self.redirect_uri))
+    }
+
     /// WeChat's authorize URL, parameters in exactly WeChat's order.
     fn authorize_url(&self, state: &str) -> String {
         let redirect: String =

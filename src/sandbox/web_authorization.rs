@@ -77,8 +77,7 @@ async fn authorize(
                 .into(),
         ));
     }
-    let redirect = Url::parse(&query.redirect_uri)
-        .map_err(|_| ApiError::BadRequest("redirect_uri is not a URL".into()))?;
+    let redirect = allowed_redirect(&state, &query.redirect_uri)?;
     let lang = Lang::of(&request, state.default_lang);
     let host = escape_html(redirect.host_str().unwrap_or_default());
     let html = i18n::render(
@@ -95,6 +94,21 @@ async fn authorize(
     Ok(localized(&request, asset("text/html", html)))
 }
 
+/// `redirect_uri`, if WeChat would go there: a URL on the web authorization domain (WeChat's
+/// error 10003 otherwise), so the sandbox is no open redirect.
+fn allowed_redirect(state: &AppState, redirect_uri: &str) -> Result<Url, ApiError> {
+    let allowed = state
+        .web_authorization
+        .as_ref()
+        .is_some_and(|authorization| authorization.allows_redirect(redirect_uri));
+    if !allowed {
+        return Err(ApiError::BadRequest(
+            "redirect_uri is not on the web authorization domain (WeChat's 10003)".into(),
+        ));
+    }
+    Url::parse(redirect_uri).map_err(|_| ApiError::BadRequest("redirect_uri is not a URL".into()))
+}
+
 #[derive(Deserialize)]
 struct Authorized {
     redirect_uri: String,
@@ -105,11 +119,11 @@ struct Authorized {
 
 /// The user is known: back to `redirect_uri` with a fresh code and the state.
 async fn authorized(
+    state: web::Data<AppState>,
     sim: web::Data<Simulator>,
     query: web::Query<Authorized>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut back = Url::parse(&query.redirect_uri)
-        .map_err(|_| ApiError::BadRequest("redirect_uri is not a URL".into()))?;
+    let mut back = allowed_redirect(&state, &query.redirect_uri)?;
     let code = random_token();
     sim.web_codes.0.insert(
         code.clone(),

@@ -296,6 +296,19 @@ async fn the_button_is_offered_only_inside_wechat_and_only_when_configured() {
     assert_eq!(refused.status(), StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn the_sandboxs_authorize_page_redirects_only_to_the_domain_as_wechat_does() {
+    let app = app_with(&[]).await;
+    for path in [
+        "/sandbox/oauth2/authorized?redirect_uri=https%3A%2F%2Fevil.example%2Fx&state=s&openid=oEvil",
+        "/sandbox/oauth2/authorize?appid=wxsandbox0000000&redirect_uri=https%3A%2F%2Fevil.example%2Fx&response_type=code&scope=snsapi_base&state=s",
+    ] {
+        let response = no_redirects().get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert!(response.headers().get(LOCATION).is_none(), "{path}");
+    }
+}
+
 #[test]
 fn the_domain_must_be_the_public_urls_host() {
     let (status, stderr) = run_to_exit(&[
