@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::i18n::Lang;
 use crate::oidc::clients::Clients;
 use crate::oidc::subject::SubjectSource;
+use crate::reply_templates::Replies;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 use crate::wechat::ip_ranges::IpRanges;
 use crate::wechat::scene_key::{SceneKeys, DEFAULT_PREFIX};
@@ -66,6 +68,9 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_UPSTREAM_TIMEOUT_MS",
     "WXLOGIN_SCENE_PREFIX",
     "WXLOGIN_SANDBOX_PUSH_URL",
+    "WXLOGIN_DEFAULT_LANG",
+    "WXLOGIN_REPLIES",
+    "WXLOGIN_OAUTH_DOMAIN",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -144,8 +149,14 @@ pub struct Settings {
     pub account_qr_url: Option<String>,
     /// Ask the scanner to confirm each login by replying with the number the browser shows.
     pub confirm: bool,
-    /// The site's name, as the account's replies show it.
-    pub site_name: String,
+    /// The account's replies in WeChat: `WXLOGIN_REPLIES` over the defaults, naming the site
+    /// as `WXLOGIN_SITE_NAME` says.
+    pub replies: Replies,
+    /// The pages' language when the request names none we have.
+    pub default_lang: Lang,
+    /// `WXLOGIN_OAUTH_DOMAIN`, the account's web authorization domain (网页授权域名), the
+    /// public URL's host; `None`: no one-tap login inside WeChat.
+    pub oauth_domain: Option<String>,
     /// How long an openid that sent too many wrong login codes is ignored.
     pub code_guess_window: Duration,
     /// How long the login log keeps a login; `None` keeps every one.
@@ -482,8 +493,16 @@ impl Settings {
             login_mode,
             account_qr_url,
             confirm: confirm(&get)?,
-            site_name: get("WXLOGIN_SITE_NAME")
-                .map_or_else(|| "wxlogin".into(), |name| name.trim().to_owned()),
+            replies: Replies::load(
+                get("WXLOGIN_REPLIES")
+                    .map(|path| PathBuf::from(path.trim()))
+                    .as_deref(),
+                get("WXLOGIN_SITE_NAME")
+                    .map_or_else(|| "wxlogin".into(), |name| name.trim().to_owned()),
+            )
+            .map_err(|problem| invalid("WXLOGIN_REPLIES", problem))?,
+            default_lang: parse(&get, "WXLOGIN_DEFAULT_LANG", "zh-CN", "zh-CN or en")?,
+            oauth_domain: oauth_domain(&get, bind)?,
             code_guess_window: seconds(
                 &get,
                 "WXLOGIN_CODE_GUESS_WINDOW_SECS",
@@ -512,6 +531,36 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// `WXLOGIN_OAUTH_DOMAIN`: WeChat redirects back only to its web authorization domain, so it
+/// must be the host of `WXLOGIN_PUBLIC_URL` (by default the bound address), where the
+/// callback is.
+fn oauth_domain(
+    get: &impl Fn(&str) -> Option<String>,
+    bind: SocketAddr,
+) -> Result<Option<String>, ConfigError> {
+    const NAME: &str = "WXLOGIN_OAUTH_DOMAIN";
+    let Some(domain) = get(NAME).map(|d| d.trim().to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    if domain.contains(['/', ':']) {
+        return Err(invalid(NAME, "a host name as the WeChat console takes it (网页授权域名), with no scheme, port or path, like login.example.com"));
+    }
+    let host = match get("WXLOGIN_PUBLIC_URL") {
+        Some(public) => public_url(&public)?
+            .host_str()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default(),
+        None => bind.ip().to_string(),
+    };
+    if host != domain {
+        return Err(invalid(
+            NAME,
+            format!("{domain} is not the host of WXLOGIN_PUBLIC_URL ({host}), where the callback is: WeChat would refuse to send users back there"),
+        ));
+    }
+    Ok(Some(domain))
 }
 
 /// Why a sandbox looks like a real deployment whose WXLOGIN_APPID is missing or misspelt: a
@@ -1157,7 +1206,9 @@ mod tests {
         assert_eq!(s.oidc_code_ttl, Duration::from_secs(60));
         assert_eq!(s.login_mode, LoginModeSetting::QrCode);
         assert!(!s.confirm && s.account_qr_url.is_none());
-        assert_eq!(s.site_name, "wxlogin");
+        assert!(s.replies.render("how_to", &[]).contains("「wxlogin」"));
+        assert_eq!(s.default_lang, Lang::ZhCn);
+        assert_eq!(s.oauth_domain, None);
         assert_eq!(s.code_guess_window, Duration::from_secs(600));
         assert_eq!(
             s.login_log_retention,

@@ -16,7 +16,10 @@ use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Settings, SmsProvider};
 use crate::error::json_error_body;
-use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies, TokenCenter};
+use crate::http::{
+    self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies, TokenCenter,
+    WebAuthorization,
+};
 use crate::metrics::Metrics;
 use crate::mode_marker::{self, ModeError};
 use crate::oidc::keys::KeyError;
@@ -87,11 +90,13 @@ impl Application {
             source,
         })?;
 
-        let (credentials, api_base, show_qrcode, simulator) = match &settings.account {
+        let (credentials, api_base, show_qrcode, web_authorize, simulator) = match &settings.account
+        {
             Account::Real { credentials, api } => (
                 credentials.clone(),
                 api.clone(),
                 crate::wechat::api::SHOW_QRCODE,
+                crate::http::WECHAT_AUTHORIZE,
                 None,
             ),
             Account::Sandbox { token } => {
@@ -105,7 +110,13 @@ impl Application {
                 let api = Url::parse(&format!("{own}/sandbox/api"))
                     .expect("a socket address makes a valid URL");
                 let show_qrcode = crate::sandbox::SHOW_QRCODE;
-                (simulator.credentials(), api, show_qrcode, Some(simulator))
+                (
+                    simulator.credentials(),
+                    api,
+                    show_qrcode,
+                    crate::sandbox::WEB_AUTHORIZE,
+                    Some(simulator),
+                )
             }
         };
         // Code mode shows the account's own QR code; the sandbox serves one of its own.
@@ -153,7 +164,7 @@ impl Application {
         let scene_counters = supervisor.counters();
         let scenes = supervisor.start();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let wechat = WechatClient::new(api, tokens, show_qrcode.to_owned());
+        let wechat = WechatClient::new(api.clone(), tokens, show_qrcode.to_owned());
         // The JS-SDK ticket is cached by a second token actor, fetched with the first's token.
         let token_center = (!settings.token_clients.is_empty()).then(|| {
             let tickets = TokenActor::new(TicketSource(wechat.clone())).start();
@@ -178,7 +189,7 @@ impl Application {
                 ),
                 settings.timestamp_window,
                 settings.code_guess_window,
-                settings.site_name.clone(),
+                settings.replies.clone(),
                 settings.upstream.as_ref(),
             ),
             modes: LoginModes::new(settings.login_mode, account_qr_url),
@@ -196,6 +207,17 @@ impl Application {
             },
             token_center,
             scene_keys: settings.scene_keys.clone(),
+            default_lang: settings.default_lang,
+            web_authorization: settings.oauth_domain.as_ref().map(|_| {
+                WebAuthorization::new(
+                    api.clone(),
+                    credentials.appid.clone(),
+                    credentials.secret.clone(),
+                    web_authorize.to_owned(),
+                    &public_url,
+                    settings.scene_ttl,
+                )
+            }),
         });
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();

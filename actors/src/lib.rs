@@ -18,7 +18,7 @@ pub use login_code::LoginCode;
 pub use scene::state::{LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
 pub use scene::{
     Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, Origin, RequestCode, Requester,
-    Scan, ScanByCode, ScanOutcome, SceneActor, ToScene, Watch, Watched,
+    Scan, ScanByCode, ScanOnDevice, ScanOutcome, SceneActor, ToScene, Watch, Watched,
 };
 pub use scene_id::SceneId;
 pub use supervisor::{

@@ -18,6 +18,7 @@ mod request_trace;
 mod scene_owner;
 mod session;
 mod token_center;
+mod web_authorization;
 mod wechat_callback;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use wxlogin_storage::{OpenId, Store};
 
 use crate::audit::{self, LoginPath};
 use crate::error::ApiError;
+use crate::i18n::Lang;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::sms::SmsSender;
@@ -44,6 +46,7 @@ pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
 pub use session::SessionCookies;
 pub use token_center::TokenCenter;
+pub use web_authorization::{WebAuthorization, WECHAT_AUTHORIZE};
 pub use wechat_callback::{follow_wechat_addresses, Callback};
 
 /// What every handler may use.
@@ -73,6 +76,10 @@ pub struct AppState {
     pub token_center: Option<TokenCenter>,
     /// How login scenes are named in their QR codes, and so recognised in scans.
     pub scene_keys: SceneKeys,
+    /// The pages' language when a request names none we have (`WXLOGIN_DEFAULT_LANG`).
+    pub default_lang: Lang,
+    /// One tap inside WeChat; `None` without `WXLOGIN_OAUTH_DOMAIN`.
+    pub web_authorization: Option<WebAuthorization>,
 }
 
 impl AppState {
@@ -103,6 +110,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(session::configure)
         .configure(oidc::configure)
         .configure(token_center::configure)
+        .configure(web_authorization::configure)
         .configure(wechat_callback::configure);
 }
 

@@ -11,7 +11,10 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, health, oidc, page, qrcode, session, token_center, wechat_callback};
+use super::{
+    admin, events, health, oidc, page, qrcode, session, token_center, web_authorization,
+    wechat_callback,
+};
 use crate::error::ErrorBody;
 
 const DESCRIPTION: &str = "Scan-to-log-in with a WeChat Official Account. Every error is JSON \
@@ -52,6 +55,8 @@ writes may answer `503 storage_unavailable` while the data directory takes no wr
         oidc::introspection::introspect,
         oidc::logout::logout_by_query,
         oidc::logout::logout_by_form,
+        web_authorization::start,
+        web_authorization::callback,
         token_center::access_token,
         token_center::refresh_access_token,
         token_center::jsapi_ticket,

@@ -53,13 +53,23 @@ pub(super) struct Created {
 /// WeChat makes parametric QR codes only for verified service accounts; others get this.
 const API_UNAUTHORIZED: i64 = 48001;
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct CreateQuery {
+    /// `code`: a login code rather than a QR code (for a phone, which can't scan itself);
+    /// only where the account takes codes.
+    mode: Option<String>,
+}
+
 /// A new login scene: a QR code to scan, or (code mode) a code to send the account.
 #[utoipa::path(
     post,
     path = "/api/qrcode",
     tag = "login",
+    params(CreateQuery),
     responses(
         (status = 200, description = "The scene; a new browser also gets the `wxlogin_browser` cookie", body = Created),
+        (status = 400, description = "`bad_request`: `mode=code` where the account takes no codes, or another mode", body = ErrorBody),
         (status = 403, description = "`cross_site_request`: sent by another site's page", body = ErrorBody),
         (status = 429, description = "`too_many_requests`: the per-IP limit (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`busy` at the live-scene cap, `wechat_unavailable`, `storage_unavailable`", body = ErrorBody),
@@ -68,6 +78,7 @@ const API_UNAUTHORIZED: i64 = 48001;
 pub(super) async fn create(
     state: web::Data<AppState>,
     ip: ClientIp,
+    query: web::Query<CreateQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     // Another site's form or script would replace the visitor's browser key (breaking their
@@ -86,8 +97,16 @@ pub(super) async fn create(
     if max > 0 && state.scene_counters.live() >= max {
         return Err(ApiError::Busy);
     }
+    let codes_asked = match query.mode.as_deref() {
+        None => false,
+        Some("code") => true,
+        Some(_) => return Err(ApiError::BadRequest("mode must be code".into())),
+    };
+    let asked_mode = state.modes.for_new_scene(codes_asked).ok_or_else(|| {
+        ApiError::BadRequest("this account takes no login codes (WXLOGIN_LOGIN_MODE=qrcode)".into())
+    })?;
     let id = SceneId::generate();
-    let qr = match state.modes.current() {
+    let qr = match asked_mode {
         LoginMode::QrCode => qrcode_or_fallback(&state, &id).await?,
         LoginMode::Code => None,
     };

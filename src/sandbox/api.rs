@@ -1,6 +1,7 @@
 //! The fake WeChat API under `/sandbox/api`: `cgi-bin/token`, `cgi-bin/stable_token`,
 //! `cgi-bin/qrcode/create`, `cgi-bin/getcallbackip`, `cgi-bin/ticket/getticket` and
-//! `cgi-bin/user/info`, with WeChat's answers and error codes, and failures on demand.
+//! `cgi-bin/user/info`, with WeChat's answers and error codes, and failures on demand (web
+//! authorization's code exchange is in `web_authorization`).
 
 use std::time::{Duration, Instant};
 
@@ -32,14 +33,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/api/cgi-bin/user/info", web::get().to(user_info));
 }
 
-fn wechat_error(errcode: i64, errmsg: &str) -> HttpResponse {
+pub(super) fn wechat_error(errcode: i64, errmsg: &str) -> HttpResponse {
     HttpResponse::Ok().json(json!({"errcode": errcode, "errmsg": errmsg}))
 }
 
 impl Simulator {
     /// What every API call goes through first: counting, the configured delay, outages and
     /// injected faults. `Some` is the failure to answer instead of the real thing.
-    async fn api_gate(&self) -> Option<HttpResponse> {
+    pub(super) async fn api_gate(&self) -> Option<HttpResponse> {
         let delay = {
             let mut state = self.state();
             state.api_calls += 1;
@@ -74,7 +75,7 @@ impl Simulator {
     }
 
     /// Checks the account, as both token endpoints do.
-    fn check_account(&self, appid: &str, secret: &str) -> Option<HttpResponse> {
+    pub(super) fn check_account(&self, appid: &str, secret: &str) -> Option<HttpResponse> {
         if appid != APPID {
             return Some(wechat_error(40013, "invalid appid"));
         }

@@ -8,8 +8,10 @@
 mod api;
 mod phone;
 mod showqrcode;
+mod web_authorization;
 
 pub use showqrcode::{ACCOUNT_QRCODE, SHOW_QRCODE};
+pub use web_authorization::WEB_AUTHORIZE;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -53,6 +55,8 @@ pub struct Simulator {
     http: reqwest::Client,
     /// QR ticket → (scene string, expiry).
     tickets: Cache<String, (String, Instant)>,
+    /// Web authorization codes, as the authorize page issued them.
+    web_codes: web_authorization::WebCodes,
     state: Mutex<SimState>,
 }
 
@@ -189,6 +193,7 @@ impl Simulator {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(86_400))
                 .build(),
+            web_codes: web_authorization::WebCodes::default(),
             state: Mutex::new(SimState::default()),
         }
     }
@@ -206,6 +211,7 @@ impl Simulator {
         api::configure(cfg);
         showqrcode::configure(cfg);
         phone::configure(cfg);
+        web_authorization::configure(cfg);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
@@ -331,6 +337,13 @@ pub fn sandbox_unionid(openid: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("sandbox unionid\0{openid}").as_bytes());
     format!("u{}", &URL_SAFE_NO_PAD.encode(digest)[..27])
+}
+
+/// An openid as WeChat's look: 'o' and 27 base64url characters.
+fn random_openid() -> String {
+    let mut bytes = [0u8; 21];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("o{}", &URL_SAFE_NO_PAD.encode(bytes)[..27])
 }
 
 fn random_token() -> String {

@@ -4,32 +4,46 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ActionKind, Fault, Simulator, UserAction};
 use crate::error::ApiError;
-use crate::http::page::asset;
+use crate::http::page::{asset, escape_html, localized};
+use crate::http::AppState;
+use crate::i18n::{self, Lang};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The ticket comes in the query string and is read by the page's script.
-    cfg.route(
-        "/sandbox/phone",
-        web::get().to(|| async { asset("text/html", include_str!("phone/phone.html")) }),
-    )
-    .route(
-        "/sandbox/phone.js",
-        web::get().to(|| async { asset("text/javascript", include_str!("phone/phone.js")) }),
-    )
-    .route("/sandbox/scan", web::post().to(scan))
-    .route("/sandbox/follow", web::post().to(follow))
-    .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
-    .route("/sandbox/text", web::post().to(text))
-    .route("/sandbox/sms", web::get().to(all_sms))
-    .route("/sandbox/sms/{phone}", web::get().to(last_sms))
-    .route("/sandbox/control", web::post().to(control))
-    .route("/sandbox/stats", web::get().to(stats));
+    cfg.route("/sandbox/phone", web::get().to(phone_page))
+        .route(
+            "/sandbox/phone.js",
+            web::get().to(|| async { asset("text/javascript", include_str!("phone/phone.js")) }),
+        )
+        .route("/sandbox/scan", web::post().to(scan))
+        .route("/sandbox/follow", web::post().to(follow))
+        .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
+        .route("/sandbox/text", web::post().to(text))
+        .route("/sandbox/sms", web::get().to(all_sms))
+        .route("/sandbox/sms/{phone}", web::get().to(last_sms))
+        .route("/sandbox/control", web::post().to(control))
+        .route("/sandbox/stats", web::get().to(stats));
+}
+
+/// The simulated phone, in the request's language.
+async fn phone_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let lang = Lang::of(&request, state.default_lang);
+    let body = format!(
+        " data-text=\"{}\"",
+        escape_html(&lang.table_json(&["phone."]))
+    );
+    let html = i18n::render(
+        include_str!("phone/phone.html"),
+        lang,
+        &[("lang", lang.tag()), ("body", &body)],
+    );
+    localized(&request, asset("text/html", html))
 }
 
 #[derive(Deserialize)]

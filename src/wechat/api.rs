@@ -105,6 +105,16 @@ impl From<reqwest::Error> for WechatError {
     }
 }
 
+/// What web authorization's code exchange (`sns/oauth2/access_token`) says about the user.
+/// Its access token is the user's, not the account's, and of no use to us: it is not kept.
+#[derive(Debug, Deserialize)]
+pub struct WebAuthorized {
+    pub openid: String,
+    /// 1: a virtual user of the snapshot-page mode (a page previewed in Moments), not a login.
+    #[serde(default)]
+    pub is_snapshotuser: u8,
+}
+
 /// A temporary QR code as WeChat made it.
 #[derive(Debug, Deserialize)]
 pub struct QrTicket {
@@ -295,6 +305,26 @@ impl WechatApi {
             .query(&[("access_token", token.as_str())]);
         let answer: Answer = self.call("getcallbackip", request, MAX_ATTEMPTS).await?;
         Ok(IpRanges::parse(answer.ip_list.iter().map(String::as_str))?)
+    }
+
+    /// Exchanges a web authorization code for the user's openid. Tried once: a code works
+    /// once, and a retry after a lost answer could only be told it was used (40163).
+    pub async fn exchange_web_code(
+        &self,
+        appid: &str,
+        secret: &str,
+        code: &str,
+    ) -> Result<WebAuthorized, WechatError> {
+        let request = self
+            .http
+            .get(format!("{}/sns/oauth2/access_token", self.base))
+            .query(&[
+                ("appid", appid),
+                ("secret", secret),
+                ("code", code),
+                ("grant_type", "authorization_code"),
+            ]);
+        self.call("sns/oauth2/access_token", request, 1).await
     }
 
     /// Sends `request`, retrying transient failures with exponential backoff and jitter, in

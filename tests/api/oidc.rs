@@ -99,6 +99,8 @@ pub(crate) async fn provider_with(env: &[(&str, &str)]) -> TestApp {
     let clients = write_clients(dir.path());
     let mut env = env.to_vec();
     env.push(("WXLOGIN_OIDC_CLIENTS", &clients));
+    // These tests read the pages' English.
+    env.push(("WXLOGIN_DEFAULT_LANG", "en"));
     spawn_app_on(dir, &env).await
 }
 

@@ -41,7 +41,15 @@ async fn provider() -> TestApp {
     )
     .unwrap();
     let clients = path.display().to_string();
-    spawn_app_on(dir, &[("WXLOGIN_OIDC_CLIENTS", &clients)]).await
+    // These tests read the pages' English.
+    spawn_app_on(
+        dir,
+        &[
+            ("WXLOGIN_OIDC_CLIENTS", &clients),
+            ("WXLOGIN_DEFAULT_LANG", "en"),
+        ],
+    )
+    .await
 }
 
 /// The shop's authorization request with `extra` parameters (the same name again replaces).

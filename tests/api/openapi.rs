@@ -83,8 +83,15 @@ fn registered_paths() -> BTreeSet<String> {
     let mut paths = BTreeSet::new();
     // rustfmt may break the line after `.route(`.
     for argument in code.split(".route(").skip(1) {
-        if let Some(literal) = argument.trim_start().strip_prefix('"') {
+        let argument = argument.trim_start();
+        if let Some(literal) = argument.strip_prefix('"') {
             paths.insert(literal.split('"').next().unwrap().to_owned());
+        } else if let Some(path) = argument
+            .split(',')
+            .next()
+            .and_then(|name| consts.get(name.trim().rsplit("::").next().unwrap()))
+        {
+            paths.insert((*path).to_owned());
         }
     }
     for argument in code.split("web::resource(").skip(1) {

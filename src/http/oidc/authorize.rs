@@ -21,6 +21,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::page::escape_html;
 use crate::http::session::{current_session, form_proof, proves};
 use crate::http::AppState;
+use crate::i18n::Lang;
 use crate::oidc::codes::{valid_challenge, Grant, Scope};
 use crate::oidc::prompt::Prompt;
 use crate::oidc::subject::SubjectSource;
@@ -120,27 +121,27 @@ async fn authorize(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
+    let lang = Lang::of(&req, state.default_lang);
     // Read by hand rather than by an extractor: a request that doesn't parse (a parameter
     // twice, say) can't be trusted to name a redirect URI either, so it gets the page too.
     let Some((raw, q)) = request::raw(&req, &body)
         .and_then(|raw| Some((raw, request::parse::<AuthorizeRequest>(raw)?)))
     else {
-        return Ok(refusal("The login request is malformed.".into()));
+        return Ok(refusal(lang, lang.html("oidc.malformed", &[])));
     };
     let Some(client) = q.client_id.as_deref().and_then(|id| p.clients.get(id)) else {
-        return Ok(refusal(
-            "The application asking you to log in is not registered here.".into(),
-        ));
+        return Ok(refusal(lang, lang.html("oidc.unregistered", &[])));
     };
     let Some(redirect_uri) = q
         .redirect_uri
         .as_deref()
         .filter(|uri| client.allows_redirect(uri))
     else {
-        return Ok(refusal(format!(
-            "The address to return to is not one that {} registered.",
-            escape_html(&client.name)
-        )));
+        let name = escape_html(&client.name);
+        return Ok(refusal(
+            lang,
+            lang.html("oidc.bad_redirect", &[("client", &name)]),
+        ));
     };
     let back = Back {
         redirect_uri,
@@ -241,7 +242,7 @@ async fn authorize(
                 let fields = request::pairs(raw, &[consent::ANSWER, consent::PROOF]);
                 let proof =
                     form_proof(&req, consent::PROOF_PURPOSE).ok_or(ApiError::Unauthorized)?;
-                return Ok(consent_page(client, scope, fields, proof));
+                return Ok(consent_page(client, scope, fields, proof, lang));
             }
         }
     }

@@ -27,6 +27,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::page::escape_html;
 use crate::http::session::{current_session, end_session, form_proof, proves, session_token};
 use crate::http::AppState;
+use crate::i18n::Lang;
 
 /// The purpose of the confirmation form's proof (see `session::form_proof`).
 const PROOF_PURPOSE: &str = "oidc logout";
@@ -112,27 +113,22 @@ async fn logout(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
+    let lang = Lang::of(&req, state.default_lang);
     let Some((raw, q)) = request::raw(&req, &body)
         .and_then(|raw| Some((raw, request::parse::<LogoutRequest>(raw)?)))
     else {
-        return Ok(refusal("The sign-out request is malformed.".into()));
+        return Ok(refusal(lang, lang.html("oidc.logout_malformed", &[])));
     };
     let hint = match q.id_token_hint.as_deref() {
         Some(token) => match p.keys.verify_ignoring_expiry::<Hint>(token, &p.issuer) {
             Some(hint) => Some(hint),
-            None => {
-                return Ok(refusal(
-                    "The sign-out request names a login that is not ours.".into(),
-                ))
-            }
+            None => return Ok(refusal(lang, lang.html("oidc.logout_not_ours", &[]))),
         },
         None => None,
     };
     let client_id = match (&hint, q.client_id.as_deref()) {
         (Some(hint), Some(id)) if hint.aud != id => {
-            return Ok(refusal(
-                "The sign-out request names two different applications.".into(),
-            ))
+            return Ok(refusal(lang, lang.html("oidc.logout_two_apps", &[])))
         }
         (Some(hint), _) => Some(hint.aud.as_str()),
         (None, id) => id,
@@ -140,11 +136,7 @@ async fn logout(
     let client = match client_id {
         Some(id) => match p.clients.get(id) {
             Some(client) => Some(client),
-            None => {
-                return Ok(refusal(
-                    "The application asking you to sign out is not registered here.".into(),
-                ))
-            }
+            None => return Ok(refusal(lang, lang.html("oidc.logout_unregistered", &[]))),
         },
         None => None,
     };
@@ -152,15 +144,20 @@ async fn logout(
         (None, _) => None,
         (Some(uri), Some(client)) if client.allows_post_logout_redirect(uri) => Some(uri),
         (Some(_), client) => {
-            return Ok(refusal(format!(
-                "The address to return to after signing out is not one that {} registered.",
-                client.map_or("the application".into(), |c| escape_html(&c.name))
-            )))
+            let name = client.map_or_else(
+                || lang.html("oidc.the_application", &[]),
+                |c| escape_html(&c.name),
+            );
+            return Ok(refusal(
+                lang,
+                lang.html("oidc.logout_bad_redirect", &[("client", &name)]),
+            ));
         }
     };
     let done = Done {
         redirect,
         state: q.state.as_deref(),
+        lang,
     };
 
     let is_post = req.method() == Method::POST;
@@ -190,16 +187,23 @@ async fn logout(
             PROOF.into(),
             form_proof(&req, PROOF_PURPOSE).ok_or(ApiError::Unauthorized)?,
         ));
-        let asking = client.map_or("A site".into(), |c| {
-            format!("<strong>{}</strong>", escape_html(&c.name))
-        });
+        let asking = client.map_or_else(
+            || lang.html("oidc.a_site", &[]),
+            |c| format!("<strong>{}</strong>", escape_html(&c.name)),
+        );
         return Ok(page(
             StatusCode::OK,
-            "Sign out?",
+            lang,
+            "oidc.sign_out_title",
             &format!(
-                "<p>{asking} asks to sign you out of WeChat login here.</p>\n\
-                 <p>Didn't ask to sign out? Close this page: you stay signed in.</p>\n{}",
-                form(super::LOGOUT, &fields, &[("", "", "Sign out")])
+                "<p>{}</p>\n<p>{}</p>\n{}",
+                lang.html("oidc.sign_out_asks", &[("asking", &asking)]),
+                lang.html("oidc.sign_out_not_asked", &[]),
+                form(
+                    super::LOGOUT,
+                    &fields,
+                    &[("", "", &lang.html("oidc.sign_out", &[]))]
+                )
             ),
         ));
     }
@@ -213,6 +217,7 @@ async fn logout(
 struct Done<'a> {
     redirect: Option<&'a str>,
     state: Option<&'a str>,
+    lang: Lang,
 }
 
 impl Done<'_> {
@@ -230,8 +235,9 @@ impl Done<'_> {
             }
             None => page(
                 StatusCode::OK,
-                "Signed out",
-                "<p>You are signed out of WeChat login here. You can close this page.</p>",
+                self.lang,
+                "oidc.signed_out_title",
+                &format!("<p>{}</p>", self.lang.html("oidc.signed_out", &[])),
             ),
         };
         if let Some(cookie) = clear {

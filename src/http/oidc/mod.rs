@@ -6,7 +6,7 @@ pub(super) mod consent;
 mod cors;
 pub(super) mod introspection;
 pub(super) mod logout;
-mod pages;
+pub(super) mod pages;
 mod request;
 pub(super) mod revocation;
 pub(super) mod token;
@@ -122,7 +122,7 @@ pub(super) async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": crate::oidc::prompt::SUPPORTED,
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": crate::i18n::LANGS.map(crate::i18n::Lang::tag),
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

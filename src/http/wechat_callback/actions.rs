@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use wxlogin_actors::{
-    Admitted, Answer, AnswerOutcome, FindScene, LoginCode, LoginMode, Scan, ScanByCode,
-    ScanOutcome, SceneError, SceneId, SceneLookup,
+    Admitted, Answer, AnswerOutcome, FindScene, LoginCode, Scan, ScanByCode, ScanOutcome,
+    SceneError, SceneId, SceneLookup,
 };
 use wxlogin_storage::OpenId;
 
@@ -231,9 +231,10 @@ fn confirmation_answer(text: &str) -> Option<u8> {
     short_number.then(|| text.parse().ok()).flatten()
 }
 
-/// New scenes are in code mode, so texts and follows may be logins.
+/// The account takes login codes (code mode, or auto mode, whose phones may ask for one),
+/// so texts and follows may be logins.
 fn codes_served(state: &AppState) -> bool {
-    state.modes.current() == LoginMode::Code
+    state.modes.codes_accepted()
 }
 
 fn scanned_outcome(state: &AppState, user: &OpenId, outcome: ScanOutcome) -> Outcome {

@@ -21,6 +21,7 @@ use super::client_ip::ClientIp;
 use super::AppState;
 use crate::config::{CallbackSenders, Upstream};
 use crate::error::{ApiError, ErrorBody};
+use crate::reply_templates::Replies;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
@@ -44,7 +45,7 @@ pub struct Callback {
     keys: CallbackKeys,
     seen: Cache<String, ()>,
     guesses: CodeGuesses,
-    site_name: String,
+    replies: Replies,
     relay: Option<Relay>,
 }
 
@@ -55,7 +56,7 @@ impl Callback {
         keys: CallbackKeys,
         timestamp_window: Duration,
         code_guess_window: Duration,
-        site_name: String,
+        replies: Replies,
         upstream: Option<&Upstream>,
     ) -> Self {
         let seen = Cache::builder()
@@ -67,7 +68,7 @@ impl Callback {
             keys,
             seen,
             guesses: CodeGuesses::new(code_guess_window),
-            site_name,
+            replies,
             relay: upstream.map(Relay::new),
         }
     }
