@@ -78,7 +78,7 @@ pub(crate) fn write_clients(dir: &Path) -> String {
     std::fs::write(
         &path,
         format!(
-            "[[clients]]\nid = \"{SHOP}\"\nname = \"Shop\"\nredirect_uris = [\"{SHOP_CALLBACK}\"]\nsecret = \"{SHOP_SECRET}\"\n\n\
+            "[[clients]]\nid = \"{SHOP}\"\nname = \"Shop\"\nredirect_uris = [\"{SHOP_CALLBACK}\"]\nsecret = \"{SHOP_SECRET}\"\nunionid = true\n\n\
              [[clients]]\nid = \"{BLOG}\"\nname = \"Blog\"\nredirect_uris = [\"{BLOG_CALLBACK}\"]\nsecret = \"{BLOG_SECRET}\"\n\n\
              [[clients]]\nid = \"{SPA}\"\nname = \"App\"\nredirect_uris = [\"{SPA_CALLBACK}\"]\n\
              allowed_origins = [\"{SPA_OTHER_ORIGIN}\"]\n\n\

@@ -223,3 +223,31 @@ async fn unionid_subjects_derive_from_the_unionid_and_a_user_without_one_is_refu
     assert_eq!(param(&params, "error"), Some("access_denied"), "{params:?}");
     assert_eq!(param(&params, "code"), None);
 }
+
+/// The unionid joins a user across the operator's apps, which the pairwise `sub` keeps apart:
+/// only a client registered with `unionid = true` may ask for it.
+#[tokio::test]
+async fn a_client_not_registered_for_the_unionid_scope_is_refused_it() {
+    use crate::oidc::{authorize, param, pkce, provider, redirected, BLOG_RP};
+    let app = provider().await;
+    let session = app.sign_up("oNotForBlog", "13800000014").await;
+    let (_, challenge) = pkce();
+    let response = authorize(
+        &app,
+        Some(&session),
+        &[
+            ("response_type", "code"),
+            ("client_id", BLOG_RP.id),
+            ("redirect_uri", BLOG_RP.callback),
+            ("scope", "openid unionid"),
+            ("state", "st"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    let (target, params) = redirected(&response);
+    assert_eq!(target, BLOG_RP.callback);
+    assert_eq!(param(&params, "error"), Some("invalid_scope"), "{params:?}");
+    assert_eq!(param(&params, "code"), None);
+}

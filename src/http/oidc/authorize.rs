@@ -171,6 +171,12 @@ async fn authorize(
     let Some(scope) = q.scope.as_deref().and_then(Scope::parse) else {
         return Ok(back.error("invalid_scope", "scope must include openid"));
     };
+    if scope.unionid && !client.unionid {
+        return Ok(back.error(
+            "invalid_scope",
+            "this client may not ask for unionid (its registration lacks unionid = true)",
+        ));
+    }
     let too_long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_OPAQUE_LEN);
     if too_long(&q.nonce) || too_long(&q.state) {
         return Ok(back.error("invalid_request", "nonce or state is too long"));
