@@ -304,7 +304,16 @@ impl<S: TokenSource> TokenActor<S> {
     }
 
     /// Forgets `failed` if it is still the current token; returns whether it was.
-    fn forget(&mut self, failed: &S::Token, ctx: &mut Context<Self>) -> bool {
+    /// `refused_by_wechat`: our own call was refused, so the next fetch must not be handed the
+    /// same token again (a stable token is then force-refreshed). A caller's report is not
+    /// proof: it fetches afresh without forcing, which gets the token that is current now
+    /// (another server's forced one included) and never invalidates it for every other server.
+    fn forget(
+        &mut self,
+        failed: &S::Token,
+        refused_by_wechat: bool,
+        ctx: &mut Context<Self>,
+    ) -> bool {
         let Some(current) = self.current.as_ref().filter(|c| c.held.token == *failed) else {
             return false;
         };
@@ -314,7 +323,7 @@ impl<S: TokenSource> TokenActor<S> {
             self.source.refused_early(age, lifetime);
         }
         self.current = None;
-        self.rejected = true;
+        self.rejected |= refused_by_wechat;
         // The next caller fetches; but while fetches fail, keep trying on our own.
         let retry = self
             .failure
@@ -376,7 +385,7 @@ impl<S: TokenSource> Handler<Refresh<S::Token>> for TokenActor<S> {
         let too_soon = self
             .last_reported_refresh
             .is_some_and(|last| now.duration_since(last) < REPORTED_REFRESH_GAP);
-        if !too_soon && self.forget(&failed, ctx) {
+        if !too_soon && self.forget(&failed, false, ctx) {
             self.last_reported_refresh = Some(now);
         }
         self.get(ctx)
@@ -422,7 +431,7 @@ impl<S: TokenSource> Handler<InvalidateToken<S::Token>> for TokenActor<S> {
         InvalidateToken(failed): InvalidateToken<S::Token>,
         ctx: &mut Self::Context,
     ) {
-        self.forget(&failed, ctx);
+        self.forget(&failed, true, ctx);
     }
 }
 
