@@ -63,7 +63,8 @@ async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
 /// `tests/browser/i18n.mjs`: Chinese and English pages by Accept-Language and by the switch, a
 /// phone outside WeChat, one tap inside WeChat's browser (new and returning users, and a
 /// snapshot-page user refused), and an axe-core audit of each page state. Its README
-/// pictures go to docs/screenshots.
+/// pictures go to the screenshot folder with the rest, or with `UPDATE_SCREENSHOTS=1` to
+/// docs/screenshots (so a test run leaves the checkout as it was).
 #[tokio::test]
 #[cfg_attr(
     not(has_chromium),
@@ -77,7 +78,10 @@ async fn languages_phones_and_one_tap_inside_wechat_pass_in_a_browser() {
     ])
     .await;
     let screenshots = screenshot_dir();
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    let docs = match std::env::var_os("UPDATE_SCREENSHOTS") {
+        Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"),
+        None => screenshots.clone(),
+    };
     let output = Command::new("node")
         .arg("i18n.mjs")
         .current_dir(&scripts)
