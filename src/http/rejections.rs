@@ -103,6 +103,16 @@ fn field_named(message: &str) -> Option<(Problem, &str)> {
     Some((problem, rest.split_once('`')?.0))
 }
 
+/// A body read by hand (where it must wait for a check, or be kept byte for byte), at most
+/// `limit` bytes: beyond, `413 payload_too_large`.
+pub(super) async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })?
+        .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

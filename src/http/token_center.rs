@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use wxlogin_actors::{GetToken, Held, Refresh, TokenActor, TokenError};
 use wxlogin_storage::constant_time_eq;
 
+use super::rejections::read_body;
 use super::session::bearer_token;
 use super::AppState;
 use crate::config::TokenClient;
@@ -244,13 +245,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     body: web::Payload,
     shape: &str,
 ) -> Result<T, ApiError> {
-    let body = body
-        .to_bytes_limited(MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        })?
-        .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    let body = read_body(body, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest(format!("the body must be JSON {shape}")))
 }

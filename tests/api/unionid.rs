@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, TestApp, ADMIN_TOKEN};
+use crate::oidc::Rp;
 
 async fn me(app: &TestApp, token: &str) -> Value {
     let response = app.me(token).await;
@@ -178,7 +179,7 @@ async fn unionid_subjects_derive_from_the_unionid_and_a_user_without_one_is_refu
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
 
-    use crate::oidc::{authorize, code, param, pkce, provider_with, redeem, redirected, SHOP_RP};
+    use crate::oidc::{code, provider_with, redeem, SHOP_RP};
     use crate::oidc_authorize::claims;
     let app = provider_with(&[("WXLOGIN_SUBJECT", "unionid")]).await;
     let session = app.sign_up("oUnionSub", "13800000012").await;
@@ -202,52 +203,41 @@ async fn unionid_subjects_derive_from_the_unionid_and_a_user_without_one_is_refu
     app.control(json!({"open_platform": false})).await;
     let other = app.sign_up("oNoUnion", "13800000013").await;
     lookups(&app, "none", 1).await;
-    let (_, challenge) = pkce();
-    let response = authorize(
-        &app,
-        Some(&other),
-        &[
-            ("response_type", "code"),
-            ("client_id", SHOP_RP.id),
-            ("redirect_uri", SHOP_RP.callback),
-            ("scope", "openid"),
-            ("state", "st"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    )
-    .await;
-    let response = crate::oidc_authorize::allow_if_asked(&app, &other, response).await;
-    let (target, params) = redirected(&response);
-    assert_eq!(target, SHOP_RP.callback);
-    assert_eq!(param(&params, "error"), Some("access_denied"), "{params:?}");
-    assert_eq!(param(&params, "code"), None);
+    assert_refused(&app, SHOP_RP, &other, "openid", "access_denied").await;
 }
 
 /// The unionid joins a user across the operator's apps, which the pairwise `sub` keeps apart:
 /// only a client registered with `unionid = true` may ask for it.
 #[tokio::test]
 async fn a_client_not_registered_for_the_unionid_scope_is_refused_it() {
-    use crate::oidc::{authorize, param, pkce, provider, redirected, BLOG_RP};
+    use crate::oidc::{provider, BLOG_RP};
     let app = provider().await;
     let session = app.sign_up("oNotForBlog", "13800000014").await;
+    assert_refused(&app, BLOG_RP, &session, "openid unionid", "invalid_scope").await;
+}
+
+/// `/oauth/authorize` for `rp` and `scope` in the browser holding `session` (consenting if
+/// asked) goes back to the client with `error` and no code.
+async fn assert_refused(app: &TestApp, rp: Rp, session: &str, scope: &str, error: &str) {
+    use crate::oidc::{authorize, param, pkce, redirected};
     let (_, challenge) = pkce();
     let response = authorize(
-        &app,
-        Some(&session),
+        app,
+        Some(session),
         &[
             ("response_type", "code"),
-            ("client_id", BLOG_RP.id),
-            ("redirect_uri", BLOG_RP.callback),
-            ("scope", "openid unionid"),
+            ("client_id", rp.id),
+            ("redirect_uri", rp.callback),
+            ("scope", scope),
             ("state", "st"),
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),
         ],
     )
     .await;
+    let response = crate::oidc_authorize::allow_if_asked(app, session, response).await;
     let (target, params) = redirected(&response);
-    assert_eq!(target, BLOG_RP.callback);
-    assert_eq!(param(&params, "error"), Some("invalid_scope"), "{params:?}");
+    assert_eq!(target, rp.callback);
+    assert_eq!(param(&params, "error"), Some(error), "{params:?}");
     assert_eq!(param(&params, "code"), None);
 }

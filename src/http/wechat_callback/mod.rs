@@ -18,6 +18,7 @@ use bytes::Bytes;
 use moka::sync::Cache;
 
 use super::client_ip::ClientIp;
+use super::rejections::read_body;
 use super::AppState;
 use crate::config::{CallbackSenders, Upstream};
 use crate::error::{ApiError, ErrorBody};
@@ -193,13 +194,7 @@ async fn open(
     payload: web::Payload,
 ) -> Result<(Opened, Bytes), ApiError> {
     state.callback.senders.admit(client.addr())?;
-    let body = payload
-        .to_bytes_limited(MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        })?
-        .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    let body = read_body(payload, MAX_BODY_BYTES).await?;
     let now = unix_now();
     let signed = state.callback.keys.verify(query, &body, now)?;
     // Before parsing: a signature whose push did not parse is used up all the same.
