@@ -15,6 +15,8 @@ pub enum LoginPath {
     Scan,
     /// A new user bound a phone, which logged them in.
     Bind,
+    /// A bound user tapped "log in with this WeChat" in WeChat's browser (web authorization).
+    WebAuthorization,
 }
 
 impl LoginPath {
@@ -22,6 +24,7 @@ impl LoginPath {
         match self {
             LoginPath::Scan => "scan",
             LoginPath::Bind => "bind",
+            LoginPath::WebAuthorization => "web_authorization",
         }
     }
 }

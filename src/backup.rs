@@ -9,11 +9,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use wxlogin_storage::{BindError, Binding, OpenId, Phone, Store, StoreError};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BindingLine {
     pub openid: String,
     pub phone: String,
     pub bound_at: u64,
+    /// Shown when known. A restore does not load it: it is fetched again at the next scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
 }
 
 impl From<&Binding> for BindingLine {
@@ -22,6 +25,7 @@ impl From<&Binding> for BindingLine {
             openid: binding.openid.as_str().to_owned(),
             phone: binding.phone.as_str().to_owned(),
             bound_at: binding.bound_at,
+            unionid: binding.unionid.as_ref().map(|u| u.as_str().to_owned()),
         }
     }
 }

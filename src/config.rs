@@ -8,9 +8,13 @@ use std::time::Duration;
 use url::Url;
 use wxlogin_storage::PgSettings;
 
+use crate::i18n::Lang;
 use crate::oidc::clients::Clients;
+use crate::oidc::subject::SubjectSource;
+use crate::reply_templates::Replies;
 use crate::wechat::crypto::{MessageCrypto, ENCODING_AES_KEY_LEN};
 use crate::wechat::ip_ranges::IpRanges;
+use crate::wechat::scene_key::{SceneKeys, DEFAULT_PREFIX};
 
 /// Every setting wxlogin reads. Any other `WXLOGIN_*` variable stops the start: it is a typo (or
 /// a setting of another version), and ignoring a misspelt `WXLOGIN_APPID` would start the sandbox.
@@ -51,6 +55,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_PUBLIC_URL",
     "WXLOGIN_OIDC_CLIENTS",
     "WXLOGIN_OIDC_CODE_TTL_SECS",
+    "WXLOGIN_SUBJECT",
     "WXLOGIN_LOGIN_MODE",
     "WXLOGIN_ACCOUNT_QR_URL",
     "WXLOGIN_CODE_GUESS_WINDOW_SECS",
@@ -61,6 +66,15 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_DATABASE_URL",
     "WXLOGIN_DATABASE_POOL",
     "WXLOGIN_DATABASE_CA",
+    "WXLOGIN_TOKEN_CLIENTS",
+    "WXLOGIN_UPSTREAM_URL",
+    "WXLOGIN_UPSTREAM_FORWARD",
+    "WXLOGIN_UPSTREAM_TIMEOUT_MS",
+    "WXLOGIN_SCENE_PREFIX",
+    "WXLOGIN_SANDBOX_PUSH_URL",
+    "WXLOGIN_DEFAULT_LANG",
+    "WXLOGIN_REPLIES",
+    "WXLOGIN_OAUTH_DOMAIN",
 ];
 /// Variables whose name starts so (in any case) must be one of [`SETTINGS`].
 const PREFIX: &str = "WXLOGIN_";
@@ -85,6 +99,11 @@ const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 600;
 const MAX_OIDC_CODE_TTL_SECS: u64 = 600;
 /// A day.
 const MAX_CODE_GUESS_WINDOW_SECS: u64 = 86_400;
+/// WeChat gives up on an answer after 5 s: the upstream's budget leaves wxlogin half a second
+/// of its own (and the network's) inside that.
+const MAX_UPSTREAM_TIMEOUT_MS: u64 = 4_500;
+/// Less than this, and a healthy upstream across a network would time out.
+const MIN_UPSTREAM_TIMEOUT_MS: u64 = 100;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -129,17 +148,84 @@ pub struct Settings {
     pub oidc_clients: Option<std::sync::Arc<Clients>>,
     /// How long an authorization code may wait to be redeemed.
     pub oidc_code_ttl: Duration,
+    /// What OpenID Connect subjects are derived from (`WXLOGIN_SUBJECT`).
+    pub subject: SubjectSource,
     pub login_mode: LoginModeSetting,
     /// The official account's own QR image, shown in code mode; the sandbox serves its own.
     pub account_qr_url: Option<String>,
     /// Ask the scanner to confirm each login by replying with the number the browser shows.
     pub confirm: bool,
-    /// The site's name, as the account's replies show it.
-    pub site_name: String,
+    /// The account's replies in WeChat: `WXLOGIN_REPLIES` over the defaults, naming the site
+    /// as `WXLOGIN_SITE_NAME` says.
+    pub replies: Replies,
+    /// The pages' language when the request names none we have.
+    pub default_lang: Lang,
+    /// `WXLOGIN_OAUTH_DOMAIN`, the account's web authorization domain (网页授权域名), the
+    /// public URL's host; `None`: no one-tap login inside WeChat.
+    pub oauth_domain: Option<String>,
     /// How long an openid that sent too many wrong login codes is ignored.
     pub code_guess_window: Duration,
     /// How long the login log keeps a login; `None` keeps every one.
     pub login_log_retention: Option<Duration>,
+    /// The token center's callers; empty turns it off.
+    pub token_clients: Vec<TokenClient>,
+    /// The account's own server behind wxlogin, which gets the pushes that are not logins;
+    /// `None`: wxlogin answers every push itself.
+    pub upstream: Option<Upstream>,
+    /// How login scenes are named in their QR codes (`WXLOGIN_SCENE_PREFIX`).
+    pub scene_keys: SceneKeys,
+    /// Sandbox only: where the simulated WeChat pushes; `None`: wxlogin's own `/wechat`.
+    pub sandbox_push_url: Option<Url>,
+}
+
+/// A caller of the token center (`WXLOGIN_TOKEN_CLIENTS`): a name for logs and metrics, and
+/// its API key.
+#[derive(Clone, Debug)]
+pub struct TokenClient {
+    pub name: String,
+    pub key: Secret,
+}
+
+/// `WXLOGIN_UPSTREAM_*`: where the pushes that are not wxlogin's business go.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Where each push is POSTed, with WeChat's query string as its own.
+    pub url: Url,
+    pub forward: UpstreamForward,
+    /// How long after a push arrives WeChat must have its answer: the upstream's, or `success`.
+    pub budget: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("Upstream")
+            .field("host", &self.url.host_str())
+            .field("forward", &self.forward)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+/// Which pushes the upstream gets (`WXLOGIN_UPSTREAM_FORWARD`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamForward {
+    /// Only those that are not wxlogin's own; it answers them.
+    Others,
+    /// Every push: wxlogin's own too, as copies whose answer is ignored.
+    All,
+}
+
+impl std::str::FromStr for UpstreamForward {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "others" => Ok(UpstreamForward::Others),
+            "all" => Ok(UpstreamForward::All),
+            _ => Err(()),
+        }
+    }
 }
 
 /// How users start a login (`WXLOGIN_LOGIN_MODE`).
@@ -455,11 +541,20 @@ impl Settings {
                 60,
                 MAX_OIDC_CODE_TTL_SECS,
             )?,
+            subject: subject(&get)?,
             login_mode,
             account_qr_url,
             confirm: confirm(&get)?,
-            site_name: get("WXLOGIN_SITE_NAME")
-                .map_or_else(|| "wxlogin".into(), |name| name.trim().to_owned()),
+            replies: Replies::load(
+                get("WXLOGIN_REPLIES")
+                    .map(|path| PathBuf::from(path.trim()))
+                    .as_deref(),
+                get("WXLOGIN_SITE_NAME")
+                    .map_or_else(|| "wxlogin".into(), |name| name.trim().to_owned()),
+            )
+            .map_err(|problem| invalid("WXLOGIN_REPLIES", problem))?,
+            default_lang: parse(&get, "WXLOGIN_DEFAULT_LANG", "zh-CN", "zh-CN or en")?,
+            oauth_domain: oauth_domain(&get, bind)?,
             code_guess_window: seconds(
                 &get,
                 "WXLOGIN_CODE_GUESS_WINDOW_SECS",
@@ -467,6 +562,18 @@ impl Settings {
                 MAX_CODE_GUESS_WINDOW_SECS,
             )?,
             login_log_retention: login_log_retention(&get)?,
+            token_clients: get("WXLOGIN_TOKEN_CLIENTS")
+                .map(|raw| token_clients(&raw))
+                .transpose()?
+                .unwrap_or_default(),
+            upstream: upstream(&get)?,
+            scene_keys: SceneKeys::new(
+                get("WXLOGIN_SCENE_PREFIX")
+                    .as_deref()
+                    .map_or(DEFAULT_PREFIX, str::trim),
+            )
+            .map_err(|problem| invalid("WXLOGIN_SCENE_PREFIX", problem))?,
+            sandbox_push_url: sandbox_push_url(&get, sandbox)?,
         };
         if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
@@ -476,6 +583,36 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// `WXLOGIN_OAUTH_DOMAIN`: WeChat redirects back only to its web authorization domain, so it
+/// must be the host of `WXLOGIN_PUBLIC_URL` (by default the bound address), where the
+/// callback is.
+fn oauth_domain(
+    get: &impl Fn(&str) -> Option<String>,
+    bind: SocketAddr,
+) -> Result<Option<String>, ConfigError> {
+    const NAME: &str = "WXLOGIN_OAUTH_DOMAIN";
+    let Some(domain) = get(NAME).map(|d| d.trim().to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    if domain.contains(['/', ':']) {
+        return Err(invalid(NAME, "a host name as the WeChat console takes it (网页授权域名), with no scheme, port or path, like login.example.com"));
+    }
+    let host = match get("WXLOGIN_PUBLIC_URL") {
+        Some(public) => public_url(&public)?
+            .host_str()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default(),
+        None => bind.ip().to_string(),
+    };
+    if host != domain {
+        return Err(invalid(
+            NAME,
+            format!("{domain} is not the host of WXLOGIN_PUBLIC_URL ({host}), where the callback is: WeChat would refuse to send users back there"),
+        ));
+    }
+    Ok(Some(domain))
 }
 
 /// Why a sandbox looks like a real deployment whose WXLOGIN_APPID is missing or misspelt: a
@@ -713,6 +850,61 @@ fn callback_senders(get: &impl Fn(&str) -> Option<String>) -> Result<CallbackSen
     }
 }
 
+/// `WXLOGIN_UPSTREAM_URL` and its companions, which mean nothing without it.
+fn upstream(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Upstream>, ConfigError> {
+    const NAME: &str = "WXLOGIN_UPSTREAM_URL";
+    let Some(raw) = get(NAME) else {
+        let companion = ["WXLOGIN_UPSTREAM_FORWARD", "WXLOGIN_UPSTREAM_TIMEOUT_MS"]
+            .into_iter()
+            .find(|name| get(name).is_some());
+        return match companion {
+            Some(name) => Err(invalid(name, format!("set, but {NAME} is not"))),
+            None => Ok(None),
+        };
+    };
+    let url = http_url(NAME, &raw)?;
+    // WeChat's query string (its signatures) becomes the request's: there is no room for another.
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid(
+            NAME,
+            "must have no query or fragment: each push is sent with WeChat's own query string",
+        ));
+    }
+    let expected = format!(
+        "a whole number of milliseconds from {MIN_UPSTREAM_TIMEOUT_MS} to {MAX_UPSTREAM_TIMEOUT_MS} (WeChat waits 5 s)"
+    );
+    let ms: u64 = parse(get, "WXLOGIN_UPSTREAM_TIMEOUT_MS", "4000", &expected)?;
+    if !(MIN_UPSTREAM_TIMEOUT_MS..=MAX_UPSTREAM_TIMEOUT_MS).contains(&ms) {
+        return Err(invalid(
+            "WXLOGIN_UPSTREAM_TIMEOUT_MS",
+            format!("{ms} is not {expected}"),
+        ));
+    }
+    Ok(Some(Upstream {
+        url,
+        forward: parse(get, "WXLOGIN_UPSTREAM_FORWARD", "others", "others or all")?,
+        budget: Duration::from_millis(ms),
+    }))
+}
+
+/// `WXLOGIN_SANDBOX_PUSH_URL`: only the sandbox's simulated WeChat pushes anywhere.
+fn sandbox_push_url(
+    get: &impl Fn(&str) -> Option<String>,
+    sandbox: bool,
+) -> Result<Option<Url>, ConfigError> {
+    const NAME: &str = "WXLOGIN_SANDBOX_PUSH_URL";
+    let Some(raw) = get(NAME) else {
+        return Ok(None);
+    };
+    if !sandbox {
+        return Err(invalid(
+            NAME,
+            "set, but WXLOGIN_APPID is too: real WeChat pushes to the URL set in its console, so unset it",
+        ));
+    }
+    http_url(NAME, &raw).map(Some)
+}
+
 fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
     match get("WXLOGIN_CONFIRM").as_deref().map(str::trim) {
         None | Some("off") => Ok(false),
@@ -757,6 +949,15 @@ fn parse<T: std::str::FromStr>(
         .map_err(|_| invalid(name, format!("{raw:?} is not {expected}")))
 }
 
+/// `WXLOGIN_SUBJECT`: only for the OpenID Connect provider, which alone has subjects.
+fn subject(get: &impl Fn(&str) -> Option<String>) -> Result<SubjectSource, ConfigError> {
+    const NAME: &str = "WXLOGIN_SUBJECT";
+    if get(NAME).is_some() && get("WXLOGIN_OIDC_CLIENTS").is_none() {
+        return Err(invalid(NAME, "set, but WXLOGIN_OIDC_CLIENTS is not"));
+    }
+    parse(get, NAME, "openid", "openid or unionid")
+}
+
 /// A duration in whole seconds, from 1 to `max`.
 fn seconds(
     get: &impl Fn(&str) -> Option<String>,
@@ -781,6 +982,55 @@ fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<boo
             format!("{other:?} is not one of 1/0, true/false, yes/no, on/off"),
         )),
     }
+}
+
+/// Shorter than this, a key could be guessed online.
+const MIN_TOKEN_CLIENT_KEY_LEN: usize = 32;
+
+/// `WXLOGIN_TOKEN_CLIENTS`: `name:key,name:key`. Names are letters, digits, `.`, `_` and `-`
+/// (they label metrics and log lines); keys 32+ printable characters without `,` or spaces.
+/// Neither may repeat: a request must name one caller.
+fn token_clients(raw: &str) -> Result<Vec<TokenClient>, ConfigError> {
+    const NAME: &str = "WXLOGIN_TOKEN_CLIENTS";
+    let mut clients: Vec<TokenClient> = Vec::new();
+    for (i, entry) in raw.split(',').map(str::trim).enumerate() {
+        let n = i + 1;
+        let (name, key) = entry.split_once(':').ok_or_else(|| {
+            invalid(
+                NAME,
+                format!("entry {n} is not name:key (e.g. shop:$(openssl rand -hex 32))"),
+            )
+        })?;
+        let (name, key) = (name.trim(), key.trim());
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(invalid(
+                NAME,
+                format!("entry {n}: the name must be 1 to 64 letters, digits, '.', '_' or '-'"),
+            ));
+        }
+        if key.len() < MIN_TOKEN_CLIENT_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(NAME, format!("{name}: the key must be at least {MIN_TOKEN_CLIENT_KEY_LEN} printable characters without spaces (use a random one, e.g. openssl rand -hex 32)")));
+        }
+        if clients.iter().any(|c| c.name == name) {
+            return Err(invalid(NAME, format!("{name} is named twice")));
+        }
+        if clients.iter().any(|c| c.key.expose() == key) {
+            return Err(invalid(
+                NAME,
+                format!("{name} has the key of another client: give each its own"),
+            ));
+        }
+        clients.push(TokenClient {
+            name: name.to_owned(),
+            key: Secret(key.to_owned()),
+        });
+    }
+    Ok(clients)
 }
 
 /// Shorter than this, a token could be guessed online.
@@ -820,11 +1070,14 @@ fn public_url(raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// An http(s) URL. The errors never show the value: it may carry a password.
 fn http_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url =
-        Url::parse(raw.trim()).map_err(|e| invalid(name, format!("{raw:?} is not a URL ({e})")))?;
+    let url = Url::parse(raw.trim()).map_err(|e| invalid(name, format!("not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(name, format!("{raw:?} is not an http(s) URL")));
+        return Err(invalid(
+            name,
+            format!("a {}: URL, not http(s)", url.scheme()),
+        ));
     }
     Ok(url)
 }
@@ -835,6 +1088,22 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn a_bad_url_is_refused_without_showing_its_password() {
+        for raw in [
+            "http://user:hunter2@host:99999/",
+            "ftp://user:hunter2@host/",
+        ] {
+            let e = http_url("WXLOGIN_UPSTREAM_URL", raw)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("WXLOGIN_UPSTREAM_URL") && !e.contains("hunter2"),
+                "{e}"
+            );
+        }
+    }
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -989,12 +1258,16 @@ mod tests {
         assert_eq!(s.oidc_code_ttl, Duration::from_secs(60));
         assert_eq!(s.login_mode, LoginModeSetting::QrCode);
         assert!(!s.confirm && s.account_qr_url.is_none());
-        assert_eq!(s.site_name, "wxlogin");
+        assert!(s.replies.render("how_to", &[]).contains("「wxlogin」"));
+        assert_eq!(s.default_lang, Lang::ZhCn);
+        assert_eq!(s.oauth_domain, None);
         assert_eq!(s.code_guess_window, Duration::from_secs(600));
         assert_eq!(
             s.login_log_retention,
             Some(Duration::from_secs(180 * 86_400))
         );
+        assert!(s.upstream.is_none() && s.sandbox_push_url.is_none());
+        assert_eq!(s.scene_keys, SceneKeys::default());
         let keep_all = settings(&[("WXLOGIN_LOGIN_LOG_DAYS", "0")]).unwrap();
         assert_eq!(keep_all.login_log_retention, None);
         // The sandbox serves its own account QR code.
@@ -1033,6 +1306,65 @@ mod tests {
         assert_eq!(credentials.appid, "wx1");
         assert_eq!(api.as_str(), "https://api.weixin.qq.com/");
         assert!(!format!("{credentials:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn the_upstream_is_an_http_url_answered_within_wechats_deadline() {
+        let url = (
+            "WXLOGIN_UPSTREAM_URL",
+            "https://user:pw@account.example/wechat",
+        );
+        let upstream = settings(&[url]).unwrap().upstream.unwrap();
+        assert_eq!(upstream.url.path(), "/wechat");
+        assert_eq!(upstream.forward, UpstreamForward::Others);
+        assert_eq!(upstream.budget, Duration::from_millis(4000));
+        assert!(!format!("{upstream:?}").contains("pw"));
+        let all = settings(&[
+            url,
+            ("WXLOGIN_UPSTREAM_FORWARD", "all"),
+            ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "4500"),
+        ])
+        .unwrap()
+        .upstream
+        .unwrap();
+        assert_eq!(
+            (all.forward, all.budget),
+            (UpstreamForward::All, Duration::from_millis(4500))
+        );
+        let cases: &[&[(&str, &str)]] = &[
+            &[("WXLOGIN_UPSTREAM_URL", "account.example/wechat")],
+            &[(
+                "WXLOGIN_UPSTREAM_URL",
+                "http://account.example/wechat?route=1",
+            )],
+            &[url, ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "99")],
+            &[url, ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "4501")],
+            &[url, ("WXLOGIN_UPSTREAM_FORWARD", "every")],
+        ];
+        for vars in cases {
+            let name = vars.last().unwrap().0;
+            assert_eq!(settings(vars).unwrap_err().name, name, "{vars:?}");
+        }
+        // Its companions mean nothing without it.
+        for name in ["WXLOGIN_UPSTREAM_FORWARD", "WXLOGIN_UPSTREAM_TIMEOUT_MS"] {
+            let e = settings(&[(name, "all")]).unwrap_err();
+            assert_eq!(e.name, name);
+            assert!(e.problem.contains("WXLOGIN_UPSTREAM_URL"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_scene_prefix_and_the_sandbox_push_url_are_checked() {
+        let s = settings(&[("WXLOGIN_SCENE_PREFIX", " shop_ ")]).unwrap();
+        assert_eq!(s.scene_keys, SceneKeys::new("shop_").unwrap());
+        let e = settings(&[("WXLOGIN_SCENE_PREFIX", "qrscene_x")]).unwrap_err();
+        assert_eq!(e.name, "WXLOGIN_SCENE_PREFIX");
+        let push = ("WXLOGIN_SANDBOX_PUSH_URL", "http://127.0.0.1:9000/wechat");
+        let s = settings(&[push]).unwrap();
+        assert_eq!(s.sandbox_push_url.unwrap().port(), Some(9000));
+        // Real WeChat pushes where its console says.
+        let e = settings(&[&REAL[..], &[push]].concat()).unwrap_err();
+        assert_eq!(e.name, "WXLOGIN_SANDBOX_PUSH_URL");
     }
 
     const ALIYUN: [(&str, &str); 5] = [
@@ -1228,6 +1560,46 @@ mod tests {
         }
         for (vars, name) in cases {
             assert_eq!(settings(vars).unwrap_err().name, *name, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn token_clients_are_named_keys() {
+        let key_a = "a".repeat(32);
+        let key_b = "b".repeat(40);
+        let raw = format!(" shop:{key_a} , crm.v2:{key_b}");
+        let s = settings(&[("WXLOGIN_TOKEN_CLIENTS", &raw)]).unwrap();
+        let clients: Vec<_> = s
+            .token_clients
+            .iter()
+            .map(|c| (c.name.as_str(), c.key.expose()))
+            .collect();
+        assert_eq!(
+            clients,
+            [("shop", key_a.as_str()), ("crm.v2", key_b.as_str())]
+        );
+        assert!(settings(&[]).unwrap().token_clients.is_empty());
+        assert!(
+            !format!("{:?}", s.token_clients).contains(&key_a),
+            "keys never shown"
+        );
+        let short = "c".repeat(31);
+        for bad in [
+            format!("shop{key_a}"),
+            format!(":{key_a}"),
+            format!("sh op:{key_a}"),
+            format!("shop:{short}"),
+            format!("shop:{key_a} x"),
+            format!("shop:{key_a},shop:{key_b}"),
+            format!("shop:{key_a},crm:{key_a}"),
+            format!("shop:{key_a},"),
+        ] {
+            let e = settings(&[("WXLOGIN_TOKEN_CLIENTS", &bad)]).unwrap_err();
+            assert_eq!(e.name, "WXLOGIN_TOKEN_CLIENTS", "{bad}");
+            assert!(
+                !e.problem.contains(&key_a) && !e.problem.contains(&short),
+                "{e}"
+            );
         }
     }
 }

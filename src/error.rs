@@ -2,6 +2,7 @@
 //! `{"error": code, "message": text}`. Causes are logged, never shown to the client.
 //! OAuth errors also carry `error_description`, the field RFC 6749 gives their text.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use actix_web::body::BoxBody;
@@ -10,7 +11,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use wxlogin_actors::SceneError;
 use wxlogin_storage::StoreError;
 
@@ -60,6 +62,17 @@ pub enum ApiError {
     CallbackAddressesUnknown,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A query string the route's parameters can't be read from.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// A path segment the route can't read.
+    #[error("{0}")]
+    InvalidPath(String),
+    /// A JSON body that doesn't parse, or doesn't fit the route's fields.
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("the body must be {expected}, sent with that Content-Type")]
+    UnsupportedMediaType { expected: &'static str },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -87,14 +100,30 @@ pub enum ApiError {
     #[error("{description}")]
     OAuth {
         code: &'static str,
-        description: &'static str,
+        description: Cow<'static, str>,
     },
 }
 
 impl ApiError {
-    pub fn oauth(code: &'static str, description: &'static str) -> Self {
-        ApiError::OAuth { code, description }
+    pub fn oauth(code: &'static str, description: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::OAuth {
+            code,
+            description: description.into(),
+        }
     }
+}
+
+/// The body of every error answer. OAuth errors repeat `message` as `error_description`, the
+/// field RFC 6749 reads.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code to act on, e.g. `scene_not_found`.
+    #[schema(examples("scene_not_found"))]
+    pub error: Cow<'static, str>,
+    /// What went wrong, for people.
+    pub message: Cow<'static, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<Cow<'static, str>>,
 }
 
 impl ApiError {
@@ -122,6 +151,10 @@ impl ApiError {
             ApiError::SenderNotAllowed => "address_not_allowed",
             ApiError::CallbackAddressesUnknown => "callback_addresses_unavailable",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Busy => "busy",
@@ -206,9 +239,13 @@ impl ResponseError for ApiError {
             | ApiError::NotSceneOwner
             | ApiError::CrossSite
             | ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
-            ApiError::InvalidCode | ApiError::Callback(_) | ApiError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidCode
+            | ApiError::Callback(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidPath(_)
+            | ApiError::InvalidJson(_)
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. }
             | ApiError::TooManyAttempts
             | ApiError::SmsRateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -272,11 +309,19 @@ impl ResponseError for ApiError {
                 };
                 return response
                     .insert_header((header::CACHE_CONTROL, "no-store"))
-                    .json(json!({"error": code, "error_description": description, "message": description}));
+                    .json(ErrorBody {
+                        error: Cow::Borrowed(code),
+                        message: description.clone(),
+                        error_description: Some(description.clone()),
+                    });
             }
             _ => {}
         }
-        response.json(json!({"error": self.code(), "message": self.to_string()}))
+        response.json(ErrorBody {
+            error: Cow::Borrowed(self.code()),
+            message: Cow::Owned(self.to_string()),
+            error_description: None,
+        })
     }
 }
 
@@ -291,13 +336,13 @@ pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
-    let code = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_ascii_lowercase()
-        .replace([' ', '-'], "_");
-    let body =
-        json!({"error": code, "message": status.canonical_reason().unwrap_or("error")}).to_string();
+    let reason = status.canonical_reason().unwrap_or("error");
+    let body = ErrorBody {
+        error: Cow::Owned(reason.to_ascii_lowercase().replace([' ', '-'], "_")),
+        message: Cow::Borrowed(reason),
+        error_description: None,
+    };
+    let body = serde_json::to_string(&body).expect("an error body serializes");
     let (req, mut res) = res.into_parts();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -31,6 +31,10 @@ pub struct Metrics {
     login_codes_rejected: AtomicU64,
     openids_throttled: AtomicU64,
     code_mode_fallbacks: AtomicU64,
+    token_center_requests: Labeled<u64>,
+    token_center_refused: AtomicU64,
+    unionid_lookups: Labeled<u64>,
+    upstream: Labeled<u64>,
 }
 
 /// Values keyed by their rendered label set, e.g. `path="scan"`.
@@ -112,12 +116,40 @@ impl Metrics {
             });
     }
 
+    /// A push sent on to `WXLOGIN_UPSTREAM_URL`: `relayed` (its answer went to WeChat),
+    /// `copied` (one of wxlogin's own, answer ignored), or why not: `timeout`, `failed`
+    /// (5xx, a redirect, an oversized answer), `unreachable`.
+    pub fn upstream(&self, outcome: &str) {
+        self.upstream
+            .update(format!("outcome=\"{outcome}\""), |n| *n += 1);
+    }
+
     /// A call to WeChat's API: `errcode` is WeChat's (0 for success) or a transport failure.
     pub fn wechat_call(&self, endpoint: &str, errcode: &str) {
         self.wechat_calls.update(
             format!("endpoint=\"{endpoint}\",errcode=\"{errcode}\""),
             |n| *n += 1,
         );
+    }
+
+    /// A token-center request by a known caller (its configured name, never its key).
+    pub fn token_center_request(&self, client: &str, endpoint: &'static str) {
+        self.token_center_requests.update(
+            format!("client=\"{}\",endpoint=\"{endpoint}\"", escape(client)),
+            |n| *n += 1,
+        );
+    }
+
+    /// A token-center request without a known key.
+    pub fn token_center_refused(&self) {
+        self.token_center_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `user/info` lookup after a bind or scan: `stored` (a unionid), `none` (the account has
+    /// no Open Platform binding, or the user does not follow) or `failed`.
+    pub fn unionid_lookup(&self, outcome: &'static str) {
+        self.unionid_lookups
+            .update(format!("outcome=\"{outcome}\""), |n| *n += 1);
     }
 
     pub fn token_refreshed(&self) {
@@ -208,6 +240,12 @@ impl Metrics {
         );
         labeled(
             &mut out,
+            "wxlogin_upstream_total",
+            "Pushes sent on to WXLOGIN_UPSTREAM_URL, by outcome (relayed, copied, timeout, failed, unreachable).",
+            &self.upstream,
+        );
+        labeled(
+            &mut out,
             "wxlogin_wechat_api_calls_total",
             "Calls to WeChat's API, by endpoint and errcode.",
             &self.wechat_calls,
@@ -217,6 +255,24 @@ impl Metrics {
             "wxlogin_token_refreshes_total",
             "Access tokens fetched.",
             self.token_refreshes.load(Ordering::Relaxed),
+        );
+        labeled(
+            &mut out,
+            "wxlogin_token_center_requests_total",
+            "Token-center requests, by client name and endpoint.",
+            &self.token_center_requests,
+        );
+        counter(
+            &mut out,
+            "wxlogin_token_center_refused_total",
+            "Token-center requests refused for a missing or unknown key.",
+            self.token_center_refused.load(Ordering::Relaxed),
+        );
+        labeled(
+            &mut out,
+            "wxlogin_unionid_lookups_total",
+            "user/info lookups of a unionid, by outcome: stored, none or failed.",
+            &self.unionid_lookups,
         );
         let name = "wxlogin_http_request_duration_seconds";
         let _ = writeln!(

@@ -16,14 +16,18 @@ use wxlogin_storage::{Store, StoreError};
 
 use crate::config::{Account, Database, Settings, SmsProvider};
 use crate::error::json_error_body;
-use crate::http::{self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies};
+use crate::http::{
+    self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies, TokenCenter,
+    WebAuthorization,
+};
 use crate::metrics::Metrics;
 use crate::mode_marker::{self, ModeError};
 use crate::oidc::keys::KeyError;
 use crate::oidc::Provider;
 use crate::sandbox::Simulator;
 use crate::sms::SmsSender;
-use crate::wechat::api::{CredentialTokenSource, WechatApi, WechatClient};
+use crate::unionid::UnionIds;
+use crate::wechat::api::{CredentialTokenSource, TicketSource, WechatApi, WechatClient};
 use crate::wechat::crypto::MessageCrypto;
 use crate::wechat::envelope::CallbackKeys;
 
@@ -93,11 +97,13 @@ impl Application {
             source,
         })?;
 
-        let (credentials, api_base, show_qrcode, simulator) = match &settings.account {
+        let (credentials, api_base, show_qrcode, web_authorize, simulator) = match &settings.account
+        {
             Account::Real { credentials, api } => (
                 credentials.clone(),
                 api.clone(),
                 crate::wechat::api::SHOW_QRCODE,
+                crate::http::WECHAT_AUTHORIZE,
                 None,
             ),
             Account::Sandbox { token } => {
@@ -105,12 +111,19 @@ impl Application {
                 let simulator = Arc::new(Simulator::new(
                     token.clone(),
                     reachable(addr),
+                    settings.sandbox_push_url.as_ref(),
                     settings.aes_key.as_deref(),
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
                     .expect("a socket address makes a valid URL");
                 let show_qrcode = crate::sandbox::SHOW_QRCODE;
-                (simulator.credentials(), api, show_qrcode, Some(simulator))
+                (
+                    simulator.credentials(),
+                    api,
+                    show_qrcode,
+                    crate::sandbox::WEB_AUTHORIZE,
+                    Some(simulator),
+                )
             }
         };
         // Code mode shows the account's own QR code; the sandbox serves one of its own.
@@ -133,6 +146,7 @@ impl Application {
                     &public_url,
                     clients,
                     settings.oidc_code_ttl,
+                    settings.subject,
                 )
             })
             .transpose()?
@@ -157,9 +171,17 @@ impl Application {
         let scene_counters = supervisor.counters();
         let scenes = supervisor.start();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let wechat = WechatClient::new(api.clone(), tokens, show_qrcode.to_owned());
+        // The JS-SDK ticket is cached by a second token actor, fetched with the first's token.
+        let token_center = (!settings.token_clients.is_empty()).then(|| {
+            let tickets = TokenActor::new(TicketSource(wechat.clone())).start();
+            TokenCenter::new(&settings.token_clients, wechat.tokens().clone(), tickets)
+        });
+        let unionids = UnionIds::new(wechat.clone(), store.clone(), metrics.clone());
         let state = web::Data::new(AppState {
             scenes,
-            wechat: WechatClient::new(api, tokens, show_qrcode.to_owned()),
+            wechat,
+            unionids,
             store: store.clone(),
             sms: SmsSender::new(settings.sms.clone(), simulator.clone()),
             callback: Callback::new(
@@ -174,7 +196,8 @@ impl Application {
                 ),
                 settings.timestamp_window,
                 settings.code_guess_window,
-                settings.site_name.clone(),
+                settings.replies.clone(),
+                settings.upstream.as_ref(),
             ),
             modes: LoginModes::new(settings.login_mode, account_qr_url),
             scene_ttl: settings.scene_ttl,
@@ -189,6 +212,19 @@ impl Application {
                 secure: public_url.scheme() == "https",
                 max_age: settings.session_ttl,
             },
+            token_center,
+            scene_keys: settings.scene_keys.clone(),
+            default_lang: settings.default_lang,
+            web_authorization: settings.oauth_domain.as_ref().map(|_| {
+                WebAuthorization::new(
+                    api.clone(),
+                    credentials.appid.clone(),
+                    credentials.secret.clone(),
+                    web_authorize.to_owned(),
+                    &public_url,
+                    settings.scene_ttl,
+                )
+            }),
         });
         if state.modes.current() == LoginMode::QrCode {
             state.wechat.prefetch_token();
@@ -197,6 +233,7 @@ impl Application {
         let simulator = simulator.map(web::Data::from);
         let server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap(from_fn(http::head_as_get))
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
                 .wrap(from_fn(http::no_store_by_default))
                 .wrap(from_fn(http::trace_requests))

@@ -4,7 +4,8 @@
 //!   expires it at its TTL and remembers how it ended for one TTL more; a [`SceneHandle`] is a
 //!   live scene's address;
 //! - a scene actor holds its state machine in its own state and answers long-polls on change;
-//! - [`TokenActor`] owns the WeChat access token and fetches it through a [`TokenSource`].
+//! - [`TokenActor`] owns a WeChat credential (the access token, the JS-SDK ticket) and fetches
+//!   it through a [`TokenSource`].
 
 mod login_code;
 mod pool;
@@ -17,13 +18,13 @@ pub use login_code::LoginCode;
 pub use scene::state::{LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
 pub use scene::{
     Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, Origin, RequestCode, Requester,
-    Scan, ScanByCode, ScanOutcome, SceneActor, ToScene, Watch, Watched,
+    Scan, ScanByCode, ScanOnDevice, ScanOutcome, SceneActor, ToScene, Watch, Watched,
 };
 pub use scene_id::SceneId;
 pub use supervisor::{
     FindScene, OpenScene, SceneCounters, SceneHandle, SceneLookup, SceneSettings, SceneSupervisor,
 };
 pub use token::{
-    AccessToken, FetchedToken, GetToken, InvalidateToken, TokenActor, TokenError, TokenHealth,
-    TokenSource,
+    AccessToken, Fetched, FetchedToken, Fetching, GetToken, Held, InvalidateToken, Refresh,
+    TokenActor, TokenError, TokenHealth, TokenSource, REPORTED_REFRESH_GAP,
 };

@@ -1,11 +1,14 @@
-//! The one owner of the WeChat access token: fetches it, caches it, refreshes it ahead
-//! of expiry, and never runs two fetches at once however many callers ask. After a failed
+//! The one owner of a short-lived WeChat credential (the access token, the JS-SDK ticket):
+//! fetches it, caches it, refreshes it ahead of expiry, and never runs two fetches at once
+//! however many callers ask. Generic over what it caches: the [`TokenSource`] says what it
+//! fetches and how, the actor does the rest for every kind alike. After a failed
 //! fetch it backs off: callers get that failure at once until a window has passed, the window
 //! doubling with each failure in a row, so an outage or a wrong AppSecret spends a handful of
 //! WeChat's 2,000 daily token calls, not one per request.
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,6 +28,9 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between two fetches while they keep failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// At most one token thrown away per this long on callers' reports ([`Refresh`]): 1,440 a day
+/// at worst, under the token endpoint's 2,000.
+pub const REPORTED_REFRESH_GAP: Duration = Duration::from_secs(60);
 
 /// An access token. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,9 +52,26 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-pub struct FetchedToken {
-    pub token: AccessToken,
+/// What a source fetched: the value and how long WeChat says it lives.
+pub struct Fetched<T> {
+    pub token: T,
     pub expires_in: Duration,
+}
+
+pub type FetchedToken = Fetched<AccessToken>;
+
+/// The cached value as a caller gets it: the value and when it runs out.
+#[derive(Clone, Debug)]
+pub struct Held<T> {
+    pub token: T,
+    pub expires_at: Instant,
+}
+
+impl<T> Held<T> {
+    /// How long it still lives.
+    pub fn expires_in(&self) -> Duration {
+        self.expires_at.saturating_duration_since(Instant::now())
+    }
 }
 
 /// Why no token could be had; cheap to clone so one failed fetch can answer every waiter.
@@ -67,18 +90,33 @@ impl TokenError {
     }
 }
 
+/// A fetch under way.
+pub type Fetching<T> = Pin<Box<dyn Future<Output = Result<Fetched<T>, TokenError>>>>;
+
 /// Where tokens come from: WeChat's API in production, a fake in tests.
 pub trait TokenSource: 'static {
+    /// What is fetched and cached: an [`AccessToken`], a ticket.
+    type Token: Clone + PartialEq + Unpin + Send + 'static;
+
     /// `after_rejection`: WeChat refused the last token, so a cached one must not be served again.
-    fn fetch(
-        &self,
-        after_rejection: bool,
-    ) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>>;
+    fn fetch(&self, after_rejection: bool) -> Fetching<Self::Token>;
+
+    /// The current token was refused before half its lifetime had passed, which its own
+    /// expiry never causes: someone else is replacing it. Called once per actor at most.
+    fn refused_early(&self, _age: Duration, _lifetime: Duration) {}
 }
 
-struct Cached {
-    token: AccessToken,
-    expires_at: Instant,
+struct Cached<T> {
+    held: Held<T>,
+    fetched_at: Instant,
+}
+
+impl<T> Cached<T> {
+    fn lifetime(&self) -> Duration {
+        self.held
+            .expires_at
+            .saturating_duration_since(self.fetched_at)
+    }
 }
 
 /// The last failed fetch, while it is the latest word from WeChat: callers get its error
@@ -126,19 +164,23 @@ pub struct BackingOff {
     pub retry_in: Duration,
 }
 
-type Waiter = oneshot::Sender<Result<AccessToken, TokenError>>;
+type Waiter<T> = oneshot::Sender<Result<Held<T>, TokenError>>;
 
-pub struct TokenActor<S> {
+pub struct TokenActor<S: TokenSource> {
     source: Rc<S>,
-    current: Option<Cached>,
+    current: Option<Cached<S::Token>>,
     fetching: bool,
     /// WeChat refused the current token since the last successful fetch.
     rejected: bool,
     /// Some fetch has worked since the actor started.
     fetched_once: bool,
     failure: Option<Failure>,
-    waiters: Vec<Waiter>,
+    waiters: Vec<Waiter<S::Token>>,
     refresh_timer: Option<SpawnHandle>,
+    /// When a caller's report last threw a token away (see [`Refresh`]).
+    last_reported_refresh: Option<Instant>,
+    /// [`TokenSource::refused_early`] was called.
+    warned_early_refusal: bool,
 }
 
 impl<S: TokenSource> TokenActor<S> {
@@ -152,14 +194,16 @@ impl<S: TokenSource> TokenActor<S> {
             failure: None,
             waiters: Vec::new(),
             refresh_timer: None,
+            last_reported_refresh: None,
+            warned_early_refusal: false,
         }
     }
 
-    fn usable(&self) -> Option<AccessToken> {
+    fn usable(&self) -> Option<Held<S::Token>> {
         self.current
             .as_ref()
-            .filter(|c| c.expires_at > Instant::now())
-            .map(|c| c.token.clone())
+            .filter(|c| c.held.expires_at > Instant::now())
+            .map(|c| c.held.clone())
     }
 
     fn start_fetch(&mut self, ctx: &mut Context<Self>) {
@@ -170,20 +214,23 @@ impl<S: TokenSource> TokenActor<S> {
         let fetch = self.source.fetch(self.rejected);
         ctx.spawn(fetch.into_actor(self).map(|result, actor, ctx| {
             actor.fetching = false;
-            let next_fetch = match &result {
+            let (next_fetch, answer) = match result {
                 Ok(fetched) => {
                     actor.rejected = false;
                     actor.fetched_once = true;
                     actor.failure = None;
-                    tracing::info!(
-                        expires_in = fetched.expires_in.as_secs(),
-                        "access token refreshed"
-                    );
+                    let lifetime = fetched.expires_in;
+                    tracing::info!(expires_in = lifetime.as_secs(), "access token refreshed");
+                    let now = Instant::now();
+                    let held = Held {
+                        token: fetched.token,
+                        expires_at: now + lifetime,
+                    };
                     actor.current = Some(Cached {
-                        token: fetched.token.clone(),
-                        expires_at: Instant::now() + fetched.expires_in,
+                        held: held.clone(),
+                        fetched_at: now,
                     });
-                    Some(refresh_after(fetched.expires_in))
+                    (Some(refresh_after(lifetime)), Ok(held))
                 }
                 Err(e) => {
                     let failure = Failure::after(actor.failure.as_ref(), e.clone(), Instant::now());
@@ -192,14 +239,14 @@ impl<S: TokenSource> TokenActor<S> {
                     actor.failure = Some(failure);
                     // Try again on our own, so readiness recovers without a caller: soon
                     // when nothing works without a token, unhurried while the old one lasts.
-                    Some(match actor.usable() {
+                    let retry = match actor.usable() {
                         Some(_) => window.max(RETRY_AFTER_FAILURE),
                         None => window,
-                    })
+                    };
+                    (Some(retry), Err(e))
                 }
             };
             actor.schedule_refresh(next_fetch, ctx);
-            let answer = result.map(|fetched| fetched.token);
             for waiter in actor.waiters.drain(..) {
                 let _ = waiter.send(answer.clone());
             }
@@ -226,15 +273,12 @@ impl<S: TokenSource> Actor for TokenActor<S> {
     type Context = Context<Self>;
 }
 
-/// A usable token: the cached one, or the result of the one fetch under way.
-#[derive(Message)]
-#[rtype(result = "Result<AccessToken, TokenError>")]
-pub struct GetToken;
-
-impl<S: TokenSource> Handler<GetToken> for TokenActor<S> {
-    type Result = ResponseFuture<Result<AccessToken, TokenError>>;
-
-    fn handle(&mut self, _: GetToken, ctx: &mut Self::Context) -> Self::Result {
+impl<S: TokenSource> TokenActor<S> {
+    /// A usable token: the cached one, or the result of the one fetch under way.
+    fn get(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<Held<S::Token>, TokenError>> {
         if let Some(token) = self.usable() {
             return Box::pin(async move { Ok(token) });
         }
@@ -257,6 +301,94 @@ impl<S: TokenSource> Handler<GetToken> for TokenActor<S> {
                 )))
             })
         })
+    }
+
+    /// Forgets `failed` if it is still the current token; returns whether it was.
+    /// `refused_by_wechat`: our own call was refused, so the next fetch must not be handed the
+    /// same token again (a stable token is then force-refreshed). A caller's report is not
+    /// proof: it fetches afresh without forcing, which gets the token that is current now
+    /// (another server's forced one included) and never invalidates it for every other server.
+    fn forget(
+        &mut self,
+        failed: &S::Token,
+        refused_by_wechat: bool,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let Some(current) = self.current.as_ref().filter(|c| c.held.token == *failed) else {
+            return false;
+        };
+        let (age, lifetime) = (current.fetched_at.elapsed(), current.lifetime());
+        if age < lifetime / 2 && !self.warned_early_refusal {
+            self.warned_early_refusal = true;
+            self.source.refused_early(age, lifetime);
+        }
+        self.current = None;
+        self.rejected |= refused_by_wechat;
+        // The next caller fetches; but while fetches fail, keep trying on our own.
+        let retry = self
+            .failure
+            .as_ref()
+            .map(|f| f.retry_at.saturating_duration_since(Instant::now()));
+        self.schedule_refresh(retry, ctx);
+        true
+    }
+}
+
+/// A usable token: the cached one, or the result of the one fetch under way.
+pub struct GetToken<T = AccessToken>(PhantomData<T>);
+
+impl<T> GetToken<T> {
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Default for GetToken<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: 'static> Message for GetToken<T> {
+    type Result = Result<Held<T>, TokenError>;
+}
+
+impl<S: TokenSource> Handler<GetToken<S::Token>> for TokenActor<S> {
+    type Result = ResponseFuture<Result<Held<S::Token>, TokenError>>;
+
+    fn handle(&mut self, _: GetToken<S::Token>, ctx: &mut Self::Context) -> Self::Result {
+        self.get(ctx)
+    }
+}
+
+/// A caller outside wxlogin saw WeChat refuse `0`: retry-if-unchanged. If it is still the
+/// current token it is thrown away and fetched again, else (someone already did) nothing is
+/// fetched; either way the answer is the current token. However many callers report the same
+/// token, one fetch follows. Reports that would throw away a token are honoured once per
+/// [`REPORTED_REFRESH_GAP`]: a caller that reports good tokens in a loop cannot spend the
+/// endpoint's daily quota.
+pub struct Refresh<T>(pub T);
+
+impl<T: 'static> Message for Refresh<T> {
+    type Result = Result<Held<T>, TokenError>;
+}
+
+impl<S: TokenSource> Handler<Refresh<S::Token>> for TokenActor<S> {
+    type Result = ResponseFuture<Result<Held<S::Token>, TokenError>>;
+
+    fn handle(
+        &mut self,
+        Refresh(failed): Refresh<S::Token>,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        let now = Instant::now();
+        let too_soon = self
+            .last_reported_refresh
+            .is_some_and(|last| now.duration_since(last) < REPORTED_REFRESH_GAP);
+        if !too_soon && self.forget(&failed, false, ctx) {
+            self.last_reported_refresh = Some(now);
+        }
+        self.get(ctx)
     }
 }
 
@@ -285,24 +417,21 @@ impl<S: TokenSource> Handler<TokenHealth> for TokenActor<S> {
 }
 
 /// WeChat refused `0` as invalid or expired. Forget it, unless a newer token already replaced it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct InvalidateToken(pub AccessToken);
+pub struct InvalidateToken<T = AccessToken>(pub T);
 
-impl<S: TokenSource> Handler<InvalidateToken> for TokenActor<S> {
+impl<T: 'static> Message for InvalidateToken<T> {
+    type Result = ();
+}
+
+impl<S: TokenSource> Handler<InvalidateToken<S::Token>> for TokenActor<S> {
     type Result = ();
 
-    fn handle(&mut self, InvalidateToken(failed): InvalidateToken, ctx: &mut Self::Context) {
-        if self.current.as_ref().is_some_and(|c| c.token == failed) {
-            self.current = None;
-            self.rejected = true;
-            // The next caller fetches; but while fetches fail, keep trying on our own.
-            let retry = self
-                .failure
-                .as_ref()
-                .map(|f| f.retry_at.saturating_duration_since(Instant::now()));
-            self.schedule_refresh(retry, ctx);
-        }
+    fn handle(
+        &mut self,
+        InvalidateToken(failed): InvalidateToken<S::Token>,
+        ctx: &mut Self::Context,
+    ) {
+        self.forget(&failed, true, ctx);
     }
 }
 
@@ -320,6 +449,7 @@ mod tests {
         fetches: Cell<u32>,
         /// Fetches made because WeChat refused the previous token.
         forced: Cell<u32>,
+        early_refusals: Cell<u32>,
     }
 
     struct CountingSource {
@@ -329,10 +459,14 @@ mod tests {
     }
 
     impl TokenSource for CountingSource {
-        fn fetch(
-            &self,
-            after_rejection: bool,
-        ) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
+        type Token = AccessToken;
+
+        fn refused_early(&self, _: Duration, _: Duration) {
+            let counts = &self.counts;
+            counts.early_refusals.set(counts.early_refusals.get() + 1);
+        }
+
+        fn fetch(&self, after_rejection: bool) -> Fetching<AccessToken> {
             let counts = &self.counts;
             counts.fetches.set(counts.fetches.get() + 1);
             counts
@@ -363,10 +497,11 @@ mod tests {
     }
 
     async fn get(addr: &Addr<TokenActor<CountingSource>>) -> String {
-        addr.send(GetToken)
+        addr.send(GetToken::new())
             .await
             .unwrap()
             .unwrap()
+            .token
             .as_str()
             .to_owned()
     }
@@ -374,9 +509,9 @@ mod tests {
     #[actix::test]
     async fn concurrent_callers_share_one_fetch() {
         let (addr, counts) = start(Duration::from_secs(7200), false);
-        let calls: Vec<_> = (0..50).map(|_| addr.send(GetToken)).collect();
+        let calls: Vec<_> = (0..50).map(|_| addr.send(GetToken::new())).collect();
         for call in calls {
-            assert_eq!(call.await.unwrap().unwrap().as_str(), "t1");
+            assert_eq!(call.await.unwrap().unwrap().token.as_str(), "t1");
         }
         assert_eq!(get(&addr).await, "t1");
         assert_eq!(counts.fetches.get(), 1);
@@ -404,6 +539,63 @@ mod tests {
     }
 
     #[actix::test]
+    async fn reports_of_one_failed_token_make_one_fetch() {
+        let (addr, counts) = start(Duration::from_secs(7200), false);
+        assert_eq!(get(&addr).await, "t1");
+        let reports: Vec<_> = (0..50)
+            .map(|_| addr.send(Refresh(AccessToken::new("t1"))))
+            .collect();
+        for report in reports {
+            assert_eq!(report.await.unwrap().unwrap().token.as_str(), "t2");
+        }
+        // A late report of the old token, or of one never issued, changes nothing.
+        for stale in ["t1", "forged"] {
+            let answer = addr.send(Refresh(AccessToken::new(stale))).await;
+            assert_eq!(answer.unwrap().unwrap().token.as_str(), "t2");
+        }
+        assert_eq!(counts.fetches.get(), 2);
+        assert_eq!(
+            counts.early_refusals.get(),
+            1,
+            "refused within its first hour"
+        );
+    }
+
+    #[actix::test]
+    async fn reports_throw_away_one_token_a_minute_at_most() {
+        let (addr, counts) = start(Duration::from_secs(7200), false);
+        get(&addr).await;
+        addr.send(Refresh(AccessToken::new("t1")))
+            .await
+            .unwrap()
+            .unwrap();
+        // Reporting the token just fetched, straight away, is not honoured.
+        let answer = addr.send(Refresh(AccessToken::new("t2"))).await;
+        assert_eq!(answer.unwrap().unwrap().token.as_str(), "t2");
+        // wxlogin's own rejections are.
+        addr.send(InvalidateToken(AccessToken::new("t2")))
+            .await
+            .unwrap();
+        assert_eq!(get(&addr).await, "t3");
+        assert_eq!(counts.fetches.get(), 3);
+        assert_eq!(counts.early_refusals.get(), 1, "warned once only");
+    }
+
+    #[actix::test]
+    async fn the_answer_says_how_long_the_token_lives() {
+        let (addr, _) = start(Duration::from_secs(7200), false);
+        let held = addr.send(GetToken::new()).await.unwrap().unwrap();
+        let left = held.expires_in().as_secs();
+        assert!((7100..=7200).contains(&left), "{left}");
+    }
+
+    #[actix::test]
+    async fn a_token_that_lives_no_time_is_still_answered_to_its_waiters() {
+        let (addr, _) = start(Duration::ZERO, false);
+        assert!(addr.send(GetToken::new()).await.unwrap().is_ok());
+    }
+
+    #[actix::test]
     async fn refreshes_ahead_of_expiry() {
         let (addr, counts) = start(Duration::from_millis(400), false);
         assert_eq!(get(&addr).await, "t1");
@@ -416,13 +608,13 @@ mod tests {
     #[actix::test]
     async fn a_failed_fetch_reaches_every_waiter_and_later_callers_until_the_window_ends() {
         let (addr, counts) = start(Duration::from_secs(7200), true);
-        let (a, b) = (addr.send(GetToken), addr.send(GetToken));
+        let (a, b) = (addr.send(GetToken::new()), addr.send(GetToken::new()));
         assert!(a.await.unwrap().is_err());
         assert!(b.await.unwrap().is_err());
         assert_eq!(counts.fetches.get(), 1);
         // Inside the first window: the failure, at once, and no fetch.
         for _ in 0..50 {
-            let error = addr.send(GetToken).await.unwrap().unwrap_err();
+            let error = addr.send(GetToken::new()).await.unwrap().unwrap_err();
             assert!(error.inner().is::<BackingOff>(), "{error}");
         }
         assert!(addr.send(TokenHealth).await.unwrap().is_err());

@@ -7,28 +7,27 @@ use std::task::{Context, Poll};
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use wxlogin_storage::{constant_time_eq, BindingStream, LoginCursor, OpenId, Phone};
 
+use super::head::is_head;
+use super::rejections;
 use super::session::bearer_token;
 use super::AppState;
 use crate::audit::{self, Unbinder};
 use crate::backup::BindingLine;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// Most login-log entries in one page.
 const MAX_PAGE: usize = 1000;
 
 /// The admin routes, when an admin token is configured.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/admin")
-            .route("/bindings", web::get().to(find_binding))
-            .route("/bindings/{openid}", web::delete().to(delete_binding))
-            .route("/logins", web::get().to(logins))
-            .route("/backup", web::get().to(backup)),
-    );
+    cfg.route("/admin/bindings", web::get().to(find_binding))
+        .route("/admin/bindings/{openid}", web::delete().to(delete_binding))
+        .route("/admin/logins", web::get().to(logins))
+        .route("/admin/backup", web::get().to(backup));
 }
 
 /// Checks the admin token (in constant time), then reads the query: nothing about a request
@@ -45,8 +44,7 @@ fn authorize<Q: serde::de::DeserializeOwned>(
     if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::Unauthorized);
     }
-    let query = web::Query::<Q>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let query = web::Query::<Q>::from_query(req.query_string()).map_err(rejections::query)?;
     Ok(query.into_inner())
 }
 
@@ -54,13 +52,31 @@ fn authorize<Q: serde::de::DeserializeOwned>(
 #[derive(Deserialize)]
 struct NoQuery {}
 
-#[derive(Deserialize)]
-struct BindingQuery {
+/// Exactly one of the two.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct BindingQuery {
+    /// A mainland China mobile number.
     phone: Option<String>,
     openid: Option<String>,
 }
 
-async fn find_binding(
+/// The binding of a phone or an openid.
+#[utoipa::path(
+    get,
+    path = "/admin/bindings",
+    tag = "admin",
+    params(BindingQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The binding", body = BindingLine),
+        (status = 400, description = "`invalid_query`: not exactly one of phone and openid", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such binding (or no admin token is configured)", body = ErrorBody),
+        (status = 422, description = "`invalid_phone`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn find_binding(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -75,8 +91,8 @@ async fn find_binding(
             None => None,
         },
         _ => {
-            return Err(ApiError::BadRequest(
-                "give exactly one of phone and openid".into(),
+            return Err(ApiError::InvalidQuery(
+                "give exactly one of the query parameters `phone` and `openid`".into(),
             ))
         }
     };
@@ -84,7 +100,21 @@ async fn find_binding(
     Ok(HttpResponse::Ok().json(BindingLine::from(&binding)))
 }
 
-async fn delete_binding(
+/// Unbinds the user: their sessions, access tokens and codes end.
+#[utoipa::path(
+    delete,
+    path = "/admin/bindings/{openid}",
+    tag = "admin",
+    params(("openid" = String, Path, description = "The user's openid")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Unbound"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such binding", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn delete_binding(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -101,41 +131,104 @@ async fn delete_binding(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
-struct LoginsQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct LoginsQuery {
     openid: String,
+    /// Entries per page (50 unless given; more than 1000 is 1000, 0 is 1).
+    #[param(minimum = 0)]
     limit: Option<usize>,
+    /// The `next` cursor of the page before.
     before: Option<String>,
 }
 
-async fn logins(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// One login, newest first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LoginEntry {
+    /// Unix milliseconds.
+    at_ms: u64,
+    #[schema(examples("scan", "bind", "code"))]
+    method: String,
+    client_ip: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct LoginsPage {
+    logins: Vec<LoginEntry>,
+    /// The cursor of the next page, if there is one.
+    next: Option<String>,
+}
+
+/// A user's login log, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/admin/logins",
+    tag = "admin",
+    params(LoginsQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page", body = LoginsPage),
+        (status = 400, description = "`invalid_query`: no openid, a bad limit, or a cursor not from an earlier page", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn logins(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let query: LoginsQuery = authorize(&state, &req)?;
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let before = match &query.before {
-        Some(raw) => Some(LoginCursor::parse(raw).ok_or(ApiError::BadRequest(
-            "before is not a cursor from an earlier page".into(),
+        Some(raw) => Some(LoginCursor::parse(raw).ok_or(ApiError::InvalidQuery(
+            "the query parameter `before` is not a cursor from an earlier page".into(),
         ))?),
         None => None,
     };
     let Some(openid) = OpenId::parse(&query.openid) else {
-        return Ok(HttpResponse::Ok().json(json!({"logins": [], "next": null})));
+        return Ok(HttpResponse::Ok().json(LoginsPage {
+            logins: Vec::new(),
+            next: None,
+        }));
     };
     let page = state.store.logins(&openid, limit, before).await?;
-    let logins: Vec<_> = page
+    let logins = page
         .records
         .iter()
-        .map(|r| json!({"at_ms": r.at_ms, "method": format!("{:?}", r.method).to_lowercase(), "client_ip": r.client_ip}))
+        .map(|r| LoginEntry {
+            at_ms: r.at_ms,
+            method: format!("{:?}", r.method).to_lowercase(),
+            client_ip: r.client_ip.clone(),
+        })
         .collect();
-    Ok(
-        HttpResponse::Ok()
-            .json(json!({"logins": logins, "next": page.next.map(|c| c.to_string())})),
-    )
+    Ok(HttpResponse::Ok().json(LoginsPage {
+        logins,
+        next: page.next.map(|c| c.to_string()),
+    }))
 }
 
 /// All bindings as of one moment, as JSON lines, streamed while the store reads them (binds
 /// go on meanwhile).
-async fn backup(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/admin/backup",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "One binding per line, as JSON", content_type = "application/x-ndjson", body = BindingLine),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn backup(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     authorize::<NoQuery>(&state, &req)?;
+    if is_head(&req) {
+        // Nothing is read for an answer without a body.
+        return Ok(HttpResponse::Ok()
+            .content_type("application/x-ndjson")
+            .streaming(futures_util::stream::empty::<Result<Bytes, ApiError>>()));
+    }
     let bindings = state.store.backup()?;
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")

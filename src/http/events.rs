@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant};
 use wxlogin_actors::{SceneHandle, SceneLookup, Watch};
 
+use super::head::is_head;
 use super::qrcode::{ended, find, lookup, StatusBody};
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -25,12 +26,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/qrcode/{scene_id}/events", web::get().to(events));
 }
 
-async fn events(
+/// The scene's status as server-sent events: `data:` the status JSON, at once and on each change.
+#[utoipa::path(
+    get,
+    path = "/api/qrcode/{scene_id}/events",
+    tag = "login",
+    params(("scene_id" = String, Path, description = "The scene_id POST /api/qrcode answered")),
+    security(("scene_secret" = []), ("browser_cookie" = [])),
+    responses(
+        (status = 200, description = "The stream; each event's data is a status (see the status route)", content_type = "text/event-stream", body = String),
+        (status = 403, description = "`not_scene_owner`", body = ErrorBody),
+        (status = 404, description = "`scene_not_found`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn events(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let scene = match lookup(&state, &scene_id, &request).await? {
+        // A HEAD's answer has no body: its stream ends at once.
+        SceneLookup::Live(_) if is_head(&request) => {
+            return Ok(stream_response()
+                .streaming(futures_util::stream::empty::<Result<Bytes, Infallible>>()))
+        }
         SceneLookup::Live(scene) => scene,
         SceneLookup::Ended(last) => {
             return Ok(stream_response().body(event(&StatusBody::from(last))))

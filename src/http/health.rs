@@ -1,11 +1,12 @@
 //! What an operator's probes and Prometheus read.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use wxlogin_actors::LoginMode;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -13,16 +14,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
+/// A probe's answer.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Health {
+    /// `ok` from /healthz, `ready` from /readyz.
+    #[schema(examples("ok"))]
+    status: &'static str,
+}
+
 /// Alive: the process answers HTTP.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Health)),
+)]
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// Ready: storage answers; when new scenes need WeChat's QR codes, an access token can be had
 /// as far as the token actor knows; and, with `WXLOGIN_CALLBACK_IPS=wechat`, WeChat's callback
 /// addresses are known. Probes never fetch a token themselves: each would be a call on WeChat's
 /// daily quota. Code mode (and `auto` once it fell back) asks nothing of WeChat for a login.
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve logins", body = Health),
+        (status = 503, description = "`not_ready`: storage, WeChat's token or its callback addresses", body = ErrorBody),
+    ),
+)]
+pub(super) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .store
         .check()
@@ -39,10 +63,17 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
             "WeChat's callback addresses are not fetched yet".into(),
         ));
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+)]
+pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(&state.scene_counters))

@@ -39,6 +39,22 @@ impl LoginModes {
         self.setting == LoginModeSetting::Auto && !self.fell_back.swap(true, Ordering::Relaxed)
     }
 
+    /// Whether the account takes login codes by text: code mode, or auto mode, where a page
+    /// may ask for a code instead of a QR code (a phone can't scan its own screen).
+    pub fn codes_accepted(&self) -> bool {
+        self.setting != LoginModeSetting::QrCode
+    }
+
+    /// The mode of a new scene: the current one, or code mode when the page asks for it and
+    /// the account takes codes; `None` when it asks for codes that aren't taken.
+    pub fn for_new_scene(&self, codes_asked: bool) -> Option<LoginMode> {
+        match (codes_asked, self.codes_accepted()) {
+            (false, _) => Some(self.current()),
+            (true, true) => Some(LoginMode::Code),
+            (true, false) => None,
+        }
+    }
+
     /// Whether a refusal can still be served in code mode.
     pub fn can_fall_back(&self) -> bool {
         self.setting == LoginModeSetting::Auto
@@ -56,6 +72,16 @@ mod tests {
         assert!(modes.qrcodes_refused());
         assert!(!modes.qrcodes_refused());
         assert_eq!(modes.current(), LoginMode::Code);
+    }
+
+    #[test]
+    fn a_page_may_ask_for_codes_unless_the_account_takes_only_qr_codes() {
+        let auto = LoginModes::new(LoginModeSetting::Auto, String::new());
+        assert_eq!(auto.for_new_scene(true), Some(LoginMode::Code));
+        assert_eq!(auto.for_new_scene(false), Some(LoginMode::QrCode));
+        let qr = LoginModes::new(LoginModeSetting::QrCode, String::new());
+        assert!(!qr.codes_accepted());
+        assert_eq!(qr.for_new_scene(true), None);
     }
 
     #[test]

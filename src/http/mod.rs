@@ -5,15 +5,20 @@ mod cache_policy;
 mod client_ip;
 mod device;
 mod events;
+mod head;
 mod health;
 mod login_mode;
 mod oidc;
+mod openapi;
 pub mod page;
 mod qrcode;
 mod rate_limit;
+mod rejections;
 mod request_trace;
 mod scene_owner;
 mod session;
+mod token_center;
+mod web_authorization;
 mod wechat_callback;
 
 use std::sync::Arc;
@@ -27,15 +32,21 @@ use wxlogin_storage::{OpenId, Store};
 
 use crate::audit::{self, LoginPath};
 use crate::error::ApiError;
+use crate::i18n::Lang;
 use crate::metrics::Metrics;
 use crate::oidc::Provider;
 use crate::sms::SmsSender;
+use crate::unionid::UnionIds;
 use crate::wechat::api::WechatClient;
+use crate::wechat::scene_key::SceneKeys;
 pub use cache_policy::no_store_by_default;
+pub use head::head_as_get;
 pub use login_mode::LoginModes;
 pub use rate_limit::AbuseLimits;
 pub use request_trace::trace_requests;
 pub use session::SessionCookies;
+pub use token_center::TokenCenter;
+pub use web_authorization::{WebAuthorization, WECHAT_AUTHORIZE};
 pub use wechat_callback::{follow_wechat_addresses, Callback};
 
 /// What every handler may use.
@@ -59,6 +70,16 @@ pub struct AppState {
     /// The OpenID Connect provider; `None` without `WXLOGIN_OIDC_CLIENTS`.
     pub oidc: Option<Arc<Provider>>,
     pub cookies: SessionCookies,
+    /// Looks up users' unionids after binds and scans.
+    pub unionids: UnionIds,
+    /// The token center; `None` without `WXLOGIN_TOKEN_CLIENTS`.
+    pub token_center: Option<TokenCenter>,
+    /// How login scenes are named in their QR codes, and so recognised in scans.
+    pub scene_keys: SceneKeys,
+    /// The pages' language when a request names none we have (`WXLOGIN_DEFAULT_LANG`).
+    pub default_lang: Lang,
+    /// One tap inside WeChat; `None` without `WXLOGIN_OAUTH_DOMAIN`.
+    pub web_authorization: Option<WebAuthorization>,
 }
 
 impl AppState {
@@ -77,27 +98,20 @@ impl AppState {
     }
 }
 
+/// Every route, each module's own; each is described in `openapi` (tests/api/openapi.rs checks).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(4096)
-            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-    )
-    .app_data(
-        web::QueryConfig::default()
-            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-    )
-    .app_data(
-        web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-    )
-    .configure(health::configure)
-    .configure(admin::configure)
-    .configure(page::configure)
-    .configure(qrcode::configure)
-    .configure(events::configure)
-    .configure(session::configure)
-    .configure(oidc::configure)
-    .configure(wechat_callback::configure);
+    cfg.configure(rejections::configure)
+        .configure(openapi::configure)
+        .configure(health::configure)
+        .configure(admin::configure)
+        .configure(page::configure)
+        .configure(qrcode::configure)
+        .configure(events::configure)
+        .configure(session::configure)
+        .configure(oidc::configure)
+        .configure(token_center::configure)
+        .configure(web_authorization::configure)
+        .configure(wechat_callback::configure);
 }
 
 /// Answers for routes that do not exist.

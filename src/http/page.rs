@@ -7,6 +7,7 @@ use url::Url;
 
 use super::oidc::consent::login_page_notice;
 use super::AppState;
+use crate::i18n::{self, Lang, LANGS};
 
 /// Scripts and styles only from this origin, QR images from here or WeChat, and no other
 /// site may frame a page (clickjacking).
@@ -21,14 +22,28 @@ const RETURN_PATH: &str = "/oauth/authorize";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(login_page))
-        .route(
-            "/login.css",
-            web::get().to(|| async { asset("text/css", include_str!("page/login.css")) }),
-        )
-        .route(
-            "/login.js",
-            web::get().to(|| async { asset("text/javascript", include_str!("page/login.js")) }),
-        );
+        .route("/login.css", web::get().to(login_css))
+        .route("/login.js", web::get().to(login_js));
+}
+
+#[utoipa::path(
+    get,
+    path = "/login.css",
+    tag = "pages",
+    responses((status = 200, description = "The login page's stylesheet", content_type = "text/css", body = String)),
+)]
+pub(super) async fn login_css() -> HttpResponse {
+    asset("text/css", include_str!("page/login.css"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/login.js",
+    tag = "pages",
+    responses((status = 200, description = "The login page's script", content_type = "text/javascript", body = String)),
+)]
+pub(super) async fn login_js() -> HttpResponse {
+    asset("text/javascript", include_str!("page/login.js"))
 }
 
 /// A file compiled into the binary.
@@ -43,37 +58,106 @@ pub fn asset(content_type: &str, body: impl Into<String>) -> HttpResponse {
         .body(body.into())
 }
 
-/// The login page's place for the OpenID Connect client asking, filled in by the server.
-const ASKING_SLOT: &str = "<p id=\"asking\" hidden></p>";
-
 /// The page, told in `data-return-to` where to go once logged in, if `?return_to=` is a place
 /// it may go. The server decides, so the page never interprets a URL from the query itself.
-/// Sent by an authorization, it also names the client asking and what it will get.
-async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+/// Sent by an authorization, it also names the client asking and what it will get. It is in
+/// the request's language, and so are the strings its script shows (`data-text`); inside
+/// WeChat's browser it offers web authorization (`data-in-wechat`) if the account has it, and
+/// a phone may ask for a login code (`data-codes`) if the account takes them.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    params(
+        ("return_to" = Option<String>, Query, description = "Where to go once logged in: only a path to /oauth/authorize on this origin is taken, anything else is ignored"),
+        ("lang" = Option<String>, Query, description = "`zh-CN` or `en`: the page's language, remembered in the `wxlogin_lang` cookie"),
+    ),
+    responses((status = 200, description = "The login page", content_type = "text/html", body = String)),
+)]
+pub(super) async fn login_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let lang = Lang::of(&request, state.default_lang);
     let return_to = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(name, _)| name == "return_to")
         .and_then(|(_, value)| allowed_return_to(&value));
-    let Some(path) = return_to else {
-        return asset("text/html", LOGIN_PAGE);
-    };
-    let query = path.split_once('?').map_or("", |(_, query)| query);
+    let query = return_to
+        .as_deref()
+        .and_then(|path| path.split_once('?'))
+        .map_or("", |(_, query)| query);
     let asking = state
         .oidc
         .as_deref()
-        .and_then(|provider| login_page_notice(provider, query))
-        .map_or(ASKING_SLOT.to_owned(), |notice| {
+        .filter(|_| return_to.is_some())
+        .and_then(|provider| login_page_notice(provider, query, lang))
+        .map_or_else(String::new, |notice| {
             format!("<p id=\"asking\" class=\"asking\">{notice}</p>")
         });
-    asset(
-        "text/html",
-        LOGIN_PAGE
-            .replacen(
-                "<body>",
-                &format!("<body data-return-to=\"{}\">", escape_html(&path)),
-                1,
+    let mut body = format!(
+        " data-text=\"{}\"",
+        escape_html(&lang.table_json(&["js.", "login."]))
+    );
+    if let Some(path) = &return_to {
+        body.push_str(&format!(" data-return-to=\"{}\"", escape_html(path)));
+    }
+    if state.modes.codes_accepted() {
+        body.push_str(" data-codes");
+    }
+    if state.web_authorization.is_some() && in_wechat(&request) {
+        body.push_str(" data-in-wechat");
+    }
+    let html = i18n::render(
+        LOGIN_PAGE,
+        lang,
+        &[
+            ("lang", lang.tag()),
+            ("body", &body),
+            ("langs", &language_links(lang, return_to.as_deref())),
+            ("asking", &asking),
+        ],
+    );
+    localized(&request, asset("text/html", html))
+}
+
+/// WeChat's in-app browser names itself so in its User-Agent.
+fn in_wechat(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .is_some_and(|ua| ua.contains("MicroMessenger"))
+}
+
+/// The page's language switch: a link per language, keeping where the page returns to.
+fn language_links(current: Lang, return_to: Option<&str>) -> String {
+    LANGS
+        .into_iter()
+        .map(|lang| {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("lang", lang.tag());
+            if let Some(path) = return_to {
+                query.append_pair("return_to", path);
+            }
+            let current = if lang == current {
+                " aria-current=\"true\""
+            } else {
+                ""
+            };
+            format!(
+                "<a href=\"/?{}\" lang=\"{tag}\" hreflang=\"{tag}\"{current}>{}</a>",
+                escape_html(&query.finish()),
+                lang.html("lang.name", &[]),
+                tag = lang.tag(),
             )
-            .replacen(ASKING_SLOT, &asking, 1),
-    )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `response`, remembering the language when the request chose it by `?lang=`.
+pub fn localized(request: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+    if let Some(cookie) = Lang::cookie_if_asked(request) {
+        let _ = response.add_cookie(&cookie);
+    }
+    response
 }
 
 /// `raw` as a path and query on this origin, if it is an authorization request: anything
@@ -102,11 +186,20 @@ pub fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{allowed_return_to, escape_html, ASKING_SLOT, LOGIN_PAGE};
+    use super::{allowed_return_to, escape_html, LOGIN_PAGE};
+    use crate::i18n::{render, LANGS};
 
     #[test]
-    fn the_page_has_its_slot_for_the_client_asking() {
-        assert_eq!(LOGIN_PAGE.matches(ASKING_SLOT).count(), 1);
+    fn the_page_has_every_string_in_every_language() {
+        for lang in LANGS {
+            // `render` panics on a string missing from a table.
+            let html = render(
+                LOGIN_PAGE,
+                lang,
+                &[("lang", ""), ("body", ""), ("langs", ""), ("asking", "")],
+            );
+            assert!(!html.contains("{{"), "{}", lang.tag());
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use wxlogin_actors::{
     Bind, BindingScanner, FindScene, LoginMode, OpenScene, Phase, RequestCode, Requester,
     SceneHandle, SceneId, SceneLookup, SceneStatus, Watch, CODE_COOLDOWN,
@@ -12,11 +13,12 @@ use wxlogin_actors::{
 use wxlogin_storage::Phone;
 
 use super::client_ip::ClientIp;
+use super::head::is_head;
 use super::scene_owner::{self, BrowserKey};
 use super::AppState;
 use super::{device, rate_limit};
 use crate::audit::{self, LoginPath};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::wechat::api::{QrTicket, WechatError};
 
 /// Longest a status request may be held.
@@ -29,12 +31,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/qrcode/{scene_id}/bind", web::post().to(bind));
 }
 
-#[derive(Serialize)]
-struct Created {
+#[derive(Serialize, ToSchema)]
+pub(super) struct Created {
     scene_id: String,
     /// Proves this client asked for the scene (see [`scene_owner`]); a browser also got it
     /// as a cookie, an API client sends it as `X-Scene-Secret`.
     scene_secret: String,
+    #[schema(examples("qrcode", "code"))]
     mode: &'static str,
     /// QR mode: WeChat's ticket of the scene's own QR code.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,9 +53,32 @@ struct Created {
 /// WeChat makes parametric QR codes only for verified service accounts; others get this.
 const API_UNAUTHORIZED: i64 = 48001;
 
-async fn create(
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct CreateQuery {
+    /// `code`: a login code rather than a QR code (for a phone, which can't scan itself);
+    /// only where the account takes codes.
+    mode: Option<String>,
+}
+
+/// A new login scene: a QR code to scan, or (code mode) a code to send the account.
+#[utoipa::path(
+    post,
+    path = "/api/qrcode",
+    tag = "login",
+    params(CreateQuery),
+    responses(
+        (status = 200, description = "The scene; a new browser also gets the `wxlogin_browser` cookie", body = Created),
+        (status = 400, description = "`bad_request`: `mode=code` where the account takes no codes, or another mode", body = ErrorBody),
+        (status = 403, description = "`cross_site_request`: sent by another site's page", body = ErrorBody),
+        (status = 429, description = "`too_many_requests`: the per-IP limit (with `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`busy` at the live-scene cap, `wechat_unavailable`, `storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn create(
     state: web::Data<AppState>,
     ip: ClientIp,
+    query: web::Query<CreateQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     // Another site's form or script would replace the visitor's browser key (breaking their
@@ -71,8 +97,16 @@ async fn create(
     if max > 0 && state.scene_counters.live() >= max {
         return Err(ApiError::Busy);
     }
+    let codes_asked = match query.mode.as_deref() {
+        None => false,
+        Some("code") => true,
+        Some(_) => return Err(ApiError::BadRequest("mode must be code".into())),
+    };
+    let asked_mode = state.modes.for_new_scene(codes_asked).ok_or_else(|| {
+        ApiError::BadRequest("this account takes no login codes (WXLOGIN_LOGIN_MODE=qrcode)".into())
+    })?;
     let id = SceneId::generate();
-    let qr = match state.modes.current() {
+    let qr = match asked_mode {
         LoginMode::QrCode => qrcode_or_fallback(&state, &id).await?,
         LoginMode::Code => None,
     };
@@ -123,7 +157,8 @@ async fn create(
 /// The scene's QR code from WeChat, or `None` when `auto` mode falls back to codes because
 /// WeChat won't make QR codes for this account.
 async fn qrcode_or_fallback(state: &AppState, id: &SceneId) -> Result<Option<QrTicket>, ApiError> {
-    match state.wechat.create_qrcode(id, state.scene_ttl).await {
+    let key = state.scene_keys.key(id);
+    match state.wechat.create_qrcode(&key, state.scene_ttl).await {
         Ok(qr) => Ok(Some(qr)),
         Err(WechatError::Api {
             errcode: API_UNAUTHORIZED,
@@ -173,16 +208,21 @@ async fn live_scene(
     }
 }
 
-#[derive(Deserialize)]
-struct StatusQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct StatusQuery {
+    /// Hold the answer until the state changes or this many seconds pass.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 30)]
     wait: u64,
 }
 
 /// A scene's status as the long-poll and the event stream answer it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(super) struct StatusBody {
+    #[schema(examples("waiting", "confirm", "need_bind", "logged_in", "denied", "expired"))]
     state: &'static str,
+    #[schema(examples("qrcode", "code"))]
     mode: &'static str,
     /// In `confirm`: the number the browser shows, for the scanner to reply with.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,6 +233,7 @@ pub(super) struct StatusBody {
     new_follower: bool,
     bound: bool,
     expires_in: u64,
+    /// In `logged_in`: the session token (also set as the session cookie).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) token: Option<String>,
 }
@@ -224,17 +265,33 @@ pub(super) async fn ended(state: &AppState, raw_id: &str) -> Result<StatusBody, 
     }
 }
 
-async fn status(
+/// The scene's status, at once or (with `wait`) when it changes.
+#[utoipa::path(
+    get,
+    path = "/api/qrcode/{scene_id}/status",
+    tag = "login",
+    params(("scene_id" = String, Path, description = "The scene_id POST /api/qrcode answered"), StatusQuery),
+    security(("scene_secret" = []), ("browser_cookie" = [])),
+    responses(
+        (status = 200, description = "The status; `logged_in` also sets the session cookie", body = StatusBody),
+        (status = 400, description = "`invalid_query`: `wait` is not 0 to 30", body = ErrorBody),
+        (status = 403, description = "`not_scene_owner`: another browser's live scene", body = ErrorBody),
+        (status = 404, description = "`scene_not_found`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn status(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
     query: web::Query<StatusQuery>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     if query.wait > MAX_WAIT_SECS {
-        return Err(ApiError::BadRequest(format!(
-            "wait must be 0 to {MAX_WAIT_SECS} seconds"
+        return Err(ApiError::InvalidQuery(format!(
+            "the query parameter `wait` must be 0 to {MAX_WAIT_SECS} seconds"
         )));
     }
+    // A HEAD's answer has no body to wait for.
+    let wait = if is_head(&request) { 0 } else { query.wait };
     let scene = match lookup(&state, &scene_id, &request).await? {
         SceneLookup::Live(scene) => scene,
         SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
@@ -243,7 +300,7 @@ async fn status(
     // `send` lets go of the scene's address: a parked poll holds only its receiver.
     let Ok(watched) = scene
         .send(Watch {
-            until_change: query.wait > 0,
+            until_change: wait > 0,
         })
         .await
     else {
@@ -254,7 +311,7 @@ async fn status(
         let mut shutting_down = state.shutting_down.clone();
         tokio::select! {
             changed = change => status = changed.unwrap_or(status),
-            () = tokio::time::sleep(Duration::from_secs(query.wait)) => {}
+            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
             // On shutdown the state is still the one we read: nothing changed meanwhile.
             _ = shutting_down.wait_for(|&down| down) => {}
         }
@@ -271,12 +328,43 @@ fn too_many(retry_after: Duration) -> ApiError {
     ApiError::TooManyRequests { retry_after }
 }
 
-#[derive(Deserialize)]
-struct SendCode {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct SendCode {
+    /// A mainland China mobile number, optionally with +86.
+    #[schema(examples("13800138000"))]
     phone: String,
 }
 
-async fn send_code(
+/// What a code request answers.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CodeSent {
+    /// Seconds before another code may be asked for this scene.
+    cooldown: u64,
+}
+
+/// Sends a verification code to the phone the scanner binds.
+#[utoipa::path(
+    post,
+    path = "/api/qrcode/{scene_id}/sms",
+    tag = "login",
+    params(("scene_id" = String, Path, description = "The scene, awaiting a bind")),
+    security(("scene_secret" = []), ("browser_cookie" = [])),
+    request_body = SendCode,
+    responses(
+        (status = 202, description = "A code is on its way", body = CodeSent),
+        (status = 400, description = "`invalid_json`", body = ErrorBody),
+        (status = 403, description = "`not_scene_owner`", body = ErrorBody),
+        (status = 404, description = "`scene_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_awaiting_bind`", body = ErrorBody),
+        (status = 410, description = "`scene_expired`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+        (status = 422, description = "`invalid_phone`: not a mainland number, or the SMS provider refused it", body = ErrorBody),
+        (status = 429, description = "`too_many_requests` (with `Retry-After`) or `sms_rate_limited`", body = ErrorBody),
+        (status = 503, description = "`sms_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn send_code(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
     body: web::Json<SendCode>,
@@ -315,16 +403,52 @@ async fn send_code(
         taken.give_back();
         return Err(e);
     }
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"cooldown": CODE_COOLDOWN.as_secs()})))
+    Ok(HttpResponse::Accepted().json(CodeSent {
+        cooldown: CODE_COOLDOWN.as_secs(),
+    }))
 }
 
-#[derive(Deserialize)]
-struct BindRequest {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct BindRequest {
+    #[schema(examples("13800138000"))]
     phone: String,
+    /// The code the SMS carried.
+    #[schema(examples("123456"))]
     code: String,
 }
 
-async fn bind(
+/// A finished bind: the user is logged in.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Bound {
+    #[schema(examples("logged_in"))]
+    state: &'static str,
+    /// The session token (also set as the session cookie).
+    token: String,
+}
+
+/// Binds the phone with its code and logs the scanner in.
+#[utoipa::path(
+    post,
+    path = "/api/qrcode/{scene_id}/bind",
+    tag = "login",
+    params(("scene_id" = String, Path, description = "The scene, awaiting a bind")),
+    security(("scene_secret" = []), ("browser_cookie" = [])),
+    request_body = BindRequest,
+    responses(
+        (status = 200, description = "Logged in; the session cookie is set", body = Bound),
+        (status = 400, description = "`invalid_code`, `invalid_json`", body = ErrorBody),
+        (status = 403, description = "`not_scene_owner`", body = ErrorBody),
+        (status = 404, description = "`scene_not_found`", body = ErrorBody),
+        (status = 409, description = "`phone_taken`, `not_awaiting_bind`, `unfollowed`", body = ErrorBody),
+        (status = 410, description = "`scene_expired`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+        (status = 422, description = "`invalid_phone`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts` after 5 wrong codes", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn bind(
     state: web::Data<AppState>,
     scene_id: web::Path<String>,
     body: web::Json<BindRequest>,
@@ -343,10 +467,14 @@ async fn bind(
         .await
         .map_err(|_| ApiError::SceneExpired)??;
     state.metrics.bind();
-    audit::bind(&bound.openid, &ip.shown());
-    state.logged_in(&bound.openid, LoginPath::Bind, bound.mode);
+    audit::bind(&bound.binding.openid, &ip.shown());
+    state.logged_in(&bound.binding.openid, LoginPath::Bind, bound.mode);
+    state.unionids.look_up_later(bound.binding);
     let token = bound.token.as_str();
     Ok(HttpResponse::Ok()
         .cookie(state.cookies.carrying(token))
-        .json(serde_json::json!({"state": Phase::LoggedIn.as_str(), "token": token})))
+        .json(Bound {
+            state: Phase::LoggedIn.as_str(),
+            token: token.to_owned(),
+        }))
 }

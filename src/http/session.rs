@@ -8,13 +8,14 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_json::json;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use wxlogin_storage::{constant_time_eq, Session, SessionToken};
 
 use super::AppState;
 use crate::audit;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 pub const COOKIE: &str = "wxlogin_session";
 
@@ -105,24 +106,65 @@ pub(super) fn proves(req: &HttpRequest, purpose: &str, sent: Option<&str>) -> bo
     }
 }
 
-async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// Who is logged in; times in Unix seconds.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Me<'a> {
+    openid: &'a str,
+    phone: &'a str,
+    bound_at: u64,
+    /// With an Open Platform account bound to the official account; else `null`.
+    unionid: Option<&'a str>,
+    logged_in_at: u64,
+    expires_at: u64,
+}
+
+/// The session's user.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "session",
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The user", body = Me),
+        (status = 401, description = "`unauthorized`: no live session (with `WWW-Authenticate: Bearer`)", body = ErrorBody),
+    ),
+)]
+pub(super) async fn me(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = current_session(&state, &req)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "openid": session.binding.openid.as_str(),
-        "phone": session.binding.phone.as_str(),
-        "bound_at": session.binding.bound_at,
-        "logged_in_at": session.created_at,
-        "expires_at": session.expires_at,
-    })))
+    Ok(HttpResponse::Ok().json(Me {
+        openid: session.binding.openid.as_str(),
+        phone: session.binding.phone.as_str(),
+        bound_at: session.binding.bound_at,
+        unionid: session.binding.unionid.as_ref().map(|u| u.as_str()),
+        logged_in_at: session.created_at,
+        expires_at: session.expires_at,
+    }))
 }
 
 /// Ends the session and revokes the user's OpenID Connect access tokens and unredeemed codes:
 /// logging out of wxlogin logs the user out of what sites read through it. The tokens go
 /// first: if a step fails, the session is still there to log out with again, and nothing that
 /// should have ended outlives it.
-async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "session",
+    security(("session_token" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Logged out; the session cookie is cleared"),
+        (status = 401, description = "`unauthorized`: no live session", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let token = session_token(&req).ok_or(ApiError::Unauthorized)?;
     if !end_session(&state, &token, None).await? {
         return Err(ApiError::Unauthorized);

@@ -9,6 +9,7 @@
 //! secret = "..."   # absent: a public client, which must use PKCE
 //! id_token_signed_response_alg = "RS256"   # absent: ES256
 //! allowed_origins = ["https://app.example.com"]   # browser origins besides the redirect URIs'
+//! unionid = true   # may ask for the `unionid` scope (absent: may not)
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -29,6 +30,9 @@ pub struct Client {
     pub name: String,
     /// How this client's ID tokens are signed.
     pub id_token_signed_response_alg: SigningAlg,
+    /// May ask for the `unionid` scope: the unionid joins a user across the operator's
+    /// accounts and apps, which the pairwise `sub` keeps apart, so the operator opts each in.
+    pub unionid: bool,
     redirect_uris: Vec<String>,
     post_logout_redirect_uris: Vec<String>,
     secret: Option<String>,
@@ -103,6 +107,8 @@ struct RawClient {
     id_token_signed_response_alg: SigningAlg,
     #[serde(default)]
     allowed_origins: Vec<String>,
+    #[serde(default)]
+    unionid: bool,
 }
 
 impl Clients {
@@ -233,6 +239,7 @@ fn check(raw: RawClient) -> Result<(Client, Vec<String>), String> {
         id: raw.id,
         name: raw.name,
         id_token_signed_response_alg: raw.id_token_signed_response_alg,
+        unionid: raw.unionid,
         redirect_uris: raw.redirect_uris,
         post_logout_redirect_uris: raw.post_logout_redirect_uris,
         secret: raw.secret,

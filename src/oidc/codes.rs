@@ -32,10 +32,11 @@ pub struct Grant {
     pub auth_time: u64,
 }
 
-/// The scopes wxlogin grants: `openid` always, `phone` on request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The scopes wxlogin grants: `openid` always, `phone` and `unionid` on request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
     pub phone: bool,
+    pub unionid: bool,
 }
 
 impl Scope {
@@ -45,19 +46,21 @@ impl Scope {
         let has = |scope: &str| raw.split(' ').any(|w| w == scope);
         has("openid").then(|| Self {
             phone: has("phone"),
+            unionid: has("unionid"),
         })
     }
 
     /// Whether a consent to `self` covers a request for `asked`.
     pub fn covers(self, asked: Scope) -> bool {
-        self.phone || !asked.phone
+        (self.phone || !asked.phone) && (self.unionid || !asked.unionid)
     }
 
     pub fn as_str(self) -> &'static str {
-        if self.phone {
-            "openid phone"
-        } else {
-            "openid"
+        match (self.phone, self.unionid) {
+            (false, false) => "openid",
+            (true, false) => "openid phone",
+            (false, true) => "openid unionid",
+            (true, true) => "openid phone unionid",
         }
     }
 }
@@ -151,16 +154,33 @@ mod tests {
 
     #[test]
     fn scopes_need_openid() {
-        assert_eq!(Scope::parse("openid"), Some(Scope { phone: false }));
-        assert_eq!(
-            Scope::parse("phone openid email"),
-            Some(Scope { phone: true })
-        );
+        let bare = Scope::default();
+        let phone = Scope {
+            phone: true,
+            ..bare
+        };
+        let unionid = Scope {
+            unionid: true,
+            ..bare
+        };
+        assert_eq!(Scope::parse("openid"), Some(bare));
+        assert_eq!(Scope::parse("phone openid email"), Some(phone));
+        assert_eq!(Scope::parse("unionid openid"), Some(unionid));
         assert_eq!(Scope::parse("phone"), None);
         assert_eq!(Scope::parse("openidphone"), None);
-        let (bare, phone) = (Scope { phone: false }, Scope { phone: true });
         assert!(phone.covers(bare) && phone.covers(phone) && bare.covers(bare));
-        assert!(!bare.covers(phone));
+        assert!(!bare.covers(phone) && !phone.covers(unionid) && !unionid.covers(phone));
+        for scope in [
+            bare,
+            phone,
+            unionid,
+            Scope {
+                phone: true,
+                unionid: true,
+            },
+        ] {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
     }
 
     #[test]
@@ -170,7 +190,7 @@ mod tests {
             client_id: "c".into(),
             redirect_uri: "https://c/cb".into(),
             openid: OpenId::parse("alice").unwrap(),
-            scope: Scope { phone: false },
+            scope: Scope::default(),
             nonce: None,
             code_challenge: None,
             auth_time: 0,

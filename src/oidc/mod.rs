@@ -19,7 +19,7 @@ use wxlogin_storage::Binding;
 use clients::Clients;
 use codes::{Codes, Scope};
 use keys::{KeyError, SigningKeys};
-use subject::PairwiseSubjects;
+use subject::{PairwiseSubjects, SubjectSource};
 
 /// How long an ID token is valid; a retired signing key stays published this long after.
 pub const ID_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -42,6 +42,7 @@ impl Provider {
         public_url: &Url,
         clients: Arc<Clients>,
         code_ttl: Duration,
+        subject: SubjectSource,
     ) -> Result<Self, KeyError> {
         let dir = key_dir(data_dir);
         let keys = SigningKeys::open(&dir, &clients.signing_algs())?;
@@ -49,7 +50,7 @@ impl Provider {
             issuer: public_url.as_str().trim_end_matches('/').to_owned(),
             clients,
             keys,
-            subjects: PairwiseSubjects::open(&dir)?,
+            subjects: PairwiseSubjects::open(&dir, subject)?,
             codes: Codes::new(code_ttl),
         })
     }
@@ -72,26 +73,41 @@ pub fn unix_now() -> u64 {
 }
 
 /// What the ID token and userinfo both say about the user.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct UserClaims {
     pub sub: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_number_verified: Option<bool>,
+    /// With the `unionid` scope, once WeChat told it (absent before, and for accounts without
+    /// an Open Platform account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
 }
 
 impl Provider {
     /// The user as `client_id` sees them; the phone (E.164, verified by SMS when bound) only
-    /// with the `phone` scope.
-    pub fn user_claims(&self, client_id: &str, binding: &Binding, scope: Scope) -> UserClaims {
+    /// with the `phone` scope, the unionid only with `unionid`. `None` for a user with no
+    /// subject (`WXLOGIN_SUBJECT=unionid` and no unionid known).
+    pub fn user_claims(
+        &self,
+        client_id: &str,
+        binding: &Binding,
+        scope: Scope,
+    ) -> Option<UserClaims> {
         let phone = scope
             .phone
             .then(|| format!("+86{}", binding.phone.as_str()));
-        UserClaims {
-            sub: self.subjects.sub(client_id, &binding.openid),
+        Some(UserClaims {
+            sub: self.subjects.sub(client_id, binding)?,
             phone_number_verified: phone.as_ref().map(|_| true),
             phone_number: phone,
-        }
+            unionid: binding
+                .unionid
+                .as_ref()
+                .filter(|_| scope.unionid)
+                .map(|u| u.as_str().to_owned()),
+        })
     }
 }

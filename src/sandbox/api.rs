@@ -1,6 +1,7 @@
 //! The fake WeChat API under `/sandbox/api`: `cgi-bin/token`, `cgi-bin/stable_token`,
-//! `cgi-bin/qrcode/create` and `cgi-bin/getcallbackip`, with WeChat's answers and error codes,
-//! and failures on demand.
+//! `cgi-bin/qrcode/create`, `cgi-bin/getcallbackip`, `cgi-bin/ticket/getticket` and
+//! `cgi-bin/user/info`, with WeChat's answers and error codes, and failures on demand (web
+//! authorization's code exchange is in `web_authorization`).
 
 use std::time::{Duration, Instant};
 
@@ -24,17 +25,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/sandbox/api/cgi-bin/getcallbackip",
             web::get().to(callback_ips),
-        );
+        )
+        .route(
+            "/sandbox/api/cgi-bin/ticket/getticket",
+            web::get().to(jsapi_ticket),
+        )
+        .route("/sandbox/api/cgi-bin/user/info", web::get().to(user_info));
 }
 
-fn wechat_error(errcode: i64, errmsg: &str) -> HttpResponse {
+pub(super) fn wechat_error(errcode: i64, errmsg: &str) -> HttpResponse {
     HttpResponse::Ok().json(json!({"errcode": errcode, "errmsg": errmsg}))
 }
 
 impl Simulator {
     /// What every API call goes through first: counting, the configured delay, outages and
     /// injected faults. `Some` is the failure to answer instead of the real thing.
-    async fn api_gate(&self) -> Option<HttpResponse> {
+    pub(super) async fn api_gate(&self) -> Option<HttpResponse> {
         let delay = {
             let mut state = self.state();
             state.api_calls += 1;
@@ -69,7 +75,7 @@ impl Simulator {
     }
 
     /// Checks the account, as both token endpoints do.
-    fn check_account(&self, appid: &str, secret: &str) -> Option<HttpResponse> {
+    pub(super) fn check_account(&self, appid: &str, secret: &str) -> Option<HttpResponse> {
         if appid != APPID {
             return Some(wechat_error(40013, "invalid appid"));
         }
@@ -193,4 +199,73 @@ async fn callback_ips(
         return refusal;
     }
     HttpResponse::Ok().json(json!({"ip_list": [sim.callback_ip]}))
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    access_token: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The JS-SDK ticket: a new one at each call, as WeChat's getticket does.
+async fn jsapi_ticket(sim: web::Data<Simulator>, query: web::Query<TicketQuery>) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
+    }
+    if let Some(refusal) = sim.check_token(&query.access_token) {
+        return refusal;
+    }
+    if query.kind != "jsapi" {
+        return wechat_error(40097, "invalid args");
+    }
+    sim.state().ticket_fetches += 1;
+    HttpResponse::Ok().json(json!({
+        "errcode": 0,
+        "errmsg": "ok",
+        "ticket": random_token(),
+        "expires_in": TOKEN_LIFETIME_SECS,
+    }))
+}
+
+#[derive(Deserialize)]
+struct UserInfoQuery {
+    access_token: String,
+    openid: String,
+}
+
+/// A follower's profile. The simulated account is bound to an Open Platform account unless
+/// `/sandbox/control` said `open_platform: false`; then no unionid is given, as WeChat does.
+/// The unionid is derived from the openid, so one user keeps it across restarts.
+async fn user_info(sim: web::Data<Simulator>, query: web::Query<UserInfoQuery>) -> HttpResponse {
+    if let Some(failure) = sim.api_gate().await {
+        return failure;
+    }
+    if let Some(refusal) = sim.check_token(&query.access_token) {
+        return refusal;
+    }
+    let openid = &query.openid;
+    let valid = (1..=64).contains(&openid.len())
+        && openid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return wechat_error(40003, "invalid openid");
+    }
+    let mut answer = json!({
+        "subscribe": 1,
+        "openid": openid,
+        "language": "zh_CN",
+        "subscribe_time": super::unix_now(),
+        "remark": "",
+        "groupid": 0,
+        "tagid_list": [],
+        "subscribe_scene": "ADD_SCENE_QR_CODE",
+        "qr_scene": 0,
+        "qr_scene_str": "",
+    });
+    if !sim.state().no_open_platform {
+        answer["unionid"] = json!(super::sandbox_unionid(openid));
+    }
+    HttpResponse::Ok().json(answer)
 }

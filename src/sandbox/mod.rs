@@ -8,8 +8,10 @@
 mod api;
 mod phone;
 mod showqrcode;
+mod web_authorization;
 
 pub use showqrcode::{ACCOUNT_QRCODE, SHOW_QRCODE};
+pub use web_authorization::WEB_AUTHORIZE;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use base64::Engine;
 use moka::sync::Cache;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use url::Url;
 use wxlogin_storage::Phone;
 
 use crate::config::Credentials;
@@ -42,7 +45,8 @@ pub struct Simulator {
     secret: String,
     /// The callback token both sides sign with.
     token: String,
-    /// Where "WeChat" delivers events: the service's own `/wechat`.
+    /// Where "WeChat" delivers events: the service's own `/wechat`, or
+    /// `WXLOGIN_SANDBOX_PUSH_URL` (the account's own server, in front of wxlogin).
     callback_url: String,
     /// The address the simulator dials, and so delivers from: what `getcallbackip` lists.
     callback_ip: String,
@@ -51,6 +55,8 @@ pub struct Simulator {
     http: reqwest::Client,
     /// QR ticket → (scene string, expiry).
     tickets: Cache<String, (String, Instant)>,
+    /// Web authorization codes, as the authorize page issued them.
+    web_codes: web_authorization::WebCodes,
     state: Mutex<SimState>,
 }
 
@@ -66,6 +72,10 @@ struct SimState {
     api_calls: u64,
     token_fetches: u64,
     stable_token_fetches: u64,
+    /// The account is not bound to an Open Platform account: `user/info` gives no unionid.
+    no_open_platform: bool,
+    /// JS-SDK tickets handed out (`getticket`).
+    ticket_fetches: u64,
     qrcodes_created: u64,
     /// The texts "sent" to phones, oldest first.
     outbox: VecDeque<Sms>,
@@ -149,15 +159,24 @@ pub struct Delivery {
 const SELF_DELIVERY_IDLE: Duration = Duration::from_secs(2);
 
 impl Simulator {
-    /// `callback`: where the service listens (a dialable address). `aes_key`: speak safe mode,
-    /// as an account configured with that EncodingAESKey.
-    pub fn new(token: String, callback: SocketAddr, aes_key: Option<&str>) -> Self {
+    /// `callback`: where the service listens (a dialable address); `push_url`: where to push
+    /// instead of its `/wechat`. `aes_key`: speak safe mode, as an account configured with
+    /// that EncodingAESKey.
+    pub fn new(
+        token: String,
+        callback: SocketAddr,
+        push_url: Option<&Url>,
+        aes_key: Option<&str>,
+    ) -> Self {
         let mut secret = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut secret);
         Self {
             secret: hex::encode(secret),
             token,
-            callback_url: format!("http://{callback}/wechat"),
+            callback_url: push_url.map_or_else(
+                || format!("http://{callback}/wechat"),
+                |url| url.to_string(),
+            ),
             // Dialing its own address, a machine sends from that address.
             callback_ip: callback.ip().to_string(),
             crypto: aes_key.map(|key| {
@@ -174,6 +193,7 @@ impl Simulator {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(86_400))
                 .build(),
+            web_codes: web_authorization::WebCodes::default(),
             state: Mutex::new(SimState::default()),
         }
     }
@@ -191,6 +211,7 @@ impl Simulator {
         api::configure(cfg);
         showqrcode::configure(cfg);
         phone::configure(cfg);
+        web_authorization::configure(cfg);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, SimState> {
@@ -309,6 +330,20 @@ fn random_ticket() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     STANDARD.encode(bytes)
+}
+
+/// The simulated unionid of `openid`: `u` and 27 characters of its SHA-256, like WeChat's 28.
+pub fn sandbox_unionid(openid: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("sandbox unionid\0{openid}").as_bytes());
+    format!("u{}", &URL_SAFE_NO_PAD.encode(digest)[..27])
+}
+
+/// An openid as WeChat's look: 'o' and 27 base64url characters.
+fn random_openid() -> String {
+    let mut bytes = [0u8; 21];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("o{}", &URL_SAFE_NO_PAD.encode(bytes)[..27])
 }
 
 fn random_token() -> String {

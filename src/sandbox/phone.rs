@@ -4,32 +4,46 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ActionKind, Fault, Simulator, UserAction};
 use crate::error::ApiError;
-use crate::http::page::asset;
+use crate::http::page::{asset, escape_html, localized};
+use crate::http::AppState;
+use crate::i18n::{self, Lang};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The ticket comes in the query string and is read by the page's script.
-    cfg.route(
-        "/sandbox/phone",
-        web::get().to(|| async { asset("text/html", include_str!("phone/phone.html")) }),
-    )
-    .route(
-        "/sandbox/phone.js",
-        web::get().to(|| async { asset("text/javascript", include_str!("phone/phone.js")) }),
-    )
-    .route("/sandbox/scan", web::post().to(scan))
-    .route("/sandbox/follow", web::post().to(follow))
-    .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
-    .route("/sandbox/text", web::post().to(text))
-    .route("/sandbox/sms", web::get().to(all_sms))
-    .route("/sandbox/sms/{phone}", web::get().to(last_sms))
-    .route("/sandbox/control", web::post().to(control))
-    .route("/sandbox/stats", web::get().to(stats));
+    cfg.route("/sandbox/phone", web::get().to(phone_page))
+        .route(
+            "/sandbox/phone.js",
+            web::get().to(|| async { asset("text/javascript", include_str!("phone/phone.js")) }),
+        )
+        .route("/sandbox/scan", web::post().to(scan))
+        .route("/sandbox/follow", web::post().to(follow))
+        .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
+        .route("/sandbox/text", web::post().to(text))
+        .route("/sandbox/sms", web::get().to(all_sms))
+        .route("/sandbox/sms/{phone}", web::get().to(last_sms))
+        .route("/sandbox/control", web::post().to(control))
+        .route("/sandbox/stats", web::get().to(stats));
+}
+
+/// The simulated phone, in the request's language.
+async fn phone_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let lang = Lang::of(&request, state.default_lang);
+    let body = format!(
+        " data-text=\"{}\"",
+        escape_html(&lang.table_json(&["phone."]))
+    );
+    let html = i18n::render(
+        include_str!("phone/phone.html"),
+        lang,
+        &[("lang", lang.tag()), ("body", &body)],
+    );
+    localized(&request, asset("text/html", html))
 }
 
 #[derive(Deserialize)]
@@ -157,6 +171,8 @@ struct Control {
     fail_next: Vec<Fault>,
     /// How long every API call takes from now on.
     delay_ms: Option<u64>,
+    /// Whether the account is bound to an Open Platform account (`user/info` gives unionids).
+    open_platform: Option<bool>,
 }
 
 async fn control(sim: web::Data<Simulator>, body: web::Json<Control>) -> HttpResponse {
@@ -171,6 +187,9 @@ async fn control(sim: web::Data<Simulator>, body: web::Json<Control>) -> HttpRes
     if let Some(delay_ms) = body.delay_ms {
         state.delay = Duration::from_millis(delay_ms);
     }
+    if let Some(open_platform) = body.open_platform {
+        state.no_open_platform = !open_platform;
+    }
     HttpResponse::NoContent().finish()
 }
 
@@ -180,6 +199,7 @@ async fn stats(sim: web::Data<Simulator>) -> HttpResponse {
         "api_calls": state.api_calls,
         "token_fetches": state.token_fetches,
         "stable_token_fetches": state.stable_token_fetches,
+        "ticket_fetches": state.ticket_fetches,
         "qrcodes_created": state.qrcodes_created,
         "down": state.down,
     }))

@@ -1,7 +1,7 @@
 //! WeChat's HTTP API: the access token, temporary QR codes, and the addresses WeChat pushes from.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,9 +12,11 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 use wxlogin_actors::{
-    AccessToken, FetchedToken, GetToken, InvalidateToken, SceneId, TokenActor, TokenError,
-    TokenHealth, TokenSource,
+    AccessToken, Fetched, FetchedToken, Fetching, GetToken, Held, InvalidateToken, TokenActor,
+    TokenError, TokenHealth, TokenSource,
 };
+
+use wxlogin_storage::{OpenId, UnionId};
 
 use crate::metrics::Metrics;
 use crate::wechat::ip_ranges::{BadRange, IpRanges};
@@ -26,7 +28,9 @@ const MAX_ATTEMPTS: u32 = 3;
 const TOKEN_ATTEMPTS: u32 = 1;
 /// The first retry waits about this long; each later one twice as long, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// After WeChat says the quota is used up (45009, 45011), no call is made for this long.
+/// After WeChat says an endpoint's quota is used up (45009, 45011), that endpoint is not
+/// called for this long. WeChat counts quotas per endpoint: a spent `user/info` quota (the
+/// unionid lookups) must not stop QR codes or tokens.
 const QUOTA_PAUSE: Duration = Duration::from_secs(60);
 /// Where WeChat serves the image of a QR ticket; the URL-encoded ticket follows.
 pub const SHOW_QRCODE: &str = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=";
@@ -101,6 +105,16 @@ impl From<reqwest::Error> for WechatError {
     }
 }
 
+/// What web authorization's code exchange (`sns/oauth2/access_token`) says about the user.
+/// Its access token is the user's, not the account's, and of no use to us: it is not kept.
+#[derive(Debug, Deserialize)]
+pub struct WebAuthorized {
+    pub openid: String,
+    /// 1: a virtual user of the snapshot-page mode (a page previewed in Moments), not a login.
+    #[serde(default)]
+    pub is_snapshotuser: u8,
+}
+
 /// A temporary QR code as WeChat made it.
 #[derive(Debug, Deserialize)]
 pub struct QrTicket {
@@ -124,7 +138,8 @@ pub struct WechatApi {
     http: reqwest::Client,
     base: String,
     metrics: Arc<Metrics>,
-    paused_until: Arc<Mutex<Option<Instant>>>,
+    /// Endpoints whose quota is spent, until when.
+    paused_until: Arc<Mutex<HashMap<&'static str, Instant>>>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +148,26 @@ struct ErrorFields {
     errcode: i64,
     #[serde(default)]
     errmsg: String,
+}
+
+/// A JS-SDK ticket (`jsapi_ticket`). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JsapiTicket(Arc<str>);
+
+impl JsapiTicket {
+    pub fn new(value: &str) -> Self {
+        Self(value.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JsapiTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsapiTicket(..)")
+    }
 }
 
 #[derive(Deserialize)]
@@ -199,7 +234,7 @@ impl WechatApi {
     pub async fn create_qrcode(
         &self,
         token: &AccessToken,
-        scene: &SceneId,
+        scene: &str,
         ttl: Duration,
     ) -> Result<QrTicket, WechatError> {
         let request = self
@@ -209,9 +244,53 @@ impl WechatApi {
             .json(&json!({
                 "expire_seconds": ttl.as_secs(),
                 "action_name": "QR_STR_SCENE",
-                "action_info": {"scene": {"scene_str": scene.as_str()}},
+                "action_info": {"scene": {"scene_str": scene}},
             }));
         self.call("qrcode_create", request, MAX_ATTEMPTS).await
+    }
+
+    /// The JS-SDK ticket, which WeChat limits per day as it does tokens.
+    pub async fn jsapi_ticket(
+        &self,
+        token: &AccessToken,
+    ) -> Result<Fetched<JsapiTicket>, WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            ticket: String,
+            expires_in: u64,
+        }
+        let request = self
+            .http
+            .get(format!("{}/cgi-bin/ticket/getticket", self.base))
+            .query(&[("access_token", token.as_str()), ("type", "jsapi")]);
+        let answer: Answer = self.call("getticket", request, TOKEN_ATTEMPTS).await?;
+        Ok(Fetched {
+            token: JsapiTicket::new(&answer.ticket),
+            expires_in: stated_lifetime(answer.expires_in),
+        })
+    }
+
+    /// The user's unionid (`cgi-bin/user/info`); `None` when the account has no Open Platform
+    /// account or the user does not follow it.
+    pub async fn unionid(
+        &self,
+        token: &AccessToken,
+        openid: &OpenId,
+    ) -> Result<Option<UnionId>, WechatError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            unionid: Option<String>,
+        }
+        let request = self
+            .http
+            .get(format!("{}/cgi-bin/user/info", self.base))
+            .query(&[
+                ("access_token", token.as_str()),
+                ("openid", openid.as_str()),
+                ("lang", "zh_CN"),
+            ]);
+        let answer: Answer = self.call("user_info", request, MAX_ATTEMPTS).await?;
+        Ok(answer.unionid.as_deref().and_then(UnionId::parse))
     }
 
     /// The addresses WeChat pushes to the callback from.
@@ -228,6 +307,26 @@ impl WechatApi {
         Ok(IpRanges::parse(answer.ip_list.iter().map(String::as_str))?)
     }
 
+    /// Exchanges a web authorization code for the user's openid. Tried once: a code works
+    /// once, and a retry after a lost answer could only be told it was used (40163).
+    pub async fn exchange_web_code(
+        &self,
+        appid: &str,
+        secret: &str,
+        code: &str,
+    ) -> Result<WebAuthorized, WechatError> {
+        let request = self
+            .http
+            .get(format!("{}/sns/oauth2/access_token", self.base))
+            .query(&[
+                ("appid", appid),
+                ("secret", secret),
+                ("code", code),
+                ("grant_type", "authorization_code"),
+            ]);
+        self.call("sns/oauth2/access_token", request, 1).await
+    }
+
     /// Sends `request`, retrying transient failures with exponential backoff and jitter, in
     /// `max_attempts` tries at most.
     async fn call<T: DeserializeOwned>(
@@ -236,7 +335,7 @@ impl WechatApi {
         request: reqwest::RequestBuilder,
         max_attempts: u32,
     ) -> Result<T, WechatError> {
-        self.check_not_paused()?;
+        self.check_not_paused(endpoint)?;
         let mut attempt = 0;
         loop {
             let this_try = request
@@ -251,9 +350,11 @@ impl WechatApi {
                     attempt += 1;
                 }
                 Err(e) if e.is_quota() => {
-                    tracing::warn!(error = %e, pause = ?QUOTA_PAUSE, "WeChat quota reached; pausing calls");
-                    *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Instant::now() + QUOTA_PAUSE);
+                    tracing::warn!(error = %e, endpoint, pause = ?QUOTA_PAUSE, "WeChat quota reached; pausing calls to this endpoint");
+                    self.paused_until
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(endpoint, Instant::now() + QUOTA_PAUSE);
                     return Err(e);
                 }
                 result => return result,
@@ -261,8 +362,13 @@ impl WechatApi {
         }
     }
 
-    fn check_not_paused(&self) -> Result<(), WechatError> {
-        let paused_until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+    fn check_not_paused(&self, endpoint: &str) -> Result<(), WechatError> {
+        let paused_until = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(endpoint)
+            .copied();
         match paused_until.map(|until| until.saturating_duration_since(Instant::now())) {
             Some(remaining) if !remaining.is_zero() => Err(WechatError::QuotaPaused(remaining)),
             _ => Ok(()),
@@ -270,11 +376,17 @@ impl WechatApi {
     }
 }
 
+/// WeChat's `expires_in` (7200) within bounds: a zero would have the token actor fetch in a
+/// loop, an absurd value overflow its clock.
+fn stated_lifetime(expires_in: u64) -> Duration {
+    Duration::from_secs(expires_in.clamp(60, 86_400))
+}
+
 impl TokenAnswer {
     fn into_fetched(self) -> FetchedToken {
         FetchedToken {
             token: AccessToken::new(&self.access_token),
-            expires_in: Duration::from_secs(self.expires_in),
+            expires_in: stated_lifetime(self.expires_in),
         }
     }
 }
@@ -327,10 +439,22 @@ pub struct CredentialTokenSource {
 }
 
 impl TokenSource for CredentialTokenSource {
-    fn fetch(
-        &self,
-        after_rejection: bool,
-    ) -> Pin<Box<dyn Future<Output = Result<FetchedToken, TokenError>>>> {
+    type Token = AccessToken;
+
+    fn refused_early(&self, age: Duration, lifetime: Duration) {
+        let fix = if self.stable {
+            "another server of this AppID forces stable-token refreshes: have it ask wxlogin's token center instead (WXLOGIN_TOKEN_CLIENTS, GET /api/wechat/access_token)"
+        } else {
+            "another server of this AppID fetches its own tokens, which invalidates wxlogin's: have it ask wxlogin's token center instead (WXLOGIN_TOKEN_CLIENTS, GET /api/wechat/access_token), or set WXLOGIN_STABLE_TOKEN=1 here and use cgi-bin/stable_token there"
+        };
+        tracing::warn!(
+            age_secs = age.as_secs(),
+            lifetime_secs = lifetime.as_secs(),
+            "WeChat refused the access token soon after wxlogin fetched it: {fix} (said once)"
+        );
+    }
+
+    fn fetch(&self, after_rejection: bool) -> Fetching<AccessToken> {
         let (api, appid, secret, stable) = (
             self.api.clone(),
             self.appid.clone(),
@@ -381,11 +505,8 @@ impl WechatClient {
         qr.image_url(&self.show_qrcode)
     }
 
-    pub async fn create_qrcode(
-        &self,
-        scene: &SceneId,
-        ttl: Duration,
-    ) -> Result<QrTicket, WechatError> {
+    /// `scene`: the `scene_str`, which scans of the code hand back as their `EventKey`.
+    pub async fn create_qrcode(&self, scene: &str, ttl: Duration) -> Result<QrTicket, WechatError> {
         self.with_token(|token| {
             let api = self.api.clone();
             async move { api.create_qrcode(&token, scene, ttl).await }
@@ -419,10 +540,32 @@ impl WechatClient {
         }
     }
 
+    /// The JS-SDK ticket, fetched with the current token.
+    pub async fn jsapi_ticket(&self) -> Result<Fetched<JsapiTicket>, WechatError> {
+        self.with_token(|token| {
+            let api = self.api.clone();
+            async move { api.jsapi_ticket(&token).await }
+        })
+        .await
+    }
+
+    pub async fn unionid(&self, openid: &OpenId) -> Result<Option<UnionId>, WechatError> {
+        self.with_token(|token| {
+            let api = self.api.clone();
+            async move { api.unionid(&token, openid).await }
+        })
+        .await
+    }
+
+    /// The token actor, for the token center.
+    pub fn tokens(&self) -> &Addr<TokenActor<CredentialTokenSource>> {
+        &self.tokens
+    }
+
     /// Starts fetching the first token now, so that `/readyz` soon knows whether WeChat
     /// answers (it only reads the token actor's state).
     pub fn prefetch_token(&self) {
-        self.tokens.do_send(GetToken);
+        self.tokens.do_send(GetToken::new());
     }
 
     /// Whether a token can be had, as the token actor last saw it; fetches nothing.
@@ -434,9 +577,22 @@ impl WechatClient {
 
     /// A usable access token: cached, or fetched now.
     pub async fn token(&self) -> Result<AccessToken, WechatError> {
-        let answer = self.tokens.send(GetToken).await;
-        let token = answer.map_err(|e| TokenError::new(std::io::Error::other(e.to_string())))??;
-        Ok(token)
+        let answer = self.tokens.send(GetToken::new()).await;
+        let held: Held<AccessToken> =
+            answer.map_err(|e| TokenError::new(std::io::Error::other(e.to_string())))??;
+        Ok(held.token)
+    }
+}
+
+/// Fetches JS-SDK tickets with the access token, for a second [`TokenActor`].
+pub struct TicketSource(pub WechatClient);
+
+impl TokenSource for TicketSource {
+    type Token = JsapiTicket;
+
+    fn fetch(&self, _after_rejection: bool) -> Fetching<JsapiTicket> {
+        let client = self.0.clone();
+        Box::pin(async move { client.jsapi_ticket().await.map_err(TokenError::new) })
     }
 }
 

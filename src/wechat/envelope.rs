@@ -11,7 +11,8 @@ use super::message::{cdata, Message, MessageError};
 use super::signature;
 
 /// The query string WeChat puts on every callback request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     pub signature: Option<String>,
     pub timestamp: Option<String>,

@@ -5,4 +5,5 @@ pub mod crypto;
 pub mod envelope;
 pub mod ip_ranges;
 pub mod message;
+pub mod scene_key;
 pub mod signature;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken,
+    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
 
@@ -95,6 +95,15 @@ pub trait Backend: Send + Sync + 'static {
         openid: &'a OpenId,
         at: u64,
     ) -> Pending<'a, Result<(), StoreError>>;
+
+    /// Records `unionid` on `binding` if that very binding (its generation) still stands;
+    /// returns whether it was written. A binding replaced or removed meanwhile keeps none.
+    /// Not flushed: a unionid lost in a crash is fetched again.
+    fn set_unionid<'a>(
+        &'a self,
+        binding: &'a Binding,
+        unionid: &'a UnionId,
+    ) -> Pending<'a, Result<bool, StoreError>>;
 
     /// `openid` unfollowed the account at `event_time` (WeChat's clock): records it (see
     /// [`Backend::follow_generation`]) and unbinds them as [`Backend::unbind`] does, unless they

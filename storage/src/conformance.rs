@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{BindError, Binding, LoginCursor, LoginMethod, OpenId, Phone, SessionToken, Store};
+use crate::{
+    BindError, Binding, LoginCursor, LoginMethod, OpenId, Phone, SessionToken, Store, UnionId,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -462,6 +464,42 @@ pub async fn a_large_backup_holds_every_binding_once(store: Store) {
     assert_eq!((all.len(), openids.len()), (USERS, USERS));
 }
 
+pub async fn a_unionid_is_kept_only_by_the_binding_it_was_fetched_for(store: Store) {
+    let alice = openid("alice");
+    let union = UnionId::parse("oUnionAlice0000000000000000").unwrap();
+    let first = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
+    assert_eq!(first.unionid, None, "a new binding has none yet");
+    assert!(store.set_unionid(&first, &union).await.unwrap());
+    let read = store.binding(&alice).await.unwrap().unwrap();
+    assert_eq!(read.unionid.as_ref(), Some(&union));
+    assert_eq!(
+        (read.phone.clone(), read.generation),
+        (first.phone.clone(), first.generation)
+    );
+    // Sessions opened under the binding still see it, unionid and all.
+    let token = store
+        .open_session(&read, HOUR, LoginMethod::Scan, "ip")
+        .await
+        .unwrap();
+    let session = store.session(&token).await.unwrap().unwrap();
+    assert_eq!(session.binding.unionid.as_ref(), Some(&union));
+    // Rebound meanwhile: a lookup made for the old binding writes nothing on the new one.
+    let second = store.bind(&alice, &phone("13800000002"), 0).await.unwrap();
+    assert!(!store.set_unionid(&first, &union).await.unwrap());
+    assert_eq!(store.binding(&alice).await.unwrap().unwrap().unionid, None);
+    assert!(store
+        .binding_by_phone(&phone("13800000002"))
+        .await
+        .unwrap()
+        .unwrap()
+        .unionid
+        .is_none());
+    // Removed meanwhile: nothing comes back.
+    store.unbind(&alice).await.unwrap();
+    assert!(!store.set_unionid(&second, &union).await.unwrap());
+    assert!(store.binding(&alice).await.unwrap().is_none());
+}
+
 /// Runs every case against one backend: `$open` is an async function that makes a fresh, empty
 /// store (and whatever must live as long as it, such as its directory or database server).
 macro_rules! conformance {
@@ -494,6 +532,7 @@ macro_rules! conformance {
             case!(a_large_backup_holds_every_binding_once);
             case!(consent_is_remembered_per_client_under_its_binding);
             case!(a_signature_signs_one_body_once);
+            case!(a_unionid_is_kept_only_by_the_binding_it_was_fetched_for);
 
             #[tokio::test]
             #[cfg_attr(not($have), ignore = "needs its backend's server")]

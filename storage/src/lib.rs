@@ -18,7 +18,7 @@ mod store;
 pub use backend::{Backend, BindingSink, BindingStream, Pending};
 pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
-    Session, SessionToken,
+    Session, SessionToken, UnionId,
 };
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;

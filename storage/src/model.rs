@@ -39,6 +39,28 @@ impl fmt::Display for OpenId {
     }
 }
 
+/// A WeChat user's id across the official accounts and apps of one Open Platform account.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UnionId(String);
+
+impl UnionId {
+    /// WeChat unionids are 28 URL-safe characters; we accept 1..=64 of that alphabet, as for
+    /// openids.
+    pub fn parse(raw: &str) -> Option<Self> {
+        OpenId::parse(raw).map(|id| Self(id.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for UnionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A mainland China mobile number, normalised to its 11 digits.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Phone(String);
@@ -117,6 +139,10 @@ pub struct Binding {
     pub phone: Phone,
     /// Unix seconds.
     pub bound_at: u64,
+    /// The user's unionid, once WeChat told it (`cgi-bin/user/info`, after the bind); `None`
+    /// before, and for accounts without an Open Platform account.
+    #[serde(skip)]
+    pub unionid: Option<UnionId>,
     /// Which binding this is: every bind makes a new one, and a session is live only under the
     /// binding it was opened under. A counter, not a time, so a rebind within the same second
     /// (or after the clock stepped back) still ends the sessions of the one before.

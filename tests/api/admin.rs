@@ -86,7 +86,7 @@ async fn bindings_can_be_found_and_removed() {
     assert_error(
         admin_get(&app, "/admin/bindings").await,
         StatusCode::BAD_REQUEST,
-        "bad_request",
+        "invalid_query",
     )
     .await;
 
@@ -152,7 +152,7 @@ async fn the_login_log_pages_newest_first() {
     assert_error(
         admin_get(&app, "/admin/logins?openid=oFrequent&before=nonsense").await,
         StatusCode::BAD_REQUEST,
-        "bad_request",
+        "invalid_query",
     )
     .await;
 }
@@ -196,6 +196,9 @@ async fn a_backup_restores_into_an_empty_data_directory() {
         .json()
         .await
         .unwrap();
+    // A restore leaves the unionid to be fetched again at the next scan.
+    let mut original = original;
+    original.as_object_mut().unwrap().remove("unionid");
     assert_eq!(found, original);
     // Restored users log in by scanning, without binding again.
     restored.scan_in("oThree").await;

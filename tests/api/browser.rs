@@ -60,6 +60,47 @@ async fn a_person_logs_in_with_the_login_page_and_the_simulated_phone() {
     );
 }
 
+/// `tests/browser/i18n.mjs`: Chinese and English pages by Accept-Language and by the switch, a
+/// phone outside WeChat, one tap inside WeChat's browser (new and returning users, and a
+/// snapshot-page user refused), and an axe-core audit of each page state. Its README
+/// pictures go to the screenshot folder with the rest, or with `UPDATE_SCREENSHOTS=1` to
+/// docs/screenshots (so a test run leaves the checkout as it was).
+#[tokio::test]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "needs Chromium, Node 20 and `(cd tests/browser && npm ci)`"
+)]
+async fn languages_phones_and_one_tap_inside_wechat_pass_in_a_browser() {
+    let scripts = chromium_scripts();
+    let app = spawn_app_with(&[
+        ("WXLOGIN_LOGIN_MODE", "auto"),
+        ("WXLOGIN_OAUTH_DOMAIN", "127.0.0.1"),
+    ])
+    .await;
+    let screenshots = screenshot_dir();
+    let docs = match std::env::var_os("UPDATE_SCREENSHOTS") {
+        Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"),
+        None => screenshots.clone(),
+    };
+    let output = Command::new("node")
+        .arg("i18n.mjs")
+        .current_dir(&scripts)
+        .env("WXLOGIN_URL", &app.address)
+        .env("SCREENSHOTS", &screenshots)
+        .env("DOC_SCREENSHOTS", &docs)
+        .env("CHROMIUM", CHROMIUM)
+        .output()
+        .expect("node runs");
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "the browser test failed (screenshots in {}):\n{}\n--- wxlogin's log ---\n{}",
+        screenshots.display(),
+        String::from_utf8_lossy(&output.stderr),
+        app.log()
+    );
+}
+
 /// `target/screenshots`, emptied of an earlier run's pictures.
 fn screenshot_dir() -> PathBuf {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))

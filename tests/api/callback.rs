@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::helpers::{
     assert_error, event_xml, signed_query, signed_query_at, spawn_app, text_xml, unix_now,
-    SANDBOX_TOKEN,
+    SANDBOX_TOKEN, SCENE_PREFIX,
 };
 
 /// A restart (a deploy, a crash) must not reopen a used signature, and the server check's URL
@@ -100,7 +100,7 @@ async fn a_repeated_field_is_refused() {
          <FromUserName><![CDATA[oAttacker]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
          <Event><![CDATA[SCAN]]></Event><EventKey><![CDATA[{}]]></EventKey></xml>",
         unix_now(),
-        qr.scene_id
+        qr.event_key()
     );
     let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_message").await;
@@ -158,7 +158,7 @@ async fn a_scan_of_an_expired_or_unknown_scene_tells_the_user() {
         "oLate",
         unix_now(),
         "SCAN",
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &format!("{SCENE_PREFIX}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
     );
     let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -169,7 +169,7 @@ async fn a_scan_of_an_expired_or_unknown_scene_tells_the_user() {
 async fn event_names_are_matched_in_any_case() {
     let app = spawn_app().await;
     let qr = app.create_qr().await;
-    let body = event_xml("oLowercase", unix_now(), "scan", &qr.scene_id);
+    let body = event_xml("oLowercase", unix_now(), "scan", &qr.event_key());
     let response = app.post_callback(&signed_query(SANDBOX_TOKEN), body).await;
     assert!(response.text().await.unwrap().contains("手机号"));
     let (_, status) = app.status(&qr.scene_id, 0).await;
@@ -221,7 +221,7 @@ async fn a_captured_query_string_takes_no_other_body() {
     let refused = app.post_callback(&captured, unfollow).await;
     assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
     let qr = app.create_qr().await;
-    let scan = event_xml("oVictim", unix_now(), "SCAN", &qr.scene_id);
+    let scan = event_xml("oVictim", unix_now(), "SCAN", &qr.event_key());
     let refused = app.post_callback(&captured, scan).await;
     assert_error(refused, StatusCode::FORBIDDEN, "replayed_signature").await;
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);

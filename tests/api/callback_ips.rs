@@ -10,9 +10,9 @@ use crate::helpers::{
     SANDBOX_TOKEN,
 };
 
-/// A signed scan of `scene_id`, POSTed by `client`.
-async fn post_scan(app: &TestApp, client: &reqwest::Client, scene_id: &str) -> reqwest::Response {
-    let body = event_xml("oSender", unix_now(), "SCAN", scene_id);
+/// A signed scan of `event_key`, POSTed by `client`.
+async fn post_scan(app: &TestApp, client: &reqwest::Client, event_key: &str) -> reqwest::Response {
+    let body = event_xml("oSender", unix_now(), "SCAN", event_key);
     let query = signed_query(SANDBOX_TOKEN);
     client
         .post(app.url(&format!("/wechat?{query}")))
@@ -48,7 +48,7 @@ async fn a_list_without_loopback_refuses_the_simulator_and_everyone_here() {
     let qr = app.create_qr().await;
     let delivery = app.scan(&qr.ticket, "oSender", true).await;
     assert_eq!(delivery["status"], 403, "{delivery}");
-    let direct = post_scan(&app, &app.client, &qr.scene_id).await;
+    let direct = post_scan(&app, &app.client, &qr.event_key()).await;
     assert_error(direct, StatusCode::FORBIDDEN, "address_not_allowed").await;
     let (_, status) = app.status(&qr.scene_id, 0).await;
     assert_eq!(status["state"], "waiting");
@@ -72,7 +72,7 @@ async fn wechats_own_addresses_pass_and_others_are_refused() {
     let app = spawn_app_with(&[("WXLOGIN_CALLBACK_IPS", "wechat")]).await;
     wait_until_ready(&app).await;
     let qr = app.create_qr().await;
-    let refused = post_scan(&app, &from_another_address(), &qr.scene_id).await;
+    let refused = post_scan(&app, &from_another_address(), &qr.event_key()).await;
     assert_error(refused, StatusCode::FORBIDDEN, "address_not_allowed").await;
     let (_, status) = app.status(&qr.scene_id, 0).await;
     assert_eq!(status["state"], "waiting");
@@ -125,7 +125,7 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_checked() {
     .await;
     let qr = app.create_qr().await;
     let post = |forwarded: &'static str| {
-        let body = event_xml("oSender", unix_now(), "SCAN", &qr.scene_id);
+        let body = event_xml("oSender", unix_now(), "SCAN", &qr.event_key());
         let query = signed_query(SANDBOX_TOKEN);
         app.client
             .post(app.url(&format!("/wechat?{query}")))

@@ -108,7 +108,7 @@ async fn an_unfollow_after_the_clock_stepped_back_unbinds() {
         "oStepped",
         unix_now(),
         "subscribe",
-        &format!("qrscene_{}", qr.scene_id),
+        &format!("qrscene_{}", qr.event_key()),
     );
     let pushed = fast
         .post_callback(&signed_query(SANDBOX_TOKEN), follow)

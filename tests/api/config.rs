@@ -25,6 +25,7 @@ fn misconfiguration_exits_naming_the_setting() {
             "WXLOGIN_SCENE_TTL_SECS",
         ),
         (&[("WXLOGIN_BIND", "not an address")], "WXLOGIN_BIND"),
+        (&[("WXLOGIN_SUBJECT", "unionid")], "WXLOGIN_SUBJECT"),
         (
             &[("WXLOGIN_AES_KEY", "only-twenty-characters")],
             "WXLOGIN_AES_KEY",
@@ -49,6 +50,18 @@ fn misconfiguration_exits_naming_the_setting() {
             "WXLOGIN_SMS_SDK_APP_ID",
         ),
         (&[("WXLOGIN_SMS_TEMPLATE", "SMS_1")], "WXLOGIN_SMS_TEMPLATE"),
+        (
+            &[("WXLOGIN_UPSTREAM_URL", "ftp://account.example/wechat")],
+            "WXLOGIN_UPSTREAM_URL",
+        ),
+        (
+            &[
+                ("WXLOGIN_UPSTREAM_URL", "http://127.0.0.1:9/wechat"),
+                ("WXLOGIN_UPSTREAM_TIMEOUT_MS", "5000"),
+            ],
+            "WXLOGIN_UPSTREAM_TIMEOUT_MS",
+        ),
+        (&[("WXLOGIN_SCENE_PREFIX", "登录:")], "WXLOGIN_SCENE_PREFIX"),
     ];
     for (env, setting) in cases {
         let (status, stderr) = run_to_exit(env);

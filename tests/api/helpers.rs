@@ -48,9 +48,19 @@ pub struct TestApp {
     log: Arc<Mutex<String>>,
 }
 
+/// The default `WXLOGIN_SCENE_PREFIX`, which a login QR code's `scene_str` starts with.
+pub const SCENE_PREFIX: &str = "wxl_";
+
 pub struct Qr {
     pub scene_id: String,
     pub ticket: String,
+}
+
+impl Qr {
+    /// The `EventKey` WeChat pushes for a scan of this QR code (default prefix).
+    pub fn event_key(&self) -> String {
+        format!("{SCENE_PREFIX}{}", self.scene_id)
+    }
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -108,11 +108,11 @@ async fn wait_beyond_thirty_seconds_is_refused() {
     let response = app
         .get(&format!("/api/qrcode/{}/status?wait=31", qr.scene_id))
         .await;
-    assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_query").await;
     let response = app
         .get(&format!("/api/qrcode/{}/status?wait=soon", qr.scene_id))
         .await;
-    assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_query").await;
 }
 
 #[tokio::test]

@@ -78,7 +78,7 @@ pub(crate) fn write_clients(dir: &Path) -> String {
     std::fs::write(
         &path,
         format!(
-            "[[clients]]\nid = \"{SHOP}\"\nname = \"Shop\"\nredirect_uris = [\"{SHOP_CALLBACK}\"]\nsecret = \"{SHOP_SECRET}\"\n\n\
+            "[[clients]]\nid = \"{SHOP}\"\nname = \"Shop\"\nredirect_uris = [\"{SHOP_CALLBACK}\"]\nsecret = \"{SHOP_SECRET}\"\nunionid = true\n\n\
              [[clients]]\nid = \"{BLOG}\"\nname = \"Blog\"\nredirect_uris = [\"{BLOG_CALLBACK}\"]\nsecret = \"{BLOG_SECRET}\"\n\n\
              [[clients]]\nid = \"{SPA}\"\nname = \"App\"\nredirect_uris = [\"{SPA_CALLBACK}\"]\n\
              allowed_origins = [\"{SPA_OTHER_ORIGIN}\"]\n\n\
@@ -99,6 +99,8 @@ pub(crate) async fn provider_with(env: &[(&str, &str)]) -> TestApp {
     let clients = write_clients(dir.path());
     let mut env = env.to_vec();
     env.push(("WXLOGIN_OIDC_CLIENTS", &clients));
+    // These tests read the pages' English.
+    env.push(("WXLOGIN_DEFAULT_LANG", "en"));
     spawn_app_on(dir, &env).await
 }
 

@@ -41,7 +41,15 @@ async fn provider() -> TestApp {
     )
     .unwrap();
     let clients = path.display().to_string();
-    spawn_app_on(dir, &[("WXLOGIN_OIDC_CLIENTS", &clients)]).await
+    // These tests read the pages' English.
+    spawn_app_on(
+        dir,
+        &[
+            ("WXLOGIN_OIDC_CLIENTS", &clients),
+            ("WXLOGIN_DEFAULT_LANG", "en"),
+        ],
+    )
+    .await
 }
 
 /// The shop's authorization request with `extra` parameters (the same name again replaces).
@@ -195,7 +203,7 @@ async fn get_with_session(app: &TestApp, session: &str, path: &str) -> reqwest::
 }
 
 /// The claims of an ID token, read without verifying (the tests of oidc.rs verify them).
-fn claims(id_token: &str) -> Value {
+pub(crate) fn claims(id_token: &str) -> Value {
     let payload = id_token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }

@@ -768,7 +768,10 @@ async fn discovery_lists_exactly_what_is_supported() {
     ] {
         assert_eq!(doc[unsupported], false, "{unsupported}: {doc}");
     }
-    assert_eq!(doc["ui_locales_supported"], serde_json::json!(["en"]));
+    assert_eq!(
+        doc["ui_locales_supported"],
+        serde_json::json!(["zh-CN", "en"])
+    );
     let all = serde_json::json!(["client_secret_basic", "client_secret_post", "none"]);
     assert_eq!(doc["token_endpoint_auth_methods_supported"], all);
     assert_eq!(doc["revocation_endpoint_auth_methods_supported"], all);

@@ -94,7 +94,7 @@ async fn decrypt_reply(response: reqwest::Response) -> Message {
 async fn the_encrypted_reply_decrypts_and_its_signature_verifies() {
     let app = safe_mode_app().await;
     let qr = app.create_qr().await;
-    let event = event_xml("oReader", unix_now(), "SCAN", &qr.scene_id);
+    let event = event_xml("oReader", unix_now(), "SCAN", &qr.event_key());
     let response = post_encrypted(&app, SANDBOX_APPID, &event, unix_now(), false).await;
     let reply = decrypt_reply(response).await;
     assert_eq!(reply.to_user, "oReader");
@@ -105,7 +105,7 @@ async fn the_encrypted_reply_decrypts_and_its_signature_verifies() {
 async fn bad_encrypted_pushes_are_refused() {
     let app = safe_mode_app().await;
     let qr = app.create_qr().await;
-    let event = event_xml("oMallory", unix_now(), "SCAN", &qr.scene_id);
+    let event = event_xml("oMallory", unix_now(), "SCAN", &qr.event_key());
 
     let tampered = post_encrypted(&app, SANDBOX_APPID, &event, unix_now(), true).await;
     assert_error(tampered, StatusCode::BAD_REQUEST, "invalid_message").await;
@@ -141,7 +141,7 @@ async fn bad_encrypted_pushes_are_refused() {
 async fn plaintext_pushes_are_refused_in_safe_mode() {
     let app = safe_mode_app().await;
     let qr = app.create_qr().await;
-    let event = event_xml("oVictim", unix_now(), "SCAN", &qr.scene_id);
+    let event = event_xml("oVictim", unix_now(), "SCAN", &qr.event_key());
     let plain = app
         .post_callback(&signed_query(SANDBOX_TOKEN), event.clone())
         .await;

@@ -167,12 +167,12 @@ async fn error_bodies_are_json_everywhere() {
         .send()
         .await
         .unwrap();
-    assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
     let big = serde_json::json!({"phone": "1".repeat(10_000)});
     assert_error(
         app.post_json("/api/qrcode/x/sms", big).await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
     )
     .await;
 }

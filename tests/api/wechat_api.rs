@@ -131,6 +131,34 @@ async fn a_used_up_quota_is_503_without_hammering_wechat() {
     );
 }
 
+/// WeChat counts quotas per endpoint: the unionid lookups spending `user/info`'s must leave QR
+/// codes working.
+#[tokio::test]
+async fn a_spent_quota_pauses_only_its_own_endpoint() {
+    let app = spawn_app().await;
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, "oQuota", true).await;
+    assert_eq!(
+        app.request_code(&qr.scene_id, "13800000021").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let code = app.sms_code("13800000021").await;
+    // The next call to WeChat is the unionid lookup after the bind.
+    app.control(json!({"fail_next": [{"errcode": 45009}]}))
+        .await;
+    assert_eq!(
+        app.bind(&qr.scene_id, "13800000021", &code).await.status(),
+        StatusCode::OK
+    );
+    app.wait_for_log("pausing calls to this endpoint").await;
+    assert!(
+        app.log().contains("endpoint=\"user_info\""),
+        "{}",
+        app.log()
+    );
+    assert_eq!(app.request_qr().await.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_slow_wechat_times_out_as_503() {
     let app = spawn_app_with(&[("WXLOGIN_WECHAT_TIMEOUT_SECS", "1")]).await;

@@ -239,7 +239,8 @@ const pages = [];
 // A fresh browser profile with a login tab and, when asked, a second tab as the phone: the same
 // "phone" for every scan in that profile.
 async function openTabs({ withPhone }) {
-  const context = await browser.newContext({ viewport: LOGIN_VIEWPORT });
+  // The pages follow Accept-Language: this script reads their English.
+  const context = await browser.newContext({ viewport: LOGIN_VIEWPORT, locale: 'en-US' });
   context.setDefaultTimeout(15_000);
   const tabs = { login: await context.newPage() };
   if (withPhone) {

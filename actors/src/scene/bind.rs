@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{ActorResponse, Context, Message};
 use rand::Rng;
-use wxlogin_storage::{BindError, LoginMethod, OpenId, Phone, SessionToken};
+use wxlogin_storage::{BindError, Binding, LoginMethod, OpenId, Phone, SessionToken};
 
 use super::state::{LoginMode, SceneError};
 use super::{after_write, Live, Reply, SceneActor};
@@ -58,8 +58,9 @@ pub struct Bind {
 }
 
 pub struct Bound {
-    pub openid: OpenId,
     pub token: SessionToken,
+    /// The binding just made.
+    pub binding: Binding,
     /// How the scene was scanned.
     pub mode: LoginMode,
 }
@@ -88,7 +89,7 @@ impl Live<Bind> for SceneActor {
             let token = store
                 .open_session(&binding, session_ttl, LoginMethod::Bind, &msg.client_ip)
                 .await?;
-            Ok::<_, SceneError>((openid, token))
+            Ok::<_, SceneError>((binding, token))
         };
         after_write(bind.into_actor(self).map(|bound, scene, ctx| {
             if matches!(bound, Err(SceneError::Unfollowed)) {
@@ -96,12 +97,12 @@ impl Live<Bind> for SceneActor {
                 scene.end(ctx, false);
                 return Err(SceneError::Unfollowed);
             }
-            let (openid, token) = bound?;
+            let (binding, token) = bound?;
             scene.machine.log_in_bound(token.clone())?;
             scene.notify_waiters();
             Ok(Bound {
-                openid,
                 token,
+                binding,
                 mode: scene.machine.mode(),
             })
         }))

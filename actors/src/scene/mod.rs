@@ -20,7 +20,7 @@ mod waiters;
 pub use bind::{Bind, BindingScanner, Bound, RequestCode};
 pub use origin::Origin;
 pub(crate) use scan::ConfirmationReply;
-pub use scan::{Admitted, Answer, AnswerOutcome, Scan, ScanByCode, ScanOutcome};
+pub use scan::{Admitted, Answer, AnswerOutcome, Scan, ScanByCode, ScanOnDevice, ScanOutcome};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -21,6 +21,15 @@ pub struct Scan {
     pub sent_at: Option<u64>,
 }
 
+/// WeChat's web authorization (网页授权) named the WeChat user of the very browser that owns
+/// this scene: a scan by them with no confirmation, which would only prove what the
+/// browser-bound authorization already did, that the scanner holds this browser.
+#[derive(Message)]
+#[rtype(result = "Result<ScanOutcome, SceneError>")]
+pub struct ScanOnDevice {
+    pub openid: OpenId,
+}
+
 /// A WeChat user sent the account a login code: a scan of the scene that shows it.
 /// Answers `None` when no live scene has this code.
 #[derive(Message)]
@@ -121,6 +130,18 @@ impl Live<Scan> for SceneActor {
             scanner: msg.openid,
         });
         ActorResponse::reply(Some(Ok(ScanOutcome::Confirm(self.origin.clone()))))
+    }
+}
+
+impl Live<ScanOnDevice> for SceneActor {
+    fn live(&mut self, msg: ScanOnDevice, ctx: &mut Context<Self>) -> Reply<ScanOnDevice> {
+        self.machine.waive_confirmation();
+        let scan = Scan {
+            openid: msg.openid,
+            new_follower: false,
+            sent_at: None,
+        };
+        Live::<Scan>::live(self, scan, ctx)
     }
 }
 

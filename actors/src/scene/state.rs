@@ -229,6 +229,14 @@ impl SceneMachine {
         }
     }
 
+    /// The next scan needs no confirmation: it comes from the browser's own device. Only
+    /// while nobody has scanned, so a confirmation already asked is still awaited.
+    pub fn waive_confirmation(&mut self) {
+        if matches!(self.state, State::Waiting) {
+            self.confirm = false;
+        }
+    }
+
     /// Whether a scan must be confirmed before the scanner is admitted.
     pub fn needs_confirmation(&self) -> bool {
         self.confirm

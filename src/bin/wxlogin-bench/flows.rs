@@ -10,6 +10,7 @@ use serde_json::json;
 use wxlogin::wechat::crypto::MessageCrypto;
 use wxlogin::wechat::envelope::random_nonce;
 use wxlogin::wechat::message::Message;
+use wxlogin::wechat::scene_key::DEFAULT_PREFIX;
 use wxlogin::wechat::signature::sign;
 
 use crate::http::{join_all, Conn, Error, Req};
@@ -64,7 +65,7 @@ impl Wechat {
         let xml = format!(
             "<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
              <CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[SCAN]]></Event>\
-             <EventKey><![CDATA[{}]]></EventKey><Ticket><![CDATA[bench]]></Ticket></xml>",
+             <EventKey><![CDATA[{DEFAULT_PREFIX}{}]]></EventKey><Ticket><![CDATA[bench]]></Ticket></xml>",
             scene.id
         );
         let nonce = random_nonce();

@@ -12,16 +12,19 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use url::Url;
+use utoipa::{IntoParams, ToSchema};
 
 use super::consent::{self, consent_page};
 use super::pages::refusal;
 use super::{provider, request};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::page::escape_html;
 use crate::http::session::{current_session, form_proof, proves};
 use crate::http::AppState;
+use crate::i18n::Lang;
 use crate::oidc::codes::{valid_challenge, Grant, Scope};
 use crate::oidc::prompt::Prompt;
+use crate::oidc::subject::SubjectSource;
 use crate::oidc::unix_now;
 
 /// Longer than this, a `nonce` or `state` is not a nonce but an attempt to bloat tokens.
@@ -36,13 +39,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(super::AUTHORIZE)
             .app_data(web::PayloadConfig::new(request::MAX_BODY))
-            .route(web::get().to(authorize))
-            .route(web::post().to(authorize)),
+            .route(web::get().to(authorize_by_query))
+            .route(web::post().to(authorize_by_form)),
     );
 }
 
-#[derive(Deserialize)]
-struct AuthorizeRequest {
+/// OpenID Connect Core §3.1.2.1's parameters, all text as sent: each is checked by the handler,
+/// which answers a bad one by redirect (or, before the redirect URI is trusted, a page).
+#[derive(Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub(in crate::http) struct AuthorizeRequest {
     client_id: Option<String>,
     redirect_uri: Option<String>,
     response_type: Option<String>,
@@ -63,33 +69,79 @@ struct AuthorizeRequest {
     consent_proof: Option<String>,
 }
 
+/// The authorization request in the query.
+#[utoipa::path(
+    get,
+    path = super::AUTHORIZE,
+    tag = "oidc",
+    params(AuthorizeRequest),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The consent page", content_type = "text/html", body = String),
+        (status = 302, description = "To the client's redirect URI with `code` or `error`, or to the login page"),
+        (status = 400, description = "A page: an unknown client, an unregistered redirect URI, a malformed request", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn authorize_by_query(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(state, req, web::Bytes::new()).await
+}
+
+/// The authorization request as a form, and the consent page's answer.
+#[utoipa::path(
+    post,
+    path = super::AUTHORIZE,
+    tag = "oidc",
+    request_body(content = AuthorizeRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The consent page", content_type = "text/html", body = String),
+        (status = 302, description = "To the client's redirect URI with `code` or `error`, or to the login page"),
+        (status = 400, description = "A page: an unknown client, an unregistered redirect URI, a body that is not a form", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 16 KiB", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn authorize_by_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(state, req, body).await
+}
+
 async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
+    let lang = Lang::of(&req, state.default_lang);
     // Read by hand rather than by an extractor: a request that doesn't parse (a parameter
     // twice, say) can't be trusted to name a redirect URI either, so it gets the page too.
     let Some((raw, q)) = request::raw(&req, &body)
         .and_then(|raw| Some((raw, request::parse::<AuthorizeRequest>(raw)?)))
     else {
-        return Ok(refusal("The login request is malformed.".into()));
+        return Ok(refusal(lang, lang.html("oidc.malformed", &[])));
     };
     let Some(client) = q.client_id.as_deref().and_then(|id| p.clients.get(id)) else {
-        return Ok(refusal(
-            "The application asking you to log in is not registered here.".into(),
-        ));
+        return Ok(refusal(lang, lang.html("oidc.unregistered", &[])));
     };
     let Some(redirect_uri) = q
         .redirect_uri
         .as_deref()
         .filter(|uri| client.allows_redirect(uri))
     else {
-        return Ok(refusal(format!(
-            "The address to return to is not one that {} registered.",
-            escape_html(&client.name)
-        )));
+        let name = escape_html(&client.name);
+        return Ok(refusal(
+            lang,
+            lang.html("oidc.bad_redirect", &[("client", &name)]),
+        ));
     };
     let back = Back {
         redirect_uri,
@@ -119,6 +171,12 @@ async fn authorize(
     let Some(scope) = q.scope.as_deref().and_then(Scope::parse) else {
         return Ok(back.error("invalid_scope", "scope must include openid"));
     };
+    if scope.unionid && !client.unionid {
+        return Ok(back.error(
+            "invalid_scope",
+            "this client may not ask for unionid (its registration lacks unionid = true)",
+        ));
+    }
     let too_long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_OPAQUE_LEN);
     if too_long(&q.nonce) || too_long(&q.state) {
         return Ok(back.error("invalid_request", "nonce or state is too long"));
@@ -193,11 +251,21 @@ async fn authorize(
                 let fields = request::pairs(raw, &[consent::ANSWER, consent::PROOF]);
                 let proof =
                     form_proof(&req, consent::PROOF_PURPOSE).ok_or(ApiError::Unauthorized)?;
-                return Ok(consent_page(client, scope, fields, proof));
+                return Ok(consent_page(client, scope, fields, proof, lang));
             }
         }
     }
 
+    // With unionid subjects a user WeChat told no unionid of has none: refused, rather than
+    // known to the site by another identity than the one it was promised.
+    if p.subjects.source() == SubjectSource::UnionId
+        && state.unionids.now(&session.binding).await.is_none()
+    {
+        return Ok(back.error(
+            "access_denied",
+            "WeChat gave no unionid for this user (is the official account bound to an Open Platform account?)",
+        ));
+    }
     let code = p.codes.issue(Grant {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.to_owned(),

@@ -20,9 +20,11 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// The body's part of client authentication, flattened into each endpoint's form.
-#[derive(Deserialize)]
-pub(super) struct BodyCredentials {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(in crate::http) struct BodyCredentials {
+    /// `client_secret_post`, or a public client's id alone; with Basic, the same id or none.
     client_id: Option<String>,
+    /// `client_secret_post`: never together with Basic.
     client_secret: Option<String>,
 }
 

@@ -9,6 +9,7 @@ use actix_web::HttpResponse;
 
 use super::pages::{form, page};
 use crate::http::page::escape_html;
+use crate::i18n::Lang;
 use crate::oidc::clients::Client;
 use crate::oidc::codes::Scope;
 use crate::oidc::Provider;
@@ -20,19 +21,29 @@ pub(super) const ANSWER: &str = "consent";
 pub(super) const PROOF: &str = "consent_proof";
 
 /// Who asks and what they will get, as HTML: the client's name is the operator's text, escaped.
-pub(super) fn asking(client: &Client, scope: Scope) -> String {
+pub(super) fn asking(client: &Client, scope: Scope, lang: Lang) -> String {
     let name = escape_html(&client.name);
-    let phone = if scope.phone {
-        format!(" {name} will get your mobile number.")
-    } else {
-        String::new()
-    };
-    format!("<strong>{name}</strong> asks you to log in with WeChat.{phone}")
+    let strong = format!("<strong>{name}</strong>");
+    let mut html = lang.html("oidc.asking", &[("client", &strong)]);
+    if scope.phone {
+        html.push(' ');
+        html.push_str(&lang.html("oidc.asking_phone", &[("client", &name)]));
+    }
+    // The unionid joins the user across the operator's accounts and apps: say so.
+    if scope.unionid {
+        html.push(' ');
+        html.push_str(&lang.html("oidc.asking_unionid", &[("client", &name)]));
+    }
+    html
 }
 
 /// The sentence for the login page a request to `/oauth/authorize?{query}` sent the user to,
 /// if it names a registered client.
-pub(in crate::http) fn login_page_notice(provider: &Provider, query: &str) -> Option<String> {
+pub(in crate::http) fn login_page_notice(
+    provider: &Provider,
+    query: &str,
+    lang: Lang,
+) -> Option<String> {
     let param = |name: &str| {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(n, _)| n == name)
@@ -42,8 +53,8 @@ pub(in crate::http) fn login_page_notice(provider: &Provider, query: &str) -> Op
     let scope = param("scope")
         .as_deref()
         .and_then(Scope::parse)
-        .unwrap_or(Scope { phone: false });
-    Some(asking(client, scope))
+        .unwrap_or_default();
+    Some(asking(client, scope, lang))
 }
 
 /// The consent page: the authorization request (`fields`) posted back with the answer.
@@ -52,19 +63,25 @@ pub(super) fn consent_page(
     scope: Scope,
     mut fields: Vec<(String, String)>,
     proof: String,
+    lang: Lang,
 ) -> HttpResponse {
     fields.push((PROOF.into(), proof));
     let name = escape_html(&client.name);
     page(
         StatusCode::OK,
-        "Allow this site?",
+        lang,
+        "oidc.consent_title",
         &format!(
-            "<p>{}</p>\n<p>Your answer is remembered: next time {name} asks, a scan is enough.</p>\n{}",
-            asking(client, scope),
+            "<p>{}</p>\n<p>{}</p>\n{}",
+            asking(client, scope, lang),
+            lang.html("oidc.consent_remembered", &[("client", &name)]),
             form(
                 "/oauth/authorize",
                 &fields,
-                &[(ANSWER, "allow", "Allow"), (ANSWER, "deny", "Decline")]
+                &[
+                    (ANSWER, "allow", &lang.html("oidc.allow", &[])),
+                    (ANSWER, "deny", &lang.html("oidc.decline", &[]))
+                ]
             )
         ),
     )

@@ -11,17 +11,33 @@ use wxlogin_storage::SessionToken;
 
 use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 
-#[derive(Deserialize)]
-pub(super) struct IntrospectionRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(in crate::http) struct IntrospectionRequest {
+    /// The access token. A `token_type_hint` may come too: a hint only, every token is an
+    /// access token.
     token: Option<String>,
     #[serde(flatten)]
     credentials: BodyCredentials,
 }
 
-pub(super) async fn introspect(
+/// What one of the client's access tokens stands for (confidential clients only).
+#[utoipa::path(
+    post,
+    path = super::INTROSPECTION,
+    tag = "oidc",
+    request_body(content = IntrospectionRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses(
+        (status = 200, description = "`{\"active\": true, ...}` for a live token of the caller's, else `{\"active\": false}`", body = Object),
+        (status = 400, description = "`invalid_request`: no token, or a body that is not a form", body = ErrorBody),
+        (status = 401, description = "`invalid_client`, also for a public client", body = ErrorBody),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<IntrospectionRequest>,
@@ -44,14 +60,14 @@ pub(super) async fn introspect(
         .store
         .access_token(&token)
         .await?
-        .map(|(grant, _)| grant)
-        .filter(|grant| grant.client_id == client.id);
+        .filter(|(grant, _)| grant.client_id == client.id)
+        .and_then(|(grant, binding)| Some((p.subjects.sub(&grant.client_id, &binding)?, grant)));
     let answer = match grant {
-        Some(grant) => json!({
+        Some((sub, grant)) => json!({
             "active": true,
             "scope": grant.scope,
             "client_id": grant.client_id,
-            "sub": p.subjects.sub(&grant.client_id, &grant.openid),
+            "sub": sub,
             "exp": grant.expires_at,
             "iat": grant.issued_at,
             "token_type": "Bearer",

@@ -19,13 +19,15 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use url::Url;
+use utoipa::{IntoParams, ToSchema};
 
 use super::pages::{form, page, refusal};
 use super::{provider, request};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::page::escape_html;
 use crate::http::session::{current_session, end_session, form_proof, proves, session_token};
 use crate::http::AppState;
+use crate::i18n::Lang;
 
 /// The purpose of the confirmation form's proof (see `session::form_proof`).
 const PROOF_PURPOSE: &str = "oidc logout";
@@ -35,13 +37,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(super::LOGOUT)
             .app_data(web::PayloadConfig::new(request::MAX_BODY))
-            .route(web::get().to(logout))
-            .route(web::post().to(logout)),
+            .route(web::get().to(logout_by_query))
+            .route(web::post().to(logout_by_form)),
     );
 }
 
-#[derive(Deserialize)]
-struct LogoutRequest {
+/// RP-Initiated Logout §2's parameters, and the confirmation form's proof.
+#[derive(Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub(in crate::http) struct LogoutRequest {
     id_token_hint: Option<String>,
     client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
@@ -56,33 +60,75 @@ struct Hint {
     aud: String,
 }
 
+/// A relying party's sign-out request in the query.
+#[utoipa::path(
+    get,
+    path = super::LOGOUT,
+    tag = "oidc",
+    params(LogoutRequest),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The confirmation page, or the signed-out page", content_type = "text/html", body = String),
+        (status = 302, description = "Signed out: to the registered post_logout_redirect_uri"),
+        (status = 400, description = "A page: a hint not ours, an unknown client, an unregistered redirect URI", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn logout_by_query(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    logout(state, req, web::Bytes::new()).await
+}
+
+/// The sign-out request as a form, and the confirmation page's answer.
+#[utoipa::path(
+    post,
+    path = super::LOGOUT,
+    tag = "oidc",
+    request_body(content = LogoutRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The confirmation page, or the signed-out page", content_type = "text/html", body = String),
+        (status = 302, description = "Signed out: to the registered post_logout_redirect_uri"),
+        (status = 303, description = "A POST without the session cookie (cross-site): the same request as a GET"),
+        (status = 400, description = "A page: a malformed request, a hint not ours, an unknown client", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 16 KiB", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn logout_by_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    logout(state, req, body).await
+}
+
 async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
+    let lang = Lang::of(&req, state.default_lang);
     let Some((raw, q)) = request::raw(&req, &body)
         .and_then(|raw| Some((raw, request::parse::<LogoutRequest>(raw)?)))
     else {
-        return Ok(refusal("The sign-out request is malformed.".into()));
+        return Ok(refusal(lang, lang.html("oidc.logout_malformed", &[])));
     };
     let hint = match q.id_token_hint.as_deref() {
         Some(token) => match p.keys.verify_ignoring_expiry::<Hint>(token, &p.issuer) {
             Some(hint) => Some(hint),
-            None => {
-                return Ok(refusal(
-                    "The sign-out request names a login that is not ours.".into(),
-                ))
-            }
+            None => return Ok(refusal(lang, lang.html("oidc.logout_not_ours", &[]))),
         },
         None => None,
     };
     let client_id = match (&hint, q.client_id.as_deref()) {
         (Some(hint), Some(id)) if hint.aud != id => {
-            return Ok(refusal(
-                "The sign-out request names two different applications.".into(),
-            ))
+            return Ok(refusal(lang, lang.html("oidc.logout_two_apps", &[])))
         }
         (Some(hint), _) => Some(hint.aud.as_str()),
         (None, id) => id,
@@ -90,11 +136,7 @@ async fn logout(
     let client = match client_id {
         Some(id) => match p.clients.get(id) {
             Some(client) => Some(client),
-            None => {
-                return Ok(refusal(
-                    "The application asking you to sign out is not registered here.".into(),
-                ))
-            }
+            None => return Ok(refusal(lang, lang.html("oidc.logout_unregistered", &[]))),
         },
         None => None,
     };
@@ -102,15 +144,20 @@ async fn logout(
         (None, _) => None,
         (Some(uri), Some(client)) if client.allows_post_logout_redirect(uri) => Some(uri),
         (Some(_), client) => {
-            return Ok(refusal(format!(
-                "The address to return to after signing out is not one that {} registered.",
-                client.map_or("the application".into(), |c| escape_html(&c.name))
-            )))
+            let name = client.map_or_else(
+                || lang.html("oidc.the_application", &[]),
+                |c| escape_html(&c.name),
+            );
+            return Ok(refusal(
+                lang,
+                lang.html("oidc.logout_bad_redirect", &[("client", &name)]),
+            ));
         }
     };
     let done = Done {
         redirect,
         state: q.state.as_deref(),
+        lang,
     };
 
     let is_post = req.method() == Method::POST;
@@ -130,9 +177,9 @@ async fn logout(
     let Some(session) = current_session(&state, &req).await? else {
         return Ok(done.answer(None));
     };
-    let about_this_user = hint
-        .as_ref()
-        .is_some_and(|hint| hint.sub == p.subjects.sub(&hint.aud, &session.binding.openid));
+    let about_this_user = hint.as_ref().is_some_and(|hint| {
+        p.subjects.sub(&hint.aud, &session.binding).as_ref() == Some(&hint.sub)
+    });
     let confirmed = is_post && proves(&req, PROOF_PURPOSE, q.logout_proof.as_deref());
     if !(about_this_user || confirmed) {
         let mut fields = request::pairs(raw, &[PROOF]);
@@ -140,16 +187,23 @@ async fn logout(
             PROOF.into(),
             form_proof(&req, PROOF_PURPOSE).ok_or(ApiError::Unauthorized)?,
         ));
-        let asking = client.map_or("A site".into(), |c| {
-            format!("<strong>{}</strong>", escape_html(&c.name))
-        });
+        let asking = client.map_or_else(
+            || lang.html("oidc.a_site", &[]),
+            |c| format!("<strong>{}</strong>", escape_html(&c.name)),
+        );
         return Ok(page(
             StatusCode::OK,
-            "Sign out?",
+            lang,
+            "oidc.sign_out_title",
             &format!(
-                "<p>{asking} asks to sign you out of WeChat login here.</p>\n\
-                 <p>Didn't ask to sign out? Close this page: you stay signed in.</p>\n{}",
-                form(super::LOGOUT, &fields, &[("", "", "Sign out")])
+                "<p>{}</p>\n<p>{}</p>\n{}",
+                lang.html("oidc.sign_out_asks", &[("asking", &asking)]),
+                lang.html("oidc.sign_out_not_asked", &[]),
+                form(
+                    super::LOGOUT,
+                    &fields,
+                    &[("", "", &lang.html("oidc.sign_out", &[]))]
+                )
             ),
         ));
     }
@@ -163,6 +217,7 @@ async fn logout(
 struct Done<'a> {
     redirect: Option<&'a str>,
     state: Option<&'a str>,
+    lang: Lang,
 }
 
 impl Done<'_> {
@@ -180,8 +235,9 @@ impl Done<'_> {
             }
             None => page(
                 StatusCode::OK,
-                "Signed out",
-                "<p>You are signed out of WeChat login here. You can close this page.</p>",
+                self.lang,
+                "oidc.signed_out_title",
+                &format!("<p>{}</p>", self.lang.html("oidc.signed_out", &[])),
             ),
         };
         if let Some(cookie) = clear {

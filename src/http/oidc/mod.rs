@@ -1,23 +1,23 @@
 //! The OpenID Connect endpoints. Without `WXLOGIN_OIDC_CLIENTS` every one of them is 404.
 
-mod authorize;
+pub(super) mod authorize;
 mod client_auth;
 pub(super) mod consent;
 mod cors;
-mod introspection;
-mod logout;
-mod pages;
+pub(super) mod introspection;
+pub(super) mod logout;
+pub(super) mod pages;
 mod request;
-mod revocation;
-mod token;
-mod userinfo;
+pub(super) mod revocation;
+pub(super) mod token;
+pub(super) mod userinfo;
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::oidc::keys::{SigningAlg, JWKS_MAX_AGE};
 use crate::oidc::Provider;
 use cors::Cors;
@@ -57,8 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(USERINFO)
             .app_data(web::PayloadConfig::new(FORM_LIMIT))
             .wrap(Cors::registered_origins("GET, POST"))
-            .route(web::get().to(userinfo::userinfo))
-            .route(web::post().to(userinfo::userinfo)),
+            .route(web::get().to(userinfo::userinfo_by_header))
+            .route(web::post().to(userinfo::userinfo_by_form)),
     )
     .service(
         web::resource(REVOCATION)
@@ -77,13 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn form_config() -> web::FormConfig {
     web::FormConfig::default()
         .limit(FORM_LIMIT)
-        .error_handler(|_, _| {
-            ApiError::oauth(
-                "invalid_request",
-                "the body must be an application/x-www-form-urlencoded request",
-            )
-            .into()
-        })
+        .error_handler(crate::http::rejections::form)
 }
 
 /// The provider, or 404 when OpenID Connect is not configured.
@@ -96,7 +90,16 @@ fn provider(state: &AppState) -> Result<&Provider, ApiError> {
 
 /// Everything a relying party's library reads to use us, and only what is supported: a
 /// parameter whose default is "supported" (`request_uri`, `claims`) is listed as not.
-async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = DISCOVERY,
+    tag = "oidc",
+    responses(
+        (status = 200, description = "The provider's metadata (OpenID Connect Discovery 1.0)", body = Object),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+    ),
+)]
+pub(super) async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let p = provider(&state)?;
     let client_auth = ["client_secret_basic", "client_secret_post", "none"];
     Ok(HttpResponse::Ok().json(json!({
@@ -112,14 +115,14 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "grant_types_supported": ["authorization_code"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": SigningAlg::ALL,
-        "scopes_supported": ["openid", "phone"],
-        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "phone_number", "phone_number_verified"],
+        "scopes_supported": ["openid", "phone", "unionid"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "phone_number", "phone_number_verified", "unionid"],
         "token_endpoint_auth_methods_supported": client_auth,
         "revocation_endpoint_auth_methods_supported": client_auth,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": crate::oidc::prompt::SUPPORTED,
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": crate::i18n::LANGS.map(crate::i18n::Lang::tag),
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
@@ -127,7 +130,17 @@ async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     })))
 }
 
-async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The keys ID tokens are signed with.
+#[utoipa::path(
+    get,
+    path = JWKS,
+    tag = "oidc",
+    responses(
+        (status = 200, description = "A JWK Set (RFC 7517)", body = Object),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+    ),
+)]
+pub(super) async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = provider(&state)?
         .keys
         .jwks()

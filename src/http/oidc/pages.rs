@@ -1,15 +1,22 @@
 //! The pages the OpenID Connect endpoints show users themselves: refusals, consent, signing
 //! out. Their text is ours; what comes from a request or the clients file (a client's name,
-//! a form's hidden fields) is escaped, never markup.
+//! a form's hidden fields) is escaped, never markup. Titles are keys of the string tables.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 
 use crate::http::page::escape_html;
+use crate::i18n::Lang;
 
 /// A page: the login page's stylesheet, no script, and no other site may frame it (a consent
 /// or sign-out button must not be clicked through someone else's page).
-pub(super) fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+pub(in crate::http) fn page(
+    status: StatusCode,
+    lang: Lang,
+    title: &str,
+    body: &str,
+) -> HttpResponse {
+    let (tag, title) = (lang.tag(), lang.html(title, &[]));
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((
@@ -19,20 +26,21 @@ pub(super) fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse 
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+            "<!doctype html>\n<html lang=\"{tag}\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>{title}</title><link rel=\"stylesheet\" href=\"/login.css\"></head>\n\
              <body><main class=\"card\"><h1>{title}</h1>\n{body}</main></body></html>\n"
         ))
 }
 
-/// The 400 page for a request that can't be answered by redirect. `reason` is ours (with at
-/// most a registered client's name, escaped), never the request's.
-pub(super) fn refusal(reason: String) -> HttpResponse {
+/// The 400 page for a request that can't be answered by redirect. `reason` is our HTML (with
+/// at most a registered client's name, escaped), never the request's.
+pub(super) fn refusal(lang: Lang, reason: String) -> HttpResponse {
     page(
         StatusCode::BAD_REQUEST,
-        "Cannot log in",
-        &format!("<p>{reason}</p><p>Go back to the site you came from and tell its owners.</p>"),
+        lang,
+        "oidc.cannot_log_in",
+        &format!("<p>{reason}</p><p>{}</p>", lang.html("oidc.go_back", &[])),
     )
 }
 

@@ -10,17 +10,34 @@ use wxlogin_storage::SessionToken;
 
 use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 
-#[derive(Deserialize)]
-pub(super) struct RevocationRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(in crate::http) struct RevocationRequest {
+    /// The access token. A `token_type_hint` may come too: a hint only, every token is an
+    /// access token.
     token: Option<String>,
     #[serde(flatten)]
     credentials: BodyCredentials,
 }
 
-pub(super) async fn revoke(
+/// Revokes one of the client's access tokens.
+#[utoipa::path(
+    post,
+    path = super::REVOCATION,
+    tag = "oidc",
+    request_body(content = RevocationRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses(
+        (status = 200, description = "Revoked, or never the client's to revoke (RFC 7009 §2.2)"),
+        (status = 400, description = "`invalid_request`: no token, or a body that is not a form", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<RevocationRequest>,

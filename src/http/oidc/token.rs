@@ -5,20 +5,21 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::client_auth::{authenticate, BodyCredentials};
 use super::provider;
 use crate::audit;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::oidc::codes::verifier_matches;
 use crate::oidc::{unix_now, UserClaims, ACCESS_TOKEN_TTL, ID_TOKEN_TTL};
 
 const BAD_CODE: &str = "the code is unknown, expired, already used, or not for this client";
 
-#[derive(Deserialize)]
-pub(super) struct TokenRequest {
+#[derive(Deserialize, ToSchema)]
+pub(in crate::http) struct TokenRequest {
+    #[schema(examples("authorization_code"))]
     grant_type: Option<String>,
     code: Option<String>,
     redirect_uri: Option<String>,
@@ -40,7 +41,33 @@ struct IdTokenClaims<'a> {
     user: UserClaims,
 }
 
-pub(super) async fn token(
+/// The tokens of a successful exchange.
+#[derive(Serialize, ToSchema)]
+pub(in crate::http) struct TokenResponse {
+    access_token: String,
+    #[schema(examples("Bearer"))]
+    token_type: &'static str,
+    expires_in: u64,
+    id_token: String,
+    scope: &'static str,
+}
+
+/// A code for an access token and an ID token.
+#[utoipa::path(
+    post,
+    path = super::TOKEN,
+    tag = "oidc",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses(
+        (status = 200, description = "The tokens", body = TokenResponse),
+        (status = 400, description = "`invalid_request` (also a body that is not a form, or over 8 KiB), `unsupported_grant_type`, `invalid_grant`", body = ErrorBody),
+        (status = 401, description = "`invalid_client` (with `WWW-Authenticate: Basic`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: OpenID Connect is not configured", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(in crate::http) async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<TokenRequest>,
@@ -99,6 +126,10 @@ pub(super) async fn token(
         .binding(&grant.openid)
         .await?
         .ok_or_else(bad_code)?;
+    // With unionid subjects, authorize checked there is one; a rebind since may have none yet.
+    let user = p
+        .user_claims(&client.id, &binding, grant.scope)
+        .ok_or_else(bad_code)?;
     let access_token = state
         .store
         .issue_access_token(&binding, &client.id, grant.scope.as_str(), ACCESS_TOKEN_TTL)
@@ -116,7 +147,7 @@ pub(super) async fn token(
                 exp: now + ID_TOKEN_TTL.as_secs(),
                 auth_time: grant.auth_time,
                 nonce: grant.nonce.as_deref(),
-                user: p.user_claims(&client.id, &binding, grant.scope),
+                user,
             },
         )
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -124,11 +155,11 @@ pub(super) async fn token(
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
-        .json(json!({
-            "access_token": access_token.as_str(),
-            "token_type": "Bearer",
-            "expires_in": ACCESS_TOKEN_TTL.as_secs(),
-            "id_token": id_token,
-            "scope": grant.scope.as_str(),
-        })))
+        .json(TokenResponse {
+            access_token: access_token.as_str().to_owned(),
+            token_type: "Bearer",
+            expires_in: ACCESS_TOKEN_TTL.as_secs(),
+            id_token,
+            scope: grant.scope.as_str(),
+        }))
 }

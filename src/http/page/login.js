@@ -1,4 +1,4 @@
-// wxlogin's login page: the reference integration. Copy it and adapt TEXT and onLoggedIn.
+// wxlogin's login page: the reference integration. Copy it and adapt onLoggedIn.
 //
 // The flow: POST /api/qrcode and show its QR code (or, in code mode, the login code to send
 // the official account and the account's QR code to follow it); follow the scene's status (the
@@ -13,32 +13,21 @@ const API = '';            // wxlogin's origin: '' when it serves this page or s
 const POLL_WAIT_SECS = 25; // how long the server may hold each status request
 const RETRY_MS = 3000;     // pause before polling again after a network error
 const TOKEN_KEY = 'wxlogin-token';
+// The scene a tap on "log in with this WeChat" took to WeChat, watched again on the way back.
+const AUTHORIZING_KEY = 'wxlogin-web-authorization';
 // The states after which a scene's status never changes again.
 const FINAL_STATES = ['logged_in', 'denied', 'expired'];
 
-const TEXT = {
-  network: 'Cannot reach the server. Check your connection.',
-  // Keyed by login mode, as the server names it.
-  expired: {
-    qrcode: 'QR code expired — click to refresh',
-    code: 'Login code expired — click for a new one',
-  },
-  qrImage: {
-    qrcode: 'Login QR code',
-    code: "Our official account's QR code",
-  },
-  sandboxPhone: {
-    qrcode: 'Sandbox: open the simulated phone to scan',
-    code: 'Sandbox: open the simulated phone to follow and send the code',
-  },
-  retry: 'Click to try again',
-  sendCode: 'Send code',
-  resendIn: (secs) => `Resend in ${secs}s`,
-};
+// The page's strings in its language, from the server's string table (src/i18n/*.json).
+const STRINGS = JSON.parse(document.body.dataset.text);
+// The string `key`, each {name} filled from `values`.
+const t = (key, values = {}) =>
+  STRINGS[key].replace(/\{(\w+)\}/g, (_, name) => String(values[name]));
 
 const $ = (id) => document.getElementById(id);
 let scene = null;         // the login being shown and watched: POST /api/qrcode's answer
 let cooldownTimer = null;
+let askedMode = null;     // 'code' once the user asked for a login code instead of a QR code
 
 class ApiError extends Error {
   constructor(status, body, retryAfter) {
@@ -65,15 +54,21 @@ async function api(method, path, body, token, sceneSecret) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
-    throw new ApiError(0, { error: 'network', message: TEXT.network });
+    throw new ApiError(0, { error: 'network', message: t('js.network') });
   }
   const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, data, response.headers.get('Retry-After'));
   return data;
 }
 
+// Shows one view, and tells screen readers what changed.
 function show(view) {
   for (const id of ['scan', 'confirm', 'bind', 'denied', 'me']) $(id).hidden = id !== view;
+  announce(view);
+}
+
+function announce(what) {
+  $('status').textContent = t(`js.announce.${what}`);
 }
 
 // Shows the elements of this login mode and hides the other mode's.
@@ -87,30 +82,51 @@ function showError(error) {
   $('error').hidden = !error;
 }
 
-// A new login: a new QR code, or in code mode a new login code.
-async function startLogin() {
+// A new login: a new QR code, or in code mode (or when `mode` asks for it) a new login code.
+async function startLogin(mode) {
+  askedMode = mode;
   scene = null;
   showError(null);
   show('scan');
   $('refresh').hidden = true;
+  let created;
   try {
-    scene = await api('POST', '/api/qrcode');
+    created = await api('POST', mode === 'code' ? '/api/qrcode?mode=code' : '/api/qrcode');
   } catch (error) {
     showError(error);
-    offerRefresh(TEXT.retry);
+    offerRefresh(t('js.retry'));
     return;
   }
+  present(created);
+}
+
+// Shows a scene's QR code or login code, and follows it.
+function present(current) {
+  scene = current;
+  show('scan');
   showMode(scene.mode);
+  // A phone can't scan its own screen: it may ask for a login code, if the account takes them.
+  $('use-code').hidden = scene.mode !== 'qrcode' || !('codes' in document.body.dataset);
   $('login-code').textContent = scene.code ?? '';
   $('qr-image').src = scene.qrcode_url;
-  $('qr-image').alt = TEXT.qrImage[scene.mode];
+  $('qr-image').alt = t(`js.qr_alt.${scene.mode}`);
   // Sandbox only: its QR codes open a simulated phone; link it for trying on one machine. The
   // account's own QR code (code mode) opens it without a ticket, as a plain follow.
   const phone = $('sandbox-phone');
   phone.hidden = !scene.qrcode_url.startsWith('/sandbox/');
-  phone.textContent = TEXT.sandboxPhone[scene.mode];
+  phone.textContent = t(`js.sandbox_phone.${scene.mode}`);
   phone.href = scene.ticket ? `/sandbox/phone?ticket=${encodeURIComponent(scene.ticket)}` : '/sandbox/phone';
   watch(scene);
+}
+
+// Inside WeChat's browser: WeChat's web authorization names the user of this phone, who then
+// scans this page's scene from the server's side. The scene waits in the tab's storage.
+function authorizeInWechat() {
+  if (!scene) return;
+  sessionStorage.setItem(AUTHORIZING_KEY, JSON.stringify(scene));
+  const path = document.body.dataset.returnTo;
+  const query = path ? `?return_to=${encodeURIComponent(path)}` : '';
+  location.assign(`${API}/api/qrcode/${encodeURIComponent(scene.scene_id)}/web-authorization${query}`);
 }
 
 // Follows one scene until it reaches a final state, or another login replaces it: by its event
@@ -170,7 +186,8 @@ function onStatus(current, status) {
   } else if (status.state === 'expired') {
     scene = null;
     show('scan');
-    offerRefresh(TEXT.expired[current.mode]);
+    offerRefresh(t(`js.expired.${current.mode}`));
+    announce('expired');
     return true;
   }
   return false;
@@ -200,7 +217,7 @@ function startCooldown(secs) {
   const button = $('send-code');
   const tick = () => {
     button.disabled = secs > 0;
-    button.textContent = secs > 0 ? TEXT.resendIn(secs) : TEXT.sendCode;
+    button.textContent = secs > 0 ? t('js.resend_in', { secs }) : t('login.send_code');
     if (secs <= 0) clearInterval(cooldownTimer);
     secs -= 1;
   };
@@ -277,12 +294,18 @@ async function logout() {
   startLogin();
 }
 
-$('refresh').addEventListener('click', startLogin);
-$('start-again').addEventListener('click', startLogin);
+$('refresh').addEventListener('click', () => startLogin(askedMode));
+$('use-code').addEventListener('click', () => startLogin('code'));
+$('web-authorize').addEventListener('click', authorizeInWechat);
+$('in-wechat').hidden = !('inWechat' in document.body.dataset);
+$('start-again').addEventListener('click', () => startLogin());
 $('send-code').addEventListener('click', sendCode);
 $('bind').addEventListener('submit', bind);
 $('logout').addEventListener('click', logout);
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
-if (saved && !returnTo()) showMe(saved);
+const authorizing = sessionStorage.getItem(AUTHORIZING_KEY);
+sessionStorage.removeItem(AUTHORIZING_KEY);
+if (authorizing) present(JSON.parse(authorizing));
+else if (saved && !returnTo()) showMe(saved);
 else startLogin();

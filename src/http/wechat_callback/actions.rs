@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use wxlogin_actors::{
-    Admitted, Answer, AnswerOutcome, FindScene, LoginCode, LoginMode, Scan, ScanByCode,
-    ScanOutcome, SceneError, SceneId, SceneLookup,
+    Admitted, Answer, AnswerOutcome, FindScene, LoginCode, Scan, ScanByCode, ScanOutcome,
+    SceneError, SceneId, SceneLookup,
 };
 use wxlogin_storage::OpenId;
 
@@ -51,7 +51,7 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             subscribed,
         } => {
             // A scene key that isn't shaped like ours belongs to some other QR code of the account.
-            let Some(scene) = SceneId::parse(scene_key) else {
+            let Some(scene) = state.scene_keys.scene(scene_key) else {
                 return Ok(Outcome::NotOurs);
             };
             let openid = sender(message)?;
@@ -108,6 +108,9 @@ async fn qr_scan(
     let Ok(scanned) = scene.send(scan).await else {
         return Ok(Outcome::Expired);
     };
+    if scanned.is_ok() {
+        state.unionids.after_scan(&openid);
+    }
     match scanned {
         Ok(outcome) => Ok(scanned_outcome(state, &openid, outcome)),
         Err(SceneError::AlreadyScanned) => Ok(Outcome::AlreadyScanned),
@@ -194,7 +197,10 @@ async fn code_scan(
         })
         .await?
     {
-        Some(Ok(outcome)) => return Ok(scanned_outcome(state, openid, outcome)),
+        Some(Ok(outcome)) => {
+            state.unionids.after_scan(openid);
+            return Ok(scanned_outcome(state, openid, outcome));
+        }
         Some(Err(SceneError::AlreadyScanned)) => Outcome::CodeUsed,
         Some(Err(SceneError::Unfollowed)) => return Ok(Outcome::Overtaken),
         Some(Err(e)) => return Err(e.into()),
@@ -225,9 +231,10 @@ fn confirmation_answer(text: &str) -> Option<u8> {
     short_number.then(|| text.parse().ok()).flatten()
 }
 
-/// New scenes are in code mode, so texts and follows may be logins.
+/// The account takes login codes (code mode, or auto mode, whose phones may ask for one),
+/// so texts and follows may be logins.
 fn codes_served(state: &AppState) -> bool {
-    state.modes.current() == LoginMode::Code
+    state.modes.codes_accepted()
 }
 
 fn scanned_outcome(state: &AppState, user: &OpenId, outcome: ScanOutcome) -> Outcome {

@@ -1,26 +1,32 @@
 //! `/wechat`: the callback WeChat verifies with GET and pushes user events to with POST.
 //!
 //! This module is the transport (limits, authentication, redelivery, the reply envelope);
-//! [`actions`] is what each message does, [`replies`] what the user is told.
+//! [`actions`] is what each message does, [`replies`] what the user is told, [`relay`] where
+//! the account's own pushes go when its server sits behind wxlogin.
 
 mod actions;
 mod guesses;
+mod relay;
 mod replies;
 mod senders;
 mod signatures;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use moka::sync::Cache;
 
 use super::client_ip::ClientIp;
+use super::rejections::read_body;
 use super::AppState;
-use crate::config::CallbackSenders;
-use crate::error::ApiError;
+use crate::config::{CallbackSenders, Upstream};
+use crate::error::{ApiError, ErrorBody};
+use crate::reply_templates::Replies;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
 use guesses::CodeGuesses;
+use relay::{Push, Relay};
 pub use senders::follow_wechat_addresses;
 use senders::Senders;
 
@@ -33,13 +39,15 @@ const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
 const REDELIVERY_CAPACITY: u64 = 100_000;
 
 /// The callback's own state: who may push, how pushes are authenticated, the memory of the
-/// signatures and deliveries seen lately and of wrong login codes, and the site name replies show.
+/// signatures and deliveries seen lately and of wrong login codes, the site name replies show,
+/// and the upstream that gets the account's own pushes.
 pub struct Callback {
     senders: Senders,
     keys: CallbackKeys,
     seen: Cache<String, ()>,
     guesses: CodeGuesses,
-    site_name: String,
+    replies: Replies,
+    relay: Option<Relay>,
 }
 
 impl Callback {
@@ -49,7 +57,8 @@ impl Callback {
         keys: CallbackKeys,
         timestamp_window: Duration,
         code_guess_window: Duration,
-        site_name: String,
+        replies: Replies,
+        upstream: Option<&Upstream>,
     ) -> Self {
         let seen = Cache::builder()
             .max_capacity(REDELIVERY_CAPACITY)
@@ -60,7 +69,8 @@ impl Callback {
             keys,
             seen,
             guesses: CodeGuesses::new(code_guess_window),
-            site_name,
+            replies,
+            relay: upstream.map(Relay::new),
         }
     }
 
@@ -81,7 +91,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// WeChat checks the server URL by asking it to echo `echostr` under a valid signature.
-async fn verify_server(
+#[utoipa::path(
+    get,
+    path = "/wechat",
+    tag = "wechat",
+    params(CallbackQuery),
+    responses(
+        (status = 200, description = "`echostr`, echoed", content_type = "text/plain", body = String),
+        (status = 400, description = "`invalid_message`: a parameter missing or malformed", body = ErrorBody),
+        (status = 403, description = "`invalid_signature`, `stale_timestamp`, `replayed_signature`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn verify_server(
     state: web::Data<AppState>,
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -95,15 +117,33 @@ async fn verify_server(
         .body(echo))
 }
 
-async fn receive(
+/// A pushed message or event, signed (and in safe mode encrypted) by WeChat.
+#[utoipa::path(
+    post,
+    path = "/wechat",
+    tag = "wechat",
+    params(CallbackQuery),
+    request_body(content = String, description = "WeChat's XML message", content_type = "text/xml"),
+    responses(
+        (status = 200, description = "`success`, or a reply message as XML", content_type = "text/plain", body = String),
+        (status = 400, description = "`invalid_message` (also a field given twice)", body = ErrorBody),
+        (status = 403, description = "`invalid_signature`, `stale_timestamp`, `encryption_required`, `replayed_signature`, `address_not_allowed`", body = ErrorBody),
+        (status = 409, description = "`phone_taken`, `unfollowed`, `not_awaiting_bind`: the message's action could not be taken", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 503, description = "`callback_addresses_unavailable`, `wechat_unavailable`, `storage_unavailable`", body = ErrorBody),
+    ),
+)]
+pub(super) async fn receive(
     state: web::Data<AppState>,
     client: ClientIp,
+    request: HttpRequest,
     query: web::Query<CallbackQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let arrived = Instant::now();
     let received = open(&state, &client, &query, payload).await;
-    let (message, mode) = match received {
-        Ok(opened) => (opened.message, opened.mode),
+    let (message, mode, body) = match received {
+        Ok((opened, body)) => (opened.message, opened.mode, body),
         Err(e) => {
             state.metrics.callback_event("invalid", e.code());
             return Err(e);
@@ -111,6 +151,7 @@ async fn receive(
     };
     let kind = actions::kind(&message);
     let key = message.redelivery_key();
+    // A redelivery is not sent on either: the upstream sees each push once.
     if !state.callback.first_delivery(&key) {
         state.metrics.callback_event(kind, "redelivery");
         return Ok(acknowledge());
@@ -125,6 +166,14 @@ async fn receive(
         }
     };
     state.metrics.callback_event(kind, outcome.label());
+    if let Some(relay) = &state.callback.relay {
+        let push = Push::new(&request, body, arrived);
+        if outcome.for_the_account() {
+            let answer = relay.relay(&push, &state.metrics).await;
+            return Ok(answer.unwrap_or_else(acknowledge));
+        }
+        relay.copy(push, state.metrics.clone());
+    }
     let Some(text) = outcome.reply(&state.callback) else {
         return Ok(acknowledge());
     };
@@ -136,26 +185,22 @@ async fn receive(
 }
 
 /// Checks the sender's address, reads the body within its limit, authenticates it, refuses a
-/// signature already used for another body, and decrypts and parses it.
+/// signature already used for another body, and decrypts and parses it. Also answers the body
+/// as it came, for the upstream.
 async fn open(
     state: &AppState,
     client: &ClientIp,
     query: &CallbackQuery,
     payload: web::Payload,
-) -> Result<Opened, ApiError> {
+) -> Result<(Opened, Bytes), ApiError> {
     state.callback.senders.admit(client.addr())?;
-    let body = payload
-        .to_bytes_limited(MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        })?
-        .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    let body = read_body(payload, MAX_BODY_BYTES).await?;
     let now = unix_now();
     let signed = state.callback.keys.verify(query, &body, now)?;
     // Before parsing: a signature whose push did not parse is used up all the same.
     signatures::use_signature(&state.store, signed.signature, signed.sent_at, &body).await?;
-    Ok(signed.read()?)
+    let opened = signed.read()?;
+    Ok((opened, body))
 }
 
 /// WeChat's "received, no reply".

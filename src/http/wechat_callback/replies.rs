@@ -6,14 +6,7 @@ use time::{OffsetDateTime, UtcOffset};
 use wxlogin_actors::Origin;
 
 use super::Callback;
-
-const LOGGED_IN: &str = "登录成功，请回到网页继续。";
-const NEED_BIND: &str = "扫码成功！请在网页上填写手机号并完成验证，即可登录。";
-const USED: &str = "这个二维码已经被扫过了，请刷新网页获取新的二维码。";
-const EXPIRED: &str = "二维码已过期，请刷新网页获取新的二维码。";
-const DENIED: &str = "已拒绝这次登录，那个网页不会登录你的账号。如果登录请求不是你本人发起的，请勿把网页上的数字告诉任何人。";
-const CODE_USED: &str = "这个登录码已经用过了，请刷新网页获取新的登录码。";
-const CODE_UNKNOWN: &str = "登录码不正确或已过期，请核对网页上显示的 6 位登录码后重新发送。";
+use crate::reply_templates::Replies;
 
 /// Times in replies are Beijing time, which WeChat's users read.
 const REPLY_UTC_OFFSET_HOURS: i8 = 8;
@@ -85,30 +78,42 @@ impl Outcome {
         )
     }
 
+    /// With an upstream, the push is the account's business rather than wxlogin's, and goes to
+    /// it: a push that scanned, logged in or answered nothing of wxlogin's (`NotOurs`), and
+    /// code mode's help texts (a follow, a text that is no code), which the account's own
+    /// welcome and keyword replies replace. An unfollow is both: wxlogin unbinds, and the
+    /// account hears of it as it would without wxlogin.
+    pub fn for_the_account(&self) -> bool {
+        matches!(
+            self,
+            Outcome::NotOurs | Outcome::HowTo { .. } | Outcome::Unbound | Outcome::NothingToUnbind
+        )
+    }
+
     /// The text the user sees in WeChat, if any.
+    /// The text the user sees in WeChat, if any: the operator's templates
+    /// (`WXLOGIN_REPLIES`), filled in.
     pub fn reply(&self, callback: &Callback) -> Option<String> {
-        let site = &callback.site_name;
+        let replies = &callback.replies;
+        let minutes = |window: Duration| window.as_secs().div_ceil(60).max(1).to_string();
         let text = match self {
-            Outcome::LoggedIn => LOGGED_IN.to_owned(),
-            Outcome::NeedBind => NEED_BIND.to_owned(),
-            Outcome::ConfirmAsked(origin) => confirm_request(site, origin),
-            Outcome::Denied => DENIED.to_owned(),
-            Outcome::AlreadyScanned => USED.to_owned(),
-            Outcome::Expired => EXPIRED.to_owned(),
-            Outcome::CodeUsed => CODE_USED.to_owned(),
-            Outcome::CodeUnknown => CODE_UNKNOWN.to_owned(),
-            Outcome::Throttled => {
-                let minutes = callback.guesses.window().as_secs().div_ceil(60);
-                format!("错误的登录码太多，{minutes} 分钟内发来的登录码都不会被处理，请稍后再试。")
-            }
+            Outcome::LoggedIn => replies.render("logged_in", &[]),
+            Outcome::NeedBind => replies.render("need_bind", &[]),
+            Outcome::ConfirmAsked(origin) => confirm_request(replies, origin),
+            Outcome::Denied => replies.render("denied", &[]),
+            Outcome::AlreadyScanned => replies.render("already_scanned", &[]),
+            Outcome::Expired => replies.render("expired", &[]),
+            Outcome::CodeUsed => replies.render("code_used", &[]),
+            Outcome::CodeUnknown => replies.render("code_unknown", &[]),
+            Outcome::Throttled => replies.render(
+                "throttled",
+                &[("minutes", &minutes(callback.guesses.window()))],
+            ),
             Outcome::TooManyScans { retry_after } => {
-                let minutes = retry_after.as_secs().div_ceil(60).max(1);
-                format!("登录尝试过于频繁，这次扫码没有登录任何网页。请 {minutes} 分钟后再试。")
+                replies.render("too_many_scans", &[("minutes", &minutes(*retry_after))])
             }
-            Outcome::HowTo { followed } => {
-                let welcome = if *followed { "欢迎关注！" } else { "" };
-                format!("{welcome}要登录「{site}」，请打开它的登录页面，把页面上显示的 6 位登录码发送给本公众号。")
-            }
+            Outcome::HowTo { followed: true } => replies.render("how_to_after_follow", &[]),
+            Outcome::HowTo { followed: false } => replies.render("how_to", &[]),
             Outcome::NotOurs | Outcome::Unbound | Outcome::NothingToUnbind | Outcome::Overtaken => {
                 return None
             }
@@ -119,13 +124,16 @@ impl Outcome {
 
 /// Names the site and the browser that asked to log in, so the user can tell a login they
 /// started from one a phisher relayed, and asks for the number that browser shows. The
-/// number itself is never in the reply: whoever holds the browser must read it out.
-fn confirm_request(site: &str, origin: &Origin) -> String {
-    format!(
-        "有人正在用你的微信登录「{site}」。\n设备：{}\nIP：{}\n时间：{}（北京时间）\n\n如果这是你本人在操作，请回复该网页上显示的两位数字；如果不是你，请回复 0。",
-        origin.device(),
-        origin.ip(),
-        beijing_time(origin.at())
+/// number itself is never in the reply (nor a placeholder of it): whoever holds the browser
+/// must read it out.
+fn confirm_request(replies: &Replies, origin: &Origin) -> String {
+    replies.render(
+        "confirm_request",
+        &[
+            ("device", origin.device()),
+            ("ip", &origin.ip()),
+            ("time", &beijing_time(origin.at())),
+        ],
     )
 }
 
@@ -164,7 +172,8 @@ mod tests {
             at: UNIX_EPOCH + Duration::from_secs(1_732_406_400),
             secret_digest: [0; 32],
         });
-        let text = confirm_request("Example 商城", &origin);
+        let replies = Replies::load(None, "Example 商城".into()).unwrap();
+        let text = confirm_request(&replies, &origin);
         for part in [
             "Example 商城",
             "Chrome on Windows",

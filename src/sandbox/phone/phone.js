@@ -7,6 +7,10 @@ const SMS_REFRESH_MS = 1500;
 const OPENID_KEY = 'wxlogin-sandbox-openid';
 
 const $ = (id) => document.getElementById(id);
+// The page's strings in its language (src/i18n/*.json), each {name} filled from `values`.
+const STRINGS = JSON.parse(document.body.dataset.text);
+const t = (key, values = {}) =>
+  STRINGS[key].replace(/\{(\w+)\}/g, (_, name) => String(values[name]));
 const ticket = new URLSearchParams(location.search).get('ticket');
 const openid = () => $('openid').value;
 
@@ -40,7 +44,7 @@ async function post(path, body) {
 async function act(path, body) {
   const answer = await post(path, body);
   if (answer) {
-    $('reply').textContent = answer.reply || `(no reply; the service answered HTTP ${answer.status})`;
+    $('reply').textContent = answer.reply || t('phone.no_reply', { status: answer.status });
   }
   return answer;
 }
@@ -53,7 +57,7 @@ async function sendMessage(event) {
 
 async function unsubscribe() {
   const answer = await post('/sandbox/unsubscribe', { openid: openid() });
-  if (answer) $('reply').textContent = 'You unfollowed the official account.';
+  if (answer) $('reply').textContent = t('phone.unfollowed');
 }
 
 // The codes the service "sent" by SMS, newest first: in the sandbox every phone number lands here.
@@ -61,8 +65,8 @@ async function refreshSms() {
   try {
     const response = await fetch('/sandbox/sms');
     const received = await response.json();
-    const lines = received.slice(0, 5).map((sms) => `To ${sms.phone}: your code is ${sms.code}`);
-    $('sms').replaceChildren(...(lines.length ? lines : ['None yet.']).map((line) => {
+    const lines = received.slice(0, 5).map((sms) => t('phone.sms_line', sms));
+    $('sms').replaceChildren(...(lines.length ? lines : [t('phone.nothing_yet')]).map((line) => {
       const item = document.createElement('li');
       item.textContent = line;
       return item;

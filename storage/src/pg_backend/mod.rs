@@ -29,7 +29,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::backend::{Backend, BatchSender, BindingStream, Pending, BACKUP_BATCH};
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session, SessionToken,
+    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session,
+    SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
 
@@ -344,17 +345,24 @@ fn corrupt() -> StoreError {
     StoreError::Corrupt(postcard::Error::DeserializeBadEncoding)
 }
 
-/// A `bindings` row read as (openid, phone, bound_at, generation).
+/// A `bindings` row read as [`BINDING_COLUMNS`], from column `first` on.
 fn binding_of(row: &Row, first: usize) -> Result<Binding, StoreError> {
+    let unionid = match row.get::<_, Option<&str>>(first + 4) {
+        Some(unionid) => Some(UnionId::parse(unionid).ok_or_else(corrupt)?),
+        None => None,
+    };
     Ok(Binding {
         openid: OpenId::parse(row.get(first)).ok_or_else(corrupt)?,
         phone: Phone::parse(row.get(first + 1)).ok_or_else(corrupt)?,
         bound_at: uint(row.get(first + 2)),
         generation: uint(row.get(first + 3)),
+        unionid,
     })
 }
 
-const BINDING_COLUMNS: &str = "b.openid, b.phone, b.bound_at, b.generation";
+const BINDING_COLUMNS: &str = "b.openid, b.phone, b.bound_at, b.generation, b.unionid";
+/// How many columns [`BINDING_COLUMNS`] are: a query's own columns follow them.
+const AFTER_BINDING: usize = 5;
 
 /// Serialises the binds, unbinds and unfollows of one openid, until the transaction ends.
 const LOCK_OPENID: &str = "SELECT pg_advisory_xact_lock(hashtext('wxlogin:openid:' || $1))";
@@ -392,7 +400,7 @@ async fn write_binding(
              VALUES ($1, $2, $3, nextval('generations'))
              ON CONFLICT (openid) DO UPDATE
                  SET phone = excluded.phone, bound_at = excluded.bound_at,
-                     generation = excluded.generation
+                     generation = excluded.generation, unionid = NULL
              RETURNING generation",
             &[&openid.as_str(), &phone.as_str(), &int(bound_at)],
         )
@@ -410,6 +418,7 @@ async fn write_binding(
         phone: phone.clone(),
         bound_at,
         generation,
+        unionid: None,
     })
 }
 
@@ -605,6 +614,28 @@ impl Backend for PgBackend {
         }))
     }
 
+    fn set_unionid<'a>(
+        &'a self,
+        binding: &'a Binding,
+        unionid: &'a UnionId,
+    ) -> Pending<'a, Result<bool, StoreError>> {
+        Box::pin(self.run(move |client| async move {
+            // Only that very binding: a bind or unbind since changed or removed the row.
+            let written = client
+                .execute(
+                    "UPDATE bindings SET unionid = $3 WHERE openid = $1 AND generation = $2",
+                    &[
+                        &binding.openid.as_str(),
+                        &int(binding.generation),
+                        &unionid.as_str(),
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(written == 1)
+        }))
+    }
+
     fn unfollow<'a>(
         &'a self,
         openid: &'a OpenId,
@@ -697,11 +728,12 @@ impl Backend for PgBackend {
                 return Ok(None);
             };
             let binding = binding_of(&row, 0)?;
-            let (generation, created_at) = (uint(row.get(4)), uint(row.get(5)));
+            let own = |n| uint(row.get(AFTER_BINDING + n));
+            let (generation, created_at) = (own(0), own(1));
             Ok(binding.holds(generation, created_at).then(|| Session {
                 binding,
                 created_at,
-                expires_at: uint(row.get(6)),
+                expires_at: own(2),
             }))
         }))
     }
@@ -831,11 +863,11 @@ impl Backend for PgBackend {
             let binding = binding_of(&row, 0)?;
             let grant = AccessGrant {
                 openid: binding.openid.clone(),
-                generation: uint(row.get(4)),
-                issued_at: uint(row.get(5)),
-                expires_at: uint(row.get(6)),
-                client_id: row.get(7),
-                scope: row.get(8),
+                generation: uint(row.get(AFTER_BINDING)),
+                issued_at: uint(row.get(AFTER_BINDING + 1)),
+                expires_at: uint(row.get(AFTER_BINDING + 2)),
+                client_id: row.get(AFTER_BINDING + 3),
+                scope: row.get(AFTER_BINDING + 4),
             };
             Ok(binding
                 .holds(grant.generation, grant.issued_at)

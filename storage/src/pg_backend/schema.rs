@@ -22,7 +22,8 @@ const MIGRATIONS: &[&str] = &[
          openid text PRIMARY KEY,
          phone text NOT NULL UNIQUE,
          bound_at bigint NOT NULL,
-         generation bigint NOT NULL
+         generation bigint NOT NULL,
+         unionid text
      );
      CREATE TABLE follows (openid text PRIMARY KEY, followed_at bigint NOT NULL);
      CREATE TABLE unfollows (

@@ -17,7 +17,8 @@ pub use signatures::SignatureUse;
 
 use super::flush::GroupFlush;
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session, SessionToken,
+    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session,
+    SessionToken, UnionId,
 };
 use crate::{BindError, StoreError};
 
@@ -65,6 +66,17 @@ struct BindingValue {
     phone: Phone,
     bound_at: u64,
     generation: u64,
+    unionid: Option<UnionId>,
+}
+
+/// Records written before bindings had a unionid: they read as having none yet (it is fetched
+/// at the user's next scan). postcard ignores trailing bytes, so an older binary reads the
+/// new records as these, and a downgrade keeps working too.
+#[derive(Deserialize)]
+struct BindingValueV1 {
+    phone: Phone,
+    bound_at: u64,
+    generation: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,15 +103,28 @@ struct SessionValueV0 {
     expires_at: u64,
 }
 
+/// The newest layout first: an older record is too short for a newer layout, never the other
+/// way round (see [`BindingValueV1`]).
 fn decode_binding(raw: &[u8]) -> Result<BindingValue, StoreError> {
-    decode(raw).or_else(|_| {
-        let old: BindingValueV0 = decode(raw)?;
-        Ok(BindingValue {
-            phone: old.phone,
-            bound_at: old.bound_at,
-            generation: 0,
+    decode(raw)
+        .or_else(|_| {
+            let old: BindingValueV1 = decode(raw)?;
+            Ok(BindingValue {
+                phone: old.phone,
+                bound_at: old.bound_at,
+                generation: old.generation,
+                unionid: None,
+            })
         })
-    })
+        .or_else(|_: StoreError| {
+            let old: BindingValueV0 = decode(raw)?;
+            Ok(BindingValue {
+                phone: old.phone,
+                bound_at: old.bound_at,
+                generation: 0,
+                unionid: None,
+            })
+        })
 }
 
 fn decode_session(raw: &[u8]) -> Result<SessionValue, StoreError> {
@@ -207,6 +232,7 @@ impl SledDb {
             phone: phone.clone(),
             bound_at,
             generation,
+            unionid: None,
         })?;
         let _shared = self
             .binding_writes
@@ -241,8 +267,35 @@ impl SledDb {
             openid: openid.clone(),
             phone: phone.clone(),
             bound_at,
+            unionid: None,
             generation,
         })
+    }
+
+    /// Records `unionid` on `binding`, if that very binding (its generation) still stands:
+    /// a unionid fetched for a binding that was replaced or removed meanwhile is dropped. Not
+    /// flushed: one lost in a crash is fetched again at the next scan. Returns whether it was
+    /// written.
+    pub fn set_unionid(&self, binding: &Binding, unionid: &UnionId) -> Result<bool, StoreError> {
+        let _shared = self
+            .binding_writes
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = binding.openid.as_str();
+        let Some(old) = self.bindings.get(key)? else {
+            return Ok(false);
+        };
+        let mut value = decode_binding(&old)?;
+        if value.generation != binding.generation {
+            return Ok(false);
+        }
+        value.unionid = Some(unionid.clone());
+        self.note_binding_change(&binding.openid)?;
+        // Compare-and-swap: a bind or unbind between the read and here wins.
+        let swapped = self
+            .bindings
+            .compare_and_swap(key, Some(old), Some(encode(&value)?))?;
+        Ok(swapped.is_ok())
     }
 
     /// Who `phone` is bound to.
@@ -489,6 +542,7 @@ fn binding_from(openid: OpenId, raw: &[u8]) -> Result<Binding, StoreError> {
         openid,
         phone: value.phone,
         bound_at: value.bound_at,
+        unionid: value.unionid,
         generation: value.generation,
     })
 }
@@ -615,6 +669,29 @@ mod tests {
             (session.binding.phone, session.binding.generation),
             (phone("13800000001"), 0)
         );
+        // A binding from before unionids: read with none, and it can take one.
+        #[derive(Serialize)]
+        struct BindingV1 {
+            phone: Phone,
+            bound_at: u64,
+            generation: u64,
+        }
+        let v1 = encode(&BindingV1 {
+            phone: phone("13800000002"),
+            bound_at: 3,
+            generation: 9,
+        });
+        store.bindings.insert("carol", v1.unwrap()).unwrap();
+        let carol = store.binding(&openid("carol")).unwrap().unwrap();
+        assert_eq!(
+            (carol.generation, carol.bound_at, carol.unionid.clone()),
+            (9, 3, None)
+        );
+        let union = UnionId::parse("oUnionCarol").unwrap();
+        assert!(store.set_unionid(&carol, &union).unwrap());
+        let carol = store.binding(&openid("carol")).unwrap().unwrap();
+        assert_eq!((carol.generation, carol.unionid), (9, Some(union)));
+        assert_eq!(session.binding.unionid, None);
         // An unfollow recorded before its time was: the generation alone.
         let bob = openid("bob");
         store.unfollows.insert("bob", &7u64.to_be_bytes()).unwrap();

@@ -27,7 +27,7 @@ pub use db::{AccessGrant, SignatureUse};
 
 use crate::backend::{Backend, BindingStream, Pending};
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken,
+    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken, UnionId,
 };
 use crate::{BindError, StoreError};
 
@@ -276,6 +276,14 @@ impl Backend for SledBackend {
         at: u64,
     ) -> Pending<'a, Result<(), StoreError>> {
         at_once(self.db().and_then(|db| db.record_follow(openid, at)))
+    }
+
+    fn set_unionid<'a>(
+        &'a self,
+        binding: &'a Binding,
+        unionid: &'a UnionId,
+    ) -> Pending<'a, Result<bool, StoreError>> {
+        at_once(self.db().and_then(|db| db.set_unionid(binding, unionid)))
     }
 
     fn use_signature<'a>(
