@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+include!("storage/has_postgres.rs");
+
 fn git(args: &[&str]) -> Option<String> {
     runs("git", args).filter(|text| !text.is_empty())
 }
@@ -29,6 +31,7 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=storage/has_postgres.rs");
     test_tools();
 }
 
@@ -73,15 +76,7 @@ fn test_tools() {
                 bin.is_some_and(|bin| Path::new(&bin).exists())
             },
         ),
-        (
-            "postgres",
-            runs("initdb", &["--version"]).is_some()
-                || std::fs::read_dir("/usr/lib/postgresql")
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .any(|version| version.path().join("bin/initdb").is_file()),
-        ),
+        ("postgres", has_postgres()),
         (
             "curl_jq",
             runs("curl", &["--version"]).is_some() && runs("jq", &["--version"]).is_some(),
