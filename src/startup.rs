@@ -30,6 +30,7 @@ use crate::unionid::UnionIds;
 use crate::wechat::api::{CredentialTokenSource, TicketSource, WechatApi, WechatClient};
 use crate::wechat::crypto::MessageCrypto;
 use crate::wechat::envelope::CallbackKeys;
+use crate::wechat::shared_token::SharedSource;
 
 /// How often expired sessions and tokens, and logins past their retention, are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -153,12 +154,23 @@ impl Application {
             .map(Arc::new);
         let metrics = Arc::new(Metrics::default());
         let api = WechatApi::new(&api_base, settings.wechat_timeout, metrics.clone());
-        let tokens = TokenActor::new(CredentialTokenSource {
+        // Nodes on one database share the account's token; a sandbox node's simulator is a
+        // WeChat of its own, whose tokens no other node could use.
+        let shared_credentials = match settings.account {
+            Account::Real { .. } => store.shared_credentials(),
+            Account::Sandbox { .. } => None,
+        };
+        let token_source = CredentialTokenSource {
             api: api.clone(),
             appid: credentials.appid.clone(),
             secret: credentials.secret.clone(),
             stable: settings.stable_token,
-        })
+        };
+        let tokens = TokenActor::new(SharedSource::new(
+            token_source,
+            shared_credentials.clone(),
+            &credentials.appid,
+        ))
         .start();
         let supervisor = SceneSupervisor::new(
             store.clone(),
@@ -174,7 +186,12 @@ impl Application {
         let wechat = WechatClient::new(api.clone(), tokens, show_qrcode.to_owned());
         // The JS-SDK ticket is cached by a second token actor, fetched with the first's token.
         let token_center = (!settings.token_clients.is_empty()).then(|| {
-            let tickets = TokenActor::new(TicketSource(wechat.clone())).start();
+            let tickets = TokenActor::new(SharedSource::new(
+                TicketSource(wechat.clone()),
+                shared_credentials,
+                &credentials.appid,
+            ))
+            .start();
             TokenCenter::new(&settings.token_clients, wechat.tokens().clone(), tickets)
         });
         let unionids = UnionIds::new(wechat.clone(), store.clone(), metrics.clone());

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
-use wxlogin_actors::{GetToken, Held, Refresh, TokenActor, TokenError};
+use wxlogin_actors::{GetToken, Held, Refresh, TokenError};
 use wxlogin_storage::constant_time_eq;
 
 use super::rejections::read_body;
@@ -15,7 +15,7 @@ use super::session::bearer_token;
 use super::AppState;
 use crate::config::TokenClient;
 use crate::error::{ApiError, ErrorBody};
-use crate::wechat::api::{CredentialTokenSource, TicketSource, WechatError};
+use crate::wechat::api::{AccessTokens, JsapiTickets, WechatError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/wechat/access_token", web::get().to(access_token))
@@ -34,15 +34,15 @@ pub struct TokenCenter {
     /// Each caller's name and the SHA-256 of its key: comparing digests of equal length
     /// tells nothing of a key's length either.
     clients: Vec<(String, [u8; 32])>,
-    tokens: Addr<TokenActor<CredentialTokenSource>>,
-    tickets: Addr<TokenActor<TicketSource>>,
+    tokens: Addr<AccessTokens>,
+    tickets: Addr<JsapiTickets>,
 }
 
 impl TokenCenter {
     pub fn new(
         clients: &[TokenClient],
-        tokens: Addr<TokenActor<CredentialTokenSource>>,
-        tickets: Addr<TokenActor<TicketSource>>,
+        tokens: Addr<AccessTokens>,
+        tickets: Addr<JsapiTickets>,
     ) -> Self {
         let clients = clients
             .iter()

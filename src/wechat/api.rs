@@ -20,6 +20,7 @@ use wxlogin_storage::{OpenId, UnionId};
 
 use crate::metrics::Metrics;
 use crate::wechat::ip_ranges::{BadRange, IpRanges};
+use crate::wechat::shared_token::SharedSource;
 
 /// Tries per call when WeChat is busy (errcode -1), answers 5xx, or can't be connected to.
 const MAX_ATTEMPTS: u32 = 3;
@@ -478,21 +479,23 @@ impl TokenSource for CredentialTokenSource {
     }
 }
 
+/// The owner of the account's access token (shared with the other nodes on PostgreSQL).
+pub type AccessTokens = TokenActor<SharedSource<CredentialTokenSource>>;
+
+/// The owner of the JS-SDK ticket, for the token center.
+pub type JsapiTickets = TokenActor<SharedSource<TicketSource>>;
+
 /// WeChat calls that need the access token, with WeChat's refresh-and-retry-once rule.
 #[derive(Clone)]
 pub struct WechatClient {
     api: WechatApi,
-    tokens: Addr<TokenActor<CredentialTokenSource>>,
+    tokens: Addr<AccessTokens>,
     /// Where QR images are served: [`SHOW_QRCODE`], or the sandbox's stand-in for it.
     show_qrcode: String,
 }
 
 impl WechatClient {
-    pub fn new(
-        api: WechatApi,
-        tokens: Addr<TokenActor<CredentialTokenSource>>,
-        show_qrcode: String,
-    ) -> Self {
+    pub fn new(api: WechatApi, tokens: Addr<AccessTokens>, show_qrcode: String) -> Self {
         Self {
             api,
             tokens,
@@ -558,7 +561,7 @@ impl WechatClient {
     }
 
     /// The token actor, for the token center.
-    pub fn tokens(&self) -> &Addr<TokenActor<CredentialTokenSource>> {
+    pub fn tokens(&self) -> &Addr<AccessTokens> {
         &self.tokens
     }
 

@@ -6,4 +6,5 @@ pub mod envelope;
 pub mod ip_ranges;
 pub mod message;
 pub mod scene_key;
+pub mod shared_token;
 pub mod signature;

@@ -20,6 +20,7 @@ pub use model::{
     constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
     Session, SessionToken, UnionId,
 };
+pub use pg_backend::credentials::{ReplaceError, Replaced, SharedCredentials, StoredCredential};
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;
 pub use pg_backend::{PgBackend, PgSettings};

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::Backend;
+use crate::pg_backend::credentials::SharedCredentials;
 use crate::pg_backend::{PgBackend, PgSettings};
 use crate::sled_backend::SledBackend;
 
@@ -36,7 +37,12 @@ pub enum BindError {
 /// The durable store. Cloning is cheap: every clone shares one backend. Its operations are
 /// [`Backend`]'s, each documented with what it guarantees on return.
 #[derive(Clone)]
-pub struct Store(Arc<dyn Backend>);
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    /// The same backend when it is PostgreSQL, for what a cluster's nodes share beyond the
+    /// interface.
+    postgres: Option<PgBackend>,
+}
 
 impl Store {
     /// The sled store in `dir`, the default backend.
@@ -46,11 +52,23 @@ impl Store {
 
     /// The PostgreSQL store `settings` name, its schema brought up to date.
     pub async fn open_postgres(settings: &PgSettings) -> Result<Self, StoreError> {
-        Ok(Self::new(PgBackend::open(settings).await?))
+        let backend = PgBackend::open(settings).await?;
+        Ok(Self {
+            backend: Arc::new(backend.clone()),
+            postgres: Some(backend),
+        })
     }
 
     pub fn new(backend: impl Backend) -> Self {
-        Self(Arc::new(backend))
+        Self {
+            backend: Arc::new(backend),
+            postgres: None,
+        }
+    }
+
+    /// The WeChat credentials the nodes share: only on PostgreSQL, where nodes can be several.
+    pub fn shared_credentials(&self) -> Option<SharedCredentials> {
+        self.postgres.as_ref().map(PgBackend::shared_credentials)
     }
 }
 
@@ -58,6 +76,6 @@ impl Deref for Store {
     type Target = dyn Backend;
 
     fn deref(&self) -> &Self::Target {
-        &*self.0
+        &*self.backend
     }
 }

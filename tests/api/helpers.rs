@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// The callback token the sandbox uses when WXLOGIN_TOKEN is not set.
@@ -626,51 +626,65 @@ pub async fn answering_server(
     let (tx, rx) = unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            let received = loop {
-                let n = stream.read(&mut buf).await.unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let mut lines = head.lines();
-                    let mut start = lines.next().unwrap_or_default().split(' ');
-                    let method = start.next().unwrap_or_default().to_owned();
-                    let target = start.next().unwrap_or_default().to_owned();
-                    let headers: Vec<_> = lines
-                        .filter_map(|l| l.split_once(':'))
-                        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                        .collect();
-                    let length: usize = headers
-                        .iter()
-                        .find(|(n, _)| n == "content-length")
-                        .map_or(0, |(_, v)| v.parse().unwrap());
-                    if body.len() >= length {
-                        break Received {
-                            method,
-                            target,
-                            headers,
-                            body: body.to_owned(),
-                        };
-                    }
-                }
-            };
+            let received = read_request(&mut stream).await;
             let (status, answer) = answer(&received);
             let _ = tx.send(received);
-            // A redirect points at /moved on the same server.
-            let location = if (300..400).contains(&status) {
-                "location: /moved\r\n"
-            } else {
-                ""
-            };
-            let response = format!(
-                "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-            stream.write_all(response.as_bytes()).await.unwrap();
+            write_answer(&mut stream, status, &answer).await;
         }
     });
     (base, rx)
+}
+
+/// Reads one HTTP request from `stream`, as a fake server receives it.
+pub async fn read_request(stream: &mut TcpStream) -> Received {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "the client closed the connection before a whole request"
+        );
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let mut lines = head.lines();
+            let mut start = lines.next().unwrap_or_default().split(' ');
+            let method = start.next().unwrap_or_default().to_owned();
+            let target = start.next().unwrap_or_default().to_owned();
+            let headers: Vec<_> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            if body.len() >= length {
+                return Received {
+                    method,
+                    target,
+                    headers,
+                    body: body.to_owned(),
+                };
+            }
+        }
+    }
+}
+
+/// Answers a fake server's request with `status` and the JSON `answer`, closing the connection.
+pub async fn write_answer(stream: &mut TcpStream, status: u16, answer: &str) {
+    // A redirect points at /moved on the same server.
+    let location = if (300..400).contains(&status) {
+        "location: /moved\r\n"
+    } else {
+        ""
+    };
+    let response = format!(
+        "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+    stream.write_all(response.as_bytes()).await.unwrap();
 }
 
 /// Asserts an error answer: status and JSON `{"error": code, "message": ...}`.

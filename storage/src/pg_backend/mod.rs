@@ -12,6 +12,7 @@
 //! A database that cannot be reached (refused, timed out, shutting down, out of disk) answers
 //! [`StoreError::Unavailable`]; [`Backend::check`] fails until a probe reaches it again.
 
+pub mod credentials;
 mod schema;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
@@ -123,6 +124,11 @@ impl PgBackend {
         });
         tokio::spawn(probe(Arc::downgrade(&shared)));
         Ok(Self(shared))
+    }
+
+    /// The WeChat credentials the nodes on this database share.
+    pub fn shared_credentials(&self) -> credentials::SharedCredentials {
+        credentials::SharedCredentials::new(self.clone())
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT`], noting whether the

@@ -74,6 +74,16 @@ const MIGRATIONS: &[&str] = &[
          body_digest bytea NOT NULL,
          PRIMARY KEY (sent_at, signature)
      );",
+    // Issue 20, one access token for the cluster: WeChat's access token and JS-SDK ticket,
+    // one row per account and kind, replaced by one node at a time (pg_backend/credentials.rs).
+    "CREATE TABLE wechat_credentials (
+         appid text NOT NULL,
+         kind text NOT NULL,
+         value text NOT NULL,
+         expires_at timestamptz NOT NULL,
+         version bigint NOT NULL,
+         PRIMARY KEY (appid, kind)
+     );",
 ];
 
 /// The schema's version once every migration is applied.
