@@ -9,14 +9,20 @@
 //! and a node whose copy is older than the row takes the row's instead of fetching. The
 //! actor still caches the value: WeChat calls read no database.
 //!
+//! Token-center callers' reports ([`wxlogin_actors::Refresh`]) replace one value per
+//! [`REPORTED_REFRESH_GAP`] for the whole cluster, not per node: a row replaced less than that
+//! long ago, with no refresh ahead of expiry due yet, is only replaced when WeChat refused it.
+//!
 //! On one node (sled) there is no row: the wrapped source fetches on its own, as before.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use wxlogin_actors::{AccessToken, Fetched, Fetching, TokenError, TokenSource};
-use wxlogin_storage::{ReplaceError, Replaced, SharedCredentials};
+use wxlogin_actors::{
+    AccessToken, Fetched, Fetching, TokenError, TokenSource, REPORTED_REFRESH_GAP,
+};
+use wxlogin_storage::{ReplaceError, Replaced, SharedCredentials, StoredCredential};
 
 use super::api::JsapiTicket;
 
@@ -92,8 +98,12 @@ where
                 Ok((fetched.token.stored().to_owned(), fetched.expires_in))
             };
             let kind = S::Token::KIND;
+            let held_version = held.get();
+            let replace_it = |row: &StoredCredential| {
+                Some(row.version) == held_version && (after_rejection || !just_replaced(row))
+            };
             let replaced = credentials
-                .replace(&appid, kind, held.get(), fetch)
+                .replace(&appid, kind, replace_it, fetch)
                 .await
                 .map_err(|e| match e {
                     ReplaceError::Store(e) => TokenError::new(e),
@@ -118,4 +128,11 @@ where
     fn refused_early(&self, age: Duration, lifetime: Duration) {
         self.source.refused_early(age, lifetime);
     }
+}
+
+/// Replaced less than [`REPORTED_REFRESH_GAP`] ago, and before half its lifetime (when the
+/// token actor's refresh ahead of expiry comes due at the latest): only a report can ask for
+/// it to be replaced so soon.
+fn just_replaced(row: &StoredCredential) -> bool {
+    row.age < REPORTED_REFRESH_GAP && row.age < row.expires_in
 }

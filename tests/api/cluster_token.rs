@@ -296,3 +296,37 @@ async fn the_refresh_ahead_of_expiry_is_one_fetch_for_the_cluster() {
         .qr_tokens
         .ends_with(&["token-2".to_owned(), "token-2".to_owned()]));
 }
+
+/// Token-center callers' reports throw away one token a minute for the whole cluster, not one
+/// per node: a caller going round the nodes cannot spend the quota once per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn reports_round_the_nodes_replace_no_token_the_cluster_just_replaced() {
+    let server = TestServer::start();
+    let database = server.new_database().await;
+    let wechat = FakeWechat::start(7200).await;
+    wechat.open_gate();
+    let nodes = nodes(2, &database, &wechat).await;
+    assert_eq!(tokens_handed_out(&nodes).await, ["token-1"; 2]);
+    for node in &nodes {
+        // Each node's own allowance would honour this report: the cluster's does not.
+        let current = center(node, "/api/wechat/access_token", "access_token").await;
+        let response = node
+            .client
+            .post(node.url("/api/wechat/access_token/refresh"))
+            .bearer_auth(CENTER_KEY)
+            .json(&json!({"access_token": current}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["access_token"], "token-1", "{body}");
+    }
+    assert_eq!(wechat.calls().token_fetches, 1);
+    // wxlogin's own refused call still replaces it at once.
+    wechat.calls().refused.insert("token-1".into());
+    nodes[1].create_qr().await;
+    assert_eq!(wechat.calls().token_fetches, 2);
+    let current = center(&nodes[1], "/api/wechat/access_token", "access_token").await;
+    assert_eq!(current, "token-2");
+}

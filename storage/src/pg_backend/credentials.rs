@@ -5,10 +5,11 @@
 //!
 //! Only one node fetches at a time: a replacement holds the row's transaction-scoped advisory
 //! lock from before it reads the row until its new value is committed, so a node that waited
-//! finds the value the other one fetched and fetches nothing. A node asks to replace the
-//! version it holds; if the row has moved past it (another node refreshed, or already
-//! replaced a value WeChat refused), it gets the row's value instead, so a stale copy never
-//! throws a newer value away.
+//! finds the value the other one fetched and, seeing it is not the one it wanted replaced,
+//! fetches nothing. The caller decides from the row it finds under the lock (its version, age
+//! and lifetime left) whether it still wants it replaced: a node asking to replace the version
+//! it holds gets the row's newer value instead, so a stale copy never throws a newer value
+//! away.
 
 use std::future::Future;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct StoredCredential {
     pub value: String,
     /// What is left of its lifetime, by the database's clock.
     pub expires_in: Duration,
+    /// How long ago it was written, by the database's clock.
+    pub age: Duration,
     /// Grows by one with each replacement.
     pub version: i64,
 }
@@ -44,6 +47,7 @@ impl std::fmt::Debug for StoredCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredCredential")
             .field("expires_in", &self.expires_in)
+            .field("age", &self.age)
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
@@ -52,7 +56,7 @@ impl std::fmt::Debug for StoredCredential {
 /// What [`SharedCredentials::replace`] did.
 #[derive(Debug)]
 pub enum Replaced {
-    /// The row already held a usable value other than the one to replace: nothing fetched.
+    /// The row held an unexpired value the caller did not want replaced: nothing fetched.
     Found(StoredCredential),
     /// This call fetched and wrote the row's new version.
     Fetched(StoredCredential),
@@ -81,22 +85,22 @@ impl SharedCredentials {
     }
 
     /// The current `kind` credential of `appid`, replaced if need be. Under the row's lock:
-    /// an unexpired value whose version is not `stale` is the answer as it is; otherwise
-    /// (no row, expired, or still the `stale` version the caller wants replaced) `fetch`'s
-    /// value becomes the row's next version, committed before the answer. `stale`: the version
-    /// the caller holds and wants replaced (it nears its expiry, or WeChat refused it), `None`
-    /// when it holds none.
+    /// an unexpired value that `replace_it` declines is the answer as it is; otherwise (no
+    /// row, expired, or accepted by `replace_it`) `fetch`'s value becomes the row's next
+    /// version, committed before the answer.
     pub async fn replace<E, Fut>(
         &self,
         appid: &str,
         kind: &str,
-        stale: Option<i64>,
+        replace_it: impl FnOnce(&StoredCredential) -> bool,
         fetch: impl FnOnce() -> Fut,
     ) -> Result<Replaced, ReplaceError<E>>
     where
         Fut: Future<Output = Result<(String, Duration), E>>,
     {
-        let result = self.replace_under_lock(appid, kind, stale, fetch).await;
+        let result = self
+            .replace_under_lock(appid, kind, replace_it, fetch)
+            .await;
         self.0.note(&result);
         result
     }
@@ -105,7 +109,7 @@ impl SharedCredentials {
         &self,
         appid: &str,
         kind: &str,
-        stale: Option<i64>,
+        replace_it: impl FnOnce(&StoredCredential) -> bool,
         fetch: impl FnOnce() -> Fut,
     ) -> Result<Replaced, ReplaceError<E>>
     where
@@ -141,7 +145,8 @@ impl SharedCredentials {
         let row = within(async {
             tx.query_opt(
                 "SELECT value, version,
-                        (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint
+                        (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint,
+                        (extract(epoch FROM clock_timestamp() - replaced_at) * 1000)::bigint
                  FROM wechat_credentials WHERE appid = $1 AND kind = $2",
                 &[&appid, &kind],
             )
@@ -150,24 +155,28 @@ impl SharedCredentials {
         })
         .await?;
         let current = row.and_then(|row| {
-            let left_ms: i64 = row.get(2);
+            let (left_ms, age_ms): (i64, i64) = (row.get(2), row.get(3));
             (left_ms > 0).then(|| StoredCredential {
                 value: row.get(0),
                 version: row.get(1),
                 expires_in: Duration::from_millis(left_ms.unsigned_abs()),
+                age: Duration::from_millis(age_ms.max(0).unsigned_abs()),
             })
         });
-        if let Some(current) = current.filter(|c| Some(c.version) != stale) {
+        if let Some(current) = current.filter(|c| !replace_it(c)) {
             return Ok(Replaced::Found(current));
         }
         let (value, expires_in) = fetch().await.map_err(ReplaceError::Fetch)?;
         let lifetime_ms = i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX);
         let version: i64 = within(async {
             tx.query_one(
-                "INSERT INTO wechat_credentials (appid, kind, value, expires_at, version)
-                 VALUES ($1, $2, $3, clock_timestamp() + $4::bigint * interval '1 millisecond', 1)
+                "INSERT INTO wechat_credentials
+                     (appid, kind, value, replaced_at, expires_at, version)
+                 VALUES ($1, $2, $3, clock_timestamp(),
+                         clock_timestamp() + $4::bigint * interval '1 millisecond', 1)
                  ON CONFLICT (appid, kind) DO UPDATE
-                     SET value = excluded.value, expires_at = excluded.expires_at,
+                     SET value = excluded.value, replaced_at = excluded.replaced_at,
+                         expires_at = excluded.expires_at,
                          version = wechat_credentials.version + 1
                  RETURNING version",
                 &[&appid, &kind, &value, &lifetime_ms],
@@ -181,6 +190,7 @@ impl SharedCredentials {
         Ok(Replaced::Fetched(StoredCredential {
             value,
             expires_in,
+            age: Duration::ZERO,
             version,
         }))
     }
@@ -220,6 +230,11 @@ mod tests {
         }
     }
 
+    /// Replaces the row when it holds version `stale`.
+    fn replacing(stale: Option<i64>) -> impl FnOnce(&StoredCredential) -> bool {
+        move |row| Some(row.version) == stale
+    }
+
     async fn shared(server: &TestServer) -> SharedCredentials {
         let settings = PgSettings {
             url: server.new_database().await,
@@ -244,7 +259,7 @@ mod tests {
             .map(|node| {
                 let (node, wechat) = (node.clone(), wechat.clone());
                 tokio::spawn(async move {
-                    node.replace(APPID, TOKEN, stale, || {
+                    node.replace(APPID, TOKEN, replacing(stale), || {
                         wechat.fetch(Duration::from_secs(7200))
                     })
                     .await
@@ -298,7 +313,7 @@ mod tests {
 
         // A slow node still holding version 1 gets version 2 and fetches nothing.
         let late = nodes[0]
-            .replace(APPID, TOKEN, Some(1), || {
+            .replace(APPID, TOKEN, replacing(Some(1)), || {
                 wechat.fetch(Duration::from_secs(7200))
             })
             .await
@@ -323,11 +338,16 @@ mod tests {
         let node = shared(&server).await;
         let wechat = Wechat::default();
         let short = || wechat.fetch(Duration::from_millis(1));
-        node.replace(APPID, TOKEN, None, short).await.unwrap();
+        node.replace(APPID, TOKEN, replacing(None), short)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Expired: replaced even for a node that holds nothing.
         let long = || wechat.fetch(Duration::from_secs(7200));
-        let replaced = node.replace(APPID, TOKEN, None, long).await.unwrap();
+        let replaced = node
+            .replace(APPID, TOKEN, replacing(None), long)
+            .await
+            .unwrap();
         assert!(
             matches!(&replaced, Replaced::Fetched(c) if c.version == 2),
             "{replaced:?}"
@@ -335,12 +355,15 @@ mod tests {
 
         // A failed fetch leaves the row and releases the lock.
         let failed = node
-            .replace(APPID, TOKEN, Some(2), || async {
+            .replace(APPID, TOKEN, replacing(Some(2)), || async {
                 Err::<(String, Duration), _>("down")
             })
             .await;
         assert!(matches!(failed, Err(ReplaceError::Fetch("down"))));
-        let kept = node.replace(APPID, TOKEN, None, long).await.unwrap();
+        let kept = node
+            .replace(APPID, TOKEN, replacing(None), long)
+            .await
+            .unwrap();
         assert!(
             matches!(&kept, Replaced::Found(c) if c.value == "v2"),
             "{kept:?}"
@@ -348,7 +371,10 @@ mod tests {
 
         // Another kind, another account: rows of their own.
         for (appid, kind) in [(APPID, "jsapi_ticket"), ("wx0000000000000002", TOKEN)] {
-            let other = node.replace(appid, kind, None, long).await.unwrap();
+            let other = node
+                .replace(appid, kind, replacing(None), long)
+                .await
+                .unwrap();
             assert!(
                 matches!(&other, Replaced::Fetched(c) if c.version == 1),
                 "{other:?}"

@@ -80,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
          appid text NOT NULL,
          kind text NOT NULL,
          value text NOT NULL,
+         replaced_at timestamptz NOT NULL,
          expires_at timestamptz NOT NULL,
          version bigint NOT NULL,
          PRIMARY KEY (appid, kind)
