@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::pg_backend::{PgBackend, PgSettings};
+use crate::pg_backend::{PgBackend, PgSettings, SharedLimits};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,11 @@ pub enum BindError {
 /// The durable store. Cloning is cheap: every clone shares one backend. Its operations are
 /// [`Backend`]'s, each documented with what it guarantees on return.
 #[derive(Clone)]
-pub struct Store(Arc<dyn Backend>);
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    /// The limits and filters nodes share; `None` on a store only this node uses.
+    shared_limits: Option<SharedLimits>,
+}
 
 impl Store {
     /// The sled store in `dir`, the default backend.
@@ -46,11 +50,24 @@ impl Store {
 
     /// The PostgreSQL store `settings` name, its schema brought up to date.
     pub async fn open_postgres(settings: &PgSettings) -> Result<Self, StoreError> {
-        Ok(Self::new(PgBackend::open(settings).await?))
+        let backend = PgBackend::open(settings).await?;
+        Ok(Self {
+            shared_limits: Some(backend.shared_limits()),
+            backend: Arc::new(backend),
+        })
     }
 
     pub fn new(backend: impl Backend) -> Self {
-        Self(Arc::new(backend))
+        Self {
+            backend: Arc::new(backend),
+            shared_limits: None,
+        }
+    }
+
+    /// The cluster's limits and filters when several nodes may share this store (PostgreSQL);
+    /// `None` for sled, whose node keeps its own in memory.
+    pub fn shared_limits(&self) -> Option<&SharedLimits> {
+        self.shared_limits.as_ref()
     }
 }
 
@@ -58,6 +75,6 @@ impl Deref for Store {
     type Target = dyn Backend;
 
     fn deref(&self) -> &Self::Target {
-        &*self.0
+        &*self.backend
     }
 }

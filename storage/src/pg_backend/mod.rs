@@ -12,6 +12,7 @@
 //! A database that cannot be reached (refused, timed out, shutting down, out of disk) answers
 //! [`StoreError::Unavailable`]; [`Backend::check`] fails until a probe reaches it again.
 
+mod limits;
 mod schema;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
@@ -33,6 +34,7 @@ use crate::model::{
     SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
+pub use limits::SharedLimits;
 
 /// The longest any one operation may take, waiting for a connection included: past it the
 /// database counts as unavailable (a host that stopped answering holds no request forever).
@@ -123,6 +125,11 @@ impl PgBackend {
         });
         tokio::spawn(probe(Arc::downgrade(&shared)));
         Ok(Self(shared))
+    }
+
+    /// The cluster's limits and filters, on this database's pool.
+    pub fn shared_limits(&self) -> SharedLimits {
+        SharedLimits::new(self.0.pool.clone())
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT`], noting whether the

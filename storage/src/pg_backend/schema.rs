@@ -74,6 +74,26 @@ const MIGRATIONS: &[&str] = &[
          body_digest bytea NOT NULL,
          PRIMARY KEY (sent_at, signature)
      );",
+    // 2 (issue 20, cluster-wide limits and filters): what each node kept in memory on one node,
+    // shared (limits.rs). Keys are SHA-256 digests; times are the database's, in seconds.
+    "CREATE TABLE limit_sightings (
+         kind text NOT NULL,
+         digest bytea NOT NULL,
+         sightings bigint NOT NULL,
+         closes_at float8 NOT NULL,
+         PRIMARY KEY (kind, digest)
+     );
+     CREATE INDEX limit_sightings_by_close ON limit_sightings (closes_at);
+     CREATE TABLE limit_budgets (
+         kind text NOT NULL,
+         digest bytea NOT NULL,
+         tokens float8 NOT NULL,
+         updated_at float8 NOT NULL,
+         granted boolean NOT NULL,
+         full_at float8 NOT NULL,
+         PRIMARY KEY (kind, digest)
+     );
+     CREATE INDEX limit_budgets_by_full ON limit_budgets (full_at);",
 ];
 
 /// The schema's version once every migration is applied.
