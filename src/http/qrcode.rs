@@ -357,7 +357,7 @@ pub(super) struct CodeSent {
         (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
         (status = 422, description = "`invalid_phone`: not a mainland number, or the SMS provider refused it", body = ErrorBody),
         (status = 429, description = "`too_many_requests` (with `Retry-After`) or `sms_rate_limited`", body = ErrorBody),
-        (status = 503, description = "`sms_unavailable`", body = ErrorBody),
+        (status = 503, description = "`sms_unavailable`; `storage_unavailable` when the limits, shared on several nodes, cannot be checked", body = ErrorBody),
     ),
 )]
 pub(super) async fn send_code(

@@ -251,7 +251,7 @@ pub(super) struct CallbackQuery {
         (status = 403, description = "The state is not this browser's or was used, or a snapshot-page user: a page", content_type = "text/html", body = String),
         (status = 404, description = "`not_found`: without `WXLOGIN_OAUTH_DOMAIN`", body = ErrorBody),
         (status = 429, description = "`too_many_requests`: the user's scans this hour", body = ErrorBody),
-        (status = 503, description = "`wechat_unavailable`", body = ErrorBody),
+        (status = 503, description = "`wechat_unavailable`; `storage_unavailable` when the state or the scan limit, shared on several nodes, cannot be checked", body = ErrorBody),
     ),
 )]
 pub(super) async fn callback(
