@@ -75,6 +75,19 @@ async fn a_push_redelivered_to_the_other_node_is_handled_once() {
         .map(|login| login["method"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(methods, ["scan", "bind"], "{page}");
+
+    // Delivered to both at the same moment: one node handles it, the other acknowledges it.
+    let qr = a.create_qr().await;
+    let query = signed_query(SANDBOX_TOKEN);
+    let scan = event_xml("oTwoNodes", unix_now(), "SCAN", &qr.event_key());
+    let (on_a, on_b) = tokio::join!(
+        a.post_callback(&query, scan.clone()),
+        b.post_callback(&query, scan)
+    );
+    let mut answers = vec![on_a.text().await.unwrap(), on_b.text().await.unwrap()];
+    answers.sort();
+    assert!(answers[0].contains("<xml>"), "{answers:?}");
+    assert_eq!(answers[1], "success", "{answers:?}");
 }
 
 #[tokio::test]

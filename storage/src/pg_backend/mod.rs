@@ -127,8 +127,9 @@ impl PgBackend {
         Ok(Self(shared))
     }
 
-    /// The cluster's limits and filters, on this database's pool.
-    pub fn shared_limits(&self) -> SharedLimits {
+    /// The cluster's limits and filters, on this database's pool; each call starts a purge
+    /// task, so the store makes one.
+    pub(crate) fn shared_limits(&self) -> SharedLimits {
         SharedLimits::new(self.0.pool.clone())
     }
 
