@@ -132,7 +132,7 @@ async fn within_scan_budget(
     let taken = match taken {
         Ok(taken) => taken,
         Err(Refused::Wait(retry_after)) => return Ok(Outcome::TooManyScans { retry_after }),
-        Err(Refused::Unchecked(e)) => return Err(e.into()),
+        Err(unchecked) => return Err(unchecked.into()),
     };
     let outcome = scan.await;
     if !outcome.as_ref().is_ok_and(Outcome::took_a_scene) {

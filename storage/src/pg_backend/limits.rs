@@ -195,36 +195,41 @@ async fn within_check<T>(
         })
 }
 
-/// Every [`PURGE_INTERVAL`] while the limits live: deletes windows that closed and buckets full
-/// again, in batches.
+/// Every [`PURGE_INTERVAL`] while the limits live: [`purge`].
 async fn purge_periodically(pool: Weak<Pool>) {
     loop {
         tokio::time::sleep(PURGE_INTERVAL).await;
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        for (what, statement) in [
-            (
-                "limit windows",
-                "DELETE FROM limit_sightings WHERE ctid IN (SELECT ctid FROM limit_sightings
-                     WHERE closes_at <= extract(epoch FROM clock_timestamp()) - $1::bigint LIMIT $2)",
-            ),
-            (
-                "limit buckets",
-                "DELETE FROM limit_budgets WHERE ctid IN (SELECT ctid FROM limit_budgets
-                     WHERE full_at <= extract(epoch FROM clock_timestamp()) - $1::bigint LIMIT $2)",
-            ),
-        ] {
-            let purged = match pool.get().await {
-                // $1: how long past its use a row is kept; nothing reads it then.
-                Ok(client) => purge_in_batches(client, statement, 0).await,
-                Err(e) => Err(pool_error(e)),
-            };
-            match purged {
-                Ok(0) => {}
-                Ok(purged) => tracing::debug!(purged, "expired {what} removed"),
-                Err(e) => tracing::warn!(error = %e, "purging expired {what} failed"),
-            }
+        purge(&pool).await;
+    }
+}
+
+/// Deletes windows that closed and buckets full again, in batches: forgetting them changes no
+/// answer.
+async fn purge(pool: &Pool) {
+    for (what, statement) in [
+        (
+            "limit windows",
+            "DELETE FROM limit_sightings WHERE ctid IN (SELECT ctid FROM limit_sightings
+                 WHERE closes_at <= extract(epoch FROM clock_timestamp()) - $1::bigint LIMIT $2)",
+        ),
+        (
+            "limit buckets",
+            "DELETE FROM limit_budgets WHERE ctid IN (SELECT ctid FROM limit_budgets
+                 WHERE full_at <= extract(epoch FROM clock_timestamp()) - $1::bigint LIMIT $2)",
+        ),
+    ] {
+        let purged = match pool.get().await {
+            // $1: how long past its use a row is kept; nothing reads it then.
+            Ok(client) => purge_in_batches(client, statement, 0).await,
+            Err(e) => Err(pool_error(e)),
+        };
+        match purged {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired {what} removed"),
+            Err(e) => tracing::warn!(error = %e, "purging expired {what} failed"),
         }
     }
 }
@@ -326,6 +331,52 @@ mod tests {
             assert_eq!(stored.len(), 32);
             assert!(!stored.windows(phone.len()).any(|w| w == phone.as_bytes()));
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+    async fn the_purge_deletes_closed_windows_and_full_buckets_only() {
+        let server = TestServer::start();
+        let (a, _) = two_nodes(&server).await;
+        a.sight("push", "closing", Duration::from_millis(100))
+            .await
+            .unwrap();
+        a.sight("push", "open", Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Full again 0.1 s after the take, and not for an hour.
+        a.acquire("qr", "refilling", 1.0, 10.0)
+            .await
+            .unwrap()
+            .unwrap();
+        a.acquire("sms", "spent", 1.0, 1.0 / 3600.0)
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        purge(&a.0).await;
+        let client = a.0.get().await.unwrap();
+        let kinds = |table: &'static str| {
+            let client = &client;
+            async move {
+                let rows = client
+                    .query(&format!("SELECT kind FROM {table}"), &[])
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|row| row.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(kinds("limit_sightings").await, ["push"]);
+        assert_eq!(kinds("limit_budgets").await, ["sms"]);
+        // What is left still answers as before.
+        assert_eq!(a.sightings("push", "open").await.unwrap(), 1);
+        assert!(a
+            .acquire("sms", "spent", 1.0, 1.0 / 3600.0)
+            .await
+            .unwrap()
+            .is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
