@@ -224,3 +224,21 @@ async fn a_web_authorization_state_used_on_one_node_is_refused_on_the_other() {
     let again = arrive(&b).await.unwrap();
     assert_eq!(again.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_wechat_users_scans_are_counted_on_every_node() {
+    let (_server, a, b) = two_nodes(&[("WXLOGIN_SCANS_PER_USER_PER_HOUR", "1")]).await;
+    need_bind(&a, "oScansTwice").await;
+    let qr = b.create_qr().await;
+    let refused = b.scan(&qr.ticket, "oScansTwice", true).await;
+    assert!(
+        refused["reply"]
+            .as_str()
+            .unwrap()
+            .contains("登录尝试过于频繁"),
+        "{refused}"
+    );
+    let (_, status) = b.status(&qr.scene_id, 0).await;
+    assert_eq!(status["state"], "waiting", "{status}");
+}
