@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use wxlogin_actors::SceneError;
 use wxlogin_storage::StoreError;
 
+use crate::http::Refused;
 use crate::sms::SmsError;
 use crate::wechat::api::WechatError;
 use crate::wechat::envelope::EnvelopeError;
@@ -177,6 +178,17 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(_) => ApiError::StorageUnavailable(e),
             e => ApiError::Storage(e),
+        }
+    }
+}
+
+/// A limit reached is 429 with the wait; a shared limit that could not be checked refuses as
+/// storage does.
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Wait(retry_after) => ApiError::TooManyRequests { retry_after },
+            Refused::Unchecked(e) => e.into(),
         }
     }
 }

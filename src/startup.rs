@@ -215,6 +215,7 @@ impl Application {
                 settings.code_guess_window,
                 settings.replies.clone(),
                 settings.upstream.as_ref(),
+                store.shared_limits(),
             ),
             modes: LoginModes::new(settings.login_mode, account_qr_url),
             scene_ttl: settings.scene_ttl,
@@ -222,7 +223,7 @@ impl Application {
             scene_counters,
             metrics,
             admin_token: settings.admin_token.clone(),
-            limits: AbuseLimits::from_settings(&settings),
+            limits: AbuseLimits::from_settings(&settings, store.shared_limits()),
             shutting_down: shutdown_rx,
             oidc,
             cookies: SessionCookies {
@@ -240,6 +241,7 @@ impl Application {
                     web_authorize.to_owned(),
                     &public_url,
                     settings.scene_ttl,
+                    store.shared_limits(),
                 )
             }),
         });

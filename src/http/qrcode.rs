@@ -92,7 +92,7 @@ pub(super) async fn create(
         return Err(ApiError::CrossSite);
     }
     // Each QR code spends WeChat quota: limit before calling.
-    rate_limit::check(&state.limits.qr_per_ip, &ip.limit_key()).map_err(too_many)?;
+    rate_limit::check(&state.limits.qr_per_ip, &ip.limit_key()).await?;
     let max = state.limits.max_scenes;
     if max > 0 && state.scene_counters.live() >= max {
         return Err(ApiError::Busy);
@@ -324,10 +324,6 @@ pub(super) async fn status(
     Ok(response.json(body))
 }
 
-fn too_many(retry_after: Duration) -> ApiError {
-    ApiError::TooManyRequests { retry_after }
-}
-
 #[derive(Deserialize, ToSchema)]
 pub(super) struct SendCode {
     /// A mainland China mobile number, optionally with +86.
@@ -361,7 +357,7 @@ pub(super) struct CodeSent {
         (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
         (status = 422, description = "`invalid_phone`: not a mainland number, or the SMS provider refused it", body = ErrorBody),
         (status = 429, description = "`too_many_requests` (with `Retry-After`) or `sms_rate_limited`", body = ErrorBody),
-        (status = 503, description = "`sms_unavailable`", body = ErrorBody),
+        (status = 503, description = "`sms_unavailable`; `storage_unavailable` when the limits, shared on several nodes, cannot be checked", body = ErrorBody),
     ),
 )]
 pub(super) async fn send_code(
@@ -385,7 +381,7 @@ pub(super) async fn send_code(
         (&limits.sms_per_phone, phone.as_str()),
         (&limits.sms_per_user, scanner.as_str()),
     ])
-    .map_err(too_many)?;
+    .await?;
     let sent = async {
         // A handle carries one message, so the scene is found again for the code.
         let code = live_scene(&state, &scene_id, &request)
@@ -400,7 +396,7 @@ pub(super) async fn send_code(
     };
     if let Err(e) = sent.await {
         // No code went out (a resend inside the cooldown, say): it costs nothing.
-        taken.give_back();
+        taken.give_back().await;
         return Err(e);
     }
     Ok(HttpResponse::Accepted().json(CodeSent {

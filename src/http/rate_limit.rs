@@ -1,21 +1,32 @@
-//! Token buckets per key (a client IP, a phone number, a WeChat user), kept in moka so that
-//! idle keys cost nothing and vanish on their own.
+//! Token buckets per key (a client IP, a phone number, a WeChat user): in this node's memory
+//! (moka, so that idle keys cost nothing and vanish on their own) on a store only this node
+//! uses; in the store, one bucket per key for every node, on PostgreSQL ([`SharedLimits`]).
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
+use wxlogin_storage::{SharedLimits, StoreError};
 
 use crate::config::Settings;
 
-/// Most keys tracked at once by one limiter; beyond that the least used are forgotten.
+/// Most keys tracked at once by one limiter on one node; beyond that the least used are forgotten.
 const MAX_KEYS: u64 = 1_000_000;
 
 pub struct RateLimiter {
     capacity: f64,
     refill_per_sec: f64,
-    buckets: Cache<String, Arc<Mutex<Bucket>>>,
+    buckets: Buckets,
+}
+
+enum Buckets {
+    Local(Cache<String, Arc<Mutex<Bucket>>>),
+    /// `kind` tells this limiter's keys from other limiters' in the shared table.
+    Shared {
+        limits: SharedLimits,
+        kind: &'static str,
+    },
 }
 
 struct Bucket {
@@ -23,25 +34,58 @@ struct Bucket {
     updated: Instant,
 }
 
+/// Why a request was not let through.
+#[derive(Debug)]
+pub enum Refused {
+    /// The limit is reached: a token is free after this long.
+    Wait(Duration),
+    /// The shared limit could not be checked: refused all the same (fails closed).
+    Unchecked(StoreError),
+}
+
 impl RateLimiter {
     /// Allows bursts of `limit` and `limit` per `period` on average; `None` when `limit` is 0,
-    /// which disables the limit.
-    pub fn per(limit: u32, period: Duration) -> Option<Self> {
+    /// which disables the limit. Counted in the store under `kind` when it is `shared`.
+    pub fn per(
+        limit: u32,
+        period: Duration,
+        kind: &'static str,
+        shared: Option<&SharedLimits>,
+    ) -> Option<Self> {
+        let buckets = || match shared {
+            Some(limits) => Buckets::Shared {
+                limits: limits.clone(),
+                kind,
+            },
+            // A bucket left alone for a whole period is full again: forgetting it changes nothing.
+            None => Buckets::Local(
+                Cache::builder()
+                    .max_capacity(MAX_KEYS)
+                    .time_to_idle(period)
+                    .build(),
+            ),
+        };
         (limit > 0).then(|| Self {
             capacity: f64::from(limit),
             refill_per_sec: f64::from(limit) / period.as_secs_f64(),
-            // A bucket left alone for a whole period is full again: forgetting it changes nothing.
-            buckets: Cache::builder()
-                .max_capacity(MAX_KEYS)
-                .time_to_idle(period)
-                .build(),
+            buckets: buckets(),
         })
     }
 
     /// Takes a token for `key`, or tells how long until one is free.
-    pub fn acquire(&self, key: &str) -> Result<(), Duration> {
+    pub async fn acquire(&self, key: &str) -> Result<(), Refused> {
+        let buckets = match &self.buckets {
+            Buckets::Shared { limits, kind } => {
+                return limits
+                    .acquire(kind, key, self.capacity, self.refill_per_sec)
+                    .await
+                    .map_err(Refused::Unchecked)?
+                    .map_err(Refused::Wait)
+            }
+            Buckets::Local(buckets) => buckets,
+        };
         let now = Instant::now();
-        let bucket = self.buckets.get_with_by_ref(key, || {
+        let bucket = buckets.get_with_by_ref(key, || {
             Arc::new(Mutex::new(Bucket {
                 tokens: self.capacity,
                 updated: now,
@@ -56,17 +100,27 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
+            Err(Refused::Wait(Duration::from_secs_f64(
                 (1.0 - bucket.tokens) / self.refill_per_sec,
-            ))
+            )))
         }
     }
 
     /// Returns a token taken for a request that ended up doing nothing.
-    fn give_back(&self, key: &str) {
-        if let Some(bucket) = self.buckets.get(key) {
-            let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
-            bucket.tokens = (bucket.tokens + 1.0).min(self.capacity);
+    async fn give_back(&self, key: &str) {
+        match &self.buckets {
+            Buckets::Shared { limits, kind } => {
+                // Not given back, the token stays spent: the limit errs on the strict side.
+                if let Err(e) = limits.give_back(kind, key, self.capacity).await {
+                    tracing::warn!(error = %e, limit = kind, "a token could not be given back");
+                }
+            }
+            Buckets::Local(buckets) => {
+                if let Some(bucket) = buckets.get(key) {
+                    let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+                    bucket.tokens = (bucket.tokens + 1.0).min(self.capacity);
+                }
+            }
         }
     }
 }
@@ -76,24 +130,24 @@ impl RateLimiter {
 pub struct Taken<'a>(Vec<(&'a RateLimiter, &'a str)>);
 
 impl Taken<'_> {
-    pub fn give_back(self) {
+    pub async fn give_back(self) {
         for (limiter, key) in self.0 {
-            limiter.give_back(key);
+            limiter.give_back(key).await;
         }
     }
 }
 
 /// Takes a token for each enabled `(limiter, key)`, or none at all: when one refuses, those
-/// already taken are given back and the wait is answered.
-pub fn acquire_all<'a>(
+/// already taken are given back and the refusal is answered.
+pub async fn acquire_all<'a>(
     limits: &[(&'a Option<RateLimiter>, &'a str)],
-) -> Result<Taken<'a>, Duration> {
+) -> Result<Taken<'a>, Refused> {
     let mut taken = Taken(Vec::new());
     for &(limiter, key) in limits {
         let Some(limiter) = limiter else { continue };
-        if let Err(wait) = limiter.acquire(key) {
-            taken.give_back();
-            return Err(wait);
+        if let Err(refused) = limiter.acquire(key).await {
+            taken.give_back().await;
+            return Err(refused);
         }
         taken.0.push((limiter, key));
     }
@@ -128,67 +182,84 @@ pub struct AbuseLimits {
 }
 
 impl AbuseLimits {
-    pub fn from_settings(settings: &Settings) -> Self {
+    /// The rate limits are the cluster's when `shared`; `max_scenes` is always this node's (it
+    /// bounds this node's memory, where its scenes live).
+    pub fn from_settings(settings: &Settings, shared: Option<&SharedLimits>) -> Self {
         const MINUTE: Duration = Duration::from_secs(60);
         const HOUR: Duration = Duration::from_secs(3600);
+        let per = |limit, period, kind| RateLimiter::per(limit, period, kind, shared);
         Self {
-            qr_per_ip: RateLimiter::per(settings.qr_per_ip_per_min, MINUTE),
-            sms_per_phone: RateLimiter::per(settings.sms_per_phone_per_hour, HOUR),
-            sms_per_ip: RateLimiter::per(settings.sms_per_ip_per_hour, HOUR),
-            sms_per_user: RateLimiter::per(settings.sms_per_user_per_hour, HOUR),
-            scans_per_user: RateLimiter::per(settings.scans_per_user_per_hour, HOUR),
+            qr_per_ip: per(settings.qr_per_ip_per_min, MINUTE, "qr_per_ip"),
+            sms_per_phone: per(settings.sms_per_phone_per_hour, HOUR, "sms_per_phone"),
+            sms_per_ip: per(settings.sms_per_ip_per_hour, HOUR, "sms_per_ip"),
+            sms_per_user: per(settings.sms_per_user_per_hour, HOUR, "sms_per_user"),
+            scans_per_user: per(settings.scans_per_user_per_hour, HOUR, "scans_per_user"),
             max_scenes: settings.max_scenes,
         }
     }
 }
 
 /// Acquires from `limiter` when the limit is enabled.
-pub fn check(limiter: &Option<RateLimiter>, key: &str) -> Result<(), Duration> {
-    limiter
-        .as_ref()
-        .map_or(Ok(()), |limiter| limiter.acquire(key))
+pub async fn check(limiter: &Option<RateLimiter>, key: &str) -> Result<(), Refused> {
+    match limiter {
+        Some(limiter) => limiter.acquire(key).await,
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn allows_a_burst_then_refuses_until_refilled() {
-        let limiter = RateLimiter::per(3, Duration::from_secs(60)).unwrap();
-        for _ in 0..3 {
-            assert!(limiter.acquire("1.2.3.4").is_ok());
+    fn local(limit: u32, period: Duration) -> Option<RateLimiter> {
+        RateLimiter::per(limit, period, "test", None)
+    }
+
+    fn wait(refused: Refused) -> Duration {
+        match refused {
+            Refused::Wait(wait) => wait,
+            Refused::Unchecked(e) => panic!("{e}"),
         }
-        let wait = limiter.acquire("1.2.3.4").unwrap_err();
+    }
+
+    #[tokio::test]
+    async fn allows_a_burst_then_refuses_until_refilled() {
+        let limiter = local(3, Duration::from_secs(60)).unwrap();
+        for _ in 0..3 {
+            assert!(limiter.acquire("1.2.3.4").await.is_ok());
+        }
+        let wait = wait(limiter.acquire("1.2.3.4").await.unwrap_err());
         assert!(
             wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
         // Keys are independent.
-        assert!(limiter.acquire("5.6.7.8").is_ok());
+        assert!(limiter.acquire("5.6.7.8").await.is_ok());
     }
 
-    #[test]
-    fn refills_over_time() {
-        let limiter = RateLimiter::per(1, Duration::from_millis(50)).unwrap();
-        assert!(limiter.acquire("k").is_ok());
-        assert!(limiter.acquire("k").is_err());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(limiter.acquire("k").is_ok());
+    #[tokio::test]
+    async fn refills_over_time() {
+        let limiter = local(1, Duration::from_millis(50)).unwrap();
+        assert!(limiter.acquire("k").await.is_ok());
+        assert!(limiter.acquire("k").await.is_err());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(limiter.acquire("k").await.is_ok());
     }
 
-    #[test]
-    fn all_or_nothing_and_given_back() {
-        let ip = RateLimiter::per(1, Duration::from_secs(3600));
-        let phone = RateLimiter::per(1, Duration::from_secs(3600));
+    #[tokio::test]
+    async fn all_or_nothing_and_given_back() {
+        let ip = local(1, Duration::from_secs(3600));
+        let phone = local(1, Duration::from_secs(3600));
         let both = [(&ip, "1.2.3.4"), (&phone, "13800000001")];
-        acquire_all(&both).unwrap().give_back();
-        let kept = acquire_all(&both).unwrap();
+        acquire_all(&both).await.unwrap().give_back().await;
+        let kept = acquire_all(&both).await.unwrap();
         // Both spent: another phone from the same IP is refused, and takes nothing.
-        assert!(acquire_all(&both).is_err());
+        assert!(acquire_all(&both).await.is_err());
         drop(kept);
-        assert!(acquire_all(&[(&phone, "13800000002"), (&ip, "1.2.3.4")]).is_err());
-        assert!(acquire_all(&[(&phone, "13800000002")]).is_ok());
+        assert!(acquire_all(&[(&phone, "13800000002"), (&ip, "1.2.3.4")])
+            .await
+            .is_err());
+        assert!(acquire_all(&[(&phone, "13800000002")]).await.is_ok());
     }
 
     #[test]
@@ -203,9 +274,9 @@ mod tests {
         assert_eq!(key("::ffff:198.51.100.7"), "198.51.100.7");
     }
 
-    #[test]
-    fn zero_disables() {
-        assert!(RateLimiter::per(0, Duration::from_secs(60)).is_none());
-        assert!(check(&None, "anything").is_ok());
+    #[tokio::test]
+    async fn zero_disables() {
+        assert!(local(0, Duration::from_secs(60)).is_none());
+        assert!(check(&None, "anything").await.is_ok());
     }
 }

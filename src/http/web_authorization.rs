@@ -19,7 +19,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use moka::sync::Cache;
 use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -27,10 +26,11 @@ use utoipa::IntoParams;
 use wxlogin_actors::{
     Admitted, FindScene, ScanOnDevice, ScanOutcome, SceneError, SceneId, SceneLookup,
 };
-use wxlogin_storage::{constant_time_eq, OpenId};
+use wxlogin_storage::{constant_time_eq, OpenId, SharedLimits};
 
 use super::oidc::pages::page;
 use super::page::{allowed_return_to, escape_html};
+use super::sightings::Sightings;
 use super::{qrcode, rate_limit, AppState};
 use crate::audit::LoginPath;
 use crate::error::{ApiError, ErrorBody};
@@ -58,8 +58,9 @@ pub struct WebAuthorization {
     authorize_url: String,
     /// The callback, on the web authorization domain.
     redirect_uri: String,
-    /// States presented to the callback: each is good once.
-    used_states: Cache<String, ()>,
+    /// States presented to the callback: each is good once (on any node, when the store is
+    /// shared).
+    used_states: Sightings,
 }
 
 impl WebAuthorization {
@@ -71,6 +72,7 @@ impl WebAuthorization {
         authorize_url: String,
         public_url: &url::Url,
         state_lifetime: Duration,
+        shared: Option<&SharedLimits>,
     ) -> Self {
         Self {
             api,
@@ -81,10 +83,12 @@ impl WebAuthorization {
                 .join(CALLBACK)
                 .expect("a path joins a base URL")
                 .into(),
-            used_states: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(state_lifetime)
-                .build(),
+            used_states: Sightings::new(
+                "web_authorization_state",
+                state_lifetime,
+                1_000_000,
+                shared,
+            ),
         }
     }
 
@@ -247,7 +251,7 @@ pub(super) struct CallbackQuery {
         (status = 403, description = "The state is not this browser's or was used, or a snapshot-page user: a page", content_type = "text/html", body = String),
         (status = 404, description = "`not_found`: without `WXLOGIN_OAUTH_DOMAIN`", body = ErrorBody),
         (status = 429, description = "`too_many_requests`: the user's scans this hour", body = ErrorBody),
-        (status = 503, description = "`wechat_unavailable`", body = ErrorBody),
+        (status = 503, description = "`wechat_unavailable`; `storage_unavailable` when the state or the scan limit, shared on several nodes, cannot be checked", body = ErrorBody),
     ),
 )]
 pub(super) async fn callback(
@@ -261,7 +265,8 @@ pub(super) async fn callback(
         .ok_or(ApiError::NotFound("web authorization is not configured"))?;
     let lang = Lang::of(&request, state.default_lang);
     let secure = state.cookies.secure;
-    let mut answer = match checked_start(authorization, &request, secure, query.state.as_deref()) {
+    let checked = checked_start(authorization, &request, secure, query.state.as_deref()).await?;
+    let mut answer = match checked {
         None => {
             tracing::info!(
                 "web authorization refused: its state is not this browser's, or was used"
@@ -283,25 +288,29 @@ pub(super) async fn callback(
 }
 
 /// The start this callback belongs to, if its state is the one this browser's cookie binds
-/// and has not been presented before.
-fn checked_start(
+/// and has not been presented before (to any node, when the store is shared). A state that
+/// cannot be checked is refused.
+async fn checked_start(
     authorization: &WebAuthorization,
     request: &HttpRequest,
     secure: bool,
     presented: Option<&str>,
-) -> Option<Started> {
-    let presented = presented?;
-    let started = Started::decode(request.cookie(cookie_name(secure))?.value())?;
+) -> Result<Option<Started>, ApiError> {
+    let Some(presented) = presented else {
+        return Ok(None);
+    };
+    let Some(cookie) = request.cookie(cookie_name(secure)) else {
+        return Ok(None);
+    };
+    let Some(started) = Started::decode(cookie.value()) else {
+        return Ok(None);
+    };
     let expected = state_of(&started.nonce);
     if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
-        return None;
+        return Ok(None);
     }
-    let first_use = authorization
-        .used_states
-        .entry(expected)
-        .or_insert(())
-        .is_fresh();
-    first_use.then_some(started)
+    let first_use = authorization.used_states.first(&expected).await?;
+    Ok(first_use.then_some(started))
 }
 
 async fn finish(
@@ -381,8 +390,7 @@ async fn scan_on_device(
     let SceneLookup::Live(scene) = state.scenes.send(FindScene(id)).await? else {
         return Ok(false);
     };
-    let taken = rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())])
-        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    let taken = rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())]).await?;
     let scanned = scene
         .send(ScanOnDevice {
             openid: openid.clone(),
@@ -400,7 +408,7 @@ async fn scan_on_device(
             ))
         }
         Err(SceneError::AlreadyScanned | SceneError::Unfollowed) => {
-            taken.give_back();
+            taken.give_back().await;
             return Ok(false);
         }
         Err(e) => return Err(e.into()),

@@ -23,7 +23,7 @@ pub use model::{
 pub use pg_backend::credentials::{ReplaceError, Replaced, SharedCredentials, StoredCredential};
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;
-pub use pg_backend::{PgBackend, PgSettings};
+pub use pg_backend::{PgBackend, PgSettings, SharedLimits};
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};
 pub use store::{BindError, Store, StoreError};

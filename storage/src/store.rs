@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::pg_backend::credentials::SharedCredentials;
-use crate::pg_backend::{PgBackend, PgSettings};
+use crate::pg_backend::{PgBackend, PgSettings, SharedLimits};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,8 @@ pub struct Store {
     /// The same backend when it is PostgreSQL, for what a cluster's nodes share beyond the
     /// interface.
     postgres: Option<PgBackend>,
+    /// The limits and filters nodes share; `None` on a store only this node uses.
+    shared_limits: Option<SharedLimits>,
 }
 
 impl Store {
@@ -54,6 +56,7 @@ impl Store {
     pub async fn open_postgres(settings: &PgSettings) -> Result<Self, StoreError> {
         let backend = PgBackend::open(settings).await?;
         Ok(Self {
+            shared_limits: Some(backend.shared_limits()),
             backend: Arc::new(backend.clone()),
             postgres: Some(backend),
         })
@@ -63,12 +66,19 @@ impl Store {
         Self {
             backend: Arc::new(backend),
             postgres: None,
+            shared_limits: None,
         }
     }
 
     /// The WeChat credentials the nodes share: only on PostgreSQL, where nodes can be several.
     pub fn shared_credentials(&self) -> Option<SharedCredentials> {
         self.postgres.as_ref().map(PgBackend::shared_credentials)
+    }
+
+    /// The cluster's limits and filters when several nodes may share this store (PostgreSQL);
+    /// `None` for sled, whose node keeps its own in memory.
+    pub fn shared_limits(&self) -> Option<&SharedLimits> {
+        self.shared_limits.as_ref()
     }
 }
 

@@ -10,6 +10,7 @@ mod callback_ips;
 mod cli;
 mod clock;
 mod cluster_token;
+mod cluster_limits;
 mod code_login;
 mod config;
 mod confirm;

@@ -12,7 +12,8 @@ use wxlogin_storage::OpenId;
 use super::replies::Outcome;
 use crate::audit::{self, LoginPath, Unbinder};
 use crate::error::ApiError;
-use crate::http::{rate_limit, AppState};
+use crate::http::rate_limit::{self, Refused};
+use crate::http::AppState;
 use crate::wechat::envelope::EnvelopeError;
 use crate::wechat::message::{Inbound, Message, MessageError};
 
@@ -127,13 +128,15 @@ async fn within_scan_budget(
     openid: &OpenId,
     scan: impl Future<Output = Result<Outcome, ApiError>>,
 ) -> Result<Outcome, ApiError> {
-    let taken = match rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())]) {
+    let taken = rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())]).await;
+    let taken = match taken {
         Ok(taken) => taken,
-        Err(retry_after) => return Ok(Outcome::TooManyScans { retry_after }),
+        Err(Refused::Wait(retry_after)) => return Ok(Outcome::TooManyScans { retry_after }),
+        Err(unchecked) => return Err(unchecked.into()),
     };
     let outcome = scan.await;
     if !outcome.as_ref().is_ok_and(Outcome::took_a_scene) {
-        taken.give_back();
+        taken.give_back().await;
     }
     outcome
 }
@@ -174,7 +177,7 @@ async fn text_message(
     let Some(code) = LoginCode::parse(text) else {
         return Ok(Outcome::HowTo { followed: false });
     };
-    if state.callback.guesses.is_throttled(openid.as_str()) {
+    if state.callback.guesses.is_throttled(openid.as_str()).await? {
         return Ok(Outcome::Throttled);
     }
     within_scan_budget(state, &openid, code_scan(state, &openid, code, sent_at)).await
@@ -207,7 +210,7 @@ async fn code_scan(
         None => Outcome::CodeUnknown,
     };
     state.metrics.login_code_rejected();
-    if guesses.miss(openid.as_str()) {
+    if guesses.miss(openid.as_str()).await? {
         state.metrics.openid_throttled();
         tracing::info!(user = %audit::Short(openid), "too many wrong login codes: ignoring this openid's codes for a while");
         return Ok(Outcome::Throttled);

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use moka::sync::Cache;
+use wxlogin_storage::SharedLimits;
 
 use super::client_ip::ClientIp;
 use super::rejections::read_body;
+use super::sightings::Sightings;
 use super::AppState;
 use crate::config::{CallbackSenders, Upstream};
 use crate::error::{ApiError, ErrorBody};
@@ -39,12 +40,13 @@ const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
 const REDELIVERY_CAPACITY: u64 = 100_000;
 
 /// The callback's own state: who may push, how pushes are authenticated, the memory of the
-/// signatures and deliveries seen lately and of wrong login codes, the site name replies show,
-/// and the upstream that gets the account's own pushes.
+/// signatures and deliveries seen lately and of wrong login codes (the cluster's, when the
+/// store is shared), the site name replies show, and the upstream that gets the account's own
+/// pushes.
 pub struct Callback {
     senders: Senders,
     keys: CallbackKeys,
-    seen: Cache<String, ()>,
+    seen: Sightings,
     guesses: CodeGuesses,
     replies: Replies,
     relay: Option<Relay>,
@@ -59,16 +61,19 @@ impl Callback {
         code_guess_window: Duration,
         replies: Replies,
         upstream: Option<&Upstream>,
+        shared: Option<&SharedLimits>,
     ) -> Self {
-        let seen = Cache::builder()
-            .max_capacity(REDELIVERY_CAPACITY)
-            .time_to_live(REDELIVERY_MEMORY.max(timestamp_window * 2 + Duration::from_secs(1)))
-            .build();
+        let seen = Sightings::new(
+            "redelivery",
+            REDELIVERY_MEMORY.max(timestamp_window * 2 + Duration::from_secs(1)),
+            REDELIVERY_CAPACITY,
+            shared,
+        );
         Self {
             senders: Senders::new(senders),
             keys,
             seen,
-            guesses: CodeGuesses::new(code_guess_window),
+            guesses: CodeGuesses::new(code_guess_window, shared),
             replies,
             relay: upstream.map(Relay::new),
         }
@@ -79,9 +84,17 @@ impl Callback {
         self.senders.known()
     }
 
-    /// True the first time a delivery is seen; false for WeChat's retries of it.
-    fn first_delivery(&self, key: &str) -> bool {
-        self.seen.entry(key.to_owned()).or_insert(()).is_fresh()
+    /// True the first time a delivery is seen (by any node, when the store is shared); false
+    /// for WeChat's retries of it.
+    async fn first_delivery(&self, key: &str) -> Result<bool, ApiError> {
+        Ok(self.seen.first(key).await?)
+    }
+
+    /// Lets WeChat's retry of a delivery that failed be handled afresh.
+    async fn forget_delivery(&self, key: &str) {
+        if let Err(e) = self.seen.forget(key).await {
+            tracing::warn!(error = %e, "a failed delivery could not be forgotten: WeChat's retries of it are acknowledged unhandled");
+        }
     }
 }
 
@@ -152,15 +165,21 @@ pub(super) async fn receive(
     let kind = actions::kind(&message);
     let key = message.redelivery_key();
     // A redelivery is not sent on either: the upstream sees each push once.
-    if !state.callback.first_delivery(&key) {
-        state.metrics.callback_event(kind, "redelivery");
-        return Ok(acknowledge());
+    match state.callback.first_delivery(&key).await {
+        Ok(true) => {}
+        Ok(false) => {
+            state.metrics.callback_event(kind, "redelivery");
+            return Ok(acknowledge());
+        }
+        Err(e) => {
+            state.metrics.callback_event(kind, e.code());
+            return Err(e);
+        }
     }
     let outcome = match actions::act(&state, &message).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            // Let WeChat's retry be handled afresh.
-            state.callback.seen.invalidate(&key);
+            state.callback.forget_delivery(&key).await;
             state.metrics.callback_event(kind, e.code());
             return Err(e);
         }

@@ -13,6 +13,7 @@
 //! [`StoreError::Unavailable`]; [`Backend::check`] fails until a probe reaches it again.
 
 pub mod credentials;
+mod limits;
 mod schema;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
@@ -34,6 +35,7 @@ use crate::model::{
     SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
+pub use limits::SharedLimits;
 
 /// The longest any one operation may take, waiting for a connection included: past it the
 /// database counts as unavailable (a host that stopped answering holds no request forever).
@@ -129,6 +131,12 @@ impl PgBackend {
     /// The WeChat credentials the nodes on this database share.
     pub fn shared_credentials(&self) -> credentials::SharedCredentials {
         credentials::SharedCredentials::new(self.clone())
+    }
+
+    /// The cluster's limits and filters, on this database's pool; each call starts a purge
+    /// task, so the store makes one.
+    pub(crate) fn shared_limits(&self) -> SharedLimits {
+        SharedLimits::new(self.0.pool.clone())
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT`], noting whether the

@@ -74,7 +74,7 @@ const MIGRATIONS: &[&str] = &[
          body_digest bytea NOT NULL,
          PRIMARY KEY (sent_at, signature)
      );",
-    // Issue 20, one access token for the cluster: WeChat's access token and JS-SDK ticket,
+    // 2 (issue 20, one access token for the cluster): WeChat's access token and JS-SDK ticket,
     // one row per account and kind, replaced by one node at a time (pg_backend/credentials.rs).
     "CREATE TABLE wechat_credentials (
          appid text NOT NULL,
@@ -85,6 +85,26 @@ const MIGRATIONS: &[&str] = &[
          version bigint NOT NULL,
          PRIMARY KEY (appid, kind)
      );",
+    // 3 (issue 20, cluster-wide limits and filters): what each node kept in memory on one node,
+    // shared (limits.rs). Keys are SHA-256 digests; times are the database's, in seconds.
+    "CREATE TABLE limit_sightings (
+         kind text NOT NULL,
+         digest bytea NOT NULL,
+         sightings bigint NOT NULL,
+         closes_at float8 NOT NULL,
+         PRIMARY KEY (kind, digest)
+     );
+     CREATE INDEX limit_sightings_by_close ON limit_sightings (closes_at);
+     CREATE TABLE limit_budgets (
+         kind text NOT NULL,
+         digest bytea NOT NULL,
+         tokens float8 NOT NULL,
+         updated_at float8 NOT NULL,
+         granted boolean NOT NULL,
+         full_at float8 NOT NULL,
+         PRIMARY KEY (kind, digest)
+     );
+     CREATE INDEX limit_budgets_by_full ON limit_budgets (full_at);",
 ];
 
 /// The schema's version once every migration is applied.
