@@ -3,6 +3,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use wxlogin::config::Settings;
+use wxlogin::oidc::keys::KeySet;
 use wxlogin::startup::Application;
 
 const USAGE: &str = "\
@@ -63,7 +64,7 @@ async fn main() -> ExitCode {
     {
         [] => serve(settings).await,
         ["restore", file] => restore(&settings, Path::new(file)).await,
-        ["rotate-key"] => rotate_key(&settings),
+        ["rotate-key"] => rotate_key(&settings).await,
         ["healthcheck"] => healthcheck(&settings).await,
         _ => {
             eprintln!("{USAGE}");
@@ -111,9 +112,22 @@ async fn restore(settings: &Settings, file: &Path) -> ExitCode {
     }
 }
 
-/// Safe while the service runs: it picks the new key up on its next use.
-fn rotate_key(settings: &Settings) -> ExitCode {
-    match wxlogin::oidc::keys::rotate(&wxlogin::oidc::key_dir(&settings.data_dir)) {
+/// Safe while the service runs: it picks the new key up on its next use (every node, from the
+/// database, where the store is PostgreSQL).
+async fn rotate_key(settings: &Settings) -> ExitCode {
+    let dir = wxlogin::oidc::key_dir(&settings.data_dir);
+    // Not sled: the running service holds its lock, and the file is all rotation needs.
+    let set = match &settings.database {
+        Some(_) => match wxlogin::startup::open_store(settings).await {
+            Ok(store) => KeySet::of(&dir, &store),
+            Err(e) => {
+                eprintln!("wxlogin rotate-key: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => KeySet::File(dir),
+    };
+    match wxlogin::oidc::keys::rotate(&set).await {
         Ok(new) => {
             for (alg, kid) in new {
                 say(&format!("new signing key {kid} ({alg:?})"));

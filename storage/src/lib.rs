@@ -10,6 +10,7 @@
 mod backend;
 #[cfg(test)]
 mod conformance;
+pub mod migrate;
 mod model;
 mod pg_backend;
 mod sled_backend;
@@ -22,7 +23,7 @@ pub use model::{
 };
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;
-pub use pg_backend::{PgBackend, PgSettings};
+pub use pg_backend::{CodeGrant, OidcRecords, PgBackend, PgSettings, Redemption};
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};
 pub use store::{BindError, Store, StoreError};

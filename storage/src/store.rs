@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::pg_backend::{PgBackend, PgSettings};
+use crate::pg_backend::{OidcRecords, PgBackend, PgSettings};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,11 @@ pub enum BindError {
 /// The durable store. Cloning is cheap: every clone shares one backend. Its operations are
 /// [`Backend`]'s, each documented with what it guarantees on return.
 #[derive(Clone)]
-pub struct Store(Arc<dyn Backend>);
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    /// The OpenID Connect provider's shared tables: only on PostgreSQL, where nodes share them.
+    oidc: Option<OidcRecords>,
+}
 
 impl Store {
     /// The sled store in `dir`, the default backend.
@@ -46,11 +50,24 @@ impl Store {
 
     /// The PostgreSQL store `settings` name, its schema brought up to date.
     pub async fn open_postgres(settings: &PgSettings) -> Result<Self, StoreError> {
-        Ok(Self::new(PgBackend::open(settings).await?))
+        let backend = PgBackend::open(settings).await?;
+        Ok(Self {
+            oidc: Some(backend.oidc_records()),
+            ..Self::new(backend)
+        })
     }
 
     pub fn new(backend: impl Backend) -> Self {
-        Self(Arc::new(backend))
+        Self {
+            backend: Arc::new(backend),
+            oidc: None,
+        }
+    }
+
+    /// Where the OpenID Connect provider keeps its codes and secrets for every node; `None`
+    /// for one node (sled), which keeps them in memory and in its data directory.
+    pub fn oidc_records(&self) -> Option<&OidcRecords> {
+        self.oidc.as_ref()
     }
 }
 
@@ -58,6 +75,6 @@ impl Deref for Store {
     type Target = dyn Backend;
 
     fn deref(&self) -> &Self::Target {
-        &*self.0
+        &*self.backend
     }
 }

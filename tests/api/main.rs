@@ -25,6 +25,7 @@ mod login;
 mod logs;
 mod oidc;
 mod oidc_authorize;
+mod oidc_cluster;
 mod oidc_token;
 mod openapi;
 mod operations;

@@ -12,6 +12,8 @@
 //! A database that cannot be reached (refused, timed out, shutting down, out of disk) answers
 //! [`StoreError::Unavailable`]; [`Backend::check`] fails until a probe reaches it again.
 
+mod import;
+mod oidc;
 mod schema;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
@@ -33,6 +35,7 @@ use crate::model::{
     SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
+pub use oidc::{CodeGrant, OidcRecords, Redemption};
 
 /// The longest any one operation may take, waiting for a connection included: past it the
 /// database counts as unavailable (a host that stopped answering holds no request forever).
@@ -123,6 +126,11 @@ impl PgBackend {
         });
         tokio::spawn(probe(Arc::downgrade(&shared)));
         Ok(Self(shared))
+    }
+
+    /// The OpenID Connect provider's tables.
+    pub fn oidc_records(&self) -> OidcRecords {
+        OidcRecords::new(self.clone())
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT`], noting whether the
