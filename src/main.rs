@@ -8,7 +8,11 @@ use wxlogin::startup::Application;
 
 const USAGE: &str = "\
 usage: wxlogin               run the service
-       wxlogin restore FILE  load a backup (GET /admin/backup) into an empty WXLOGIN_DATA_DIR
+       wxlogin restore FILE  load a backup (GET /admin/backup) into an empty store: sled in
+                             WXLOGIN_DATA_DIR, or the WXLOGIN_DATABASE_URL database
+       wxlogin migrate --to postgres://…
+                             copy this stopped node's sled data (WXLOGIN_DATA_DIR) and
+                             OpenID Connect secrets into an empty PostgreSQL database
        wxlogin rotate-key    add a next OpenID Connect signing key of each algorithm in use:
                              published at once, signing 6 minutes later; the old ones stay
                              published until the ID tokens they signed have expired
@@ -65,6 +69,7 @@ async fn main() -> ExitCode {
         [] => serve(settings).await,
         ["restore", file] => restore(&settings, Path::new(file)).await,
         ["rotate-key"] => rotate_key(&settings).await,
+        ["migrate", "--to", url] => migrate(&settings, url).await,
         ["healthcheck"] => healthcheck(&settings).await,
         _ => {
             eprintln!("{USAGE}");
@@ -91,24 +96,67 @@ async fn serve(settings: Settings) -> ExitCode {
     }
 }
 
-/// Into an empty data directory, which then serves the mode these settings name.
+/// Into an empty store, which then serves the mode these settings name.
 async fn restore(settings: &Settings, file: &Path) -> ExitCode {
     if let Err(e) = wxlogin::mode_marker::claim(&settings.data_dir, settings.is_sandbox()) {
         eprintln!("wxlogin restore: {e}");
         return ExitCode::from(2);
     }
-    match wxlogin::backup::restore(&settings.data_dir, file).await {
+    let store = match wxlogin::startup::open_store(settings).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("wxlogin restore: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match wxlogin::backup::restore(&store, file).await {
         Ok(count) => {
-            say(&format!(
-                "restored {count} bindings into {}",
-                settings.data_dir.display()
-            ));
+            // Never the database's URL: it may hold a password.
+            let into = match settings.database {
+                Some(_) => "the database".to_owned(),
+                None => settings.data_dir.display().to_string(),
+            };
+            say(&format!("restored {count} bindings into {into}"));
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("wxlogin restore: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The sled store in the data directory and the provider's secrets beside it, into the empty
+/// database at `url` (TLS trusting WXLOGIN_DATABASE_CA when WXLOGIN_DATABASE_URL is set too).
+async fn migrate(settings: &Settings, url: &str) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("wxlogin migrate: {e}");
+        ExitCode::FAILURE
+    };
+    let ca_file = settings.database.as_ref().and_then(|d| d.0.ca_file.clone());
+    let target = match wxlogin_storage::PgSettings::parse(url, 2, ca_file) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("wxlogin migrate: --to: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let documents = match wxlogin::oidc::secret_documents(&settings.data_dir) {
+        Ok(documents) => documents,
+        Err(e) => return fail(&e),
+    };
+    let documents: Vec<_> = documents.iter().map(|(n, b)| (*n, b.clone())).collect();
+    match wxlogin_storage::migrate::sled_to_postgres(&settings.data_dir, &target, &documents).await
+    {
+        Ok(copied) => {
+            say(&format!(
+                "copied {copied} from {} into the database; start the nodes with \
+                 WXLOGIN_DATABASE_URL set to it",
+                settings.data_dir.display()
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

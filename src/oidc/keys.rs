@@ -38,7 +38,7 @@ use super::{unix_now, ID_TOKEN_TTL};
 
 const FILE: &str = "signing-keys.json";
 /// The database document holding what the file holds.
-const DOCUMENT: &str = "signing-keys";
+pub const DOCUMENT: &str = "signing-keys";
 /// How often a node on PostgreSQL looks for a rotation made elsewhere.
 pub const POLL: Duration = Duration::from_secs(2);
 const RSA_BITS: usize = 2048;
@@ -476,21 +476,6 @@ pub fn file_document(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
         return Ok(None);
     }
     Ok(Some(to_json(&read(&path, &KeySet::File(dir.to_owned()))?)))
-}
-
-/// Stores `document` (from [`file_document`]) as the database's key set, unless it has one.
-/// Returns whether it was stored.
-pub async fn import(records: &OidcRecords, document: Vec<u8>) -> Result<bool, KeyError> {
-    let set = KeySet::Database(records.clone());
-    parse(&document, &set)?;
-    let mut stored = false;
-    records
-        .update_document(DOCUMENT, |old| {
-            stored = old.is_none();
-            Ok::<_, KeyError>(stored.then_some(document))
-        })
-        .await?;
-    Ok(stored)
 }
 
 fn load(path: &Path, set: &KeySet) -> Result<Loaded, KeyError> {

@@ -93,6 +93,15 @@ impl Provider {
     }
 }
 
+/// The provider's secrets in `data_dir`, as the database documents `wxlogin migrate` makes of
+/// them: every node then signs and derives `sub`s as this one did.
+pub fn secret_documents(data_dir: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, KeyError> {
+    let dir = key_dir(data_dir);
+    let keys = keys::file_document(&dir)?.map(|keys| (keys::DOCUMENT, keys));
+    let secret = PairwiseSubjects::file_secret(&dir)?.map(|secret| (subject::DOCUMENT, secret));
+    Ok(keys.into_iter().chain(secret).collect())
+}
+
 /// Where the provider's secrets live: `DATA_DIR/oidc`, beside sled's files.
 pub fn key_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("oidc")

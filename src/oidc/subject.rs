@@ -13,14 +13,14 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use wxlogin_storage::{Binding, OidcRecords, Store};
+use wxlogin_storage::{Binding, Store};
 
 use super::keys::KeyError;
 
 const FILE: &str = "pairwise-secret";
 /// The database document holding the secret, for every node on PostgreSQL: one `sub` per
 /// user and client whichever node answers.
-const DOCUMENT: &str = "pairwise-secret";
+pub const DOCUMENT: &str = "pairwise-secret";
 const SECRET_LEN: usize = 32;
 
 /// What a `sub` is derived from (`WXLOGIN_SUBJECT`).
@@ -76,23 +76,14 @@ impl PairwiseSubjects {
         Ok(Self { secret, source })
     }
 
-    /// Copies the secret in `dir` (if there is one) into the database, unless it has one;
-    /// whether it was copied.
-    pub async fn import(dir: &Path, records: &OidcRecords) -> Result<bool, KeyError> {
+    /// The secret in `dir`, for copying into a database; `None` if there is none.
+    pub fn file_secret(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
         let path = dir.join(FILE);
-        let secret = match fs::read(&path) {
-            Ok(secret) => secret,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => return Err(KeyError::Io { path, source }),
-        };
-        let mut copied = false;
-        records
-            .update_document(DOCUMENT, |old| {
-                copied = old.is_none();
-                Ok::<_, KeyError>(copied.then_some(secret))
-            })
-            .await?;
-        Ok(copied)
+        match fs::read(&path) {
+            Ok(secret) => Ok(Some(secret)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyError::Io { path, source }),
+        }
     }
 
     /// Reads the secret in `dir`, making it on first use.

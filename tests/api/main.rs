@@ -23,6 +23,7 @@ mod languages;
 mod load_tool;
 mod login;
 mod logs;
+mod migrate;
 mod oidc;
 mod oidc_authorize;
 mod oidc_cluster;
