@@ -34,9 +34,7 @@ impl From<&Binding> for BindingLine {
 pub enum RestoreError {
     #[error("cannot read the backup: {0}")]
     Read(#[from] std::io::Error),
-    #[error("cannot open the store in WXLOGIN_DATA_DIR: {0}")]
-    Open(StoreError),
-    #[error("the data directory already has bindings; restore into an empty one")]
+    #[error("the store already has bindings; restore into an empty one")]
     NotEmpty,
     #[error("line {line}: {problem}")]
     Line { line: usize, problem: String },
@@ -44,9 +42,8 @@ pub enum RestoreError {
     Store(#[from] StoreError),
 }
 
-/// Loads the backup at `file` into the empty store in `data_dir`; returns how many bindings.
-pub async fn restore(data_dir: &Path, file: &Path) -> Result<usize, RestoreError> {
-    let store = Store::open(data_dir).map_err(RestoreError::Open)?;
+/// Loads the backup at `file` into the empty `store`; returns how many bindings.
+pub async fn restore(store: &Store, file: &Path) -> Result<usize, RestoreError> {
     if !store.has_no_bindings().await? {
         return Err(RestoreError::NotEmpty);
     }

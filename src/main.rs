@@ -3,11 +3,16 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use wxlogin::config::Settings;
+use wxlogin::oidc::keys::KeySet;
 use wxlogin::startup::Application;
 
 const USAGE: &str = "\
 usage: wxlogin               run the service
-       wxlogin restore FILE  load a backup (GET /admin/backup) into an empty WXLOGIN_DATA_DIR
+       wxlogin restore FILE  load a backup (GET /admin/backup) into an empty store: sled in
+                             WXLOGIN_DATA_DIR, or the WXLOGIN_DATABASE_URL database
+       wxlogin migrate --to postgres://…
+                             copy this stopped node's sled data (WXLOGIN_DATA_DIR) and
+                             OpenID Connect secrets into an empty PostgreSQL database
        wxlogin rotate-key    add a next OpenID Connect signing key of each algorithm in use:
                              published at once, signing 6 minutes later; the old ones stay
                              published until the ID tokens they signed have expired
@@ -63,7 +68,8 @@ async fn main() -> ExitCode {
     {
         [] => serve(settings).await,
         ["restore", file] => restore(&settings, Path::new(file)).await,
-        ["rotate-key"] => rotate_key(&settings),
+        ["rotate-key"] => rotate_key(&settings).await,
+        ["migrate", "--to", url] => migrate(&settings, url).await,
         ["healthcheck"] => healthcheck(&settings).await,
         _ => {
             eprintln!("{USAGE}");
@@ -90,18 +96,27 @@ async fn serve(settings: Settings) -> ExitCode {
     }
 }
 
-/// Into an empty data directory, which then serves the mode these settings name.
+/// Into an empty store, which then serves the mode these settings name.
 async fn restore(settings: &Settings, file: &Path) -> ExitCode {
     if let Err(e) = wxlogin::mode_marker::claim(&settings.data_dir, settings.is_sandbox()) {
         eprintln!("wxlogin restore: {e}");
         return ExitCode::from(2);
     }
-    match wxlogin::backup::restore(&settings.data_dir, file).await {
+    let store = match wxlogin::startup::open_store(settings).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("wxlogin restore: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match wxlogin::backup::restore(&store, file).await {
         Ok(count) => {
-            say(&format!(
-                "restored {count} bindings into {}",
-                settings.data_dir.display()
-            ));
+            // Never the database's URL: it may hold a password.
+            let into = match settings.database {
+                Some(_) => "the database".to_owned(),
+                None => settings.data_dir.display().to_string(),
+            };
+            say(&format!("restored {count} bindings into {into}"));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -111,9 +126,56 @@ async fn restore(settings: &Settings, file: &Path) -> ExitCode {
     }
 }
 
-/// Safe while the service runs: it picks the new key up on its next use.
-fn rotate_key(settings: &Settings) -> ExitCode {
-    match wxlogin::oidc::keys::rotate(&wxlogin::oidc::key_dir(&settings.data_dir)) {
+/// The sled store in the data directory and the provider's secrets beside it, into the empty
+/// database at `url` (TLS trusting WXLOGIN_DATABASE_CA when WXLOGIN_DATABASE_URL is set too).
+async fn migrate(settings: &Settings, url: &str) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("wxlogin migrate: {e}");
+        ExitCode::FAILURE
+    };
+    let ca_file = settings.database.as_ref().and_then(|d| d.0.ca_file.clone());
+    let target = match wxlogin_storage::PgSettings::parse(url, 2, ca_file) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("wxlogin migrate: --to: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let documents = match wxlogin::oidc::secret_documents(&settings.data_dir) {
+        Ok(documents) => documents,
+        Err(e) => return fail(&e),
+    };
+    let documents: Vec<_> = documents.iter().map(|(n, b)| (*n, b.clone())).collect();
+    match wxlogin_storage::migrate::sled_to_postgres(&settings.data_dir, &target, &documents).await
+    {
+        Ok(copied) => {
+            say(&format!(
+                "copied {copied} from {} into the database; start the nodes with \
+                 WXLOGIN_DATABASE_URL set to it",
+                settings.data_dir.display()
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Safe while the service runs: it picks the new key up on its next use (every node, from the
+/// database, where the store is PostgreSQL).
+async fn rotate_key(settings: &Settings) -> ExitCode {
+    let dir = wxlogin::oidc::key_dir(&settings.data_dir);
+    // Not sled: the running service holds its lock, and the file is all rotation needs.
+    let set = match &settings.database {
+        Some(_) => match wxlogin::startup::open_store(settings).await {
+            Ok(store) => KeySet::of(&dir, &store),
+            Err(e) => {
+                eprintln!("wxlogin rotate-key: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => KeySet::File(dir),
+    };
+    match wxlogin::oidc::keys::rotate(&set).await {
         Ok(new) => {
             for (alg, kid) in new {
                 say(&format!("new signing key {kid} ({alg:?})"));

@@ -80,15 +80,7 @@ impl Application {
     /// Opens storage, binds the listener and starts the actors. Must run inside an actix system.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         mode_marker::claim(&settings.data_dir, settings.is_sandbox())?;
-        let store = match &settings.database {
-            Some(Database(database)) => Store::open_postgres(database)
-                .await
-                .map_err(StartupError::Database)?,
-            None => Store::open(&settings.data_dir).map_err(|source| StartupError::Store {
-                dir: settings.data_dir.display().to_string(),
-                source,
-            })?,
-        };
+        let store = open_store(&settings).await?;
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind,
             source,
@@ -138,20 +130,23 @@ impl Application {
             Url::parse(&format!("http://{}", reachable(addr)))
                 .expect("a socket address makes a valid URL")
         });
-        let oidc = settings
-            .oidc_clients
-            .clone()
-            .map(|clients| {
+        let oidc = match settings.oidc_clients.clone() {
+            Some(clients) => Some(Arc::new(
                 Provider::open(
                     &settings.data_dir,
+                    &store,
                     &public_url,
                     clients,
                     settings.oidc_code_ttl,
                     settings.subject,
                 )
-            })
-            .transpose()?
-            .map(Arc::new);
+                .await?,
+            )),
+            None => None,
+        };
+        if let Some(oidc) = &oidc {
+            actix_web::rt::spawn(oidc.clone().follow_other_nodes(store.clone()));
+        }
         let metrics = Arc::new(Metrics::default());
         let api = WechatApi::new(&api_base, settings.wechat_timeout, metrics.clone());
         // Nodes on one database share the account's token; a sandbox node's simulator is a
@@ -315,6 +310,20 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The store the settings name: PostgreSQL with `WXLOGIN_DATABASE_URL`, else sled in the data
+/// directory.
+pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
+    match &settings.database {
+        Some(Database(database)) => Store::open_postgres(database)
+            .await
+            .map_err(StartupError::Database),
+        None => Store::open(&settings.data_dir).map_err(|source| StartupError::Store {
+            dir: settings.data_dir.display().to_string(),
+            source,
+        }),
     }
 }
 

@@ -125,7 +125,7 @@ pub(super) async fn delete_binding(
     if !state.store.unbind(&openid).await? {
         return Err(ApiError::NotFound("no such binding"));
     }
-    state.forget_authorization_codes(&openid);
+    state.forget_authorization_codes(&openid).await?;
     state.metrics.unbind();
     audit::unbind(&openid, Unbinder::Admin);
     Ok(HttpResponse::NoContent().finish())

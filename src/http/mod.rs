@@ -29,7 +29,7 @@ use actix::Addr;
 use actix_web::{web, HttpResponse};
 use tokio::sync::watch;
 use wxlogin_actors::{LoginMode, SceneCounters, SceneSupervisor};
-use wxlogin_storage::{OpenId, Store};
+use wxlogin_storage::{OpenId, Store, StoreError};
 
 use crate::audit::{self, LoginPath};
 use crate::error::ApiError;
@@ -92,9 +92,10 @@ impl AppState {
 
     /// The user's unredeemed OpenID Connect codes die with their session or binding, so none
     /// issued before a logout or unbind yields a token after it.
-    pub fn forget_authorization_codes(&self, openid: &OpenId) {
-        if let Some(oidc) = &self.oidc {
-            oidc.codes.forget_user(openid);
+    pub async fn forget_authorization_codes(&self, openid: &OpenId) -> Result<(), StoreError> {
+        match &self.oidc {
+            Some(oidc) => oidc.codes.forget_user(openid).await,
+            None => Ok(()),
         }
     }
 }

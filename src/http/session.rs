@@ -185,7 +185,7 @@ pub(super) async fn end_session(
     let session = state.store.session(token).await?;
     if let Some(session) = &session {
         let openid = &session.binding.openid;
-        state.forget_authorization_codes(openid);
+        state.forget_authorization_codes(openid).await?;
         state.store.revoke_access_tokens(openid).await?;
     }
     let closed = state.store.close_session(token).await?;

@@ -8,6 +8,11 @@
 //! the newest key of each algorithm whose time has come signs; the one before is retired then and
 //! stays in the JWKS until every ID token it signed has expired, and the next rotation drops it.
 //! A running server notices the file changed on its next use, so rotation needs no restart.
+//!
+//! Several nodes (PostgreSQL) keep the same JSON document in the database instead
+//! ([`KeySet::Database`]), so every node signs with keys every node publishes; each polls the
+//! document's version every [`POLL`], far within the rollover, so a rotation reaches every
+//! JWKS before its key signs anywhere.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -27,10 +32,15 @@ use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::RsaPrivateKey;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use wxlogin_storage::{OidcRecords, Store, StoreError};
 
 use super::{unix_now, ID_TOKEN_TTL};
 
 const FILE: &str = "signing-keys.json";
+/// The database document holding what the file holds.
+pub const DOCUMENT: &str = "signing-keys";
+/// How often a node on PostgreSQL looks for a rotation made elsewhere.
+pub const POLL: Duration = Duration::from_secs(2);
 const RSA_BITS: usize = 2048;
 /// Published past a retired key's last possible token, for clocks that disagree a little.
 const RETENTION_MARGIN_SECS: u64 = 300;
@@ -47,8 +57,107 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a signing-key file ({problem})")]
-    Corrupt { path: PathBuf, problem: String },
+    #[error("{place}: not a signing-key file ({problem})")]
+    Corrupt { place: String, problem: String },
+    #[error("the database: {0}")]
+    Database(#[from] StoreError),
+}
+
+/// Where the key set is kept: a file in the data directory (one node), or a database
+/// document every node reads (several nodes on PostgreSQL).
+#[derive(Clone)]
+pub enum KeySet {
+    /// The file's directory.
+    File(PathBuf),
+    Database(OidcRecords),
+}
+
+/// What tells a changed key set: the file's modification time, or the document's version.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Modified(Option<SystemTime>),
+    Row(Option<i64>),
+}
+
+impl KeySet {
+    /// The database's where the store is PostgreSQL, else the file in `dir`.
+    pub fn of(dir: &Path, store: &Store) -> Self {
+        match store.oidc_records() {
+            Some(records) => Self::Database(records.clone()),
+            None => Self::File(dir.to_owned()),
+        }
+    }
+
+    fn place(&self) -> String {
+        match self {
+            Self::File(dir) => dir.join(FILE).display().to_string(),
+            Self::Database(_) => format!("the database's {DOCUMENT} document"),
+        }
+    }
+
+    fn corrupt(&self, problem: String) -> KeyError {
+        KeyError::Corrupt {
+            place: self.place(),
+            problem,
+        }
+    }
+
+    /// Changes the set by `change` (returning whether it changed anything, and what to
+    /// return), one change at a time; a set that does not exist yet starts empty.
+    async fn change<T: Send>(
+        &self,
+        change: impl FnOnce(&mut KeyFile) -> (bool, T) + Send,
+    ) -> Result<T, KeyError> {
+        match self {
+            Self::File(dir) => {
+                let path = dir.join(FILE);
+                let mut file = read_or_empty(&path)?;
+                let (changed, answer) = change(&mut file);
+                if changed {
+                    write(&path, &file)?;
+                }
+                Ok(answer)
+            }
+            Self::Database(records) => {
+                let mut answer = None;
+                records
+                    .update_document(DOCUMENT, |old| {
+                        let mut file = match old {
+                            Some(raw) => parse(raw, self)?,
+                            None => KeyFile::default(),
+                        };
+                        let (changed, made) = change(&mut file);
+                        answer = Some(made);
+                        Ok::<_, KeyError>(changed.then(|| to_json(&file)))
+                    })
+                    .await?;
+                Ok(answer.expect("the change ran"))
+            }
+        }
+    }
+
+    async fn version(&self) -> Result<Version, KeyError> {
+        Ok(match self {
+            Self::File(dir) => Version::Modified(modified(&dir.join(FILE))),
+            Self::Database(records) => Version::Row(records.document_version(DOCUMENT).await?),
+        })
+    }
+
+    async fn load(&self) -> Result<Loaded, KeyError> {
+        match self {
+            Self::File(dir) => load(&dir.join(FILE), self),
+            Self::Database(records) => {
+                let (version, raw) = records
+                    .document(DOCUMENT)
+                    .await?
+                    .ok_or_else(|| self.corrupt("no keys".into()))?;
+                Ok(Loaded {
+                    version: Version::Row(Some(version)),
+                    keys: loaded_keys(parse(&raw, self)?, self)?,
+                })
+            }
+        }
+    }
 }
 
 /// An ID-token signing algorithm a client may register (`id_token_signed_response_alg`).
@@ -153,32 +262,36 @@ struct LoadedKey {
 }
 
 struct Loaded {
-    /// The file's modification time when read: a different one means a rotation happened.
-    modified: Option<SystemTime>,
+    /// The set's version when read: a different one means a rotation happened.
+    version: Version,
     keys: Vec<LoadedKey>,
 }
 
 pub struct SigningKeys {
-    path: PathBuf,
+    set: KeySet,
     loaded: Mutex<Loaded>,
 }
 
+/// Adds a key of each algorithm in `algs` the set has none of; whether it added any.
+fn add_missing(file: &mut KeyFile, algs: &BTreeSet<SigningAlg>) -> bool {
+    let missing: Vec<_> = algs
+        .difference(&file.algs())
+        .map(|&alg| StoredKey::generate(alg, 0))
+        .collect();
+    let added = !missing.is_empty();
+    file.keys.extend(missing);
+    added
+}
+
 impl SigningKeys {
-    /// Opens the keys in `dir`, making one of each algorithm in `algs` that has none yet.
-    pub fn open(dir: &Path, algs: &BTreeSet<SigningAlg>) -> Result<Self, KeyError> {
-        let path = dir.join(FILE);
-        let mut file = read_or_empty(&path)?;
-        let missing: Vec<_> = algs
-            .difference(&file.algs())
-            .map(|&alg| StoredKey::generate(alg, 0))
-            .collect();
-        if !missing.is_empty() {
-            file.keys.extend(missing);
-            write(&path, &file)?;
-        }
-        let loaded = load(&path)?;
+    /// Opens the keys in `set`, making one of each algorithm in `algs` that has none yet.
+    pub async fn open(set: KeySet, algs: &BTreeSet<SigningAlg>) -> Result<Self, KeyError> {
+        let algs = algs.clone();
+        set.change(move |file| (add_missing(file, &algs), ()))
+            .await?;
+        let loaded = set.load().await?;
         Ok(Self {
-            path,
+            set,
             loaded: Mutex::new(loaded),
         })
     }
@@ -194,21 +307,18 @@ impl SigningKeys {
         alg: SigningAlg,
         claims: &impl Serialize,
     ) -> Result<String, KeyError> {
-        let corrupt = |problem: String| KeyError::Corrupt {
-            path: self.path.clone(),
-            problem,
-        };
         self.with_keys(|keys| {
             let key = keys
                 .iter()
                 .rev()
                 .find(|k| k.stored.alg == alg && k.stored.signs_from <= now)
-                .ok_or_else(|| corrupt(format!("no {alg:?} key")))?;
+                .ok_or_else(|| self.set.corrupt(format!("no {alg:?} key")))?;
             let header = Header {
                 kid: Some(key.stored.kid.clone()),
                 ..Header::new(alg.jwt())
             };
-            jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| corrupt(e.to_string()))
+            jsonwebtoken::encode(&header, claims, &key.encoding)
+                .map_err(|e| self.set.corrupt(e.to_string()))
         })?
     }
 
@@ -251,21 +361,46 @@ impl SigningKeys {
         .flatten()
     }
 
+    /// The file is looked at on each use; the database's document by [`SigningKeys::refresh`].
     fn with_keys<T>(&self, f: impl FnOnce(&[LoadedKey]) -> T) -> Result<T, KeyError> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if modified(&self.path) != loaded.modified {
-            *loaded = load(&self.path)?;
+        if let KeySet::File(dir) = &self.set {
+            let path = dir.join(FILE);
+            if Version::Modified(modified(&path)) != loaded.version {
+                *loaded = load(&path, &self.set)?;
+            }
         }
         Ok(f(&loaded.keys))
     }
+
+    /// Reloads the database's key set if it changed since it was read (a rotation on any
+    /// node). For the file, [`SigningKeys::with_keys`] does it.
+    pub async fn refresh(&self) -> Result<(), KeyError> {
+        if matches!(self.set, KeySet::File(_)) {
+            return Ok(());
+        }
+        let version = self.set.version().await?;
+        let current = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .version;
+        if version != current {
+            let fresh = self.set.load().await?;
+            *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
+        Ok(())
+    }
 }
 
-/// Adds a next signing key of each algorithm in the file in `dir` (ES256 when there is none),
-/// published now and signing from [`ROLLOVER`] on, when the keys before it retire; drops retired
-/// keys no live token can need. Returns the new keys' algorithms and ids.
-pub fn rotate(dir: &Path) -> Result<Vec<(SigningAlg, String)>, KeyError> {
-    let path = dir.join(FILE);
-    let mut file = read_or_empty(&path)?;
+/// Adds a next signing key of each algorithm in `set` (ES256 when there is none), published
+/// now and signing from [`ROLLOVER`] on, when the keys before it retire; drops retired keys no
+/// live token can need. Returns the new keys' algorithms and ids.
+pub async fn rotate(set: &KeySet) -> Result<Vec<(SigningAlg, String)>, KeyError> {
+    set.change(|file| (true, rotate_keys(file))).await
+}
+
+fn rotate_keys(file: &mut KeyFile) -> Vec<(SigningAlg, String)> {
     let mut algs = file.algs();
     if algs.is_empty() {
         algs.insert(SigningAlg::default());
@@ -297,49 +432,66 @@ pub fn rotate(dir: &Path) -> Result<Vec<(SigningAlg, String)>, KeyError> {
     file.keys.retain(|k| k.published(now));
     let ids = new.iter().map(|k| (k.alg, k.kid.clone())).collect();
     file.keys.extend(new);
-    write(&path, &file)?;
-    Ok(ids)
+    ids
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn read(path: &Path) -> Result<KeyFile, KeyError> {
-    let corrupt = |problem: String| KeyError::Corrupt {
-        path: path.to_owned(),
-        problem,
-    };
-    let text = fs::read(path).map_err(|source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file: KeyFile = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+/// A key set from its JSON, as the file and the database document hold it.
+fn parse(raw: &[u8], set: &KeySet) -> Result<KeyFile, KeyError> {
+    let file: KeyFile = serde_json::from_slice(raw).map_err(|e| set.corrupt(e.to_string()))?;
     if file.keys.is_empty() {
-        return Err(corrupt("no keys".into()));
+        return Err(set.corrupt("no keys".into()));
     }
     Ok(file)
 }
 
+fn to_json(file: &KeyFile) -> Vec<u8> {
+    serde_json::to_vec_pretty(file).expect("keys serialize")
+}
+
+fn read(path: &Path, set: &KeySet) -> Result<KeyFile, KeyError> {
+    let text = fs::read(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, set)
+}
+
 fn read_or_empty(path: &Path) -> Result<KeyFile, KeyError> {
     if path.exists() {
-        read(path)
+        let set = KeySet::File(path.parent().expect("in a directory").to_owned());
+        read(path, &set)
     } else {
         Ok(KeyFile::default())
     }
 }
 
-fn load(path: &Path) -> Result<Loaded, KeyError> {
+/// The key file `dir` holds, as JSON, for copying into a database; `None` if there is none.
+pub fn file_document(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(to_json(&read(&path, &KeySet::File(dir.to_owned()))?)))
+}
+
+fn load(path: &Path, set: &KeySet) -> Result<Loaded, KeyError> {
     // Read the time first: a rotation racing this read is then seen on the next use.
-    let modified = modified(path);
-    let keys = read(path)?
-        .keys
+    let version = Version::Modified(modified(path));
+    Ok(Loaded {
+        version,
+        keys: loaded_keys(read(path, set)?, set)?,
+    })
+}
+
+fn loaded_keys(file: KeyFile, set: &KeySet) -> Result<Vec<LoadedKey>, KeyError> {
+    file.keys
         .into_iter()
         .map(|stored| {
-            let corrupt = |problem: String| KeyError::Corrupt {
-                path: path.to_owned(),
-                problem: format!("key {}: {problem}", stored.kid),
-            };
+            let corrupt = |problem: String| set.corrupt(format!("key {}: {problem}", stored.kid));
             let der = STANDARD.decode(&stored.pkcs8).unwrap_or_default();
             let encoding = stored.alg.encoding_key(&der).map_err(corrupt)?;
             let mut public = Jwk::from_encoding_key(&encoding, stored.alg.jwt())
@@ -352,8 +504,7 @@ fn load(path: &Path) -> Result<Loaded, KeyError> {
                 stored,
             })
         })
-        .collect::<Result<_, KeyError>>()?;
-    Ok(Loaded { modified, keys })
+        .collect()
 }
 
 /// Replaces the file whole, readable by its owner only: the service's user, even when root
@@ -367,12 +518,7 @@ fn write(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
     if !dir.exists() {
         make_dir(dir).map_err(io)?;
     }
-    crate::files::replace(
-        path,
-        &serde_json::to_vec_pretty(file).expect("keys serialize"),
-        0o600,
-    )
-    .map_err(io)
+    crate::files::replace(path, &to_json(file), 0o600).map_err(io)
 }
 
 /// Makes the key directory, private, with the owner and group of the data directory it is in.
@@ -427,6 +573,25 @@ mod tests {
             .claims
     }
 
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn open_in(dir: &Path, algs: &BTreeSet<SigningAlg>) -> Result<SigningKeys, KeyError> {
+        block_on(SigningKeys::open(KeySet::File(dir.to_owned()), algs))
+    }
+
+    fn rotate_in(dir: &Path) -> Result<Vec<(SigningAlg, String)>, KeyError> {
+        block_on(rotate(&KeySet::File(dir.to_owned())))
+    }
+
+    fn read_file(path: &Path) -> Result<KeyFile, KeyError> {
+        read(path, &KeySet::File(path.parent().unwrap().to_owned()))
+    }
+
     fn kid(token: &str) -> Option<String> {
         jsonwebtoken::decode_header(token).unwrap().kid
     }
@@ -439,12 +604,12 @@ mod tests {
     #[test]
     fn a_rotation_before_the_first_start_signs_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let new = rotate(dir.path()).unwrap();
-        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let new = rotate_in(dir.path()).unwrap();
+        let keys = open_in(dir.path(), &[ES256].into()).unwrap();
         let token = keys.sign(ES256, &claims()).unwrap();
         assert_eq!(kid(&token), Some(new[0].1.clone()));
         // And a second rotation then rolls over as usual.
-        let next = rotate(dir.path()).unwrap();
+        let next = rotate_in(dir.path()).unwrap();
         assert_eq!(
             kid(&keys.sign(ES256, &claims()).unwrap()),
             Some(new[0].1.clone())
@@ -456,17 +621,17 @@ mod tests {
     #[test]
     fn a_rotation_publishes_the_next_key_at_once_and_signs_with_it_after_the_rollover() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let keys = open_in(dir.path(), &[ES256].into()).unwrap();
         let current = kid(&keys.sign(ES256, &claims()).unwrap());
         let cached = keys.jwks().unwrap();
-        let new = rotate(dir.path()).unwrap();
+        let new = rotate_in(dir.path()).unwrap();
         let next = Some(new[0].1.clone());
         assert!(keys.jwks().unwrap().find(next.as_ref().unwrap()).is_some());
 
         // Until the rollover the current key signs: a relying party that cached the JWKS just
         // before the rotation still verifies every new token. (The rollover as written, not as
         // computed here: a second may have passed since.)
-        let file = read(&dir.path().join(FILE)).unwrap();
+        let file = read_file(&dir.path().join(FILE)).unwrap();
         let rollover = file.keys.iter().find(|k| Some(&k.kid) == next.as_ref());
         let rollover = rollover.unwrap().signs_from;
         let now = unix_now();
@@ -480,7 +645,7 @@ mod tests {
         assert_eq!(kid(&token), next);
 
         // The key that signed until the rollover is published until its last token expires.
-        let file = read(&dir.path().join(FILE)).unwrap();
+        let file = read_file(&dir.path().join(FILE)).unwrap();
         let retired = file.keys.iter().find(|k| Some(&k.kid) == current.as_ref());
         let retired = retired.unwrap();
         let last_token_expires = rollover + ID_TOKEN_TTL.as_secs();
@@ -498,7 +663,7 @@ mod tests {
     #[test]
     fn only_our_tokens_verify_expired_or_not() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = SigningKeys::open(dir.path(), &[ES256, RS256].into()).unwrap();
+        let keys = open_in(dir.path(), &[ES256, RS256].into()).unwrap();
         let issued = |exp| Issued {
             iss: "https://us".into(),
             sub: "a".into(),
@@ -514,7 +679,7 @@ mod tests {
         }
         // Another provider's key, even under a kid we publish, verifies nothing here.
         let other_dir = tempfile::tempdir().unwrap();
-        let other = SigningKeys::open(other_dir.path(), &[ES256].into()).unwrap();
+        let other = open_in(other_dir.path(), &[ES256].into()).unwrap();
         let forged = other.sign(ES256, &issued(unix_now() + 60)).unwrap();
         assert!(keys
             .verify_ignoring_expiry::<Issued>(&forged, "https://us")
@@ -535,14 +700,14 @@ mod tests {
     #[test]
     fn keys_are_made_private_and_survive_rotation() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let keys = open_in(dir.path(), &[ES256].into()).unwrap();
         let mode = fs::metadata(dir.path().join(FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let before = keys.sign(ES256, &claims()).unwrap();
-        let new = rotate(dir.path()).unwrap();
+        let new = rotate_in(dir.path()).unwrap();
         assert_eq!(new.len(), 1, "only the algorithm in use");
         let after = keys.sign_at(rolled_over(), ES256, &claims()).unwrap();
         assert_eq!(kid(&after), Some(new[0].1.clone()));
@@ -559,9 +724,9 @@ mod tests {
     #[test]
     fn each_algorithm_signs_with_its_own_key_and_rotates() {
         let dir = tempfile::tempdir().unwrap();
-        SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        open_in(dir.path(), &[ES256].into()).unwrap();
         // A client registered RS256 later: the next start adds an RSA key beside the P-256 one.
-        let keys = SigningKeys::open(dir.path(), &[ES256, RS256].into()).unwrap();
+        let keys = open_in(dir.path(), &[ES256, RS256].into()).unwrap();
         let es = keys.sign(ES256, &claims()).unwrap();
         let rs = keys.sign(RS256, &claims()).unwrap();
         assert_eq!(
@@ -570,7 +735,7 @@ mod tests {
         );
         assert_ne!(kid(&es), kid(&rs));
 
-        let new = rotate(dir.path()).unwrap();
+        let new = rotate_in(dir.path()).unwrap();
         let algs: Vec<_> = new.iter().map(|(alg, _)| *alg).collect();
         assert_eq!(algs, [ES256, RS256]);
         let jwks = keys.jwks().unwrap();
@@ -590,24 +755,24 @@ mod tests {
         let mut stored = serde_json::to_value(StoredKey::generate(ES256, 0)).unwrap();
         stored.as_object_mut().unwrap().remove("alg");
         fs::write(&path, serde_json::json!({ "keys": [stored] }).to_string()).unwrap();
-        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let keys = open_in(dir.path(), &[ES256].into()).unwrap();
         let token = keys.sign(ES256, &claims()).unwrap();
         assert_eq!(verify(&token, &keys.jwks().unwrap()).sub, "a");
-        assert_eq!(read(&path).unwrap().keys.len(), 1, "no key was added");
+        assert_eq!(read_file(&path).unwrap().keys.len(), 1, "no key was added");
     }
 
     #[test]
     fn long_retired_keys_leave_the_jwks() {
         let dir = tempfile::tempdir().unwrap();
-        SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        open_in(dir.path(), &[ES256].into()).unwrap();
         let path = dir.path().join(FILE);
-        let mut file = read(&path).unwrap();
+        let mut file = read_file(&path).unwrap();
         file.keys[0].retired_at = Some(unix_now() - ID_TOKEN_TTL.as_secs() - 3600);
         file.keys.push(StoredKey::generate(ES256, 0));
         write(&path, &file).unwrap();
-        let keys = SigningKeys::open(dir.path(), &[ES256].into()).unwrap();
+        let keys = open_in(dir.path(), &[ES256].into()).unwrap();
         assert_eq!(keys.jwks().unwrap().keys.len(), 1);
-        rotate(dir.path()).unwrap();
-        assert_eq!(read(&path).unwrap().keys.len(), 2);
+        rotate_in(dir.path()).unwrap();
+        assert_eq!(read_file(&path).unwrap().keys.len(), 2);
     }
 }

@@ -14,15 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use url::Url;
-use wxlogin_storage::Binding;
+use wxlogin_storage::{Binding, Store};
 
 use clients::Clients;
 use codes::{Codes, Scope};
-use keys::{KeyError, SigningKeys};
+use keys::{KeyError, KeySet, SigningKeys};
 use subject::{PairwiseSubjects, SubjectSource};
 
 /// How long an ID token is valid; a retired signing key stays published this long after.
 pub const ID_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Key polls between two purges of expired codes: about an hour.
+const CODE_PURGE_POLLS: u64 = 3600 / keys::POLL.as_secs();
 /// How long an access token lets its client read `/oauth/userinfo`.
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
@@ -36,29 +38,68 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// Opens (making on first start) the signing keys and pairwise secret in the data directory.
-    pub fn open(
+    /// Opens (making on first start) the signing keys and pairwise secret: in the data
+    /// directory, or in the database where the store is PostgreSQL (shared by every node, as
+    /// the codes are).
+    pub async fn open(
         data_dir: &Path,
+        store: &Store,
         public_url: &Url,
         clients: Arc<Clients>,
         code_ttl: Duration,
         subject: SubjectSource,
     ) -> Result<Self, KeyError> {
         let dir = key_dir(data_dir);
-        let keys = SigningKeys::open(&dir, &clients.signing_algs())?;
+        let keys = SigningKeys::open(KeySet::of(&dir, store), &clients.signing_algs()).await?;
         Ok(Self {
             issuer: public_url.as_str().trim_end_matches('/').to_owned(),
             clients,
             keys,
-            subjects: PairwiseSubjects::open(&dir, subject)?,
-            codes: Codes::new(code_ttl),
+            subjects: PairwiseSubjects::open(&dir, store, subject).await?,
+            codes: Codes::new(code_ttl, store),
         })
+    }
+
+    /// Keeps up with what other nodes change in the database: key rotations, expired codes.
+    /// Returns at once for one node, whose file is looked at on each use.
+    pub async fn follow_other_nodes(self: Arc<Self>, store: Store) {
+        if store.oidc_records().is_none() {
+            return;
+        }
+        let mut interval = tokio::time::interval(keys::POLL);
+        let mut polls: u64 = 0;
+        loop {
+            interval.tick().await;
+            if let Err(e) = self.keys.refresh().await {
+                tracing::warn!(error = %e, "reading the signing keys from the database failed");
+            }
+            polls += 1;
+            // Once an hour or so: the codes' purge is off every request's path.
+            if polls % CODE_PURGE_POLLS == 0 {
+                match self.codes.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "expired authorization codes removed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "purging expired authorization codes failed")
+                    }
+                }
+            }
+        }
     }
 
     /// An absolute URL of one of our endpoints.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
     }
+}
+
+/// The provider's secrets in `data_dir`, as the database documents `wxlogin migrate` makes of
+/// them: every node then signs and derives `sub`s as this one did.
+pub fn secret_documents(data_dir: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, KeyError> {
+    let dir = key_dir(data_dir);
+    let keys = keys::file_document(&dir)?.map(|keys| (keys::DOCUMENT, keys));
+    let secret = PairwiseSubjects::file_secret(&dir)?.map(|secret| (subject::DOCUMENT, secret));
+    Ok(keys.into_iter().chain(secret).collect())
 }
 
 /// Where the provider's secrets live: `DATA_DIR/oidc`, beside sled's files.

@@ -13,11 +13,14 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use wxlogin_storage::Binding;
+use wxlogin_storage::{Binding, Store};
 
 use super::keys::KeyError;
 
 const FILE: &str = "pairwise-secret";
+/// The database document holding the secret, for every node on PostgreSQL: one `sub` per
+/// user and client whichever node answers.
+pub const DOCUMENT: &str = "pairwise-secret";
 const SECRET_LEN: usize = 32;
 
 /// What a `sub` is derived from (`WXLOGIN_SUBJECT`).
@@ -51,8 +54,40 @@ pub struct PairwiseSubjects {
 }
 
 impl PairwiseSubjects {
+    /// The secret of the database where the store is PostgreSQL, else the one in `dir`; made
+    /// on first use.
+    pub async fn open(dir: &Path, store: &Store, source: SubjectSource) -> Result<Self, KeyError> {
+        let Some(records) = store.oidc_records() else {
+            return Self::open_file(dir, source);
+        };
+        let secret = records
+            .update_document(DOCUMENT, |old| {
+                Ok::<_, KeyError>(old.is_none().then(|| {
+                    let mut secret = vec![0u8; SECRET_LEN];
+                    rand::thread_rng().fill_bytes(&mut secret);
+                    secret
+                }))
+            })
+            .await?;
+        let secret = secret.try_into().map_err(|_| KeyError::Corrupt {
+            place: format!("the database's {DOCUMENT} document"),
+            problem: format!("not {SECRET_LEN} bytes"),
+        })?;
+        Ok(Self { secret, source })
+    }
+
+    /// The secret in `dir`, for copying into a database; `None` if there is none.
+    pub fn file_secret(dir: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+        let path = dir.join(FILE);
+        match fs::read(&path) {
+            Ok(secret) => Ok(Some(secret)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyError::Io { path, source }),
+        }
+    }
+
     /// Reads the secret in `dir`, making it on first use.
-    pub fn open(dir: &Path, source: SubjectSource) -> Result<Self, KeyError> {
+    fn open_file(dir: &Path, source: SubjectSource) -> Result<Self, KeyError> {
         let path = dir.join(FILE);
         let io = |source| KeyError::Io {
             path: path.clone(),
@@ -61,7 +96,7 @@ impl PairwiseSubjects {
         match fs::read(&path) {
             Ok(raw) => {
                 let secret = raw.try_into().map_err(|_| KeyError::Corrupt {
-                    path: path.clone(),
+                    place: path.display().to_string(),
                     problem: format!("not {SECRET_LEN} bytes"),
                 })?;
                 Ok(Self { secret, source })
@@ -126,8 +161,8 @@ mod tests {
     fn stable_per_client_and_across_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let alice = binding("alice", None);
-        let first = PairwiseSubjects::open(dir.path(), SubjectSource::OpenId).unwrap();
-        let again = PairwiseSubjects::open(dir.path(), SubjectSource::OpenId).unwrap();
+        let first = PairwiseSubjects::open_file(dir.path(), SubjectSource::OpenId).unwrap();
+        let again = PairwiseSubjects::open_file(dir.path(), SubjectSource::OpenId).unwrap();
         assert_eq!(first.sub("shop", &alice), again.sub("shop", &alice));
         assert_ne!(first.sub("shop", &alice), first.sub("blog", &alice));
         // The separator keeps ("ab", "c…") and ("a", "bc…") apart.
@@ -140,8 +175,8 @@ mod tests {
     #[test]
     fn unionid_subjects_follow_the_unionid_and_never_equal_an_openids() {
         let dir = tempfile::tempdir().unwrap();
-        let by_openid = PairwiseSubjects::open(dir.path(), SubjectSource::OpenId).unwrap();
-        let by_unionid = PairwiseSubjects::open(dir.path(), SubjectSource::UnionId).unwrap();
+        let by_openid = PairwiseSubjects::open_file(dir.path(), SubjectSource::OpenId).unwrap();
+        let by_unionid = PairwiseSubjects::open_file(dir.path(), SubjectSource::UnionId).unwrap();
         // Two accounts' openids of one person, with their one unionid.
         let here = binding("oHere", Some("uPerson"));
         let there = binding("oThere", Some("uPerson"));

@@ -10,6 +10,7 @@
 mod backend;
 #[cfg(test)]
 mod conformance;
+pub mod migrate;
 mod model;
 mod pg_backend;
 mod sled_backend;
@@ -23,7 +24,7 @@ pub use model::{
 pub use pg_backend::credentials::{ReplaceError, Replaced, SharedCredentials, StoredCredential};
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;
-pub use pg_backend::{PgBackend, PgSettings, SharedLimits};
+pub use pg_backend::{CodeGrant, OidcRecords, PgBackend, PgSettings, Redemption, SharedLimits};
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};
 pub use store::{BindError, Store, StoreError};

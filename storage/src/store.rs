@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::pg_backend::credentials::SharedCredentials;
-use crate::pg_backend::{PgBackend, PgSettings, SharedLimits};
+use crate::pg_backend::{OidcRecords, PgBackend, PgSettings, SharedLimits};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,8 @@ pub struct Store {
     postgres: Option<PgBackend>,
     /// The limits and filters nodes share; `None` on a store only this node uses.
     shared_limits: Option<SharedLimits>,
+    /// The OpenID Connect provider's shared tables: only on PostgreSQL, where nodes share them.
+    oidc: Option<OidcRecords>,
 }
 
 impl Store {
@@ -57,6 +59,7 @@ impl Store {
         let backend = PgBackend::open(settings).await?;
         Ok(Self {
             shared_limits: Some(backend.shared_limits()),
+            oidc: Some(backend.oidc_records()),
             backend: Arc::new(backend.clone()),
             postgres: Some(backend),
         })
@@ -67,6 +70,7 @@ impl Store {
             backend: Arc::new(backend),
             postgres: None,
             shared_limits: None,
+            oidc: None,
         }
     }
 
@@ -79,6 +83,12 @@ impl Store {
     /// `None` for sled, whose node keeps its own in memory.
     pub fn shared_limits(&self) -> Option<&SharedLimits> {
         self.shared_limits.as_ref()
+    }
+
+    /// Where the OpenID Connect provider keeps its codes and secrets for every node; `None`
+    /// for one node (sled), which keeps them in memory and in its data directory.
+    pub fn oidc_records(&self) -> Option<&OidcRecords> {
+        self.oidc.as_ref()
     }
 }
 

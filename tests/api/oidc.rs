@@ -59,7 +59,7 @@ pub(crate) const SPA_RP: Rp = Rp {
     callback: SPA_CALLBACK,
 };
 /// Registered RS256, as Spring Security expects by default.
-const SPRING_RP: Rp = Rp {
+pub(crate) const SPRING_RP: Rp = Rp {
     id: "spring",
     secret: "spring-secret-0123456789abcdef0123456789",
     callback: "https://spring.example/login/oauth2/code/wxlogin",
@@ -683,7 +683,7 @@ async fn verify_now(app: &TestApp, rp: Rp, id_token: &str) -> String {
     verify_with(app, rp, fetch_jwks(app).await, id_token)
 }
 
-async fn fetch_jwks(app: &TestApp) -> CoreJsonWebKeySet {
+pub(crate) async fn fetch_jwks(app: &TestApp) -> CoreJsonWebKeySet {
     CoreJsonWebKeySet::fetch_async(
         &openidconnect::JsonWebKeySetUrl::new(app.url("/oauth/jwks")).unwrap(),
         &http(),
@@ -693,7 +693,12 @@ async fn fetch_jwks(app: &TestApp) -> CoreJsonWebKeySet {
 }
 
 /// Verifies an ID token as `rp` would holding `jwks`; returns its subject.
-fn verify_with(app: &TestApp, rp: Rp, jwks: CoreJsonWebKeySet, id_token: &str) -> String {
+pub(crate) fn verify_with(
+    app: &TestApp,
+    rp: Rp,
+    jwks: CoreJsonWebKeySet,
+    id_token: &str,
+) -> String {
     let verifier = CoreIdTokenVerifier::new_confidential_client(
         ClientId::new(rp.id.into()),
         ClientSecret::new(rp.secret.into()),
@@ -712,7 +717,7 @@ fn verify_with(app: &TestApp, rp: Rp, jwks: CoreJsonWebKeySet, id_token: &str) -
 }
 
 /// The ID token's `alg` and `kid`, read from its header by hand.
-fn alg_and_kid(id_token: &str) -> (String, String) {
+pub(crate) fn alg_and_kid(id_token: &str) -> (String, String) {
     let header = id_token.split('.').next().unwrap();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     let field = |name: &str| header[name].as_str().unwrap().to_owned();

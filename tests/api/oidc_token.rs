@@ -637,7 +637,7 @@ async fn revocation_needs_client_authentication_and_a_token() {
     );
 }
 
-async fn introspect(app: &TestApp, rp: Rp, token: &str) -> (StatusCode, Value) {
+pub(crate) async fn introspect(app: &TestApp, rp: Rp, token: &str) -> (StatusCode, Value) {
     let response = post_form(
         app,
         "/oauth/introspect",

@@ -266,15 +266,19 @@ async fn authorize(
             "WeChat gave no unionid for this user (is the official account bound to an Open Platform account?)",
         ));
     }
-    let code = p.codes.issue(Grant {
-        client_id: client.id.clone(),
-        redirect_uri: redirect_uri.to_owned(),
-        openid: session.binding.openid,
-        scope,
-        nonce: q.nonce,
-        code_challenge: q.code_challenge,
-        auth_time: session.created_at,
-    });
+    let code = p
+        .codes
+        .issue(Grant {
+            client_id: client.id.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            generation: session.binding.generation,
+            openid: session.binding.openid,
+            scope,
+            nonce: q.nonce,
+            code_challenge: q.code_challenge,
+            auth_time: session.created_at,
+        })
+        .await?;
     tracing::info!(client = %client.id, "authorization code issued");
     Ok(back.with(&[("code", &code)]))
 }

@@ -12,7 +12,7 @@ use super::provider;
 use crate::audit;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
-use crate::oidc::codes::verifier_matches;
+use crate::oidc::codes::{verifier_matches, Grant, Redeemed};
 use crate::oidc::{unix_now, UserClaims, ACCESS_TOKEN_TTL, ID_TOKEN_TTL};
 
 const BAD_CODE: &str = "the code is unknown, expired, already used, or not for this client";
@@ -89,42 +89,42 @@ pub(in crate::http) async fn token(
         .as_deref()
         .ok_or(ApiError::oauth("invalid_request", "code is required"))?;
     let bad_code = || ApiError::oauth("invalid_grant", BAD_CODE);
-    let entry = p
-        .codes
-        .get(code)
-        .filter(|e| e.grant.client_id == client.id)
-        .ok_or_else(bad_code)?;
-    // Held until the tokens are stored, so a second use waits and then finds what to revoke.
-    let mut redeemed = entry.redeemed.lock().await;
-    if let Some(issued) = redeemed.take() {
-        p.codes.remove(code);
-        state.store.revoke_access_token(&issued).await?;
-        tracing::warn!(client = %client.id, "an authorization code was used twice: the access token issued for it is revoked");
-        return Err(bad_code());
-    }
-    let grant = &entry.grant;
-    if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-        return Err(ApiError::oauth(
-            "invalid_grant",
-            "redirect_uri differs from the authorization request's",
-        ));
-    }
-    let pkce_ok = match (&grant.code_challenge, &form.code_verifier) {
-        (Some(challenge), Some(verifier)) => verifier_matches(challenge, verifier),
-        (None, None) => true,
-        _ => false,
+    // The checks run before the code is used up: a refused request leaves it redeemable.
+    let checks = |grant: &Grant| {
+        if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+            return Err(ApiError::oauth(
+                "invalid_grant",
+                "redirect_uri differs from the authorization request's",
+            ));
+        }
+        let pkce_ok = match (&grant.code_challenge, &form.code_verifier) {
+            (Some(challenge), Some(verifier)) => verifier_matches(challenge, verifier),
+            (None, None) => true,
+            _ => false,
+        };
+        if !pkce_ok {
+            return Err(ApiError::oauth(
+                "invalid_grant",
+                "the PKCE code_verifier does not match",
+            ));
+        }
+        Ok(())
     };
-    if !pkce_ok {
-        return Err(ApiError::oauth(
-            "invalid_grant",
-            "the PKCE code_verifier does not match",
-        ));
-    }
-    // The user may have unfollowed since logging in.
+    let grant = match p.codes.redeem(code, &client.id, checks).await? {
+        Redeemed::Granted(grant) => grant,
+        Redeemed::Refused(refusal) => return Err(refusal),
+        Redeemed::Unknown => return Err(bad_code()),
+        Redeemed::Reused => {
+            tracing::warn!(client = %client.id, "an authorization code was used twice: the access token issued for it is revoked");
+            return Err(bad_code());
+        }
+    };
+    // The user may have unfollowed (or bound another phone) since logging in.
     let binding = state
         .store
         .binding(&grant.openid)
         .await?
+        .filter(|binding| binding.generation == grant.generation)
         .ok_or_else(bad_code)?;
     // With unionid subjects, authorize checked there is one; a rebind since may have none yet.
     let user = p
@@ -134,7 +134,11 @@ pub(in crate::http) async fn token(
         .store
         .issue_access_token(&binding, &client.id, grant.scope.as_str(), ACCESS_TOKEN_TTL)
         .await?;
-    *redeemed = Some(access_token.clone());
+    if !p.codes.gave(code, &access_token).await? {
+        // A second use came in meanwhile and found no token to revoke yet.
+        state.store.revoke_access_token(&access_token).await?;
+        return Err(bad_code());
+    }
     let now = unix_now();
     let id_token = p
         .keys

@@ -82,7 +82,7 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             if !state.store.unfollow(&openid, at).await? {
                 return Ok(Outcome::NothingToUnbind);
             }
-            state.forget_authorization_codes(&openid);
+            state.forget_authorization_codes(&openid).await?;
             state.metrics.unbind();
             audit::unbind(&openid, Unbinder::User);
             Ok(Outcome::Unbound)

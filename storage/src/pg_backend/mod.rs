@@ -13,7 +13,9 @@
 //! [`StoreError::Unavailable`]; [`Backend::check`] fails until a probe reaches it again.
 
 pub mod credentials;
+mod import;
 mod limits;
+mod oidc;
 mod schema;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
@@ -36,6 +38,7 @@ use crate::model::{
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
 pub use limits::SharedLimits;
+pub use oidc::{CodeGrant, OidcRecords, Redemption};
 
 /// The longest any one operation may take, waiting for a connection included: past it the
 /// database counts as unavailable (a host that stopped answering holds no request forever).
@@ -137,6 +140,11 @@ impl PgBackend {
     /// task, so the store makes one.
     pub(crate) fn shared_limits(&self) -> SharedLimits {
         SharedLimits::new(self.0.pool.clone())
+    }
+
+    /// The OpenID Connect provider's tables.
+    pub fn oidc_records(&self) -> OidcRecords {
+        OidcRecords::new(self.clone())
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT`], noting whether the

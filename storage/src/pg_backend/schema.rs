@@ -105,6 +105,30 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (kind, digest)
      );
      CREATE INDEX limit_budgets_by_full ON limit_budgets (full_at);",
+    // 4 (issue 20, part O: OpenID Connect across nodes): authorization codes, by their
+    // SHA-256, and the provider's secrets (signing keys, pairwise secret) as named documents
+    // every node reads (oidc.rs).
+    "CREATE TABLE oidc_codes (
+         digest bytea PRIMARY KEY,
+         client_id text NOT NULL,
+         redirect_uri text NOT NULL,
+         openid text NOT NULL,
+         generation bigint NOT NULL,
+         scope text NOT NULL,
+         nonce text,
+         code_challenge text,
+         auth_time bigint NOT NULL,
+         expires_at bigint NOT NULL,
+         redeemed boolean NOT NULL DEFAULT false,
+         access_token bytea
+     );
+     CREATE INDEX oidc_codes_by_openid ON oidc_codes (openid);
+     CREATE INDEX oidc_codes_by_expiry ON oidc_codes (expires_at);
+     CREATE TABLE oidc_documents (
+         name text PRIMARY KEY,
+         body bytea NOT NULL,
+         version bigint NOT NULL
+     );",
 ];
 
 /// The schema's version once every migration is applied.

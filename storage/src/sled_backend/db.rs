@@ -10,6 +10,7 @@ mod access;
 mod consent;
 mod cut;
 mod expiry;
+mod export;
 mod signatures;
 
 pub use access::AccessGrant;

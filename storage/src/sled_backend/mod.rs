@@ -26,10 +26,14 @@ use db::SledDb;
 pub use db::{AccessGrant, SignatureUse};
 
 use crate::backend::{Backend, BindingStream, Pending};
+use crate::migrate::RecordStream;
 use crate::model::{
     Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken, UnionId,
 };
 use crate::{BindError, StoreError};
+
+/// Batches an export holds ahead of its reader.
+const EXPORT_BUFFER: usize = 4;
 
 /// How often a recovering store checks whether space is back.
 const RETRY: Duration = Duration::from_secs(1);
@@ -67,6 +71,24 @@ impl SledBackend {
             db: RwLock::new(Some(Arc::new(SledDb::open(dir)?))),
             failed: AtomicBool::new(false),
         })))
+    }
+
+    /// Every record, in batches read on a thread of its own (for `wxlogin migrate`).
+    pub(crate) fn export(&self) -> RecordStream {
+        let (sender, records) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        let db = self.db();
+        let spawned = std::thread::Builder::new()
+            .name("wxlogin-export".into())
+            .spawn(move || match db {
+                Ok(db) => db.export(&sender),
+                Err(e) => {
+                    let _ = sender.blocking_send(Err(e));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "no thread to read the store with");
+        }
+        records
     }
 
     fn db(&self) -> Result<Arc<SledDb>, StoreError> {

@@ -36,7 +36,7 @@ struct AccessGrantV0 {
     expires_at: u64,
 }
 
-fn decode_grant(raw: &[u8]) -> Result<AccessGrant, StoreError> {
+pub(super) fn decode_grant(raw: &[u8]) -> Result<AccessGrant, StoreError> {
     decode(raw).or_else(|_| {
         let old: AccessGrantV0 = decode(raw)?;
         Ok(AccessGrant {

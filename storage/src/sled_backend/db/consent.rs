@@ -10,11 +10,11 @@ use crate::StoreError;
 #[derive(Serialize, Deserialize)]
 pub(super) struct ConsentValue {
     /// The scopes consented to, space-separated.
-    scope: String,
+    pub(super) scope: String,
     /// Unix seconds.
-    given_at: u64,
+    pub(super) given_at: u64,
     /// The [`Binding::generation`] it was given under.
-    generation: u64,
+    pub(super) generation: u64,
 }
 
 /// `openid ‖ 0 ‖ client id`: openids never contain a zero byte.
