@@ -3,23 +3,22 @@
 //! and one sandbox-mode wxlogin as the WeChat of all three: the nodes fetch tokens and QR
 //! codes from its simulator (`WXLOGIN_WECHAT_API`, with the AppSecret it was given by
 //! `WXLOGIN_SANDBOX_APPSECRET`), and its simulated phone pushes scans to HAProxy's `/wechat`
-//! (`WXLOGIN_SANDBOX_PUSH_URL`). Codes any node texts go to one SMS webhook, [`SmsInbox`].
+//! (`WXLOGIN_SANDBOX_PUSH_URL`). Codes any node texts go to the simulated phone too: the
+//! nodes' SMS webhook is its `POST /sandbox/sms`.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tempfile::TempDir;
 use wxlogin_storage::test_server::{unprivileged, TestServer};
 
-use crate::helpers::{answering_server, browser_client_builder, spawn_app_adjusted, TestApp};
+use crate::helpers::{browser_client_builder, spawn_app_adjusted, TestApp};
 
 /// The simulated account: its AppID is the sandbox's own; the secret and the callback token
 /// are the ones the simulator is told to use and the nodes are given.
@@ -38,7 +37,6 @@ pub struct Cluster {
     nodes: Vec<Option<TestApp>>,
     pub balancer: Haproxy,
     pub wechat: TestApp,
-    pub sms: SmsInbox,
     pub database: TestServer,
     /// A browser talking to HAProxy, on a new connection for every request.
     pub browser: reqwest::Client,
@@ -47,15 +45,15 @@ pub struct Cluster {
 }
 
 /// The settings every node has: the same database, the same account, the simulator as
-/// WeChat, the inbox as SMS gateway, HAProxy as the proxy whose address entries it trusts.
-fn node_env(database: &str, wechat: &TestApp, sms: &SmsInbox) -> Vec<(String, String)> {
+/// WeChat and as SMS gateway, HAProxy as the proxy whose address entries it trusts.
+fn node_env(database: &str, wechat: &TestApp) -> Vec<(String, String)> {
     [
         ("WXLOGIN_DATABASE_URL", database.to_owned()),
         ("WXLOGIN_APPID", APPID.to_owned()),
         ("WXLOGIN_APPSECRET", APPSECRET.to_owned()),
         ("WXLOGIN_TOKEN", CALLBACK_TOKEN.to_owned()),
         ("WXLOGIN_WECHAT_API", wechat.url("/sandbox/api")),
-        ("WXLOGIN_SMS_WEBHOOK", sms.url.clone()),
+        ("WXLOGIN_SMS_WEBHOOK", wechat.url("/sandbox/sms")),
         ("WXLOGIN_TRUST_PROXY", "true".to_owned()),
     ]
     .into_iter()
@@ -81,8 +79,7 @@ impl Cluster {
         // The sandbox fetches its own token at start: the nodes' fetches are counted after it.
         wechat.wait_until_ready().await;
         let tokens_before_nodes = token_fetches(&wechat).await;
-        let sms = SmsInbox::start().await;
-        let env = node_env(&url, &wechat, &sms);
+        let env = node_env(&url, &wechat);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let nodes = std::thread::scope(|scope| {
             let starting: Vec<_> = (0..NODES)
@@ -107,7 +104,6 @@ impl Cluster {
             nodes,
             balancer,
             wechat,
-            sms,
             database,
             browser,
             tokens_before_nodes,
@@ -315,44 +311,6 @@ impl Drop for Haproxy {
         if std::thread::panicking() {
             eprintln!("--- HAProxy's log ---\n{}", self.log());
         }
-    }
-}
-
-/// The SMS webhook every node sends its codes to: the last code per phone.
-pub struct SmsInbox {
-    pub url: String,
-    codes: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl SmsInbox {
-    async fn start() -> Self {
-        let (base, mut requests) = answering_server(|_| (200, json!({}).to_string())).await;
-        let codes = Arc::new(Mutex::new(HashMap::new()));
-        let inbox = codes.clone();
-        tokio::spawn(async move {
-            while let Some(request) = requests.recv().await {
-                let sms: Value = serde_json::from_str(&request.body).unwrap();
-                inbox.lock().unwrap().insert(
-                    sms["phone"].as_str().unwrap().to_owned(),
-                    sms["code"].as_str().unwrap().to_owned(),
-                );
-            }
-        });
-        Self {
-            url: format!("{base}/sms"),
-            codes,
-        }
-    }
-
-    /// The last code sent to `phone`, waiting for it at most 10 s.
-    pub async fn code(&self, phone: &str) -> String {
-        for _ in 0..200 {
-            if let Some(code) = self.codes.lock().unwrap().get(phone) {
-                return code.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no code reached the SMS webhook for {phone}");
     }
 }
 

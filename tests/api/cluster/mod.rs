@@ -48,7 +48,7 @@ async fn bind_by_sms(cluster: &Cluster, trail: &mut Trail, scene_id: &str, phone
         "{}",
         cluster.logs()
     );
-    let code = cluster.sms.code(phone).await;
+    let code = cluster.wechat.sms_code(phone).await;
     let response = trail
         .send("the bind", bind(cluster, scene_id, phone, &code))
         .await;
@@ -203,7 +203,7 @@ async fn one_push_redelivered_to_two_nodes_is_acted_on_once() {
             .status(),
         StatusCode::ACCEPTED
     );
-    let code = cluster.sms.code("13800000032").await;
+    let code = cluster.wechat.sms_code("13800000032").await;
     assert_eq!(
         first
             .bind(&qr.scene_id, "13800000032", &code)
@@ -290,7 +290,7 @@ async fn a_stopped_database_is_a_json_503_and_nothing_acknowledged_is_lost() {
         "{}",
         cluster.logs()
     );
-    let code = cluster.sms.code("13800000034").await;
+    let code = cluster.wechat.sms_code("13800000034").await;
     cluster.database.stop();
     // Each node answers for itself (HAProxy's checks ask only whether nodes are alive).
     for _ in 0..NODES {
