@@ -94,7 +94,10 @@ printf '\nbackend wechat\n    server wechat %s\n' "$wechat" >>"$work/haproxy.cfg
 for node in "${nodes[@]}"; do
     grep -q "server node. $node\$" "$work/haproxy.cfg" || { echo "docs/examples/haproxy.cfg changed: update $0" >&2; exit 1; }
 done
-as_server "$haproxy" -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+# setpriv execs HAProxy in place, so $! is HAProxy's own pid for the cleanup to kill.
+unprivileged=()
+[ "$(id -u)" = 0 ] && unprivileged=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+"${unprivileged[@]}" "$haproxy" -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     curl -fsS "http://127.0.0.1:$front/healthz" >/dev/null 2>&1 && break
