@@ -318,9 +318,20 @@ impl Drop for Haproxy {
 #[derive(Default)]
 pub struct Trail {
     nodes: Vec<Option<usize>>,
+    /// Every node is up, so round robin moves each request on to another node.
+    round_robin: bool,
 }
 
 impl Trail {
+    /// A trail in which no request lands on the node of the request sent before or after it,
+    /// as round robin does while every node is up (a node going down reshuffles the round).
+    pub fn round_robin() -> Self {
+        Self {
+            round_robin: true,
+            ..Self::default()
+        }
+    }
+
     /// Sends `request` and records its answer; a request HAProxy could not deliver fails the
     /// test.
     pub async fn send(
@@ -343,13 +354,13 @@ impl Trail {
         self.nodes.len() - 1
     }
 
-    /// Notes which node answered the request sent at `place`, which must be another node than
-    /// the ones that answered the requests sent just before and after it: round robin moves
-    /// every request on.
+    /// Notes which node answered the request sent at `place`; in a [`Trail::round_robin`],
+    /// another node than the ones that answered the requests sent just before and after it.
     pub fn answered(&mut self, place: usize, what: &str, response: &reqwest::Response) {
         let node = served_by(response)
             .unwrap_or_else(|| panic!("{what}: no node answered ({})", response.status()));
-        let neighbours = [place.checked_sub(1), Some(place + 1)];
+        let neighbours =
+            [place.checked_sub(1), Some(place + 1)].map(|n| n.filter(|_| self.round_robin));
         for neighbour in neighbours.into_iter().flatten() {
             assert_ne!(
                 self.nodes.get(neighbour).copied().flatten(),

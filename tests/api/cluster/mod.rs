@@ -82,7 +82,7 @@ fn status(cluster: &Cluster, scene_id: &str, wait: u64) -> reqwest::RequestBuild
 #[cfg_attr(not(has_haproxy), ignore = "needs HAProxy")]
 async fn a_login_whose_every_request_lands_on_another_node() {
     let cluster = Cluster::start().await;
-    let mut trail = Trail::default();
+    let mut trail = Trail::round_robin();
     let (scene_id, ticket, _) = new_scene(&cluster, &mut trail).await;
 
     // The event stream sits on a second node; the scan's push lands on the third.
@@ -267,7 +267,7 @@ async fn three_nodes_starting_at_once_fetch_one_access_token() {
 #[cfg_attr(not(has_haproxy), ignore = "needs HAProxy")]
 async fn a_stopped_database_is_a_json_503_and_nothing_acknowledged_is_lost() {
     let cluster = Cluster::start().await;
-    let mut trail = Trail::default();
+    let mut trail = Trail::round_robin();
     let (scene_id, ticket, _) = new_scene(&cluster, &mut trail).await;
     cluster.scan(&ticket, "oBefore", true).await;
     let token = bind_by_sms(&cluster, &mut trail, &scene_id, "13800000033").await;
