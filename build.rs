@@ -78,6 +78,10 @@ fn test_tools() {
         ),
         ("postgres", has_postgres()),
         (
+            "haproxy",
+            runs("haproxy", &["-v"]).is_some() || exists(Path::new("/usr/sbin/haproxy")),
+        ),
+        (
             "curl_jq",
             runs("curl", &["--version"]).is_some() && runs("jq", &["--version"]).is_some(),
         ),

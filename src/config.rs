@@ -72,6 +72,7 @@ const SETTINGS: &[&str] = &[
     "WXLOGIN_UPSTREAM_TIMEOUT_MS",
     "WXLOGIN_SCENE_PREFIX",
     "WXLOGIN_SANDBOX_PUSH_URL",
+    "WXLOGIN_SANDBOX_APPSECRET",
     "WXLOGIN_DEFAULT_LANG",
     "WXLOGIN_REPLIES",
     "WXLOGIN_OAUTH_DOMAIN",
@@ -176,6 +177,9 @@ pub struct Settings {
     pub scene_keys: SceneKeys,
     /// Sandbox only: where the simulated WeChat pushes; `None`: wxlogin's own `/wechat`.
     pub sandbox_push_url: Option<Url>,
+    /// Sandbox only: the simulated account's AppSecret, so that other wxlogin nodes in real
+    /// mode can use this sandbox as their WeChat (a cluster test); `None`: a random one.
+    pub sandbox_appsecret: Option<Secret>,
 }
 
 /// A caller of the token center (`WXLOGIN_TOKEN_CLIENTS`): a name for logs and metrics, and
@@ -574,6 +578,17 @@ impl Settings {
             )
             .map_err(|problem| invalid("WXLOGIN_SCENE_PREFIX", problem))?,
             sandbox_push_url: sandbox_push_url(&get, sandbox)?,
+            sandbox_appsecret: sandbox_only(
+                &get,
+                sandbox,
+                "WXLOGIN_SANDBOX_APPSECRET",
+                "the AppSecret outside the sandbox is WXLOGIN_APPSECRET",
+            )?
+            .map(|raw| match raw.trim() {
+                "" => Err(invalid("WXLOGIN_SANDBOX_APPSECRET", "empty")),
+                secret => Ok(Secret(secret.to_owned())),
+            })
+            .transpose()?,
         };
         if let Some((sign, how)) = real_deployment_sign(&settings, &get, &lookup) {
             return Err(invalid(
@@ -893,16 +908,32 @@ fn sandbox_push_url(
     sandbox: bool,
 ) -> Result<Option<Url>, ConfigError> {
     const NAME: &str = "WXLOGIN_SANDBOX_PUSH_URL";
-    let Some(raw) = get(NAME) else {
-        return Ok(None);
-    };
-    if !sandbox {
+    sandbox_only(
+        get,
+        sandbox,
+        NAME,
+        "real WeChat pushes to the URL set in its console",
+    )?
+    .map(|raw| http_url(NAME, &raw))
+    .transpose()
+}
+
+/// A setting of the simulator: refused outside the sandbox, where it would mean nothing (and
+/// suggest the operator thinks the simulator is running), for `why`.
+fn sandbox_only(
+    get: &impl Fn(&str) -> Option<String>,
+    sandbox: bool,
+    name: &str,
+    why: &str,
+) -> Result<Option<String>, ConfigError> {
+    let value = get(name);
+    if value.is_some() && !sandbox {
         return Err(invalid(
-            NAME,
-            "set, but WXLOGIN_APPID is too: real WeChat pushes to the URL set in its console, so unset it",
+            name,
+            format!("set, but WXLOGIN_APPID is too: {why}, so unset it"),
         ));
     }
-    http_url(NAME, &raw).map(Some)
+    Ok(value)
 }
 
 fn confirm(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
@@ -1365,6 +1396,22 @@ mod tests {
         // Real WeChat pushes where its console says.
         let e = settings(&[&REAL[..], &[push]].concat()).unwrap_err();
         assert_eq!(e.name, "WXLOGIN_SANDBOX_PUSH_URL");
+    }
+
+    #[test]
+    fn the_sandbox_appsecret_is_the_sandbox_s_alone() {
+        assert!(settings(&[]).unwrap().sandbox_appsecret.is_none());
+        let secret = ("WXLOGIN_SANDBOX_APPSECRET", " a-shared-sandbox-secret ");
+        let s = settings(&[secret]).unwrap();
+        assert_eq!(
+            s.sandbox_appsecret.unwrap().expose(),
+            "a-shared-sandbox-secret"
+        );
+        // Outside the sandbox the account's secret is WXLOGIN_APPSECRET's; this one would be
+        // ignored, so it is refused, and the message never echoes a secret.
+        let e = settings(&[&REAL[..], &[secret]].concat()).unwrap_err();
+        assert_eq!(e.name, "WXLOGIN_SANDBOX_APPSECRET");
+        assert!(!e.to_string().contains("a-shared-sandbox-secret"), "{e}");
     }
 
     const ALIYUN: [(&str, &str); 5] = [

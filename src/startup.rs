@@ -14,7 +14,7 @@ use url::Url;
 use wxlogin_actors::{LoginMode, SceneSettings, SceneSupervisor, TokenActor};
 use wxlogin_storage::{Store, StoreError};
 
-use crate::config::{Account, Database, Settings, SmsProvider};
+use crate::config::{Account, Database, Secret, Settings, SmsProvider};
 use crate::error::json_error_body;
 use crate::http::{
     self, AbuseLimits, AppState, Callback, LoginModes, SessionCookies, TokenCenter,
@@ -106,6 +106,7 @@ impl Application {
                     reachable(addr),
                     settings.sandbox_push_url.as_ref(),
                     settings.aes_key.as_deref(),
+                    settings.sandbox_appsecret.as_ref().map(Secret::expose),
                 ));
                 let api = Url::parse(&format!("{own}/sandbox/api"))
                     .expect("a socket address makes a valid URL");

@@ -161,17 +161,25 @@ const SELF_DELIVERY_IDLE: Duration = Duration::from_secs(2);
 impl Simulator {
     /// `callback`: where the service listens (a dialable address); `push_url`: where to push
     /// instead of its `/wechat`. `aes_key`: speak safe mode, as an account configured with
-    /// that EncodingAESKey.
+    /// that EncodingAESKey. `secret`: the account's AppSecret, when other nodes must know it
+    /// (`WXLOGIN_SANDBOX_APPSECRET`); else a random one only this process knows.
     pub fn new(
         token: String,
         callback: SocketAddr,
         push_url: Option<&Url>,
         aes_key: Option<&str>,
+        secret: Option<&str>,
     ) -> Self {
-        let mut secret = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut secret);
+        let secret = secret.map_or_else(
+            || {
+                let mut secret = [0u8; 16];
+                rand::thread_rng().fill_bytes(&mut secret);
+                hex::encode(secret)
+            },
+            str::to_owned,
+        );
         Self {
-            secret: hex::encode(secret),
+            secret,
             token,
             callback_url: push_url.map_or_else(
                 || format!("http://{callback}/wechat"),

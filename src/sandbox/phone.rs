@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use wxlogin_storage::Phone;
 
 use super::{ActionKind, Fault, Simulator, UserAction};
 use crate::error::ApiError;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/unsubscribe", web::post().to(unsubscribe))
         .route("/sandbox/text", web::post().to(text))
         .route("/sandbox/sms", web::get().to(all_sms))
+        .route("/sandbox/sms", web::post().to(gateway_sms))
         .route("/sandbox/sms/{phone}", web::get().to(last_sms))
         .route("/sandbox/control", web::post().to(control))
         .route("/sandbox/stats", web::get().to(stats));
@@ -145,6 +147,32 @@ async fn deliver(
 
 async fn all_sms(sim: web::Data<Simulator>) -> HttpResponse {
     HttpResponse::Ok().json(sim.received_sms())
+}
+
+/// The SMS webhook's request (`{"phone", "code"}`, see `crate::sms`).
+#[derive(Deserialize)]
+struct WebhookSms {
+    phone: String,
+    code: String,
+}
+
+/// The sandbox as the SMS webhook of other wxlogin nodes (`WXLOGIN_SMS_WEBHOOK` pointing
+/// here, as in the cluster test and benches/cluster.sh): their codes land on the simulated
+/// phone with its own, readable at `/sandbox/sms/{phone}`.
+async fn gateway_sms(
+    sim: web::Data<Simulator>,
+    body: web::Json<WebhookSms>,
+) -> Result<HttpResponse, ApiError> {
+    let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
+    let code = body.code.trim();
+    // A code as wxlogin makes them; the phone page shows it.
+    if code.is_empty() || code.len() > 8 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(
+            "the code must be 1 to 8 digits".into(),
+        ));
+    }
+    sim.deliver_sms(&phone, code);
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn last_sms(

@@ -2,54 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{header, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_with};
-
-/// Reads a `text/event-stream` answer one event at a time.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(app: &crate::helpers::TestApp, scene_id: &str) -> Self {
-        let response = app.get(&format!("/api/qrcode/{scene_id}/events")).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
-        assert!(
-            content_type.starts_with("text/event-stream"),
-            "{content_type}"
-        );
-        Self {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event's data, skipping comments; `None` once the server closed the stream.
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                if let Some(data) = block.strip_prefix("data: ") {
-                    return Some(serde_json::from_str(data.trim_end()).unwrap());
-                }
-                assert!(
-                    block.starts_with(':'),
-                    "neither data nor comment: {block:?}"
-                );
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
-                .await
-                .expect("an event within 10 s")
-                .unwrap()?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-}
+use crate::helpers::{spawn_app, spawn_app_with, Events};
 
 #[tokio::test]
 async fn the_stream_delivers_each_change_as_the_long_poll_would() {

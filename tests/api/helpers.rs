@@ -301,10 +301,13 @@ impl TestApp {
         self.child.id()
     }
 
-    /// Waits (at most 10 s) until `/readyz` answers 200: the first access token is in.
+    /// Waits (at most 10 s) until `/readyz` answers 200: the first access token is in. A
+    /// failed request counts as not ready: after a long wait (a database restarting), the
+    /// pooled connection may be one the server just closed as idle.
     pub async fn wait_until_ready(&self) {
         for _ in 0..200 {
-            if self.get("/readyz").await.status() == StatusCode::OK {
+            let ready = self.client.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -696,4 +699,54 @@ pub async fn assert_error(response: reqwest::Response, status: StatusCode, code:
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
+}
+
+/// Reads a `text/event-stream` answer one event at a time.
+pub struct Events {
+    pub response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    pub async fn open(app: &TestApp, scene_id: &str) -> Self {
+        Self::new(app.get(&format!("/api/qrcode/{scene_id}/events")).await)
+    }
+
+    /// Reads `response`, which must be an event stream.
+    pub fn new(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's data, skipping comments; `None` once the server closed the stream.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(data) = block.strip_prefix("data: ") {
+                    return Some(serde_json::from_str(data.trim_end()).unwrap());
+                }
+                assert!(
+                    block.starts_with(':'),
+                    "neither data nor comment: {block:?}"
+                );
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
 }

@@ -30,3 +30,15 @@ fn the_load_tool_runs_every_scenario_without_a_failed_request() {
         );
     }
 }
+
+#[test]
+fn the_load_tool_sends_pushes_elsewhere_only_for_a_server_it_targets() {
+    // Its own server has one node: there is no other to push to.
+    let output = Command::new(env!("CARGO_BIN_EXE_wxlogin-bench"))
+        .args(["--push-url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--push-url needs --url"), "{stderr}");
+}

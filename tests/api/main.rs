@@ -9,6 +9,7 @@ mod callback;
 mod callback_ips;
 mod cli;
 mod clock;
+mod cluster;
 mod cluster_limits;
 mod cluster_token;
 mod code_login;

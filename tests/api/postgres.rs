@@ -1,5 +1,6 @@
 //! The real binary on PostgreSQL (`WXLOGIN_DATABASE_URL`): the whole sandbox login, a restart
-//! that keeps the binding, and a stopped database answering JSON 503 `storage_unavailable`.
+//! that keeps the binding, and a stopped database answering JSON 503 `storage_unavailable`,
+//! after which the refused bind goes through with the same code.
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -47,4 +48,11 @@ async fn a_login_on_postgres_survives_a_restart_and_a_stopped_database_answers_5
         "storage_unavailable",
     )
     .await;
+
+    // A 503 says "try again": once the database is back, the same code binds (it was not used
+    // up by the bind that could not be stored, and a new one would wait out the cooldown).
+    server.start_again();
+    app.wait_until_ready().await;
+    let response = app.bind(&qr.scene_id, "13800000021", &code).await;
+    assert_eq!(response.status(), StatusCode::OK);
 }

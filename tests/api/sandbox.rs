@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn sandbox_qr_images_are_served_by_the_service() {
@@ -61,4 +61,46 @@ async fn the_simulated_phone_lists_the_codes_sent_newest_first() {
         .collect();
     assert_eq!(phones, ["13800000051", "13800000050"]);
     assert_eq!(sent[0]["code"], app.sms_code("13800000051").await);
+}
+
+#[tokio::test]
+async fn another_node_s_sms_webhook_delivers_to_the_simulated_phone() {
+    let sandbox = spawn_app().await;
+    let node = spawn_app_with(&[("WXLOGIN_SMS_WEBHOOK", &sandbox.url("/sandbox/sms"))]).await;
+    let qr = node.create_qr().await;
+    node.scan(&qr.ticket, "oElsewhere", true).await;
+    assert_eq!(
+        node.request_code(&qr.scene_id, "13800000052")
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    // The node's own simulated phone got it too; the sandbox's is the one other nodes share.
+    assert_eq!(
+        sandbox.sms_code("13800000052").await,
+        node.sms_code("13800000052").await
+    );
+    let refused = [
+        (
+            "12345",
+            "123456",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_phone",
+        ),
+        (
+            "13800000053",
+            "<b>1</b>",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        ("13800000053", "", StatusCode::BAD_REQUEST, "bad_request"),
+    ];
+    for (phone, code, status, error) in refused {
+        let body = serde_json::json!({"phone": phone, "code": code});
+        assert_error(sandbox.post_json("/sandbox/sms", body).await, status, error).await;
+    }
+    assert_eq!(
+        sandbox.get("/sandbox/sms/13800000053").await.status(),
+        StatusCode::NOT_FOUND
+    );
 }

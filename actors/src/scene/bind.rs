@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{ActorResponse, Context, Message};
 use rand::Rng;
-use wxlogin_storage::{BindError, Binding, LoginMethod, OpenId, Phone, SessionToken};
+use wxlogin_storage::{BindError, Binding, LoginMethod, OpenId, Phone, SessionToken, StoreError};
 
 use super::state::{LoginMode, SceneError};
 use super::{after_write, Live, Reply, SceneActor};
@@ -96,6 +96,10 @@ impl Live<Bind> for SceneActor {
                 // They left the account: this login is over, whatever the browser does next.
                 scene.end(ctx, false);
                 return Err(SceneError::Unfollowed);
+            }
+            if matches!(bound, Err(SceneError::Store(StoreError::Unavailable(_)))) {
+                // Answered 503: the browser's retry with the same code must work.
+                scene.machine.give_back_code();
             }
             let (binding, token) = bound?;
             scene.machine.log_in_bound(token.clone())?;

@@ -156,6 +156,8 @@ struct AwaitingBind {
     /// makes the bind fail.
     follow_generation: u64,
     sent: Option<SentCode>,
+    /// The right code a bind in flight took: given back if storage could not take the bind.
+    spending: Option<SentCode>,
     wrong_codes: u8,
 }
 
@@ -317,6 +319,7 @@ impl SceneMachine {
             openid,
             follow_generation,
             sent: None,
+            spending: None,
             wrong_codes: 0,
         }));
         Ok(())
@@ -381,8 +384,19 @@ impl SceneMachine {
             binding.wrong_codes += 1;
             return Err(SceneError::InvalidCode);
         }
-        binding.sent = None;
+        binding.spending = binding.sent.take();
         Ok((binding.openid.clone(), binding.follow_generation))
+    }
+
+    /// The bind the right code was verified for could not be stored (the database was
+    /// unavailable, answered 503): the code is the browser's again, so its retry works; the
+    /// phone got no new text, and the cooldown would refuse one for a minute.
+    pub fn give_back_code(&mut self) {
+        if let State::NeedBind(binding) = &mut self.state {
+            if let Some(code) = binding.spending.take() {
+                binding.sent = Some(code);
+            }
+        }
     }
 
     /// The phone is bound and a session opened: the bind path's login.
@@ -530,9 +544,18 @@ mod tests {
             scene.verify_code(&phone(), "123456"),
             Err(SceneError::InvalidCode)
         ));
+        // Given back (the bind could not be stored), it works once more, and only once.
+        scene.give_back_code();
+        assert_eq!(scene.verify_code(&phone(), "123456").unwrap(), (alice(), 0));
+        assert!(matches!(
+            scene.verify_code(&phone(), "123456"),
+            Err(SceneError::InvalidCode)
+        ));
         scene.log_in_bound(SessionToken::generate()).unwrap();
         assert_eq!(scene.phase(), Phase::LoggedIn);
         assert_eq!(scene.binding(), None, "nobody's codes to spend any more");
+        scene.give_back_code();
+        assert_eq!(scene.phase(), Phase::LoggedIn);
     }
 
     #[test]

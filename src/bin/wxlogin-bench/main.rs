@@ -20,13 +20,15 @@ use longpoll::Browsers;
 use report::Row;
 use server::{Server, AES_KEY};
 
-const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--server PATH | --url http://127.0.0.1:PORT]
+const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--server PATH | --url http://127.0.0.1:PORT [--push-url http://127.0.0.1:PORT]]
 
 Starts the wxlogin binary next to this one (or PATH) in sandbox mode on 127.0.0.1:0, runs
 the scenarios and prints a table. --quick runs tiny sizes in seconds (CI). --url targets a
-running sandbox server in plaintext mode instead; scenarios 4 (memory) and 7 (storage stalls,
-which fills a data directory first) and scenario 2's safe mode then still start their own
-servers.
+running sandbox server in plaintext mode instead, or a load balancer in front of several
+nodes whose /sandbox/ routes reach their sandbox WeChat (benches/cluster.sh); scenarios 4
+(memory) and 7 (storage stalls, which fills a data directory first) and scenario 2's safe mode
+then still start their own servers. --push-url sends scenario 3's scans to another node than
+the one holding the long-polls: the cross-node notification.
 Exits non-zero if any request failed; targets met or missed never change the exit code.";
 
 /// How big each scenario is.
@@ -90,6 +92,8 @@ struct Options {
     only: Vec<u8>,
     server: PathBuf,
     url: Option<String>,
+    /// Where scenario 3's scans go, if not to the server under load.
+    push_url: Option<String>,
 }
 
 fn options() -> Result<Options, String> {
@@ -99,6 +103,7 @@ fn options() -> Result<Options, String> {
         only: (1..=7).collect(),
         server: here.with_file_name("wxlogin"),
         url: None,
+        push_url: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -113,8 +118,12 @@ fn options() -> Result<Options, String> {
             }
             "--server" => options.server = value()?.into(),
             "--url" => options.url = Some(value()?),
+            "--push-url" => options.push_url = Some(value()?),
             _ => return Err(format!("unknown argument {arg}")),
         }
+    }
+    if options.push_url.is_some() && options.url.is_none() {
+        return Err("--push-url needs --url".into());
     }
     Ok(options)
 }
@@ -183,10 +192,17 @@ async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
             browsers = back;
         }
         if wants(3) {
+            let (pushers, kept) = match &options.push_url {
+                Some(url) => {
+                    let node = Server::target(url)?;
+                    (open_many(node.addr, sizes.connections).await?, Some(conns))
+                }
+                None => (conns, None),
+            };
             let (more, back) =
-                longpoll::notification_latency(&server, conns, browsers, sizes).await?;
+                longpoll::notification_latency(&server, pushers, browsers, sizes).await?;
             rows.extend(more);
-            conns = back;
+            conns = kept.unwrap_or(back);
         }
     }
     if wants(5) {

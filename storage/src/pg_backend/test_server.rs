@@ -162,8 +162,9 @@ impl Drop for TestServer {
     }
 }
 
-/// `nobody`'s uid and gid when we are root, else `None` (run as ourselves).
-fn unprivileged() -> Option<(u32, u32)> {
+/// `nobody`'s uid and gid when we are root, else `None` (run as ourselves): also for the other
+/// servers tests start (HAProxy in tests/api/cluster).
+pub fn unprivileged() -> Option<(u32, u32)> {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
         return None;
