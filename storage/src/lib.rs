@@ -22,7 +22,10 @@ pub use model::{
 };
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;
-pub use pg_backend::{PgBackend, PgSettings};
+pub use pg_backend::{
+    LockedScene, NewScene, PgBackend, PgSettings, SceneChange, SceneJournal, SceneKey, SceneNotice,
+    SceneRow,
+};
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};
 pub use store::{BindError, Store, StoreError};

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::pg_backend::{PgBackend, PgSettings};
+use crate::pg_backend::{PgBackend, PgSettings, SceneJournal};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,11 @@ pub enum BindError {
 /// The durable store. Cloning is cheap: every clone shares one backend. Its operations are
 /// [`Backend`]'s, each documented with what it guarantees on return.
 #[derive(Clone)]
-pub struct Store(Arc<dyn Backend>);
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    /// Live scenes' rows, with PostgreSQL only: their presence is what makes a node clustered.
+    scenes: Option<SceneJournal>,
+}
 
 impl Store {
     /// The sled store in `dir`, the default backend.
@@ -46,11 +50,23 @@ impl Store {
 
     /// The PostgreSQL store `settings` name, its schema brought up to date.
     pub async fn open_postgres(settings: &PgSettings) -> Result<Self, StoreError> {
-        Ok(Self::new(PgBackend::open(settings).await?))
+        let backend = PgBackend::open(settings).await?;
+        Ok(Self {
+            scenes: Some(backend.scene_journal()),
+            backend: Arc::new(backend),
+        })
     }
 
     pub fn new(backend: impl Backend) -> Self {
-        Self(Arc::new(backend))
+        Self {
+            backend: Arc::new(backend),
+            scenes: None,
+        }
+    }
+
+    /// The scenes' rows shared by every node, when the store is PostgreSQL.
+    pub fn scene_journal(&self) -> Option<&SceneJournal> {
+        self.scenes.as_ref()
     }
 }
 
@@ -58,6 +74,6 @@ impl Deref for Store {
     type Target = dyn Backend;
 
     fn deref(&self) -> &Self::Target {
-        &*self.0
+        &*self.backend
     }
 }

@@ -9,6 +9,7 @@ mod callback;
 mod callback_ips;
 mod cli;
 mod clock;
+mod cluster_scenes;
 mod code_login;
 mod config;
 mod confirm;
