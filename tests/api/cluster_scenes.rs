@@ -257,3 +257,76 @@ async fn a_confirmation_reply_reaching_another_node_answers_it() {
         assert_eq!(status(node, &qr.scene_id, 0).await["state"], "need_bind");
     }
 }
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_change_missed_while_the_listener_reconnects_still_wakes_the_waiter() {
+    let server = TestServer::start();
+    let url = server.new_database().await;
+    let env = [("WXLOGIN_DATABASE_URL", url.as_str())];
+    let a = spawn_app_with(&env).await;
+    let mut c = spawn_app_with(&env).await;
+    c.client = a.client.clone();
+    a.sign_up("oMissed", "13800000036").await;
+    let qr = a.create_qr().await;
+    assert_eq!(status(&c, &qr.scene_id, 0).await["state"], "waiting");
+    let long_poll = {
+        let client = c.client.clone();
+        let url = c_url(&c, &qr.scene_id);
+        tokio::spawn(async move {
+            let body: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            body
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every node's listening connection is cut; the scan commits while they connect again
+    // (200 ms later), so its notification reaches nobody: only the resync can wake C.
+    let cut = std::process::Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qAtc",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query = 'LISTEN wxlogin_scenes'",
+        ])
+        .output()
+        .expect("psql runs");
+    assert_eq!(String::from_utf8_lossy(&cut.stdout).trim(), "2", "{cut:?}");
+    push_scan(&a, &qr.scene_id, "oMissed", false).await;
+    let polled = long_poll.await.unwrap();
+    assert_eq!(polled["state"], "logged_in", "{polled}");
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn wrong_codes_spread_over_nodes_count_once_for_the_scene() {
+    let server = TestServer::start();
+    let nodes = cluster(&server, 3, &[]).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let qr = a.create_qr().await;
+    a.scan(&qr.ticket, "oGuesser", true).await;
+    assert_eq!(
+        a.request_code(&qr.scene_id, "13800000037").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let code = a.sms_code("13800000037").await;
+    // Five wrong guesses, taking turns on the two nodes that did not send the code.
+    for (n, node) in [b, c, b, c, b].into_iter().enumerate() {
+        let guess = format!(
+            "{:06}",
+            (code.parse::<u32>().unwrap() + 1 + n as u32) % 1_000_000
+        );
+        assert_eq!(
+            node.bind(&qr.scene_id, "13800000037", &guess)
+                .await
+                .status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+    // The scene's limit is the cluster's: even the right code is refused now, on any node.
+    for node in [a, c] {
+        assert_eq!(
+            node.bind(&qr.scene_id, "13800000037", &code).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}

@@ -388,6 +388,112 @@ fn parse_notice(payload: &str) -> Option<SceneNotice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_server::TestServer;
+    use crate::{PgBackend, PgSettings};
+
+    async fn journal(server: &TestServer) -> SceneJournal {
+        let settings = PgSettings {
+            url: server.new_database().await,
+            pool_size: 2,
+            ca_file: None,
+        };
+        PgBackend::open(&settings).await.unwrap().scene_journal()
+    }
+
+    fn new_scene<'a>(
+        key: &'a SceneKey,
+        code: Option<&'a str>,
+        expires_at: SystemTime,
+    ) -> NewScene<'a> {
+        NewScene {
+            key,
+            state: b"state",
+            login_code: code,
+            secret_digest: &[9; 32],
+            expires_at,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+    async fn a_row_is_changed_under_its_lock_its_code_is_its_own_and_it_is_purged_after_expiry() {
+        let server = TestServer::start();
+        let journal = journal(&server).await;
+        let later = SystemTime::now() + Duration::from_secs(300);
+        let (first, second) = ([1; 32], [2; 32]);
+        assert!(journal
+            .create(new_scene(&first, Some("123456"), later))
+            .await
+            .unwrap());
+        // One code names one row.
+        assert!(!journal
+            .create(new_scene(&second, Some("123456"), later))
+            .await
+            .unwrap());
+        assert_eq!(journal.by_login_code("123456").await.unwrap(), Some(first));
+
+        // A change commits the next version; a second locker waits for it, then sees it.
+        let locked = journal.lock(&first).await.unwrap();
+        assert_eq!(locked.row().unwrap().version, 1);
+        let waiting = tokio::spawn({
+            let journal = journal.clone();
+            async move { journal.lock(&first).await.unwrap().row().unwrap().clone() }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the row is locked");
+        let alice = OpenId::parse("alice").unwrap();
+        let change = SceneChange {
+            state: b"confirming",
+            confirming: Some(&alice),
+        };
+        assert_eq!(locked.commit(Some(change)).await.unwrap(), 2);
+        let seen = waiting.await.unwrap();
+        assert_eq!((seen.version, &seen.state[..]), (2, &b"confirming"[..]));
+        assert_eq!(seen.secret_digest, [9; 32]);
+        assert_eq!(
+            journal.awaiting_confirmation(&alice).await.unwrap(),
+            Some(first)
+        );
+
+        // A lock dropped without a commit changes nothing.
+        let dropped = journal.lock(&first).await.unwrap();
+        drop(dropped);
+        assert_eq!(journal.load(&first).await.unwrap().unwrap().version, 2);
+
+        // Purged only once expired before the given time; its code is free again.
+        assert_eq!(journal.purge(SystemTime::now()).await.unwrap(), 0);
+        assert_eq!(
+            journal.purge(later + Duration::from_secs(1)).await.unwrap(),
+            1
+        );
+        assert_eq!(journal.load(&first).await.unwrap(), None);
+        assert!(journal
+            .create(new_scene(&second, Some("123456"), later))
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+    async fn a_committed_change_is_heard_by_every_listener() {
+        let server = TestServer::start();
+        let journal = journal(&server).await;
+        let mut notices = journal.listen();
+        assert_eq!(notices.recv().await, Some(SceneNotice::Resync));
+        let key = [3; 32];
+        let later = SystemTime::now() + Duration::from_secs(300);
+        assert!(journal.create(new_scene(&key, None, later)).await.unwrap());
+        let locked = journal.lock(&key).await.unwrap();
+        let change = SceneChange {
+            state: b"moved",
+            confirming: None,
+        };
+        locked.commit(Some(change)).await.unwrap();
+        assert_eq!(
+            notices.recv().await,
+            Some(SceneNotice::Changed { key, version: 2 })
+        );
+    }
 
     #[test]
     fn a_notice_names_the_digest_and_version_and_reads_back() {
