@@ -57,7 +57,8 @@ fn main() {
         let opened = resident_bytes();
         let mut waiting = Vec::with_capacity(scenes);
         for id in &ids {
-            let SceneLookup::Live(scene) = supervisor.send(FindScene(id.clone())).await.unwrap()
+            let Ok(SceneLookup::Live(scene)) =
+                supervisor.send(FindScene(id.clone())).await.unwrap()
             else {
                 panic!("a scene opened a moment ago is live");
             };

@@ -37,7 +37,7 @@ fn round_trip(c: &mut Criterion) {
                     },
                 };
                 supervisor.send(open).await.unwrap().unwrap();
-                let SceneLookup::Live(scene) =
+                let Ok(SceneLookup::Live(scene)) =
                     supervisor.send(FindScene(id.clone())).await.unwrap()
                 else {
                     panic!("the scene just opened");
@@ -48,7 +48,8 @@ fn round_trip(c: &mut Criterion) {
                     sent_at: None,
                 };
                 scene.send(scan).await.unwrap().unwrap();
-                let SceneLookup::Live(scene) = supervisor.send(FindScene(id)).await.unwrap() else {
+                let Ok(SceneLookup::Live(scene)) = supervisor.send(FindScene(id)).await.unwrap()
+                else {
                     panic!("the scene is live");
                 };
                 let watched = scene

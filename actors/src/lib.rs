@@ -13,6 +13,7 @@ mod scene;
 mod scene_id;
 mod supervisor;
 mod token;
+mod wall_clock;
 
 pub use login_code::LoginCode;
 pub use scene::state::{LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
@@ -20,7 +21,7 @@ pub use scene::{
     Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, Origin, RequestCode, Requester,
     Scan, ScanByCode, ScanOnDevice, ScanOutcome, SceneActor, ToScene, Watch, Watched,
 };
-pub use scene_id::SceneId;
+pub use scene_id::{SceneId, SceneKey};
 pub use supervisor::{
     FindScene, OpenScene, SceneCounters, SceneHandle, SceneLookup, SceneSettings, SceneSupervisor,
 };

@@ -3,6 +3,7 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 /// 192 random bits, base64url: 32 characters, well inside WeChat's 64-character
 /// `scene_str` limit. Random, never derived from time: whoever knows a scene id can
@@ -38,6 +39,33 @@ impl SceneId {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("base64url is ASCII")
     }
+
+    /// What the scene is known by inside wxlogin.
+    pub fn key(&self) -> SceneKey {
+        SceneKey(Sha256::digest(self.0).into())
+    }
+}
+
+/// SHA-256 of a scene id: how scenes are kept and found, in memory and in a PostgreSQL row.
+/// It names a scene without being its bearer: nobody holding only the key can poll the scene,
+/// so rows, notifications and logs carry this, never the id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SceneKey(pub(crate) [u8; 32]);
+
+impl SceneKey {
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SceneKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…", hex_prefix(&self.0[..4]))
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl fmt::Display for SceneId {
@@ -63,6 +91,16 @@ mod tests {
         assert_eq!(a.as_str().len(), ENCODED_LEN);
         assert_eq!(SceneId::parse(a.as_str()), Some(a.clone()));
         assert_ne!(a, SceneId::generate());
+    }
+
+    #[test]
+    fn a_key_is_the_ids_digest_and_shows_only_a_prefix() {
+        let id = SceneId::generate();
+        assert_eq!(id.key(), id.key());
+        assert_ne!(id.key(), SceneId::generate().key());
+        let shown = format!("{:?}", id.key());
+        assert_eq!(shown.chars().count(), 9);
+        assert!(!shown.contains(&id.as_str()[..8]));
     }
 
     #[test]

@@ -178,7 +178,7 @@ pub(super) async fn find(state: &AppState, raw_id: &str) -> Result<SceneLookup, 
     let Some(id) = SceneId::parse(raw_id) else {
         return Ok(SceneLookup::Unknown);
     };
-    Ok(state.scenes.send(FindScene(id)).await?)
+    Ok(state.scenes.send(FindScene(id)).await??)
 }
 
 /// The scene, if the request comes from the browser that created it while it is live. An

@@ -387,7 +387,7 @@ async fn scan_on_device(
     let Some(id) = SceneId::parse(scene_id) else {
         return Ok(false);
     };
-    let SceneLookup::Live(scene) = state.scenes.send(FindScene(id)).await? else {
+    let SceneLookup::Live(scene) = state.scenes.send(FindScene(id)).await?? else {
         return Ok(false);
     };
     let taken = rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())]).await?;

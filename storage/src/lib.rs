@@ -24,7 +24,10 @@ pub use model::{
 pub use pg_backend::credentials::{ReplaceError, Replaced, SharedCredentials, StoredCredential};
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;
-pub use pg_backend::{CodeGrant, OidcRecords, PgBackend, PgSettings, Redemption, SharedLimits};
+pub use pg_backend::{
+    CodeGrant, LockedScene, NewScene, OidcRecords, PgBackend, PgSettings, Redemption, SceneChange,
+    SceneJournal, SceneKey, SceneNotice, SceneRow, SharedLimits,
+};
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};
 pub use store::{BindError, Store, StoreError};

@@ -95,7 +95,8 @@ impl fmt::Debug for Phone {
 
 /// A bearer session token as handed to the browser: 256 random bits, base64url.
 /// Only its SHA-256 digest is stored, so a copy of the database logs nobody in.
-#[derive(Clone, PartialEq, Eq)]
+// Serialisable for a scene's row on PostgreSQL, which holds it for at most the scene's life.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionToken(String);
 
 impl SessionToken {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::pg_backend::credentials::SharedCredentials;
-use crate::pg_backend::{OidcRecords, PgBackend, PgSettings, SharedLimits};
+use crate::pg_backend::{OidcRecords, PgBackend, PgSettings, SceneJournal, SharedLimits};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,8 @@ pub struct Store {
     shared_limits: Option<SharedLimits>,
     /// The OpenID Connect provider's shared tables: only on PostgreSQL, where nodes share them.
     oidc: Option<OidcRecords>,
+    /// Live scenes' rows, with PostgreSQL only: their presence is what makes a node clustered.
+    scenes: Option<SceneJournal>,
 }
 
 impl Store {
@@ -60,6 +62,7 @@ impl Store {
         Ok(Self {
             shared_limits: Some(backend.shared_limits()),
             oidc: Some(backend.oidc_records()),
+            scenes: Some(backend.scene_journal()),
             backend: Arc::new(backend.clone()),
             postgres: Some(backend),
         })
@@ -71,6 +74,7 @@ impl Store {
             postgres: None,
             shared_limits: None,
             oidc: None,
+            scenes: None,
         }
     }
 
@@ -89,6 +93,11 @@ impl Store {
     /// for one node (sled), which keeps them in memory and in its data directory.
     pub fn oidc_records(&self) -> Option<&OidcRecords> {
         self.oidc.as_ref()
+    }
+
+    /// The scenes' rows shared by every node, when the store is PostgreSQL.
+    pub fn scene_journal(&self) -> Option<&SceneJournal> {
+        self.scenes.as_ref()
     }
 }
 

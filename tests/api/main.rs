@@ -12,6 +12,7 @@ mod clock;
 mod cluster;
 mod cluster_limits;
 mod cluster_token;
+mod cluster_scenes;
 mod code_login;
 mod config;
 mod confirm;

@@ -17,6 +17,8 @@ use super::{after_write, Live, Reply, SceneActor};
 pub struct BindingScanner;
 
 impl Live<BindingScanner> for SceneActor {
+    const CHANGES: bool = false;
+
     fn live(&mut self, _: BindingScanner, _: &mut Context<Self>) -> Reply<BindingScanner> {
         let scanner = self.machine.binding().cloned();
         ActorResponse::reply(Some(scanner.ok_or(SceneError::NotAwaitingBind)))

@@ -10,32 +10,40 @@
 //! `busy`: other scans are told it was already scanned and other binds that it is not
 //! awaiting one, so a scene can never log in twice; an expiry that arrives meanwhile waits
 //! for the write to finish.
+//!
+//! On PostgreSQL the scene's row is authoritative and this actor is one node's view of it and
+//! the home of that node's waiters (see [`transaction`]): every change runs under the row's
+//! lock and is committed, with its notification, before anyone hears of it.
 
 mod bind;
 mod origin;
+pub(crate) mod record;
 mod scan;
 pub mod state;
+mod transaction;
 mod waiters;
 
 pub use bind::{Bind, BindingScanner, Bound, RequestCode};
 pub use origin::Origin;
 pub(crate) use scan::ConfirmationReply;
 pub use scan::{Admitted, Answer, AnswerOutcome, Scan, ScanByCode, ScanOnDevice, ScanOutcome};
+pub(crate) use transaction::{Refusable, Reload};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::dev::channel::channel;
 use actix::dev::ContextFut;
+use actix::fut::WrapFuture;
 use actix::{
     Actor, ActorContext, ActorFutureExt, ActorResponse, AsyncContext, Context, Handler, Message,
     WeakAddr,
 };
 use tokio::sync::{mpsc, oneshot};
-use wxlogin_storage::{OpenId, Store};
+use wxlogin_storage::{OpenId, SceneJournal, Store};
 
 use crate::pool::LocalPool;
-use crate::SceneId;
+use crate::SceneKey;
 use state::{LoginMode, Phase, SceneMachine, SceneStatus};
 use waiters::Waiters;
 
@@ -64,6 +72,8 @@ pub struct Requester {
 /// What every scene needs from outside, shared by all of them.
 pub(crate) struct SceneServices {
     pub(crate) store: Store,
+    /// The scenes' rows, on PostgreSQL: then every change goes through them.
+    pub(crate) journal: Option<SceneJournal>,
     pub(crate) session_ttl: Duration,
     /// Tells the supervisor what its indexes must learn.
     pub(crate) reports: mpsc::UnboundedSender<SceneReport>,
@@ -72,9 +82,9 @@ pub(crate) struct SceneServices {
 /// What a scene tells its supervisor.
 pub(crate) enum SceneReport {
     /// `scanner` was asked to confirm this scene: their next short reply answers it.
-    AwaitsConfirmation { id: SceneId, scanner: OpenId },
+    AwaitsConfirmation { key: SceneKey, scanner: OpenId },
     Ended {
-        id: SceneId,
+        key: SceneKey,
         last: EndedScene,
         /// Whose confirmation the scene still awaited.
         scanner: Option<OpenId>,
@@ -94,7 +104,7 @@ pub(crate) struct EndedScene {
 }
 
 impl EndedScene {
-    fn from_status(last: &SceneStatus) -> Self {
+    pub(crate) fn from_status(last: &SceneStatus) -> Self {
         Self {
             phase: last.phase,
             mode: last.mode,
@@ -128,7 +138,7 @@ impl EndedScene {
 }
 
 pub struct SceneActor {
-    id: SceneId,
+    key: SceneKey,
     services: Arc<SceneServices>,
     machine: SceneMachine,
     expires_at: Instant,
@@ -139,20 +149,29 @@ pub struct SceneActor {
     busy: bool,
     /// The TTL ran out during that write: end when it finishes.
     expire_after_write: bool,
+    /// On PostgreSQL: the version of the row this view reflects (0 on sled).
+    version: u32,
+    /// A change is being made under the row's lock: waiters hear of it, and the scene ends,
+    /// only once it is committed.
+    in_transaction: bool,
+    /// The row changed while the scene was busy: read it again once the write is done.
+    stale: bool,
 }
 
 impl SceneActor {
     /// Starts the scene on this thread's pool and returns its only lasting address, a weak
     /// one: nothing outside keeps a scene alive, it ends by itself.
+    /// `version` is the version of the scene's row it starts from (0 without one).
     pub(crate) fn start(
-        id: SceneId,
+        key: SceneKey,
         machine: SceneMachine,
         expires_at: Instant,
         origin: Origin,
         services: Arc<SceneServices>,
+        version: u32,
     ) -> WeakAddr<SceneActor> {
         let scene = Self {
-            id,
+            key,
             services,
             machine,
             expires_at,
@@ -160,6 +179,9 @@ impl SceneActor {
             waiters: Waiters::None,
             busy: false,
             expire_after_write: false,
+            version,
+            in_transaction: false,
+            stale: false,
         };
         let (tx, rx) = channel(MAILBOX_CAPACITY);
         let context = Context::with_receiver(rx);
@@ -174,6 +196,10 @@ impl SceneActor {
     }
 
     fn notify_waiters(&mut self) {
+        if self.in_transaction {
+            // Told once committed (transaction.rs): nobody hears of a change that may not last.
+            return;
+        }
         let status = self.status();
         self.waiters.answer(&status);
     }
@@ -199,10 +225,16 @@ impl SceneActor {
             // Already ending (an unfollow found by a write, then the write's own end).
             return;
         }
+        if self.in_transaction {
+            // The end is part of the change: committed first, then the scene ends (a stopping
+            // actor would drop the transaction).
+            self.machine.expire();
+            return;
+        }
         let scanner = self.machine.confirming().cloned();
         self.machine.expire();
         self.report(SceneReport::Ended {
-            id: self.id.clone(),
+            key: self.key,
             last: EndedScene::from_status(&self.status()),
             scanner,
             by_ttl,
@@ -213,6 +245,10 @@ impl SceneActor {
     /// A store write finished: the scene takes messages again, and ends if its TTL ran out
     /// meanwhile.
     fn write_done(&mut self, ctx: &mut Context<Self>) {
+        if self.in_transaction {
+            // The transaction's commit finishes the write.
+            return;
+        }
         self.busy = false;
         if self.expire_after_write {
             self.end(ctx, true);
@@ -267,13 +303,16 @@ pub(crate) type Reply<M> = ActorResponse<SceneActor, Option<<M as Message>::Resu
 
 /// A message a live scene answers; [`ToScene`] delivers it after the deadline check.
 pub(crate) trait Live<M: Message> {
+    /// It may change the scene: on PostgreSQL it runs under the row's lock.
+    const CHANGES: bool = true;
+
     fn live(&mut self, msg: M, ctx: &mut Context<SceneActor>) -> Reply<M>;
 }
 
 impl<M> Handler<ToScene<M>> for SceneActor
 where
-    M: Message,
-    M::Result: 'static,
+    M: Message + 'static,
+    M::Result: Refusable + 'static,
     SceneActor: Live<M>,
 {
     type Result = Reply<M>;
@@ -282,7 +321,14 @@ where
         if self.outlived(ctx) {
             return ActorResponse::reply(None);
         }
-        self.live(msg, ctx)
+        match &self.services.journal {
+            // Busy, the message is answered as during any write (by its own handler).
+            Some(journal) if <Self as Live<M>>::CHANGES && !self.busy => {
+                let journal = journal.clone();
+                self.transition(journal, msg)
+            }
+            _ => self.live(msg, ctx),
+        }
     }
 }
 
@@ -310,7 +356,24 @@ pub struct Watched {
 }
 
 impl Live<Watch> for SceneActor {
+    const CHANGES: bool = false;
+
     fn live(&mut self, msg: Watch, _: &mut Context<Self>) -> Reply<Watch> {
+        if let Some(journal) = &self.services.journal {
+            if !msg.until_change && !self.busy {
+                // A poll that does not wait reads the row: it sees whatever any node committed
+                // before it, not only what this node has heard of so far.
+                let (journal, key) = (journal.clone(), *self.key.as_bytes());
+                let read = async move { journal.load(&key).await };
+                return ActorResponse::r#async(read.into_actor(self).map(|row, scene, ctx| {
+                    scene.reloaded(row, ctx);
+                    Some(Watched {
+                        status: scene.status(),
+                        change: None,
+                    })
+                }));
+            }
+        }
         let status = self.status();
         let change = (msg.until_change && !status.phase.is_settled()).then(|| self.waiters.add());
         ActorResponse::reply(Some(Watched { status, change }))
@@ -327,7 +390,7 @@ mod tests {
     use wxlogin_storage::Phone;
 
     use super::*;
-    use crate::SceneError;
+    use crate::{SceneError, SceneId};
 
     struct Fixture {
         _dir: TempDir,
@@ -340,6 +403,7 @@ mod tests {
         let (tx, reports) = mpsc::unbounded_channel();
         let services = Arc::new(SceneServices {
             store: Store::open(dir.path()).unwrap(),
+            journal: None,
             session_ttl: Duration::from_secs(3600),
             reports: tx,
         });
@@ -359,11 +423,12 @@ mod tests {
                 secret_digest: [0; 32],
             };
             SceneActor::start(
-                SceneId::generate(),
+                SceneId::generate().key(),
                 SceneMachine::new(LoginMode::QrCode, confirm),
                 expires_at,
                 Origin::from(&requester),
                 self.services.clone(),
+                0,
             )
             .upgrade()
             .expect("just started")
@@ -405,6 +470,12 @@ mod tests {
             after_write(wrap_future(async move {
                 let _ = done.await;
             }))
+        }
+    }
+
+    impl Refusable for () {
+        fn refused(_: wxlogin_storage::StoreError) -> Option<Self> {
+            None
         }
     }
 

@@ -3,11 +3,13 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 use super::Requester;
 
 /// The requesting browser's IP, device and time, shown to the scanner when asked to confirm;
 /// the IP also goes into the login log.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Origin {
     /// `None` when the client's address was not known.
     ip: Option<IpAddr>,

@@ -126,7 +126,7 @@ impl Live<Scan> for SceneActor {
         }
         self.notify_waiters();
         self.report(SceneReport::AwaitsConfirmation {
-            id: self.id.clone(),
+            key: self.key,
             scanner: msg.openid,
         });
         ActorResponse::reply(Some(Ok(ScanOutcome::Confirm(self.origin.clone()))))

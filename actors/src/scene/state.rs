@@ -14,7 +14,10 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use wxlogin_storage::{constant_time_eq, OpenId, Phone, SessionToken, StoreError};
+
+use crate::wall_clock;
 
 /// How long after sending a code another may be sent for the same scene.
 pub const CODE_COOLDOWN: Duration = Duration::from_secs(60);
@@ -58,7 +61,7 @@ impl Phase {
 
 /// How the browser's user starts the login: scanning a parametric QR code, or sending the
 /// account a short code from the page (for accounts WeChat won't make such QR codes for).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoginMode {
     QrCode,
     Code,
@@ -126,14 +129,18 @@ pub enum Answer {
     Denied,
 }
 
+#[derive(Serialize, Deserialize)]
 struct SentCode {
     phone: Phone,
     code: String,
+    /// Exported as wall-clock time: another node reads it against its own clock.
+    #[serde(with = "wall_clock")]
     sent_at: Instant,
 }
 
 /// The states that carry data are boxed: most pending scenes are `Waiting`, and each would
 /// otherwise hold the largest state inline.
+#[derive(Serialize, Deserialize)]
 enum State {
     Waiting,
     Confirm(Box<Confirming>),
@@ -143,6 +150,7 @@ enum State {
     Expired,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Confirming {
     openid: OpenId,
     number: u8,
@@ -150,6 +158,7 @@ struct Confirming {
     confirmed: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 struct AwaitingBind {
     openid: OpenId,
     /// [`wxlogin_storage::Store::follow_generation`] when they scanned: an unfollow since
@@ -161,6 +170,8 @@ struct AwaitingBind {
     wrong_codes: u8,
 }
 
+/// Serialisable whole: on PostgreSQL a scene's row holds it, so any node can take the scene up.
+#[derive(Serialize, Deserialize)]
 pub struct SceneMachine {
     state: State,
     mode: LoginMode,
@@ -410,6 +421,15 @@ impl SceneMachine {
         }
     }
 
+    /// Everything the machine holds, for a scene's row ([`SceneMachine::import`] reads it).
+    pub fn export(&self) -> Result<Vec<u8>, SceneError> {
+        Ok(postcard::to_allocvec(self).map_err(StoreError::from)?)
+    }
+
+    pub fn import(exported: &[u8]) -> Result<Self, SceneError> {
+        Ok(postcard::from_bytes(exported).map_err(StoreError::from)?)
+    }
+
     /// The TTL ran out. A terminal state stays as it is.
     pub fn expire(&mut self) {
         if !self.phase().is_terminal() {
@@ -448,6 +468,94 @@ mod tests {
         let mut scene = plain();
         scene.await_bind(alice(), true, 0).unwrap();
         scene
+    }
+
+    /// Exported and imported again, as another node takes the scene up from its row.
+    fn moved(scene: &SceneMachine) -> SceneMachine {
+        SceneMachine::import(&scene.export().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_imported_machine_goes_on_from_where_the_exported_one_was() {
+        // Waiting, its confirmation setting and mode kept.
+        let waiting = moved(&SceneMachine::new(LoginMode::Code, true));
+        assert_eq!(waiting.phase(), Phase::Waiting);
+        assert_eq!(waiting.mode(), LoginMode::Code);
+        assert!(waiting.needs_confirmation());
+
+        // Confirm: the same scanner and number; only they, with it, are let in.
+        let mut asked = moved(&confirming());
+        assert_eq!(asked.status(Instant::now()).confirm_number, Some(42));
+        assert_eq!(asked.confirming(), Some(&alice()));
+        assert!(asked.answer(&bob(), 42).is_err());
+        let mut accepted = moved(&asked);
+        assert!(matches!(
+            accepted.answer(&alice(), 42).unwrap(),
+            Answer::Accepted {
+                new_follower: true,
+                ..
+            }
+        ));
+        let admitted = moved(&accepted);
+        admitted.check_admit(&alice()).unwrap();
+        assert!(admitted.check_admit(&bob()).is_err());
+
+        // NeedBind: the sent code, its cooldown and the wrong-code count carry over.
+        let mut binding = need_bind();
+        let now = Instant::now();
+        binding.code_sent(phone(), "123456".into(), now).unwrap();
+        assert!(binding.verify_code(&phone(), "000000").is_err());
+        let mut binding = moved(&binding);
+        assert_eq!(binding.binding(), Some(&alice()));
+        assert!(matches!(
+            binding.code_sent(phone(), "654321".into(), now + Duration::from_secs(1)),
+            Err(SceneError::CodeCooldown { .. })
+        ));
+        for _ in 1..MAX_WRONG_CODES - 1 {
+            assert!(binding.verify_code(&phone(), "000000").is_err());
+        }
+        let mut binding = moved(&binding);
+        assert_eq!(
+            binding.verify_code(&phone(), "123456").unwrap(),
+            (alice(), 0)
+        );
+        let token = SessionToken::generate();
+        binding.log_in_bound(token.clone()).unwrap();
+
+        // LoggedIn: the token, and how they came.
+        let status = moved(&binding).status(Instant::now());
+        assert_eq!(status.phase, Phase::LoggedIn);
+        assert_eq!(status.token, Some(token));
+        assert!(status.subscribed && status.new_follower);
+
+        // Terminal states stay terminal.
+        let mut denied = confirming();
+        denied.answer(&alice(), 0).unwrap();
+        assert_eq!(moved(&denied).phase(), Phase::Denied);
+        let mut expired = plain();
+        expired.expire();
+        assert_eq!(moved(&expired).phase(), Phase::Expired);
+    }
+
+    #[test]
+    fn a_wrong_code_count_at_its_limit_survives_the_move() {
+        let mut binding = need_bind();
+        binding
+            .code_sent(phone(), "123456".into(), Instant::now())
+            .unwrap();
+        for _ in 0..MAX_WRONG_CODES {
+            assert!(binding.verify_code(&phone(), "000000").is_err());
+        }
+        let mut binding = moved(&binding);
+        assert!(matches!(
+            binding.verify_code(&phone(), "123456"),
+            Err(SceneError::TooManyAttempts)
+        ));
+    }
+
+    #[test]
+    fn garbage_is_no_machine() {
+        assert!(SceneMachine::import(&[0xff; 3]).is_err());
     }
 
     #[test]

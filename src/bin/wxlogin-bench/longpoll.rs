@@ -229,14 +229,14 @@ pub async fn notification_latency(
     Ok((rows, conns))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn summary(sorted_ms: &[f64]) -> String {
+pub fn summary(sorted_ms: &[f64]) -> String {
     format!(
         "p50 {:.2} p99 {:.2} max {:.1} ms",
         percentile(sorted_ms, 0.5),

@@ -1,6 +1,7 @@
 //! wxlogin-bench: drives a wxlogin server on loopback through the scenarios of
 //! docs/PERFORMANCE.md and prints a table, each rate beside the same run's `/healthz` rate.
 
+mod cluster;
 mod flows;
 mod http;
 mod longpoll;
@@ -21,6 +22,7 @@ use report::Row;
 use server::{Server, AES_KEY};
 
 const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--server PATH | --url http://127.0.0.1:PORT [--push-url http://127.0.0.1:PORT]]
+       wxlogin-bench [--quick] --nodes http://127.0.0.1:A,http://127.0.0.1:B,http://127.0.0.1:C
 
 Starts the wxlogin binary next to this one (or PATH) in sandbox mode on 127.0.0.1:0, runs
 the scenarios and prints a table. --quick runs tiny sizes in seconds (CI). --url targets a
@@ -28,7 +30,9 @@ running sandbox server in plaintext mode instead, or a load balancer in front of
 nodes whose /sandbox/ routes reach their sandbox WeChat (benches/cluster.sh); scenarios 4
 (memory) and 7 (storage stalls, which fills a data directory first) and scenario 2's safe mode
 then still start their own servers. --push-url sends scenario 3's scans to another node than
-the one holding the long-polls: the cross-node notification.
+the one holding the long-polls: the cross-node notification under load. --nodes runs only
+scenario 8 against three running sandbox nodes on one PostgreSQL: scenes made on the first,
+scanned on the second, waited for on the third, one at a time (scan-to-wake p50/p99).
 Exits non-zero if any request failed; targets met or missed never change the exit code.";
 
 /// How big each scenario is.
@@ -51,6 +55,8 @@ pub struct Sizes {
     pub memory_ttl_secs: u64,
     /// Bindings, and expired sessions, in the store scenario 7 purges and backs up.
     pub stall_records: usize,
+    /// Scans whose cross-node wake scenario 8 times, one after another.
+    pub cross_node_samples: usize,
 }
 
 impl Sizes {
@@ -68,6 +74,7 @@ impl Sizes {
         memory_scenes: 100_000,
         memory_ttl_secs: 60,
         stall_records: 1_000_000,
+        cross_node_samples: 1_000,
     };
 
     const QUICK: Sizes = Sizes {
@@ -84,6 +91,7 @@ impl Sizes {
         memory_scenes: 200,
         memory_ttl_secs: 1,
         stall_records: 1_000,
+        cross_node_samples: 20,
     };
 }
 
@@ -94,6 +102,8 @@ struct Options {
     url: Option<String>,
     /// Where scenario 3's scans go, if not to the server under load.
     push_url: Option<String>,
+    /// Scenario 8's three nodes.
+    nodes: Vec<String>,
 }
 
 fn options() -> Result<Options, String> {
@@ -104,6 +114,7 @@ fn options() -> Result<Options, String> {
         server: here.with_file_name("wxlogin"),
         url: None,
         push_url: None,
+        nodes: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -119,6 +130,7 @@ fn options() -> Result<Options, String> {
             "--server" => options.server = value()?.into(),
             "--url" => options.url = Some(value()?),
             "--push-url" => options.push_url = Some(value()?),
+            "--nodes" => options.nodes = value()?.split(',').map(str::to_owned).collect(),
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
@@ -160,6 +172,14 @@ fn raise_fd_limit(needed: u64) {
 }
 
 async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
+    if !options.nodes.is_empty() {
+        let nodes = options
+            .nodes
+            .iter()
+            .map(|url| Server::target(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        return cluster::cross_node_wake(&nodes, sizes).await;
+    }
     let server = match &options.url {
         Some(url) => Server::target(url)?,
         None => Server::spawn(&options.server, &[])?,

@@ -98,7 +98,7 @@ async fn qr_scan(
     subscribed: bool,
     sent_at: Option<u64>,
 ) -> Result<Outcome, ApiError> {
-    let SceneLookup::Live(scene) = state.scenes.send(FindScene(scene)).await? else {
+    let SceneLookup::Live(scene) = state.scenes.send(FindScene(scene)).await?? else {
         return Ok(Outcome::Expired);
     };
     let scan = Scan {

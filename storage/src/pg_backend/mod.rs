@@ -16,6 +16,7 @@ pub mod credentials;
 mod import;
 mod limits;
 mod oidc;
+mod scenes;
 mod schema;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
@@ -79,11 +80,16 @@ impl PgSettings {
     }
 }
 
+pub use scenes::{
+    LockedScene, NewScene, SceneChange, SceneJournal, SceneKey, SceneNotice, SceneRow,
+};
+
 #[derive(Clone)]
 pub struct PgBackend(Arc<Shared>);
 
 struct Shared {
     pool: Pool,
+    scenes: SceneJournal,
     /// The last operation or probe reached the database.
     reachable: AtomicBool,
 }
@@ -107,24 +113,19 @@ impl PgBackend {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(OPERATION_TIMEOUT);
         }
-        let manager = Manager::from_config(
-            config,
-            tls(settings.ca_file.as_deref())?,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(OPERATION_TIMEOUT))
-            .create_timeout(Some(OPERATION_TIMEOUT))
-            .recycle_timeout(Some(OPERATION_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let tls = tls(settings.ca_file.as_deref())?;
+        let pool = connection_pool(config.clone(), tls.clone(), settings.pool_size)?;
         schema::migrate(&pool).await?;
+        // Scene transactions hold a connection while the scene's transition calls the store:
+        // from a pool of their own, so they never wait on the connections they hold.
+        let scenes = SceneJournal::new(
+            connection_pool(config.clone(), tls.clone(), settings.pool_size)?,
+            config,
+            tls,
+        );
         let shared = Arc::new(Shared {
             pool,
+            scenes,
             reachable: AtomicBool::new(true),
         });
         tokio::spawn(probe(Arc::downgrade(&shared)));
@@ -145,6 +146,11 @@ impl PgBackend {
     /// The OpenID Connect provider's tables.
     pub fn oidc_records(&self) -> OidcRecords {
         OidcRecords::new(self.clone())
+    }
+
+    /// The rows of live scenes, shared by every node on this database.
+    pub fn scene_journal(&self) -> SceneJournal {
+        self.0.scenes.clone()
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT`], noting whether the
@@ -208,6 +214,29 @@ impl PgBackend {
             }
         }
     }
+}
+
+/// A pool of at most `size` connections to `config`, each wait bounded by [`OPERATION_TIMEOUT`].
+fn connection_pool(
+    config: tokio_postgres::Config,
+    tls: DatabaseTls,
+    size: usize,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(OPERATION_TIMEOUT))
+        .create_timeout(Some(OPERATION_TIMEOUT))
+        .recycle_timeout(Some(OPERATION_TIMEOUT))
+        .build()
+        .map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
 /// `op`, or [`StoreError::Unavailable`] once it has taken [`OPERATION_TIMEOUT`].

@@ -129,6 +129,22 @@ const MIGRATIONS: &[&str] = &[
          body bytea NOT NULL,
          version bigint NOT NULL
      );",
+    // 5 (issue 20, part S: scenes that outlive their node): one row per scene, keyed by SHA-256
+    // of its id (pg_backend/scenes.rs); `state` is the scene's own serialisation, `version`
+    // raised by every change; the login code and the scanner awaiting confirmation are the
+    // cross-node indexes. Times are Unix milliseconds.
+    "CREATE TABLE scenes (
+         key bytea PRIMARY KEY,
+         version bigint NOT NULL,
+         state bytea NOT NULL,
+         login_code text UNIQUE,
+         confirming text,
+         secret_digest bytea NOT NULL,
+         expires_at_ms bigint NOT NULL,
+         updated_at_ms bigint NOT NULL
+     );
+     CREATE INDEX scenes_by_confirming ON scenes (confirming) WHERE confirming IS NOT NULL;
+     CREATE INDEX scenes_by_expiry ON scenes (expires_at_ms);",
 ];
 
 /// The schema's version once every migration is applied.
