@@ -77,6 +77,7 @@ impl SceneActor {
                         return Box::pin(ready(refuse(e)));
                     }
                 };
+                let phase = scene.machine.phase();
                 scene.in_transaction = true;
                 // The handler checks `busy` as for any message: this change is its own.
                 scene.busy = false;
@@ -96,13 +97,15 @@ impl SceneActor {
                             state,
                             confirming: confirming.as_ref(),
                         });
-                        Ok::<_, SceneError>((locked.commit(change).await?, changed.is_some()))
+                        locked.commit(change).await.map_err(SceneError::from)
                     };
                     commit.into_actor(scene).map(move |committed, scene, ctx| {
                         match committed {
-                            Ok((version, changed)) => {
+                            Ok(version) => {
                                 scene.version = u32::try_from(version).unwrap_or(u32::MAX);
-                                scene.transaction_done(changed || adopted, ctx);
+                                // Waiters hear of a phase that moved, as on one node.
+                                let moved = scene.machine.phase() != phase;
+                                scene.transaction_done(moved || adopted, ctx);
                                 answer
                             }
                             Err(e) => {
@@ -119,16 +122,19 @@ impl SceneActor {
         ))
     }
 
-    /// Takes the row's state if it is newer than this view's: whether it was.
+    /// Takes the row's state if it is newer than this view's: whether waiters must hear of it,
+    /// i.e. whether its phase moved. A change only the machine sees (a code sent, a wrong
+    /// code counted) wakes nobody, as on one node.
     fn adopt(&mut self, row: &SceneRow) -> Result<bool, SceneError> {
         let version = u32::try_from(row.version).unwrap_or(u32::MAX);
         if version <= self.version {
             return Ok(false);
         }
         let (machine, _) = record::import(&row.state)?;
+        let moved = machine.phase() != self.machine.phase();
         self.machine = machine;
         self.version = version;
-        Ok(true)
+        Ok(moved)
     }
 
     /// The change is over (committed, or not made): waiters hear of what changed, a scene
