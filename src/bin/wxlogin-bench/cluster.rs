@@ -25,6 +25,9 @@ pub async fn cross_node_wake(nodes: &[Server], sizes: &Sizes) -> Result<Vec<Row>
     let mut scanning = Conn::open(b.addr).await?;
     let mut polling = Some(Conn::open(c.addr).await?);
     let mut woken_ms = Vec::with_capacity(sizes.cross_node_samples);
+    // From the push's answer: B answers after its commit, so this is the notification alone
+    // (negative when C woke before B's answer arrived, counted as 0).
+    let mut after_answer_ms = Vec::with_capacity(sizes.cross_node_samples);
     let mut failed = 0;
     for i in 0..sizes.cross_node_samples {
         let scene = create_scene(&mut creating).await?;
@@ -43,22 +46,39 @@ pub async fn cross_node_wake(nodes: &[Server], sizes: &Sizes) -> Result<Vec<Row>
         scanning
             .ok(&wechat.scan(&scene, &format!("obench_cross_{i}"), Mode::Plain))
             .await?;
+        let acknowledged = Instant::now();
         let (answered, answer, conn) = waiting.await?;
         match answer {
             Ok((status, body)) if status.is_success() && state_of(&body)? == "need_bind" => {
                 woken_ms.push((answered - sent).as_secs_f64() * 1000.0);
+                after_answer_ms.push(
+                    answered
+                        .saturating_duration_since(acknowledged)
+                        .as_secs_f64()
+                        * 1000.0,
+                );
                 polling = Some(conn);
             }
             _ => failed += 1,
         }
     }
     woken_ms.sort_by(f64::total_cmp);
+    after_answer_ms.sort_by(f64::total_cmp);
     let p99 = percentile(&woken_ms, 0.99);
-    Ok(vec![Row::fact(
-        &format!("8 cross-node wake ({} scans)", woken_ms.len()),
-        summary(&woken_ms),
-        "p99 ≤ 10 ms",
-        Some(p99 <= 10.0),
-        failed,
-    )])
+    Ok(vec![
+        Row::fact(
+            &format!("8 cross-node wake ({} scans)", woken_ms.len()),
+            summary(&woken_ms),
+            "p99 ≤ 10 ms",
+            Some(p99 <= 10.0),
+            failed,
+        ),
+        Row::fact(
+            "  after the push's answer",
+            summary(&after_answer_ms),
+            "",
+            None,
+            0,
+        ),
+    ])
 }
