@@ -76,7 +76,7 @@ fn test_tools() {
                 bin.is_some_and(|bin| Path::new(&bin).exists())
             },
         ),
-        ("postgres", has_postgres()),
+        ("postgres", postgres_binaries().is_some()),
         (
             "haproxy",
             runs("haproxy", &["-v"]).is_some() || exists(Path::new("/usr/sbin/haproxy")),

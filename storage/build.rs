@@ -11,7 +11,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PATH");
     println!("cargo:rerun-if-changed=/usr/lib/postgresql");
     println!("cargo::rustc-check-cfg=cfg(has_postgres)");
-    if std::env::var_os("CI").is_some() || has_postgres() {
+    if std::env::var_os("CI").is_some() || postgres_binaries().is_some() {
         println!("cargo:rustc-cfg=has_postgres");
     }
 }

@@ -1,8 +1,8 @@
-// Whether this machine can start a PostgreSQL server for the tests: `initdb` on `PATH` or in
-// Debian's /usr/lib/postgresql/<version>/bin. Included by both build scripts (storage's, for
-// the conformance suite's PostgreSQL run, and the root crate's, for the black-box tests), so
-// the two never disagree.
-fn has_postgres() -> bool {
+// Where PostgreSQL's server binaries are: `initdb` on `PATH`, else in Debian's
+// /usr/lib/postgresql/<version>/bin. Included by both build scripts (storage's, for the
+// conformance suite's PostgreSQL run, and the root crate's, for the black-box tests) and by the
+// test server, so none of them disagrees about whether the tests can start one.
+fn postgres_binaries() -> Option<std::path::PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -14,5 +14,5 @@ fn has_postgres() -> bool {
     on_path
         .into_iter()
         .chain(debian)
-        .any(|dir| dir.join("initdb").is_file())
+        .find(|dir| dir.join("initdb").is_file())
 }

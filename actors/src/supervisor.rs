@@ -189,8 +189,9 @@ impl SceneSupervisor {
         while let Ok(report) = self.reports.try_recv() {
             match report {
                 SceneReport::AwaitsConfirmation { key, scanner } => {
-                    // A user answers the confirmation they were asked last.
-                    if self.scenes.contains_key(&key) {
+                    // A user answers the confirmation they were asked last. On PostgreSQL
+                    // the rows are this index (`SceneJournal::awaiting_confirmation`).
+                    if self.services.journal.is_none() && self.scenes.contains_key(&key) {
                         self.confirmations.insert(scanner, key);
                     }
                 }

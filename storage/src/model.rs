@@ -94,8 +94,9 @@ impl fmt::Debug for Phone {
 }
 
 /// A bearer session token as handed to the browser: 256 random bits, base64url.
-/// Only its SHA-256 digest is stored, so a copy of the database logs nobody in.
-// Serialisable for a scene's row on PostgreSQL, which holds it for at most the scene's life.
+/// Sessions are stored by its SHA-256 digest only. Serialisable for one exception: on
+/// PostgreSQL a logged-in scene's row holds the token its browser collects, until the row is
+/// purged two TTLs after the scene ends (docs/SECURITY.md, what the database is trusted with).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionToken(String);
 

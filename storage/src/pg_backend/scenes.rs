@@ -26,6 +26,10 @@ const CHANNEL: &str = "wxlogin_scenes";
 /// How long the listener waits before connecting again after losing its connection.
 const RECONNECT_AFTER: Duration = Duration::from_millis(200);
 
+/// One scene's row, as [`scene_row`] reads it.
+const SELECT_ROW: &str =
+    "SELECT version, state, expires_at_ms, secret_digest FROM scenes WHERE key = $1";
+
 /// SHA-256 of a scene id.
 pub type SceneKey = [u8; 32];
 
@@ -112,10 +116,7 @@ impl SceneJournal {
         within(async {
             let client = self.client().await?;
             let row = client
-                .query_opt(
-                    "SELECT version, state, expires_at_ms, secret_digest FROM scenes WHERE key = $1",
-                    &[&&key[..]],
-                )
+                .query_opt(SELECT_ROW, &[&&key[..]])
                 .await
                 .map_err(pg_error)?;
             row.map(|row| scene_row(&row)).transpose()
@@ -169,11 +170,7 @@ impl SceneJournal {
             let client = locked.client.as_ref().expect("just set");
             client.batch_execute("BEGIN").await.map_err(pg_error)?;
             locked.row = client
-                .query_opt(
-                    "SELECT version, state, expires_at_ms, secret_digest FROM scenes WHERE key = $1 \
-                     FOR UPDATE",
-                    &[&&key[..]],
-                )
+                .query_opt(&format!("{SELECT_ROW} FOR UPDATE"), &[&&key[..]])
                 .await
                 .map_err(pg_error)?
                 .map(|row| scene_row(&row))

@@ -14,20 +14,12 @@ pub struct TestServer {
     databases: std::sync::atomic::AtomicUsize,
 }
 
+// `postgres_binaries`, shared with the build scripts.
+include!("../../has_postgres.rs");
+
 /// Where `initdb` is: on `PATH`, else Debian's /usr/lib/postgresql/<version>/bin.
 pub fn binaries() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let debian = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|version| version.path().join("bin"));
-    on_path
-        .into_iter()
-        .chain(debian)
-        .find(|dir| dir.join("initdb").is_file())
+    postgres_binaries()
 }
 
 impl TestServer {
