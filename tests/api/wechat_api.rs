@@ -67,9 +67,14 @@ async fn an_unreachable_wechat_is_503() {
         "wechat_unavailable",
     )
     .await;
-    // Real mode has no simulator.
+    // Real mode has no simulator: neither its stats nor the SMS gateway other nodes use.
     assert_eq!(
         app.get("/sandbox/stats").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let sms = serde_json::json!({"phone": "13800000001", "code": "123456"});
+    assert_eq!(
+        app.post_json("/sandbox/sms", sms).await.status(),
         StatusCode::NOT_FOUND
     );
 }
