@@ -45,7 +45,7 @@ fn main() {
                 ip: "127.0.0.1".into(),
                 device: "Chrome on Linux".into(),
                 at: SystemTime::now(),
-                secret_digest: [0; 32],
+                session_digest: wxlogin_storage::SessionDigest::from_bytes([0; 32]),
             },
         };
         // The ids are made before the first figure, so that they are not counted as scenes.

@@ -8,7 +8,7 @@ use wxlogin_actors::{
     FindScene, LoginMode, OpenScene, Phase, Requester, Scan, SceneId, SceneLookup, SceneSettings,
     SceneSupervisor, Watch,
 };
-use wxlogin_storage::{LoginMethod, OpenId, Phone, SessionToken, Store};
+use wxlogin_storage::{LoginMethod, NewSession, OpenId, Phone, SessionToken, Store};
 
 fn round_trip(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -33,7 +33,7 @@ fn round_trip(c: &mut Criterion) {
                         ip: "127.0.0.1".into(),
                         device: "Chrome on Linux".into(),
                         at: SystemTime::now(),
-                        secret_digest: [0; 32],
+                        session_digest: wxlogin_storage::SessionDigest::from_bytes([0; 32]),
                     },
                 };
                 supervisor.send(open).await.unwrap().unwrap();
@@ -76,15 +76,16 @@ fn session_lookup(c: &mut Criterion) {
             .bind(&openid, &Phone::parse("13800000001").unwrap(), 0)
             .await
             .unwrap();
-        store
-            .open_session(
-                &binding,
-                Duration::from_secs(3600),
-                LoginMethod::Bind,
-                "127.0.0.1",
-            )
-            .await
-            .unwrap()
+        let token = SessionToken::generate();
+        let session = NewSession {
+            binding: &binding,
+            digest: &token.digest(),
+            ttl: Duration::from_secs(3600),
+            method: LoginMethod::Bind,
+            client_ip: "127.0.0.1",
+        };
+        store.open_session(session).await.unwrap();
+        token
     });
     let bearer = SessionToken::from_bearer(token.as_str());
     c.bench_function("session lookup", |b| {

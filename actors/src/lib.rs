@@ -16,7 +16,9 @@ mod token;
 mod wall_clock;
 
 pub use login_code::LoginCode;
-pub use scene::state::{LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES};
+pub use scene::state::{
+    CodeDigest, LoginMode, Phase, SceneError, SceneStatus, CODE_COOLDOWN, MAX_WRONG_CODES,
+};
 pub use scene::{
     Admitted, Answer, AnswerOutcome, Bind, BindingScanner, Bound, Origin, RequestCode, Requester,
     Scan, ScanByCode, ScanOnDevice, ScanOutcome, SceneActor, ToScene, Watch, Watched,

@@ -30,7 +30,7 @@ use actix::{
     ResponseActFuture, StreamHandler, WeakAddr,
 };
 use tokio::sync::{mpsc, oneshot};
-use wxlogin_storage::{NewScene, OpenId, SceneNotice, SceneRow, Store, StoreError};
+use wxlogin_storage::{NewScene, OpenId, SceneNotice, SceneRow, SessionDigest, Store, StoreError};
 
 use crate::scene::state::{LoginMode, SceneError, SceneMachine, SceneStatus};
 use crate::scene::{
@@ -85,8 +85,8 @@ impl SceneCounters {
 /// What the supervisor keeps of a live scene.
 struct LiveScene {
     scene: WeakAddr<SceneActor>,
-    /// See [`Requester::secret_digest`]: checked by the HTTP layer before it talks to the scene.
-    secret_digest: [u8; 32],
+    /// See [`Requester::session_digest`]: checked by the HTTP layer before it talks to the scene.
+    session_digest: SessionDigest,
     /// In code mode, the code that scans this scene by text message.
     code: Option<LoginCode>,
 }
@@ -331,7 +331,7 @@ impl SceneSupervisor {
         machine: SceneMachine,
         expires_at: Instant,
         origin: Origin,
-        secret_digest: [u8; 32],
+        session_digest: SessionDigest,
         code: Option<LoginCode>,
         version: u32,
     ) {
@@ -340,6 +340,7 @@ impl SceneSupervisor {
             machine,
             expires_at,
             origin,
+            session_digest,
             self.services.clone(),
             version,
         );
@@ -347,7 +348,7 @@ impl SceneSupervisor {
             key,
             LiveScene {
                 scene,
-                secret_digest,
+                session_digest,
                 code,
             },
         );
@@ -372,7 +373,7 @@ impl SceneSupervisor {
         if let Some(scene) = self.live(key) {
             SceneLookup::Live(SceneHandle {
                 scene,
-                secret_digest: self.scenes[key].secret_digest,
+                session_digest: self.scenes[key].session_digest,
             })
         } else if let Some(ended) = self.ended.get(key) {
             SceneLookup::Ended(ended.last.status())
@@ -456,7 +457,7 @@ impl SceneSupervisor {
             machine,
             expires_at,
             origin,
-            row.secret_digest,
+            row.session_digest,
             None,
             version,
         );
@@ -567,7 +568,7 @@ impl Handler<OpenScene> for SceneSupervisor {
         let key = msg.id.key();
         let machine = SceneMachine::new(msg.mode, self.settings.confirm);
         let origin = Origin::from(&msg.requester);
-        let secret_digest = msg.requester.secret_digest;
+        let session_digest = msg.requester.session_digest;
         let Some(journal) = self.services.journal.clone() else {
             let code = match msg.mode {
                 LoginMode::QrCode => None,
@@ -580,7 +581,7 @@ impl Handler<OpenScene> for SceneSupervisor {
                 }
             };
             let expires_at = Instant::now() + self.settings.ttl;
-            self.start_scene(key, machine, expires_at, origin, secret_digest, code, 0);
+            self.start_scene(key, machine, expires_at, origin, session_digest, code, 0);
             self.counters.created.fetch_add(1, Ordering::Relaxed);
             return ActorResponse::reply(Ok(code));
         };
@@ -604,7 +605,7 @@ impl Handler<OpenScene> for SceneSupervisor {
                     key: key.as_bytes(),
                     state: &state,
                     login_code: text.as_deref(),
-                    secret_digest: &secret_digest,
+                    session_digest: &session_digest,
                     expires_at,
                 };
                 if journal.create(row).await? {
@@ -616,7 +617,7 @@ impl Handler<OpenScene> for SceneSupervisor {
         ActorResponse::r#async(create.into_actor(self).map(move |created, supervisor, _| {
             let code = created?;
             let expires_at = wall_clock::to_instant(expires_at);
-            supervisor.start_scene(key, machine, expires_at, origin, secret_digest, code, 1);
+            supervisor.start_scene(key, machine, expires_at, origin, session_digest, code, 1);
             supervisor.counters.created.fetch_add(1, Ordering::Relaxed);
             Ok(code)
         }))
@@ -657,13 +658,13 @@ impl Handler<FindScene> for SceneSupervisor {
 /// sending to a stopped actor does.
 pub struct SceneHandle {
     scene: Addr<SceneActor>,
-    secret_digest: [u8; 32],
+    session_digest: SessionDigest,
 }
 
 impl SceneHandle {
-    /// See [`Requester::secret_digest`].
-    pub fn secret_digest(&self) -> &[u8; 32] {
-        &self.secret_digest
+    /// See [`Requester::session_digest`].
+    pub fn session_digest(&self) -> &SessionDigest {
+        &self.session_digest
     }
 
     /// Sends `msg` and lets go of the address before the answer comes: nobody waiting on a
@@ -795,7 +796,7 @@ mod tests {
             first,
             LiveScene {
                 scene: gone,
-                secret_digest: [0; 32],
+                session_digest: SessionDigest::from_bytes([0; 32]),
                 code: Some(a),
             },
         );
@@ -825,7 +826,7 @@ mod tests {
             id,
             LiveScene {
                 scene: gone,
-                secret_digest: [0; 32],
+                session_digest: SessionDigest::from_bytes([0; 32]),
                 code: None,
             },
         );

@@ -16,7 +16,8 @@ use tokio::time::{interval_at, Instant};
 use wxlogin_actors::{SceneHandle, SceneLookup, Watch};
 
 use super::head::is_head;
-use super::qrcode::{ended, find, lookup, StatusBody};
+use super::qrcode::{ended, find, lookup, Owned, StatusBody};
+use super::scene_owner::SceneSecret;
 use super::AppState;
 use crate::error::{ApiError, ErrorBody};
 
@@ -44,20 +45,18 @@ pub(super) async fn events(
     scene_id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let scene = match lookup(&state, &scene_id, &request).await? {
+    let (scene, secret) = match lookup(&state, &scene_id, &request).await? {
         // A HEAD's answer has no body: its stream ends at once.
-        SceneLookup::Live(_) if is_head(&request) => {
+        Owned::Live(..) if is_head(&request) => {
             return Ok(stream_response()
                 .streaming(futures_util::stream::empty::<Result<Bytes, Infallible>>()))
         }
-        SceneLookup::Live(scene) => scene,
-        SceneLookup::Ended(last) => {
-            return Ok(stream_response().body(event(&StatusBody::from(last))))
-        }
-        SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
+        Owned::Live(scene, secret) => (scene, secret),
+        Owned::Ended(last) => return Ok(stream_response().body(event(&StatusBody::from(last)))),
+        Owned::Unknown => return Err(ApiError::SceneNotFound),
     };
     let (tx, mut rx) = mpsc::channel(4);
-    actix_web::rt::spawn(forward(state, scene_id.into_inner(), scene, tx));
+    actix_web::rt::spawn(forward(state, scene_id.into_inner(), scene, secret, tx));
     let body = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|next| next.map(Ok::<_, Infallible>))
     });
@@ -80,11 +79,13 @@ fn event(body: &StatusBody) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
 }
 
-/// Sends the scene's status into `tx` now and on every change, until the stream ends.
+/// Sends the scene's status into `tx` now and on every change, until the stream ends; the
+/// stream's request proved `secret`.
 async fn forward(
     state: web::Data<AppState>,
     scene_id: String,
     scene: SceneHandle,
+    secret: SceneSecret,
     tx: mpsc::Sender<Bytes>,
 ) {
     let mut shutting_down: watch::Receiver<bool> = state.shutting_down.clone();
@@ -113,7 +114,7 @@ async fn forward(
         };
         let phase = watched.status.phase;
         if tx
-            .send(event(&StatusBody::from(watched.status)))
+            .send(event(&StatusBody::of(watched.status, &secret)))
             .await
             .is_err()
             // After a settled state only the TTL can change anything.

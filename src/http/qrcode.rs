@@ -14,11 +14,12 @@ use wxlogin_storage::Phone;
 
 use super::client_ip::ClientIp;
 use super::head::is_head;
-use super::scene_owner::{self, BrowserKey};
+use super::scene_owner::{self, BrowserKey, SceneSecret};
 use super::AppState;
 use super::{device, rate_limit};
 use crate::audit::{self, LoginPath};
 use crate::error::{ApiError, ErrorBody};
+use crate::sms;
 use crate::wechat::api::{QrTicket, WechatError};
 
 /// Longest a status request may be held.
@@ -131,7 +132,7 @@ pub(super) async fn create(
                 ip: ip.shown(),
                 device: device::describe(user_agent),
                 at: SystemTime::now(),
-                secret_digest: scene_owner::secret_digest(&scene_secret),
+                session_digest: scene_secret.session_digest(),
             },
         })
         .await??;
@@ -145,7 +146,7 @@ pub(super) async fn create(
     }
     Ok(response.json(Created {
         scene_id: id.to_string(),
-        scene_secret,
+        scene_secret: scene_secret.as_str().to_owned(),
         mode: mode.as_str(),
         ticket,
         code: code.map(|code| code.to_string()),
@@ -181,30 +182,42 @@ pub(super) async fn find(state: &AppState, raw_id: &str) -> Result<SceneLookup, 
     Ok(state.scenes.send(FindScene(id)).await??)
 }
 
+/// A scene as its own browser finds it.
+pub(super) enum Owned {
+    /// Live, and the request proved its secret.
+    Live(SceneHandle, SceneSecret),
+    /// It ended: its last status.
+    Ended(SceneStatus),
+    Unknown,
+}
+
 /// The scene, if the request comes from the browser that created it while it is live. An
 /// ended scene tells anyone who knows its id how it ended: it has nothing left to hand out.
 pub(super) async fn lookup(
     state: &AppState,
     raw_id: &str,
     request: &HttpRequest,
-) -> Result<SceneLookup, ApiError> {
-    let found = find(state, raw_id).await?;
-    if let SceneLookup::Live(scene) = &found {
-        scene_owner::check(request, state.cookies.secure, raw_id, scene)?;
-    }
-    Ok(found)
+) -> Result<Owned, ApiError> {
+    Ok(match find(state, raw_id).await? {
+        SceneLookup::Live(scene) => {
+            let secret = scene_owner::check(request, state.cookies.secure, raw_id, &scene)?;
+            Owned::Live(scene, secret)
+        }
+        SceneLookup::Ended(last) => Owned::Ended(last),
+        SceneLookup::Unknown => Owned::Unknown,
+    })
 }
 
-/// The live scene, or why there is none.
+/// The live scene and its proven secret, or why there is none.
 async fn live_scene(
     state: &AppState,
     raw_id: &str,
     request: &HttpRequest,
-) -> Result<SceneHandle, ApiError> {
+) -> Result<(SceneHandle, SceneSecret), ApiError> {
     match lookup(state, raw_id, request).await? {
-        SceneLookup::Live(scene) => Ok(scene),
-        SceneLookup::Ended(_) => Err(ApiError::SceneExpired),
-        SceneLookup::Unknown => Err(ApiError::SceneNotFound),
+        Owned::Live(scene, secret) => Ok((scene, secret)),
+        Owned::Ended(_) => Err(ApiError::SceneExpired),
+        Owned::Unknown => Err(ApiError::SceneNotFound),
     }
 }
 
@@ -238,6 +251,19 @@ pub(super) struct StatusBody {
     pub(super) token: Option<String>,
 }
 
+impl StatusBody {
+    /// A live scene's status for the browser that proved `secret`: logged in, it carries the
+    /// session token the secret derives.
+    pub(super) fn of(status: SceneStatus, secret: &SceneSecret) -> Self {
+        let logged_in = status.phase == Phase::LoggedIn;
+        Self {
+            token: logged_in.then(|| secret.session_token().as_str().to_owned()),
+            ..Self::from(status)
+        }
+    }
+}
+
+/// An ended scene's status, or one told to anyone: never a token.
 impl From<SceneStatus> for StatusBody {
     fn from(status: SceneStatus) -> Self {
         Self {
@@ -251,7 +277,7 @@ impl From<SceneStatus> for StatusBody {
                 .expires_at
                 .saturating_duration_since(Instant::now())
                 .as_secs(),
-            token: status.token.map(|t| t.as_str().to_owned()),
+            token: None,
         }
     }
 }
@@ -292,10 +318,10 @@ pub(super) async fn status(
     }
     // A HEAD's answer has no body to wait for.
     let wait = if is_head(&request) { 0 } else { query.wait };
-    let scene = match lookup(&state, &scene_id, &request).await? {
-        SceneLookup::Live(scene) => scene,
-        SceneLookup::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
-        SceneLookup::Unknown => return Err(ApiError::SceneNotFound),
+    let (scene, secret) = match lookup(&state, &scene_id, &request).await? {
+        Owned::Live(scene, secret) => (scene, secret),
+        Owned::Ended(last) => return Ok(HttpResponse::Ok().json(StatusBody::from(last))),
+        Owned::Unknown => return Err(ApiError::SceneNotFound),
     };
     // `send` lets go of the scene's address: a parked poll holds only its receiver.
     let Ok(watched) = scene
@@ -316,7 +342,7 @@ pub(super) async fn status(
             _ = shutting_down.wait_for(|&down| down) => {}
         }
     }
-    let body = StatusBody::from(status);
+    let body = StatusBody::of(status, &secret);
     let mut response = HttpResponse::Ok();
     if let Some(token) = &body.token {
         response.cookie(state.cookies.carrying(token));
@@ -369,8 +395,8 @@ pub(super) async fn send_code(
 ) -> Result<HttpResponse, ApiError> {
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
     // The scanner is fixed once the scene awaits a bind, so the codes are theirs to spend.
-    let scanner = live_scene(&state, &scene_id, &request)
-        .await?
+    let (scene, secret) = live_scene(&state, &scene_id, &request).await?;
+    let scanner = scene
         .send(BindingScanner)
         .await
         .map_err(|_| ApiError::SceneExpired)??;
@@ -383,11 +409,12 @@ pub(super) async fn send_code(
     ])
     .await?;
     let sent = async {
+        let code = sms::new_code();
         // A handle carries one message, so the scene is found again for the code.
-        let code = live_scene(&state, &scene_id, &request)
-            .await?
+        let (scene, _) = live_scene(&state, &scene_id, &request).await?;
+        scene
             .send(RequestCode {
-                phone: phone.clone(),
+                code: secret.code_digest(&phone, &code),
             })
             .await
             .map_err(|_| ApiError::SceneExpired)??;
@@ -453,11 +480,12 @@ pub(super) async fn bind(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let phone = Phone::parse(&body.phone).ok_or(ApiError::InvalidPhone)?;
-    let scene = live_scene(&state, &scene_id, &request).await?;
+    let (scene, secret) = live_scene(&state, &scene_id, &request).await?;
+    let code = secret.code_digest(&phone, &body.code);
     let bound = scene
         .send(Bind {
             phone,
-            code: body.code,
+            code,
             client_ip: ip.shown(),
         })
         .await
@@ -466,7 +494,8 @@ pub(super) async fn bind(
     audit::bind(&bound.binding.openid, &ip.shown());
     state.logged_in(&bound.binding.openid, LoginPath::Bind, bound.mode);
     state.unionids.look_up_later(bound.binding);
-    let token = bound.token.as_str();
+    let token = secret.session_token();
+    let token = token.as_str();
     Ok(HttpResponse::Ok()
         .cookie(state.cookies.carrying(token))
         .json(Bound {

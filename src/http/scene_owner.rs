@@ -8,6 +8,12 @@
 //! per-scene route asks for the proof: the cookie, or the secret itself in the
 //! `X-Scene-Secret` header, which is how API clients without cookies prove it (another site
 //! can't set that header on a victim's request without a CORS preflight, which wxlogin refuses).
+//!
+//! The secret is also what the scene's login hands out, so nothing stored holds a bearer value:
+//! the session token is derived from the secret ([`SceneSecret::session_token`]) and the scene
+//! keeps only that session's digest, which both names the session its login opens and checks
+//! the secret; a verification code is kept as a digest keyed by the secret. A reader of the
+//! database (PostgreSQL's scene rows) learns neither a token nor a code.
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::HttpRequest;
@@ -15,9 +21,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
-use wxlogin_actors::{SceneHandle, SceneId};
-use wxlogin_storage::constant_time_eq;
+use sha2::Sha256;
+use wxlogin_actors::{CodeDigest, SceneHandle, SceneId};
+use wxlogin_storage::{constant_time_eq, Phone, SessionDigest, SessionToken};
 
 use crate::error::ApiError;
 
@@ -68,8 +74,8 @@ impl BrowserKey {
     }
 
     /// The secret of scene `id` for this browser.
-    pub fn scene_secret(&self, id: &SceneId) -> String {
-        scene_secret(&self.key, id.as_str())
+    pub fn scene_secret(&self, id: &SceneId) -> SceneSecret {
+        SceneSecret(scene_secret(&self.key, id.as_str()))
     }
 
     /// The cookie to set, if the browser has not got it yet.
@@ -99,35 +105,75 @@ fn scene_secret(key: &str, scene_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
-/// What a scene keeps of its secret.
-pub fn secret_digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
+/// A scene's secret, as its browser was given it (and proves it).
+pub struct SceneSecret(String);
+
+impl SceneSecret {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The token of the session the scene's login opens.
+    pub fn session_token(&self) -> SessionToken {
+        SessionToken::from_bytes(self.derive(b"wxlogin session token"))
+    }
+
+    /// What the scene keeps: the digest of that session.
+    pub fn session_digest(&self) -> SessionDigest {
+        self.session_token().digest()
+    }
+
+    /// What the scene keeps of verification code `code` sent to `phone`: only this secret's
+    /// holder can make it, so a stored digest can't be tried against the million codes.
+    pub fn code_digest(&self, phone: &Phone, code: &str) -> CodeDigest {
+        let mut mac = self.mac(b"wxlogin verification code");
+        mac.update(phone.as_str().as_bytes());
+        mac.update(b"\0");
+        mac.update(code.as_bytes());
+        CodeDigest(mac.finalize().into_bytes().into())
+    }
+
+    fn derive(&self, purpose: &[u8]) -> [u8; 32] {
+        self.mac(purpose).finalize().into_bytes().into()
+    }
+
+    /// HMAC keyed by the secret, for one purpose.
+    fn mac(&self, purpose: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.0.as_bytes()).expect("HMAC takes any key");
+        mac.update(purpose);
+        mac.update(b"\0");
+        mac
+    }
 }
 
-/// Refuses a request for `scene` that proves neither by header nor by cookie that it comes
-/// from the browser that created it.
+/// The scene's secret, if the request proves by header or by cookie that it comes from the
+/// browser that created `scene`; else refused.
 pub fn check(
     request: &HttpRequest,
     secure: bool,
     scene_id: &str,
     scene: &SceneHandle,
-) -> Result<(), ApiError> {
-    let proves = |secret: &str| constant_time_eq(&secret_digest(secret), scene.secret_digest());
+) -> Result<SceneSecret, ApiError> {
+    let proves = |secret: &SceneSecret| {
+        constant_time_eq(
+            secret.session_digest().as_bytes(),
+            scene.session_digest().as_bytes(),
+        )
+    };
     let by_header = request
         .headers()
         .get(SECRET_HEADER)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|secret| proves(secret.trim()));
+        .map(|secret| SceneSecret(secret.trim().to_owned()))
+        .filter(proves);
     let by_cookie = || {
         request
             .cookie(cookie_name(secure))
-            .is_some_and(|cookie| proves(&scene_secret(cookie.value(), scene_id)))
+            .map(|cookie| SceneSecret(scene_secret(cookie.value(), scene_id)))
+            .filter(proves)
     };
-    if by_header || by_cookie() {
-        Ok(())
-    } else {
-        Err(ApiError::NotSceneOwner)
-    }
+    by_header.or_else(by_cookie).ok_or(ApiError::NotSceneOwner)
 }
 
 #[cfg(test)]
@@ -144,6 +190,23 @@ mod tests {
         assert_ne!(secret, scene_secret(&a, &two));
         assert_eq!(secret.len(), KEY_LEN);
         assert!(well_formed(&a) && !well_formed("short") && !well_formed(&"!".repeat(KEY_LEN)));
+    }
+
+    #[test]
+    fn a_secret_derives_its_session_and_keys_its_codes() {
+        let secret = SceneSecret("s".repeat(KEY_LEN));
+        let other = SceneSecret("t".repeat(KEY_LEN));
+        let token = secret.session_token();
+        assert_eq!(token, secret.session_token());
+        assert_ne!(token, other.session_token());
+        assert_eq!(secret.session_digest(), token.digest());
+        assert_ne!(token.as_str(), secret.as_str());
+        let phone = |raw| Phone::parse(raw).unwrap();
+        let code = secret.code_digest(&phone("13800000001"), "123456");
+        assert!(code == secret.code_digest(&phone("13800000001"), "123456"));
+        assert!(code != secret.code_digest(&phone("13800000002"), "123456"));
+        assert!(code != secret.code_digest(&phone("13800000001"), "123457"));
+        assert!(code != other.code_digest(&phone("13800000001"), "123456"));
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub(super) async fn start(
         .as_ref()
         .ok_or(ApiError::NotFound("web authorization is not configured"))?;
     let lang = Lang::of(&request, state.default_lang);
-    let SceneLookup::Live(_) = qrcode::lookup(&state, &scene_id, &request).await? else {
+    let qrcode::Owned::Live(..) = qrcode::lookup(&state, &scene_id, &request).await? else {
         return Ok(failed(lang, StatusCode::GONE, "webauth.expired"));
     };
     let mut nonce = [0u8; 32];

@@ -8,6 +8,7 @@ mod webhook;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rand::Rng;
 use wxlogin_storage::Phone;
 
 use crate::config::SmsProvider;
@@ -32,6 +33,11 @@ pub enum SmsError {
     /// No answer we understand: the network, a timeout, an HTTP error without a body.
     #[error("the SMS provider could not be reached: {0}")]
     Unreachable(String),
+}
+
+/// A new verification code: six random digits.
+pub fn new_code() -> String {
+    format!("{:06}", rand::thread_rng().gen_range(0..1_000_000))
 }
 
 impl SmsError {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken, UnionId,
+    Binding, LoginCursor, LoginPage, NewSession, OpenId, Phone, Session, SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
 
@@ -116,16 +116,10 @@ pub trait Backend: Send + Sync + 'static {
         event_time: u64,
     ) -> Pending<'a, Result<bool, StoreError>>;
 
-    /// Starts a session under `binding` and records the login; returns the bearer token. The
-    /// session is live only while that very binding stands: if it was removed or replaced
-    /// meanwhile, the token is refused from the start. Durable on return.
-    fn open_session<'a>(
-        &'a self,
-        binding: &'a Binding,
-        ttl: Duration,
-        method: LoginMethod,
-        client_ip: &'a str,
-    ) -> Pending<'a, Result<SessionToken, StoreError>>;
+    /// Starts the session named by `session.digest` under its binding and records the login.
+    /// The session is live only while that very binding stands: if it was removed or replaced
+    /// meanwhile, its token is refused from the start. Durable on return.
+    fn open_session<'a>(&'a self, session: NewSession<'a>) -> Pending<'a, Result<(), StoreError>>;
 
     /// The live session of `token`: unexpired, its binding still the one it was opened
     /// under. A read.

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{
-    BindError, Binding, LoginCursor, LoginMethod, OpenId, Phone, SessionToken, Store, UnionId,
+    Backend, BindError, Binding, LoginCursor, LoginMethod, NewSession, OpenId, Phone, SessionToken,
+    Store, StoreError, UnionId,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -17,6 +18,27 @@ fn openid(s: &str) -> OpenId {
 
 fn phone(s: &str) -> Phone {
     Phone::parse(s).unwrap()
+}
+
+/// A login under `binding`: opens a session for a new token, as a scene's login does.
+pub(crate) async fn log_in(
+    store: &dyn Backend,
+    binding: &Binding,
+    ttl: Duration,
+    method: LoginMethod,
+    client_ip: &str,
+) -> Result<SessionToken, StoreError> {
+    let token = SessionToken::generate();
+    store
+        .open_session(NewSession {
+            binding,
+            digest: &token.digest(),
+            ttl,
+            method,
+            client_ip,
+        })
+        .await?;
+    Ok(token)
 }
 
 fn now() -> u64 {
@@ -71,8 +93,7 @@ pub async fn rebinding_an_openid_frees_its_old_phone(store: Store) {
 pub async fn sessions_live_until_logout_or_expiry(store: Store) {
     let alice = openid("alice");
     let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
-    let token = store
-        .open_session(&bound, HOUR, LoginMethod::Bind, "10.0.0.1")
+    let token = log_in(&*store, &bound, HOUR, LoginMethod::Bind, "10.0.0.1")
         .await
         .unwrap();
     assert_eq!(
@@ -88,24 +109,45 @@ pub async fn sessions_live_until_logout_or_expiry(store: Store) {
     assert!(store.session(&token).await.unwrap().is_none());
     assert!(!store.close_session(&token).await.unwrap());
 
-    let expired = store
-        .open_session(&bound, Duration::ZERO, LoginMethod::Scan, "ip")
-        .await;
+    let expired = log_in(&*store, &bound, Duration::ZERO, LoginMethod::Scan, "ip").await;
     let expired = expired.unwrap();
     assert!(store.session(&expired).await.unwrap().is_none());
     assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
     assert_eq!(store.purge_expired_sessions().await.unwrap(), 0);
 }
 
+pub async fn a_session_digest_opens_one_session(store: Store) {
+    let bound = store
+        .bind(&openid("alice"), &phone("13800000001"), 0)
+        .await
+        .unwrap();
+    let token = SessionToken::generate();
+    let digest = token.digest();
+    let session = |client_ip| NewSession {
+        binding: &bound,
+        digest: &digest,
+        ttl: HOUR,
+        method: LoginMethod::Scan,
+        client_ip,
+    };
+    store.open_session(session("10.0.0.1")).await.unwrap();
+    // Opened by its digest, the session is the token's.
+    assert!(store.session(&token).await.unwrap().is_some());
+    // A second login under the same digest is refused, and records nothing.
+    assert!(store.open_session(session("10.0.0.2")).await.is_err());
+    let logins = store.logins(&bound.openid, 10, None).await.unwrap();
+    assert_eq!(logins.records.len(), 1);
+    assert_eq!(logins.records[0].client_ip, "10.0.0.1");
+    assert!(store.session(&token).await.unwrap().is_some());
+}
+
 pub async fn unbind_revokes_sessions_and_tokens_and_frees_the_phone(store: Store) {
     let alice = openid("alice");
     let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
-    let a = store
-        .open_session(&bound, HOUR, LoginMethod::Bind, "ip")
+    let a = log_in(&*store, &bound, HOUR, LoginMethod::Bind, "ip")
         .await
         .unwrap();
-    let b = store
-        .open_session(&bound, HOUR, LoginMethod::Scan, "ip")
+    let b = log_in(&*store, &bound, HOUR, LoginMethod::Scan, "ip")
         .await
         .unwrap();
     let t = store
@@ -129,8 +171,7 @@ pub async fn a_session_or_token_of_a_replaced_binding_is_refused(store: Store) {
     assert!(store.unbind(&alice).await.unwrap());
     let second = store.bind(&alice, &phone("13800000002"), 0).await.unwrap();
     // Writes that raced the unbind and landed after it, under the first binding.
-    let late = store
-        .open_session(&first, HOUR, LoginMethod::Scan, "ip")
+    let late = log_in(&*store, &first, HOUR, LoginMethod::Scan, "ip")
         .await
         .unwrap();
     assert!(store.session(&late).await.unwrap().is_none());
@@ -139,8 +180,7 @@ pub async fn a_session_or_token_of_a_replaced_binding_is_refused(store: Store) {
         .await
         .unwrap();
     assert!(store.access_token(&late).await.unwrap().is_none());
-    let current = store
-        .open_session(&second, HOUR, LoginMethod::Scan, "ip")
+    let current = log_in(&*store, &second, HOUR, LoginMethod::Scan, "ip")
         .await
         .unwrap();
     assert!(store.session(&current).await.unwrap().is_some());
@@ -201,8 +241,7 @@ pub async fn logins_are_paged_newest_first_per_user_and_expire(store: Store) {
     let alice = openid("alice");
     let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
     for ip in ["1", "2", "3", "4", "5"] {
-        store
-            .open_session(&bound, HOUR, LoginMethod::Scan, ip)
+        log_in(&*store, &bound, HOUR, LoginMethod::Scan, ip)
             .await
             .unwrap();
     }
@@ -210,8 +249,7 @@ pub async fn logins_are_paged_newest_first_per_user_and_expire(store: Store) {
         .bind(&openid("alicex"), &phone("13800000002"), 0)
         .await
         .unwrap();
-    store
-        .open_session(&other, HOUR, LoginMethod::Bind, "x")
+    log_in(&*store, &other, HOUR, LoginMethod::Bind, "x")
         .await
         .unwrap();
     let mut seen = Vec::new();
@@ -477,8 +515,7 @@ pub async fn a_unionid_is_kept_only_by_the_binding_it_was_fetched_for(store: Sto
         (first.phone.clone(), first.generation)
     );
     // Sessions opened under the binding still see it, unionid and all.
-    let token = store
-        .open_session(&read, HOUR, LoginMethod::Scan, "ip")
+    let token = log_in(&*store, &read, HOUR, LoginMethod::Scan, "ip")
         .await
         .unwrap();
     let session = store.session(&token).await.unwrap().unwrap();
@@ -521,6 +558,7 @@ macro_rules! conformance {
             case!(a_phone_belongs_to_one_openid);
             case!(rebinding_an_openid_frees_its_old_phone);
             case!(sessions_live_until_logout_or_expiry);
+            case!(a_session_digest_opens_one_session);
             case!(unbind_revokes_sessions_and_tokens_and_frees_the_phone);
             case!(a_session_or_token_of_a_replaced_binding_is_refused);
             case!(a_bind_started_before_an_unfollow_is_refused);

@@ -18,8 +18,8 @@ mod store;
 
 pub use backend::{Backend, BindingSink, BindingStream, Pending};
 pub use model::{
-    constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone,
-    Session, SessionToken, UnionId,
+    constant_time_eq, Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, NewSession,
+    OpenId, Phone, Session, SessionDigest, SessionToken, UnionId,
 };
 pub use pg_backend::credentials::{ReplaceError, Replaced, SharedCredentials, StoredCredential};
 #[cfg(any(test, feature = "test-server"))]

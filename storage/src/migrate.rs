@@ -159,6 +159,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::conformance::log_in;
     use crate::model::{LoginMethod, Phone, SessionToken};
     use crate::test_server::TestServer;
     use crate::{Backend, BindError};
@@ -180,16 +181,17 @@ mod tests {
             .bind(&openid("alice"), &phone("13800000001"), 0)
             .await
             .unwrap();
-        let session = sled
-            .open_session(
-                &alice,
-                Duration::from_secs(3600),
-                LoginMethod::Bind,
-                "10.0.0.1",
-            )
-            .await
-            .unwrap();
-        sled.open_session(
+        let session = log_in(
+            &sled,
+            &alice,
+            Duration::from_secs(3600),
+            LoginMethod::Bind,
+            "10.0.0.1",
+        )
+        .await
+        .unwrap();
+        log_in(
+            &sled,
             &alice,
             Duration::from_secs(3600),
             LoginMethod::Scan,
@@ -209,15 +211,15 @@ mod tests {
             .bind(&openid("bob"), &phone("13800000002"), 0)
             .await
             .unwrap();
-        let bobs = sled
-            .open_session(
-                &bob,
-                Duration::from_secs(3600),
-                LoginMethod::Bind,
-                "10.0.0.3",
-            )
-            .await
-            .unwrap();
+        let bobs = log_in(
+            &sled,
+            &bob,
+            Duration::from_secs(3600),
+            LoginMethod::Bind,
+            "10.0.0.3",
+        )
+        .await
+        .unwrap();
         sled.record_follow(&openid("bob"), 100).await.unwrap();
         sled.unfollow(&openid("bob"), 200).await.unwrap();
         let bob_generation = sled.follow_generation(&openid("bob")).await.unwrap();

@@ -93,17 +93,22 @@ impl fmt::Debug for Phone {
     }
 }
 
-/// A bearer session token as handed to the browser: 256 random bits, base64url.
-/// Sessions are stored by its SHA-256 digest only. Serialisable for one exception: on
-/// PostgreSQL a logged-in scene's row holds the token its browser collects, until the row is
-/// purged two TTLs after the scene ends (docs/SECURITY.md, what the database is trusted with).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A bearer session token as handed to the browser: 256 bits, base64url. Sessions are
+/// stored by its SHA-256 digest ([`SessionDigest`]) only, and a login's token is never stored
+/// anywhere: the scene's browser derives it from the scene's secret, and the scene keeps only
+/// its digest (docs/SECURITY.md, what the database is trusted with).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionToken(String);
 
 impl SessionToken {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
+        Self::from_bytes(bytes)
+    }
+
+    /// The token of 256 bits made elsewhere (derived from a scene's secret).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(URL_SAFE_NO_PAD.encode(bytes))
     }
 
@@ -116,9 +121,47 @@ impl SessionToken {
         &self.0
     }
 
-    pub(crate) fn digest(&self) -> [u8; 32] {
-        Sha256::digest(self.0.as_bytes()).into()
+    pub fn digest(&self) -> SessionDigest {
+        SessionDigest(Sha256::digest(self.0.as_bytes()).into())
     }
+}
+
+/// SHA-256 of a session token: what names a session in storage, and all a scene keeps of the
+/// session its login opens. It opens no session by itself.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDigest([u8; 32]);
+
+impl SessionDigest {
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for SessionDigest {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionDigest(..)")
+    }
+}
+
+/// A session to open at a login: under `binding`, for `ttl`, named by `digest`, with the
+/// login's record.
+#[derive(Clone, Copy, Debug)]
+pub struct NewSession<'a> {
+    pub binding: &'a Binding,
+    pub digest: &'a SessionDigest,
+    pub ttl: std::time::Duration,
+    pub method: LoginMethod,
+    pub client_ip: &'a str,
 }
 
 impl fmt::Debug for SessionToken {

@@ -332,3 +332,57 @@ async fn wrong_codes_spread_over_nodes_count_once_for_the_scene() {
         );
     }
 }
+
+/// Every scene row as PostgreSQL's own client prints it: the state's bytes (printable ones as
+/// they are), the login code column, and the session digest.
+fn scene_rows(url: &str) -> String {
+    let dump = std::process::Command::new("psql")
+        .args([
+            url,
+            "-qAtc",
+            "SELECT encode(state, 'escape') || ' ' || coalesce(login_code, '') || ' ' || \
+             coalesce(confirming, '') FROM scenes",
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(dump.status.success(), "{dump:?}");
+    String::from_utf8_lossy(&dump.stdout).into_owned()
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_scenes_row_holds_no_session_token_no_code_and_no_phone() {
+    let server = TestServer::start();
+    let url = server.new_database().await;
+    let node = spawn_app_with(&[("WXLOGIN_DATABASE_URL", url.as_str())]).await;
+    let qr = node.create_qr().await;
+    node.scan(&qr.ticket, "oReader", true).await;
+    let phone = "13800000037";
+    assert_eq!(
+        node.request_code(&qr.scene_id, phone).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let code = node.sms_code(phone).await;
+    let awaiting = scene_rows(&url);
+    assert!(
+        awaiting.contains("oReader"),
+        "the row is the one read: {awaiting}"
+    );
+    assert!(
+        !awaiting.contains(&code) && !awaiting.contains(phone),
+        "{awaiting}"
+    );
+
+    let response = node.bind(&qr.scene_id, phone, &code).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let logged_in = scene_rows(&url);
+    assert!(!logged_in.contains(&token), "{logged_in}");
+    // The token the status hands out is the one the bind did, and it is a live session.
+    assert_eq!(
+        status(&node, &qr.scene_id, 0).await["token"],
+        token.as_str()
+    );
+    assert_eq!(node.me(&token).await.status(), StatusCode::OK);
+}

@@ -1,15 +1,15 @@
 //! A scanner without a phone binds one: a verification code is sent to the phone, and the
-//! right code binds it and logs the scene in.
+//! right code binds it and logs the scene in. The code is made and checked as a digest by the
+//! caller (keyed by the scene's secret): the scene only keeps and compares it.
 
 use std::time::Instant;
 
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{ActorResponse, Context, Message};
-use rand::Rng;
-use wxlogin_storage::{BindError, Binding, LoginMethod, OpenId, Phone, SessionToken, StoreError};
+use wxlogin_storage::{BindError, Binding, LoginMethod, OpenId, Phone, StoreError};
 
-use super::state::{LoginMode, SceneError};
-use super::{after_write, Live, Reply, SceneActor};
+use super::state::{CodeDigest, LoginMode, SceneError};
+use super::{after_write, Live, Login, Reply, SceneActor};
 
 /// The scanner the scene waits to bind a phone for: whose budget a code request spends.
 #[derive(Message)]
@@ -25,42 +25,36 @@ impl Live<BindingScanner> for SceneActor {
     }
 }
 
-/// Issue a verification code for `phone`; the caller delivers it.
+/// A verification code is on its way to a phone: the scene keeps its digest (which names the
+/// phone too), and refuses a second within [`super::state::CODE_COOLDOWN`].
 #[derive(Message)]
-#[rtype(result = "Result<String, SceneError>")]
+#[rtype(result = "Result<(), SceneError>")]
 pub struct RequestCode {
-    pub phone: Phone,
+    pub code: CodeDigest,
 }
 
 impl Live<RequestCode> for SceneActor {
     fn live(&mut self, msg: RequestCode, _: &mut Context<Self>) -> Reply<RequestCode> {
-        ActorResponse::reply(Some(self.request_code(msg)))
+        let sent = if self.busy {
+            Err(SceneError::NotAwaitingBind)
+        } else {
+            self.machine.code_sent(msg.code, Instant::now())
+        };
+        ActorResponse::reply(Some(sent))
     }
 }
 
-impl SceneActor {
-    fn request_code(&mut self, msg: RequestCode) -> Result<String, SceneError> {
-        if self.busy {
-            return Err(SceneError::NotAwaitingBind);
-        }
-        let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
-        self.machine
-            .code_sent(msg.phone, code.clone(), Instant::now())?;
-        Ok(code)
-    }
-}
-
-/// Bind `phone` to the scanner with the code sent to it, and log in.
+/// Bind `phone` to the scanner with the code sent to it (`code`, the digest of both), and log
+/// in.
 #[derive(Message)]
 #[rtype(result = "Result<Bound, SceneError>")]
 pub struct Bind {
     pub phone: Phone,
-    pub code: String,
+    pub code: CodeDigest,
     pub client_ip: String,
 }
 
 pub struct Bound {
-    pub token: SessionToken,
     /// The binding just made.
     pub binding: Binding,
     /// How the scene was scanned.
@@ -72,13 +66,13 @@ impl Live<Bind> for SceneActor {
         if self.busy {
             return ActorResponse::reply(Some(Err(SceneError::NotAwaitingBind)));
         }
-        let (openid, follow_generation) = match self.machine.verify_code(&msg.phone, &msg.code) {
+        let (openid, follow_generation) = match self.machine.verify_code(&msg.code) {
             Ok(verified) => verified,
             Err(e) => return ActorResponse::reply(Some(Err(e))),
         };
         self.busy = true;
         let store = self.services.store.clone();
-        let session_ttl = self.services.session_ttl;
+        let opener = self.session_opener();
         let bind = async move {
             let binding = store
                 .bind(&openid, &msg.phone, follow_generation)
@@ -88,10 +82,12 @@ impl Live<Bind> for SceneActor {
                     BindError::Unfollowed => SceneError::Unfollowed,
                     BindError::Store(e) => e.into(),
                 })?;
-            let token = store
-                .open_session(&binding, session_ttl, LoginMethod::Bind, &msg.client_ip)
-                .await?;
-            Ok::<_, SceneError>((binding, token))
+            let login = Login {
+                binding: binding.clone(),
+                method: LoginMethod::Bind,
+                client_ip: msg.client_ip,
+            };
+            Ok::<_, SceneError>((binding, opener.open(login).await?))
         };
         after_write(bind.into_actor(self).map(|bound, scene, ctx| {
             if matches!(bound, Err(SceneError::Unfollowed)) {
@@ -103,11 +99,11 @@ impl Live<Bind> for SceneActor {
                 // Answered 503: the browser's retry with the same code must work.
                 scene.machine.give_back_code();
             }
-            let (binding, token) = bound?;
-            scene.machine.log_in_bound(token.clone())?;
+            let (binding, deferred) = bound?;
+            scene.machine.log_in_bound()?;
+            scene.login = deferred;
             scene.notify_waiters();
             Ok(Bound {
-                token,
                 binding,
                 mode: scene.machine.mode(),
             })

@@ -40,7 +40,9 @@ use actix::{
     WeakAddr,
 };
 use tokio::sync::{mpsc, oneshot};
-use wxlogin_storage::{OpenId, SceneJournal, Store};
+use wxlogin_storage::{
+    Binding, LoginMethod, NewSession, OpenId, SceneJournal, SessionDigest, Store, StoreError,
+};
 
 use crate::pool::LocalPool;
 use crate::SceneKey;
@@ -64,9 +66,10 @@ pub struct Requester {
     /// Browser and operating system in words, e.g. "Chrome on Windows".
     pub device: String,
     pub at: SystemTime,
-    /// SHA-256 of the scene's secret, which only the requesting browser was given: the scene
-    /// hands its session token to whoever shows the secret, not to whoever knows its id.
-    pub secret_digest: [u8; 32],
+    /// The digest of the session the scene's login opens. Its token is derived from the scene's
+    /// secret, which only the requesting browser was given: so whoever shows the secret gets
+    /// the token (not whoever knows the id), and nothing stored holds the token itself.
+    pub session_digest: SessionDigest,
 }
 
 /// What every scene needs from outside, shared by all of them.
@@ -131,7 +134,6 @@ impl EndedScene {
             new_follower: self.new_follower,
             bound: false,
             expires_at: Instant::now(),
-            token: None,
             confirm_number: None,
         }
     }
@@ -143,6 +145,11 @@ pub struct SceneActor {
     machine: SceneMachine,
     expires_at: Instant,
     origin: Origin,
+    /// See [`Requester::session_digest`].
+    session: SessionDigest,
+    /// On PostgreSQL, the login of the change in progress: its session opens in the change's
+    /// commit (transaction.rs).
+    login: Option<Login>,
     /// Long-polls waiting for the next change.
     waiters: Waiters,
     /// A store write for this scene is in flight.
@@ -167,6 +174,7 @@ impl SceneActor {
         machine: SceneMachine,
         expires_at: Instant,
         origin: Origin,
+        session: SessionDigest,
         services: Arc<SceneServices>,
         version: u32,
     ) -> WeakAddr<SceneActor> {
@@ -176,6 +184,8 @@ impl SceneActor {
             machine,
             expires_at,
             origin,
+            session,
+            login: None,
             waiters: Waiters::None,
             busy: false,
             expire_after_write: false,
@@ -242,6 +252,16 @@ impl SceneActor {
         ctx.stop();
     }
 
+    /// What opens the session of the scene's login, once the store has said who logs in.
+    fn session_opener(&self) -> SessionOpener {
+        SessionOpener {
+            store: self.services.store.clone(),
+            digest: self.session,
+            ttl: self.services.session_ttl,
+            deferred: self.in_transaction,
+        }
+    }
+
     /// A store write finished: the scene takes messages again, and ends if its TTL ran out
     /// meanwhile.
     fn write_done(&mut self, ctx: &mut Context<Self>) {
@@ -267,6 +287,51 @@ impl Actor for SceneActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.notify_waiters();
+    }
+}
+
+/// A login the scene's session is opened for.
+pub(crate) struct Login {
+    pub(crate) binding: Binding,
+    pub(crate) method: LoginMethod,
+    pub(crate) client_ip: String,
+}
+
+impl Login {
+    pub(crate) fn session<'a>(
+        &'a self,
+        digest: &'a SessionDigest,
+        ttl: Duration,
+    ) -> NewSession<'a> {
+        NewSession {
+            binding: &self.binding,
+            digest,
+            ttl,
+            method: self.method,
+            client_ip: &self.client_ip,
+        }
+    }
+}
+
+/// The store's part of a scene's login: on sled the session opens at once; in a change on
+/// PostgreSQL it opens with the change's commit (transaction.rs), so the login comes back to
+/// be kept in [`SceneActor::login`] until then.
+struct SessionOpener {
+    store: Store,
+    digest: SessionDigest,
+    ttl: Duration,
+    deferred: bool,
+}
+
+impl SessionOpener {
+    async fn open(self, login: Login) -> Result<Option<Login>, StoreError> {
+        if self.deferred {
+            return Ok(Some(login));
+        }
+        self.store
+            .open_session(login.session(&self.digest, self.ttl))
+            .await?;
+        Ok(None)
     }
 }
 
@@ -390,7 +455,7 @@ mod tests {
     use wxlogin_storage::Phone;
 
     use super::*;
-    use crate::{SceneError, SceneId};
+    use crate::{CodeDigest, SceneError, SceneId};
 
     struct Fixture {
         _dir: TempDir,
@@ -420,13 +485,14 @@ mod tests {
                 ip: "203.0.113.7".into(),
                 device: "curl".into(),
                 at: UNIX_EPOCH,
-                secret_digest: [0; 32],
+                session_digest: wxlogin_storage::SessionDigest::from_bytes([0; 32]),
             };
             SceneActor::start(
                 SceneId::generate().key(),
                 SceneMachine::new(LoginMode::QrCode, confirm),
                 expires_at,
                 Origin::from(&requester),
+                requester.session_digest,
                 self.services.clone(),
                 0,
             )
@@ -532,13 +598,15 @@ mod tests {
         assert!(scene.send(ToScene(BindingScanner)).await.unwrap().is_none());
         assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
         let scene = fixture.start(false, past);
-        let request = RequestCode { phone: phone() };
+        let request = RequestCode {
+            code: CodeDigest([1; 32]),
+        };
         assert!(scene.send(ToScene(request)).await.unwrap().is_none());
         assert_eq!(fixture.ended(), Some((Phase::Expired, true)));
         let scene = fixture.start(false, past);
         let bind = Bind {
             phone: phone(),
-            code: "123456".into(),
+            code: CodeDigest([1; 32]),
             client_ip: "203.0.113.7".into(),
         };
         assert!(scene.send(ToScene(bind)).await.unwrap().is_none());

@@ -55,7 +55,7 @@ mod tests {
             ip: "2001:db8::7".into(),
             device: "Chrome on Windows".into(),
             at: at + Duration::from_millis(900),
-            secret_digest: [0; 32],
+            session_digest: wxlogin_storage::SessionDigest::from_bytes([0; 32]),
         };
         let origin = Origin::from(&requester);
         assert_eq!(origin.ip(), "2001:db8::7");

@@ -4,10 +4,10 @@
 use actix::fut::{ActorFutureExt, WrapFuture};
 use actix::{ActorResponse, Context, Message};
 use rand::Rng;
-use wxlogin_storage::{LoginMethod, OpenId, SessionToken};
+use wxlogin_storage::{LoginMethod, OpenId};
 
 use super::state::{Answer as Verdict, LoginMode, SceneError};
-use super::{after_write, Live, Origin, Reply, SceneActor, SceneReport};
+use super::{after_write, Live, Login, Origin, Reply, SceneActor, SceneReport};
 use crate::LoginCode;
 
 /// A WeChat user scanned this scene's QR code.
@@ -194,8 +194,8 @@ impl SceneActor {
         // no other scan or bind may move the scene meanwhile.
         self.busy = true;
         let store = self.services.store.clone();
-        let session_ttl = self.services.session_ttl;
-        let ip = self.origin.ip();
+        let opener = self.session_opener();
+        let client_ip = self.origin.ip();
         let scanner = openid.clone();
         let lookup = async move {
             let unfollowed = store.unfollowed_at(&scanner).await?;
@@ -208,11 +208,14 @@ impl SceneActor {
                 None => Found::Unbound {
                     follow_generation: store.follow_generation(&scanner).await?,
                 },
-                Some(binding) => Found::LoggedIn(
-                    store
-                        .open_session(&binding, session_ttl, LoginMethod::Scan, &ip)
-                        .await?,
-                ),
+                Some(binding) => {
+                    let login = Login {
+                        binding,
+                        method: LoginMethod::Scan,
+                        client_ip,
+                    };
+                    Found::LoggedIn(opener.open(login).await?)
+                }
             })
         };
         after_write(lookup.into_actor(self).map(move |found, scene, _| {
@@ -223,9 +226,10 @@ impl SceneActor {
                         .await_bind(openid, new_follower, follow_generation)?;
                     Admitted::NeedBind
                 }
-                Found::LoggedIn(token) => {
+                Found::LoggedIn(deferred) => {
                     let mode = scene.machine.mode();
-                    scene.machine.log_in_scanned(&openid, new_follower, token)?;
+                    scene.machine.log_in_scanned(&openid, new_follower)?;
+                    scene.login = deferred;
                     Admitted::LoggedIn(mode)
                 }
             };
@@ -239,8 +243,9 @@ impl SceneActor {
 enum Found {
     /// No phone bound: they bind one, unless they unfollow before.
     Unbound { follow_generation: u64 },
-    /// Bound: a session was opened for them.
-    LoggedIn(SessionToken),
+    /// Bound: they log in, and their session is open (or, on PostgreSQL, opens with the
+    /// change's commit: this is it).
+    LoggedIn(Option<Login>),
 }
 
 #[cfg(test)]

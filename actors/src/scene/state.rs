@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use wxlogin_storage::{constant_time_eq, OpenId, Phone, SessionToken, StoreError};
+use wxlogin_storage::{constant_time_eq, OpenId, StoreError};
 
 use crate::wall_clock;
 
@@ -86,11 +86,10 @@ pub struct SceneStatus {
     pub subscribed: bool,
     /// The scan made them follow (`subscribe`), rather than coming from a follower (`SCAN`).
     pub new_follower: bool,
-    /// The scanning user has a phone bound.
+    /// The scanning user has a phone bound (and is logged in: the browser derives the session
+    /// token from the scene's secret).
     pub bound: bool,
     pub expires_at: Instant,
-    /// Present only in [`Phase::LoggedIn`].
-    pub token: Option<SessionToken>,
     /// Present only in [`Phase::Confirm`]: the number the browser shows and the scanner replies.
     pub confirm_number: Option<u8>,
 }
@@ -129,10 +128,14 @@ pub enum Answer {
     Denied,
 }
 
+/// What a scene keeps of a verification code: a digest of the phone and the code, keyed by the
+/// scene's secret (which only its browser has), so neither can be read or tried from a row.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeDigest(pub [u8; 32]);
+
 #[derive(Serialize, Deserialize)]
 struct SentCode {
-    phone: Phone,
-    code: String,
+    code: CodeDigest,
     /// Exported as wall-clock time: another node reads it against its own clock.
     #[serde(with = "wall_clock")]
     sent_at: Instant,
@@ -145,7 +148,7 @@ enum State {
     Waiting,
     Confirm(Box<Confirming>),
     NeedBind(Box<AwaitingBind>),
-    LoggedIn(Box<SessionToken>),
+    LoggedIn,
     Denied,
     Expired,
 }
@@ -198,7 +201,7 @@ impl SceneMachine {
             State::Waiting => Phase::Waiting,
             State::Confirm(_) => Phase::Confirm,
             State::NeedBind(_) => Phase::NeedBind,
-            State::LoggedIn(_) => Phase::LoggedIn,
+            State::LoggedIn => Phase::LoggedIn,
             State::Denied => Phase::Denied,
             State::Expired => Phase::Expired,
         }
@@ -209,19 +212,17 @@ impl SceneMachine {
     }
 
     pub fn status(&self, expires_at: Instant) -> SceneStatus {
-        let (token, confirm_number) = match &self.state {
-            State::LoggedIn(token) => (Some(SessionToken::clone(token)), None),
-            State::Confirm(confirming) => (None, Some(confirming.number)),
-            _ => (None, None),
+        let confirm_number = match &self.state {
+            State::Confirm(confirming) => Some(confirming.number),
+            _ => None,
         };
         SceneStatus {
             phase: self.phase(),
             mode: self.mode,
             subscribed: self.scanned,
             new_follower: self.new_follower,
-            bound: token.is_some(),
+            bound: matches!(self.state, State::LoggedIn),
             expires_at,
-            token,
             confirm_number,
         }
     }
@@ -341,22 +342,16 @@ impl SceneMachine {
         &mut self,
         openid: &OpenId,
         new_follower: bool,
-        token: SessionToken,
     ) -> Result<(), SceneError> {
         self.check_admit(openid)?;
         self.scanned = true;
         self.new_follower = new_follower;
-        self.state = State::LoggedIn(Box::new(token));
+        self.state = State::LoggedIn;
         Ok(())
     }
 
-    /// Records that `code` is on its way to `phone`.
-    pub fn code_sent(
-        &mut self,
-        phone: Phone,
-        code: String,
-        now: Instant,
-    ) -> Result<(), SceneError> {
+    /// Records that the code of digest `code` is on its way to the phone it names.
+    pub fn code_sent(&mut self, code: CodeDigest, now: Instant) -> Result<(), SceneError> {
         let State::NeedBind(binding) = &mut self.state else {
             return Err(SceneError::NotAwaitingBind);
         };
@@ -371,26 +366,24 @@ impl SceneMachine {
                 });
             }
         }
-        binding.sent = Some(SentCode {
-            phone,
-            code,
-            sent_at: now,
-        });
+        binding.sent = Some(SentCode { code, sent_at: now });
         Ok(())
     }
 
-    /// Checks a code for `phone`. A right code is used up and yields the openid to bind, with
-    /// their follow generation at the scan; a wrong one counts towards [`MAX_WRONG_CODES`].
-    pub fn verify_code(&mut self, phone: &Phone, code: &str) -> Result<(OpenId, u64), SceneError> {
+    /// Checks a code (for a phone: the digest names both). A right code is used up and yields
+    /// the openid to bind, with their follow generation at the scan; a wrong one counts towards
+    /// [`MAX_WRONG_CODES`].
+    pub fn verify_code(&mut self, code: &CodeDigest) -> Result<(OpenId, u64), SceneError> {
         let State::NeedBind(binding) = &mut self.state else {
             return Err(SceneError::NotAwaitingBind);
         };
         if binding.wrong_codes >= MAX_WRONG_CODES {
             return Err(SceneError::TooManyAttempts);
         }
-        let right = binding.sent.as_ref().is_some_and(|s| {
-            s.phone == *phone && constant_time_eq(s.code.as_bytes(), code.as_bytes())
-        });
+        let right = binding
+            .sent
+            .as_ref()
+            .is_some_and(|sent| constant_time_eq(&sent.code.0, &code.0));
         if !right {
             binding.wrong_codes += 1;
             return Err(SceneError::InvalidCode);
@@ -411,10 +404,10 @@ impl SceneMachine {
     }
 
     /// The phone is bound and a session opened: the bind path's login.
-    pub fn log_in_bound(&mut self, token: SessionToken) -> Result<(), SceneError> {
+    pub fn log_in_bound(&mut self) -> Result<(), SceneError> {
         match self.state {
             State::NeedBind(_) => {
-                self.state = State::LoggedIn(Box::new(token));
+                self.state = State::LoggedIn;
                 Ok(())
             }
             _ => Err(SceneError::NotAwaitingBind),
@@ -441,6 +434,7 @@ impl SceneMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wxlogin_storage::Phone;
 
     fn alice() -> OpenId {
         OpenId::parse("alice").unwrap()
@@ -452,6 +446,12 @@ mod tests {
 
     fn phone() -> Phone {
         Phone::parse("13800000001").unwrap()
+    }
+
+    /// A code's digest as the HTTP layer makes it, without its key: the machine only compares.
+    fn code(phone: &Phone, code: &str) -> CodeDigest {
+        use sha2::{Digest, Sha256};
+        CodeDigest(Sha256::digest(format!("{}:{code}", phone.as_str())).into())
     }
 
     fn plain() -> SceneMachine {
@@ -503,30 +503,28 @@ mod tests {
         // NeedBind: the sent code, its cooldown and the wrong-code count carry over.
         let mut binding = need_bind();
         let now = Instant::now();
-        binding.code_sent(phone(), "123456".into(), now).unwrap();
-        assert!(binding.verify_code(&phone(), "000000").is_err());
+        binding.code_sent(code(&phone(), "123456"), now).unwrap();
+        assert!(binding.verify_code(&code(&phone(), "000000")).is_err());
         let mut binding = moved(&binding);
         assert_eq!(binding.binding(), Some(&alice()));
         assert!(matches!(
-            binding.code_sent(phone(), "654321".into(), now + Duration::from_secs(1)),
+            binding.code_sent(code(&phone(), "654321"), now + Duration::from_secs(1)),
             Err(SceneError::CodeCooldown { .. })
         ));
         for _ in 1..MAX_WRONG_CODES - 1 {
-            assert!(binding.verify_code(&phone(), "000000").is_err());
+            assert!(binding.verify_code(&code(&phone(), "000000")).is_err());
         }
         let mut binding = moved(&binding);
         assert_eq!(
-            binding.verify_code(&phone(), "123456").unwrap(),
+            binding.verify_code(&code(&phone(), "123456")).unwrap(),
             (alice(), 0)
         );
-        let token = SessionToken::generate();
-        binding.log_in_bound(token.clone()).unwrap();
+        binding.log_in_bound().unwrap();
 
-        // LoggedIn: the token, and how they came.
+        // LoggedIn, and how they came.
         let status = moved(&binding).status(Instant::now());
         assert_eq!(status.phase, Phase::LoggedIn);
-        assert_eq!(status.token, Some(token));
-        assert!(status.subscribed && status.new_follower);
+        assert!(status.bound && status.subscribed && status.new_follower);
 
         // Terminal states stay terminal.
         let mut denied = confirming();
@@ -541,14 +539,14 @@ mod tests {
     fn a_wrong_code_count_at_its_limit_survives_the_move() {
         let mut binding = need_bind();
         binding
-            .code_sent(phone(), "123456".into(), Instant::now())
+            .code_sent(code(&phone(), "123456"), Instant::now())
             .unwrap();
         for _ in 0..MAX_WRONG_CODES {
-            assert!(binding.verify_code(&phone(), "000000").is_err());
+            assert!(binding.verify_code(&code(&phone(), "000000")).is_err());
         }
         let mut binding = moved(&binding);
         assert!(matches!(
-            binding.verify_code(&phone(), "123456"),
+            binding.verify_code(&code(&phone(), "123456")),
             Err(SceneError::TooManyAttempts)
         ));
     }
@@ -559,17 +557,24 @@ mod tests {
     }
 
     #[test]
-    fn a_bound_scan_logs_in_and_carries_the_token() {
+    fn a_bound_scan_logs_in() {
         let mut scene = plain();
-        let token = SessionToken::generate();
-        scene
-            .log_in_scanned(&alice(), false, token.clone())
-            .unwrap();
+        scene.log_in_scanned(&alice(), false).unwrap();
         let status = scene.status(Instant::now());
         assert_eq!(status.phase, Phase::LoggedIn);
         // A follower's scan: they follow the account, and did before.
         assert!(status.bound && status.subscribed && !status.new_follower);
-        assert_eq!(status.token, Some(token));
+    }
+
+    #[test]
+    fn an_export_holds_neither_the_code_nor_the_phone() {
+        let mut scene = need_bind();
+        let sent = code(&phone(), "123456");
+        scene.code_sent(sent, Instant::now()).unwrap();
+        let exported = scene.export().unwrap();
+        let holds = |needle: &[u8]| exported.windows(needle.len()).any(|w| w == needle);
+        assert!(!holds(b"123456") && !holds(b"13800000001"));
+        assert!(holds(&sent.0), "the digest is what it keeps");
     }
 
     #[test]
@@ -614,7 +619,7 @@ mod tests {
             Err(SceneError::AlreadyScanned)
         ));
         assert!(matches!(
-            scene.log_in_scanned(&alice(), false, SessionToken::generate()),
+            scene.log_in_scanned(&alice(), false),
             Err(SceneError::AlreadyScanned)
         ));
     }
@@ -626,11 +631,11 @@ mod tests {
         assert_eq!(scene.binding(), None);
         assert_eq!(need_bind().binding(), Some(&alice()));
         assert!(matches!(
-            scene.code_sent(phone(), "123456".into(), now),
+            scene.code_sent(code(&phone(), "123456"), now),
             Err(SceneError::NotAwaitingBind)
         ));
         assert!(matches!(
-            scene.verify_code(&phone(), "123456"),
+            scene.verify_code(&code(&phone(), "123456")),
             Err(SceneError::NotAwaitingBind)
         ));
     }
@@ -639,27 +644,33 @@ mod tests {
     fn the_right_code_for_the_right_phone_binds_once() {
         let mut scene = need_bind();
         scene
-            .code_sent(phone(), "123456".into(), Instant::now())
+            .code_sent(code(&phone(), "123456"), Instant::now())
             .unwrap();
         let other = Phone::parse("13800000002").unwrap();
         assert!(matches!(
-            scene.verify_code(&other, "123456"),
+            scene.verify_code(&code(&other, "123456")),
             Err(SceneError::InvalidCode)
         ));
-        assert_eq!(scene.verify_code(&phone(), "123456").unwrap(), (alice(), 0));
+        assert_eq!(
+            scene.verify_code(&code(&phone(), "123456")).unwrap(),
+            (alice(), 0)
+        );
         // Used up: the same code does not work twice.
         assert!(matches!(
-            scene.verify_code(&phone(), "123456"),
+            scene.verify_code(&code(&phone(), "123456")),
             Err(SceneError::InvalidCode)
         ));
         // Given back (the bind could not be stored), it works once more, and only once.
         scene.give_back_code();
-        assert_eq!(scene.verify_code(&phone(), "123456").unwrap(), (alice(), 0));
+        assert_eq!(
+            scene.verify_code(&code(&phone(), "123456")).unwrap(),
+            (alice(), 0)
+        );
         assert!(matches!(
-            scene.verify_code(&phone(), "123456"),
+            scene.verify_code(&code(&phone(), "123456")),
             Err(SceneError::InvalidCode)
         ));
-        scene.log_in_bound(SessionToken::generate()).unwrap();
+        scene.log_in_bound().unwrap();
         assert_eq!(scene.phase(), Phase::LoggedIn);
         assert_eq!(scene.binding(), None, "nobody's codes to spend any more");
         scene.give_back_code();
@@ -670,37 +681,37 @@ mod tests {
     fn cooldown_between_codes() {
         let mut scene = need_bind();
         let t0 = Instant::now();
-        scene.code_sent(phone(), "111111".into(), t0).unwrap();
-        let err = scene.code_sent(phone(), "222222".into(), t0 + Duration::from_secs(20));
+        scene.code_sent(code(&phone(), "111111"), t0).unwrap();
+        let err = scene.code_sent(code(&phone(), "222222"), t0 + Duration::from_secs(20));
         assert!(
             matches!(err, Err(SceneError::CodeCooldown { retry_after }) if retry_after == Duration::from_secs(40))
         );
         scene
-            .code_sent(phone(), "333333".into(), t0 + CODE_COOLDOWN)
+            .code_sent(code(&phone(), "333333"), t0 + CODE_COOLDOWN)
             .unwrap();
-        assert!(scene.verify_code(&phone(), "111111").is_err());
-        assert!(scene.verify_code(&phone(), "333333").is_ok());
+        assert!(scene.verify_code(&code(&phone(), "111111")).is_err());
+        assert!(scene.verify_code(&code(&phone(), "333333")).is_ok());
     }
 
     #[test]
     fn too_many_wrong_codes_lock_the_scene() {
         let mut scene = need_bind();
         scene
-            .code_sent(phone(), "123456".into(), Instant::now())
+            .code_sent(code(&phone(), "123456"), Instant::now())
             .unwrap();
         for _ in 0..MAX_WRONG_CODES {
             assert!(matches!(
-                scene.verify_code(&phone(), "000000"),
+                scene.verify_code(&code(&phone(), "000000")),
                 Err(SceneError::InvalidCode)
             ));
         }
         assert!(matches!(
-            scene.verify_code(&phone(), "123456"),
+            scene.verify_code(&code(&phone(), "123456")),
             Err(SceneError::TooManyAttempts)
         ));
         let later = Instant::now() + CODE_COOLDOWN;
         assert!(matches!(
-            scene.code_sent(phone(), "1".into(), later),
+            scene.code_sent(code(&phone(), "1"), later),
             Err(SceneError::TooManyAttempts)
         ));
     }
@@ -718,9 +729,9 @@ mod tests {
         let status = scene.status(Instant::now());
         assert_eq!(status.phase, Phase::Confirm);
         assert_eq!(status.confirm_number, Some(42));
-        assert!(status.token.is_none());
+        assert!(!status.bound);
         assert!(matches!(
-            scene.log_in_scanned(&alice(), true, SessionToken::generate()),
+            scene.log_in_scanned(&alice(), true),
             Err(SceneError::NotAwaitingConfirmation)
         ));
         assert!(matches!(
@@ -763,9 +774,7 @@ mod tests {
     fn a_confirmed_bound_scanner_logs_in() {
         let mut scene = confirming();
         scene.answer(&alice(), 42).unwrap();
-        scene
-            .log_in_scanned(&alice(), true, SessionToken::generate())
-            .unwrap();
+        scene.log_in_scanned(&alice(), true).unwrap();
         assert_eq!(scene.phase(), Phase::LoggedIn);
         assert!(matches!(
             scene.answer(&alice(), 42),
@@ -804,9 +813,7 @@ mod tests {
         let mut confirmed = confirming();
         confirmed.answer(&alice(), 42).unwrap();
         let mut logged_in = plain();
-        logged_in
-            .log_in_scanned(&alice(), false, SessionToken::generate())
-            .unwrap();
+        logged_in.log_in_scanned(&alice(), false).unwrap();
         for mut scene in [plain(), confirming(), confirmed, need_bind(), logged_in] {
             scene.expire();
             assert_terminal(&mut scene, Phase::Expired);
@@ -822,15 +829,13 @@ mod tests {
         assert!(scene.answer(&alice(), 42).is_err());
         assert!(scene.check_admit(&alice()).is_err());
         assert!(scene.await_bind(alice(), false, 0).is_err());
-        assert!(scene
-            .log_in_scanned(&alice(), false, SessionToken::generate())
-            .is_err());
-        assert!(scene.code_sent(phone(), "1".into(), now).is_err());
-        assert!(scene.verify_code(&phone(), "1").is_err());
-        assert!(scene.log_in_bound(SessionToken::generate()).is_err());
+        assert!(scene.log_in_scanned(&alice(), false).is_err());
+        assert!(scene.code_sent(code(&phone(), "1"), now).is_err());
+        assert!(scene.verify_code(&code(&phone(), "1")).is_err());
+        assert!(scene.log_in_bound().is_err());
         scene.expire();
         let status = scene.status(now);
         assert_eq!(status.phase, phase);
-        assert_eq!((status.token, status.confirm_number), (None, None));
+        assert_eq!((status.bound, status.confirm_number), (false, None));
     }
 }

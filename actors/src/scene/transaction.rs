@@ -6,6 +6,8 @@
 //! the same transaction. The scene is busy throughout, so this node starts no second change;
 //! other nodes wait on the lock, then see this one's result. Side effects inside (opening a
 //! session) happen once: the winner of the lock does them, the next one finds the scene moved.
+//! A login's session is written in the same commit as the row that logs the scene in: one
+//! durable commit for the login, and never a session whose scene did not log in.
 //! Waiters are told, and a denied or unfollowed scene ends, only after the commit; if the
 //! commit fails the view goes back to the row and the message is answered with the store's
 //! error, so nobody is told of a login that is not in the row.
@@ -91,11 +93,15 @@ impl SceneActor {
                     let changed = record::export(&scene.machine, &scene.origin)
                         .map(|state| (state != row.state).then_some(state));
                     let confirming = scene.machine.confirming().cloned();
+                    // A login's session commits with the row that logs the scene in.
+                    let login = scene.login.take();
+                    let (digest, ttl) = (scene.session, scene.services.session_ttl);
                     let commit = async move {
                         let changed = changed?;
                         let change = changed.as_ref().map(|state| SceneChange {
                             state,
                             confirming: confirming.as_ref(),
+                            login: login.as_ref().map(|login| login.session(&digest, ttl)),
                         });
                         locked.commit(change).await.map_err(SceneError::from)
                     };

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::time::sleep_until;
-use wxlogin_storage::{LoginMethod, OpenId, Phone, Store};
+use wxlogin_storage::{LoginMethod, NewSession, OpenId, Phone, SessionToken, Store};
 
 use crate::flows::{create_scene, status_path, unix_now};
 use crate::http::{join_all, open_many, Conn, Error, Req};
@@ -158,9 +158,14 @@ async fn fill(dir: &Path, n: usize) -> Result<(), Error> {
                     .binding(&openid(i))
                     .await?
                     .ok_or("a restored binding")?;
-                store
-                    .open_session(&binding, Duration::ZERO, LoginMethod::Scan, "127.0.0.1")
-                    .await?;
+                let session = NewSession {
+                    binding: &binding,
+                    digest: &SessionToken::generate().digest(),
+                    ttl: Duration::ZERO,
+                    method: LoginMethod::Scan,
+                    client_ip: "127.0.0.1",
+                };
+                store.open_session(session).await?;
             }
         }
     });

@@ -170,7 +170,7 @@ mod tests {
             ip: "203.0.113.7".into(),
             device: "Chrome on Windows".into(),
             at: UNIX_EPOCH + Duration::from_secs(1_732_406_400),
-            secret_digest: [0; 32],
+            session_digest: wxlogin_storage::SessionDigest::from_bytes([0; 32]),
         });
         let replies = Replies::load(None, "Example 商城".into()).unwrap();
         let text = confirm_request(&replies, &origin);

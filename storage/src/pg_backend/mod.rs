@@ -34,7 +34,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::backend::{Backend, BatchSender, BindingStream, Pending, BACKUP_BATCH};
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session,
+    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, NewSession, OpenId, Phone, Session,
     SessionToken, UnionId,
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
@@ -367,6 +367,38 @@ impl IsUnavailable for BindError {
 }
 
 /// A `u64` of the interface as a `bigint` column (values past `i64::MAX` mean "never").
+/// Opens `session` and records its login, in one statement (so one transaction of its own,
+/// or a part of the caller's: a scene's login commits with its row, scenes.rs).
+async fn insert_session(
+    client: &tokio_postgres::Client,
+    session: &NewSession<'_>,
+) -> Result<(), StoreError> {
+    let now_ms = unix_now_ms();
+    let created_at = now_ms / 1000;
+    client
+        .execute(
+            "WITH session AS (
+                 INSERT INTO sessions (digest, openid, created_at, expires_at, generation)
+                 VALUES ($1, $2, $3, $4, $5)
+             )
+             INSERT INTO logins (openid, at_ms, method, client_ip)
+             VALUES ($2, $6, $7, $8)",
+            &[
+                &session.digest.as_ref(),
+                &session.binding.openid.as_str(),
+                &int(created_at),
+                &int(created_at.saturating_add(session.ttl.as_secs())),
+                &int(session.binding.generation),
+                &int(now_ms),
+                &method_name(session.method),
+                &session.client_ip,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
 fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -722,41 +754,8 @@ impl Backend for PgBackend {
         }))
     }
 
-    fn open_session<'a>(
-        &'a self,
-        binding: &'a Binding,
-        ttl: Duration,
-        method: LoginMethod,
-        client_ip: &'a str,
-    ) -> Pending<'a, Result<SessionToken, StoreError>> {
-        Box::pin(self.run(move |client| async move {
-            let token = SessionToken::generate();
-            let now_ms = unix_now_ms();
-            let created_at = now_ms / 1000;
-            // One statement, so one transaction: the session and its login, or neither.
-            client
-                .execute(
-                    "WITH session AS (
-                         INSERT INTO sessions (digest, openid, created_at, expires_at, generation)
-                         VALUES ($1, $2, $3, $4, $5)
-                     )
-                     INSERT INTO logins (openid, at_ms, method, client_ip)
-                     VALUES ($2, $6, $7, $8)",
-                    &[
-                        &&token.digest()[..],
-                        &binding.openid.as_str(),
-                        &int(created_at),
-                        &int(created_at.saturating_add(ttl.as_secs())),
-                        &int(binding.generation),
-                        &int(now_ms),
-                        &method_name(method),
-                        &client_ip,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
-            Ok(token)
-        }))
+    fn open_session<'a>(&'a self, session: NewSession<'a>) -> Pending<'a, Result<(), StoreError>> {
+        Box::pin(self.run(move |client| async move { insert_session(&client, &session).await }))
     }
 
     fn session<'a>(
@@ -771,7 +770,7 @@ impl Backend for PgBackend {
                          FROM sessions s JOIN bindings b ON b.openid = s.openid
                          WHERE s.digest = $1 AND s.expires_at > $2"
                     ),
-                    &[&&token.digest()[..], &int(unix_now())],
+                    &[&token.digest().as_ref(), &int(unix_now())],
                 )
                 .await
                 .map_err(pg_error)?;
@@ -797,7 +796,7 @@ impl Backend for PgBackend {
             let deleted = client
                 .execute(
                     "DELETE FROM sessions WHERE digest = $1",
-                    &[&&token.digest()[..]],
+                    &[&token.digest().as_ref()],
                 )
                 .await
                 .map_err(pg_error)?;
@@ -876,7 +875,7 @@ impl Backend for PgBackend {
                          (digest, openid, client_id, scope, issued_at, expires_at, generation)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     &[
-                        &&token.digest()[..],
+                        &token.digest().as_ref(),
                         &binding.openid.as_str(),
                         &client_id,
                         &scope,
@@ -904,7 +903,7 @@ impl Backend for PgBackend {
                          FROM access_tokens t JOIN bindings b ON b.openid = t.openid
                          WHERE t.digest = $1 AND t.expires_at > $2"
                     ),
-                    &[&&token.digest()[..], &int(unix_now())],
+                    &[&token.digest().as_ref(), &int(unix_now())],
                 )
                 .await
                 .map_err(pg_error)?;
@@ -934,7 +933,7 @@ impl Backend for PgBackend {
             let deleted = client
                 .execute(
                     "DELETE FROM access_tokens WHERE digest = $1",
-                    &[&&token.digest()[..]],
+                    &[&token.digest().as_ref()],
                 )
                 .await
                 .map_err(pg_error)?;

@@ -162,7 +162,7 @@ impl OidcRecords {
                 let noted = client
                     .execute(
                         "UPDATE oidc_codes SET access_token = $2 WHERE digest = $1 AND redeemed",
-                        &[&digest(code), &&token.digest()[..]],
+                        &[&digest(code), &token.digest().as_ref()],
                     )
                     .await
                     .map_err(pg_error)?;

@@ -8,18 +8,22 @@
 //! while its row lasts) and the scanner awaiting confirmation.
 //!
 //! Every change is a transaction that first takes the row's lock ([`SceneJournal::lock`]), so
-//! transitions of one scene are serialised across nodes; the change and its notification
-//! commit together.
+//! transitions of one scene are serialised across nodes; the change, its notification and the
+//! session a login opens commit together.
+//!
+//! A row holds no bearer secret: not the session token (only the digest of the session the
+//! scene's secret derives), not the SMS code (only a digest keyed by that secret).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{Object, Pool};
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::AsyncMessage;
 
-use super::{pg_error, pool_error, within, DatabaseTls, PURGE_BATCH};
-use crate::{OpenId, StoreError};
+use super::{insert_session, pg_error, pool_error, within, DatabaseTls, PURGE_BATCH};
+use crate::{NewSession, OpenId, SessionDigest, StoreError};
 
 /// The `LISTEN`/`NOTIFY` channel of scene changes.
 const CHANNEL: &str = "wxlogin_scenes";
@@ -28,7 +32,7 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(200);
 
 /// One scene's row, as [`scene_row`] reads it.
 const SELECT_ROW: &str =
-    "SELECT version, state, expires_at_ms, secret_digest FROM scenes WHERE key = $1";
+    "SELECT version, state, expires_at_ms, session_digest FROM scenes WHERE key = $1";
 
 /// SHA-256 of a scene id.
 pub type SceneKey = [u8; 32];
@@ -37,8 +41,9 @@ pub type SceneKey = [u8; 32];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SceneRow {
     pub version: i64,
-    /// SHA-256 of the scene's secret, which its browser shows to get the session token.
-    pub secret_digest: [u8; 32],
+    /// The digest of the session the scene's login opens, whose token the scene's secret
+    /// derives: its browser proves the secret by it.
+    pub session_digest: SessionDigest,
     pub state: Vec<u8>,
     pub expires_at: SystemTime,
 }
@@ -48,7 +53,7 @@ pub struct NewScene<'a> {
     pub key: &'a SceneKey,
     pub state: &'a [u8],
     pub login_code: Option<&'a str>,
-    pub secret_digest: &'a [u8; 32],
+    pub session_digest: &'a SessionDigest,
     pub expires_at: SystemTime,
 }
 
@@ -57,6 +62,9 @@ pub struct SceneChange<'a> {
     pub state: &'a [u8],
     /// The scanner whose confirmation the scene now awaits, if any.
     pub confirming: Option<&'a OpenId>,
+    /// The session the change's login opens: it commits with the row (one durable commit, and
+    /// never a session without its scene's login or the other way round).
+    pub login: Option<NewSession<'a>>,
 }
 
 /// What the listener hears.
@@ -94,13 +102,13 @@ impl SceneJournal {
             let client = self.client().await?;
             let inserted = client
                 .execute(
-                    "INSERT INTO scenes (key, version, state, login_code, secret_digest, expires_at_ms, \
+                    "INSERT INTO scenes (key, version, state, login_code, session_digest, expires_at_ms, \
                      updated_at_ms) VALUES ($1, 1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                     &[
                         &&scene.key[..],
                         &scene.state,
                         &scene.login_code,
-                        &&scene.secret_digest[..],
+                        &scene.session_digest.as_ref(),
                         &unix_ms(scene.expires_at),
                         &unix_ms(SystemTime::now()),
                     ],
@@ -309,27 +317,35 @@ impl LockedScene {
             let mut version = current;
             if let Some(change) = change.filter(|_| self.row.is_some()) {
                 version += 1;
-                client
-                    .execute(
-                        "UPDATE scenes SET version = $2, state = $3, confirming = $4, \
-                         updated_at_ms = $5 WHERE key = $1",
-                        &[
-                            &&key[..],
-                            &version,
-                            &change.state,
-                            &change.confirming.map(OpenId::as_str),
-                            &unix_ms(SystemTime::now()),
-                        ],
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                client
-                    .execute(
-                        "SELECT pg_notify($1, $2)",
-                        &[&CHANNEL, &notice_payload(&key, version)],
-                    )
-                    .await
-                    .map_err(pg_error)?;
+                let payload = notice_payload(&key, version);
+                let now = unix_ms(SystemTime::now());
+                let confirming = change.confirming.map(OpenId::as_str);
+                let params: [&(dyn ToSql + Sync); 7] = [
+                    &&key[..],
+                    &version,
+                    &change.state,
+                    &confirming,
+                    &now,
+                    &CHANNEL,
+                    &payload,
+                ];
+                let update = client.execute(
+                    "WITH changed AS (UPDATE scenes SET version = $2, state = $3, confirming = $4, \
+                     updated_at_ms = $5 WHERE key = $1 RETURNING key) \
+                     SELECT pg_notify($6, $7) FROM changed",
+                    &params,
+                );
+                // Sent together, one round trip: both must succeed before the commit.
+                match change.login {
+                    Some(login) => {
+                        let (_, updated) =
+                            tokio::try_join!(insert_session(client, &login), async {
+                                update.await.map_err(pg_error)
+                            })?;
+                        updated
+                    }
+                    None => update.await.map_err(pg_error)?,
+                };
             }
             client.batch_execute("COMMIT").await.map_err(pg_error)?;
             Ok::<_, StoreError>(version)
@@ -355,10 +371,11 @@ fn scene_row(row: &tokio_postgres::Row) -> Result<SceneRow, StoreError> {
         version: row.get(0),
         state: row.get(1),
         expires_at: UNIX_EPOCH + Duration::from_millis(expires_at_ms),
-        secret_digest: row
-            .get::<_, &[u8]>(3)
-            .try_into()
-            .map_err(|_| StoreError::Backend("a scene's secret digest is not 32 bytes".into()))?,
+        session_digest: SessionDigest::from_bytes(
+            row.get::<_, &[u8]>(3).try_into().map_err(|_| {
+                StoreError::Backend("a scene's session digest is not 32 bytes".into())
+            })?,
+        ),
     })
 }
 
@@ -397,6 +414,8 @@ mod tests {
         PgBackend::open(&settings).await.unwrap().scene_journal()
     }
 
+    const SESSION: SessionDigest = SessionDigest::from_bytes([9; 32]);
+
     fn new_scene<'a>(
         key: &'a SceneKey,
         code: Option<&'a str>,
@@ -406,7 +425,7 @@ mod tests {
             key,
             state: b"state",
             login_code: code,
-            secret_digest: &[9; 32],
+            session_digest: &SESSION,
             expires_at,
         }
     }
@@ -442,11 +461,12 @@ mod tests {
         let change = SceneChange {
             state: b"confirming",
             confirming: Some(&alice),
+            login: None,
         };
         assert_eq!(locked.commit(Some(change)).await.unwrap(), 2);
         let seen = waiting.await.unwrap();
         assert_eq!((seen.version, &seen.state[..]), (2, &b"confirming"[..]));
-        assert_eq!(seen.secret_digest, [9; 32]);
+        assert_eq!(seen.session_digest, SESSION);
         assert_eq!(
             journal.awaiting_confirmation(&alice).await.unwrap(),
             Some(first)
@@ -484,6 +504,7 @@ mod tests {
         let change = SceneChange {
             state: b"moved",
             confirming: None,
+            login: None,
         };
         locked.commit(Some(change)).await.unwrap();
         assert_eq!(

@@ -147,6 +147,12 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX scenes_by_confirming ON scenes (confirming) WHERE confirming IS NOT NULL;
      CREATE INDEX scenes_by_expiry ON scenes (expires_at_ms);",
+    // 6 (a scene's session token is never stored): the row keeps the digest of the session its
+    // secret derives, which also proves the secret. Rows of the old form hold clear tokens and
+    // codes and cannot be read by this version: the logins they were are dropped (their
+    // browsers ask for a new QR code).
+    "DELETE FROM scenes;
+     ALTER TABLE scenes RENAME COLUMN secret_digest TO session_digest;",
 ];
 
 /// The schema's version once every migration is applied.

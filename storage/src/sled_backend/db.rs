@@ -1,6 +1,6 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -18,8 +18,8 @@ pub use signatures::SignatureUse;
 
 use super::flush::GroupFlush;
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, LoginRecord, OpenId, Phone, Session,
-    SessionToken, UnionId,
+    Binding, LoginCursor, LoginPage, LoginRecord, NewSession, OpenId, Phone, Session, SessionToken,
+    UnionId,
 };
 use crate::{BindError, StoreError};
 
@@ -398,16 +398,16 @@ impl SledDb {
     /// Starts a session under `binding` and records the login; returns the bearer token. The
     /// session is live only while that very binding stands: if it was removed or replaced
     /// meanwhile, the token is refused from the start.
-    pub async fn open_session(
-        &self,
-        binding: &Binding,
-        ttl: Duration,
-        method: LoginMethod,
-        client_ip: &str,
-    ) -> Result<SessionToken, StoreError> {
+    pub async fn open_session(&self, session: NewSession<'_>) -> Result<(), StoreError> {
+        let NewSession {
+            binding,
+            digest,
+            ttl,
+            method,
+            client_ip,
+        } = session;
         let openid = &binding.openid;
-        let token = SessionToken::generate();
-        let digest = token.digest();
+        let digest = *digest.as_bytes();
         let now_ms = unix_now_ms();
         let created_at = now_ms / 1000;
         let session = encode(&SessionValue {
@@ -438,7 +438,12 @@ impl SledDb {
             &self.logins_by_time,
         )
             .transaction(|(sessions, index, logins, by_expiry, by_time)| {
-                sessions.insert(&digest, session.as_slice())?;
+                if sessions.insert(&digest, session.as_slice())?.is_some() {
+                    // One digest is one scene's login: a second would be a bug, never a login.
+                    return Err(ConflictableTransactionError::Abort(StoreError::Backend(
+                        "a session with this digest is open already".into(),
+                    )));
+                }
                 index.insert(index_key.as_slice(), &[])?;
                 logins.insert(login_key.as_slice(), login.as_slice())?;
                 by_expiry.insert(expiry_key.as_slice(), &[])?;
@@ -447,7 +452,7 @@ impl SledDb {
             })
             .map_err(tx_error)?;
         self.flush().await?;
-        Ok(token)
+        Ok(())
     }
 
     /// The live session for `token`: present, not expired, and its user still bound
@@ -472,7 +477,7 @@ impl SledDb {
 
     /// Ends the session for `token`. Returns whether there was one.
     pub async fn close_session(&self, token: &SessionToken) -> Result<bool, StoreError> {
-        let digest = token.digest();
+        let digest = *token.digest().as_bytes();
         let Some(raw) = self.sessions.get(digest)? else {
             return Ok(false);
         };
@@ -606,8 +611,10 @@ fn unix_now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    //! Its helpers serve `access`'s tests too.
+    //! Its helpers serve `access`'s and `expiry`'s tests too.
     use super::*;
+    use crate::LoginMethod;
+    use std::time::Duration;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -622,6 +629,26 @@ mod tests {
                     .ok()
             })
             .expect("the store reopens")
+    }
+
+    /// A login under `binding`: opens a session for a new token, as a scene's login does.
+    pub(super) async fn log_in(
+        store: &SledDb,
+        binding: &Binding,
+        ttl: Duration,
+        method: crate::LoginMethod,
+        client_ip: &str,
+    ) -> Result<SessionToken, StoreError> {
+        let token = SessionToken::generate();
+        let session = NewSession {
+            binding,
+            digest: &token.digest(),
+            ttl,
+            method,
+            client_ip,
+        };
+        store.open_session(session).await?;
+        Ok(token)
     }
 
     pub(super) fn store() -> (tempfile::TempDir, Arc<SledDb>) {
@@ -707,8 +734,7 @@ mod tests {
         let token = {
             let store = SledDb::open(dir.path()).unwrap();
             let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
-            store
-                .open_session(&bound, HOUR, LoginMethod::Bind, "ip")
+            log_in(&store, &bound, HOUR, LoginMethod::Bind, "ip")
                 .await
                 .unwrap()
         };

@@ -28,7 +28,7 @@ pub use db::{AccessGrant, SignatureUse};
 use crate::backend::{Backend, BindingStream, Pending};
 use crate::migrate::RecordStream;
 use crate::model::{
-    Binding, LoginCursor, LoginMethod, LoginPage, OpenId, Phone, Session, SessionToken, UnionId,
+    Binding, LoginCursor, LoginPage, NewSession, OpenId, Phone, Session, SessionToken, UnionId,
 };
 use crate::{BindError, StoreError};
 
@@ -331,18 +331,8 @@ impl Backend for SledBackend {
         Box::pin(self.write(move |db| async move { db.unfollow(openid, event_time).await }))
     }
 
-    fn open_session<'a>(
-        &'a self,
-        binding: &'a Binding,
-        ttl: Duration,
-        method: LoginMethod,
-        client_ip: &'a str,
-    ) -> Pending<'a, Result<SessionToken, StoreError>> {
-        Box::pin(
-            self.write(
-                move |db| async move { db.open_session(binding, ttl, method, client_ip).await },
-            ),
-        )
+    fn open_session<'a>(&'a self, session: NewSession<'a>) -> Pending<'a, Result<(), StoreError>> {
+        Box::pin(self.write(move |db| async move { db.open_session(session).await }))
     }
 
     fn session<'a>(

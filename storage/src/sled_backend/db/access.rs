@@ -62,7 +62,7 @@ impl SledDb {
     ) -> Result<SessionToken, StoreError> {
         let openid = &binding.openid;
         let token = SessionToken::generate();
-        let digest = token.digest();
+        let digest = *token.digest().as_bytes();
         let issued_at = unix_now();
         let grant = encode(&AccessGrant {
             openid: openid.clone(),
@@ -106,7 +106,7 @@ impl SledDb {
 
     /// Revokes one access token. Returns whether it existed.
     pub async fn revoke_access_token(&self, token: &SessionToken) -> Result<bool, StoreError> {
-        let digest = token.digest();
+        let digest = *token.digest().as_bytes();
         let Some(raw) = self.access_tokens.remove(digest)? else {
             return Ok(false);
         };

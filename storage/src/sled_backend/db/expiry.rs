@@ -167,7 +167,7 @@ fn split_login_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{openid, phone, store};
+    use super::super::tests::{log_in, openid, phone, store};
     use super::*;
     use crate::model::LoginMethod;
 
@@ -178,10 +178,15 @@ mod tests {
         let bound = store.bind(&alice, &phone("13800000001"), 0).await.unwrap();
         let logins = BATCH + 5;
         for _ in 0..logins {
-            store
-                .open_session(&bound, Duration::from_secs(60), LoginMethod::Scan, "ip")
-                .await
-                .unwrap();
+            log_in(
+                &store,
+                &bound,
+                Duration::from_secs(60),
+                LoginMethod::Scan,
+                "ip",
+            )
+            .await
+            .unwrap();
         }
         assert_eq!(
             store
@@ -206,18 +211,21 @@ mod tests {
             .bind(&openid("alice"), &phone("13800000001"), 0)
             .await
             .unwrap();
-        let expired = store
-            .open_session(&bound, Duration::ZERO, LoginMethod::Scan, "ip")
+        let expired = log_in(&store, &bound, Duration::ZERO, LoginMethod::Scan, "ip")
             .await
             .unwrap();
-        let closed = store
-            .open_session(&bound, Duration::ZERO, LoginMethod::Scan, "ip")
+        let closed = log_in(&store, &bound, Duration::ZERO, LoginMethod::Scan, "ip")
             .await
             .unwrap();
-        let live = store
-            .open_session(&bound, Duration::from_secs(3600), LoginMethod::Scan, "ip")
-            .await
-            .unwrap();
+        let live = log_in(
+            &store,
+            &bound,
+            Duration::from_secs(3600),
+            LoginMethod::Scan,
+            "ip",
+        )
+        .await
+        .unwrap();
         assert!(store.close_session(&closed).await.unwrap());
         // The closed session's index entry is tidied; only the expired one counted... both are
         // entries up to now, and both go.
@@ -235,8 +243,7 @@ mod tests {
             .bind(&openid("alice"), &phone("13800000001"), 0)
             .await
             .unwrap();
-        store
-            .open_session(&bound, Duration::ZERO, LoginMethod::Scan, "ip")
+        log_in(&store, &bound, Duration::ZERO, LoginMethod::Scan, "ip")
             .await
             .unwrap();
         // As a store written before the indexes existed would look.
