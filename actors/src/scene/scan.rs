@@ -198,16 +198,19 @@ impl SceneActor {
         let client_ip = self.origin.ip();
         let scanner = openid.clone();
         let lookup = async move {
-            let unfollowed = store.unfollowed_at(&scanner).await?;
+            // Three reads at once: each is a round trip of its own, and they are independent.
+            let (unfollowed, binding, follow_generation) = tokio::try_join!(
+                store.unfollowed_at(&scanner),
+                store.binding(&scanner),
+                store.follow_generation(&scanner),
+            )?;
             if let (Some(sent), Some(unfollowed)) = (sent, unfollowed) {
                 if sent.overtaken_by(unfollowed) {
                     return Err(SceneError::Unfollowed);
                 }
             }
-            Ok(match store.binding(&scanner).await? {
-                None => Found::Unbound {
-                    follow_generation: store.follow_generation(&scanner).await?,
-                },
+            Ok(match binding {
+                None => Found::Unbound { follow_generation },
                 Some(binding) => {
                     let login = Login {
                         binding,

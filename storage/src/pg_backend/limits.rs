@@ -20,7 +20,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use sha2::{Digest, Sha256};
 
-use super::{pg_error, pool_error, purge_in_batches, unavailable};
+use super::{pg_error, pool_error, prepared, purge_in_batches, unavailable};
 use crate::StoreError;
 
 /// A limit check waits at most this long, a connection included: well inside WeChat's 5 s for
@@ -153,7 +153,7 @@ impl SharedLimits {
     ) -> Result<tokio_postgres::Row, StoreError> {
         within_check(async {
             let client = self.0.get().await.map_err(pool_error)?;
-            let statement = client.prepare_cached(statement).await.map_err(pg_error)?;
+            let statement = prepared(&client, statement).await?;
             client.query_one(&statement, params).await.map_err(pg_error)
         })
         .await
@@ -166,7 +166,7 @@ impl SharedLimits {
     ) -> Result<(), StoreError> {
         within_check(async {
             let client = self.0.get().await.map_err(pool_error)?;
-            let statement = client.prepare_cached(statement).await.map_err(pg_error)?;
+            let statement = prepared(&client, statement).await?;
             client.execute(&statement, params).await.map_err(pg_error)?;
             Ok(())
         })

@@ -26,10 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use deadpool_postgres::{
+    ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::backend::{Backend, BatchSender, BindingStream, Pending, BACKUP_BATCH};
@@ -366,23 +368,32 @@ impl IsUnavailable for BindError {
     }
 }
 
-/// A `u64` of the interface as a `bigint` column (values past `i64::MAX` mean "never").
+/// `sql` prepared on this connection once and kept (deadpool's statement cache): a statement
+/// sent as text is parsed and described in a round trip of its own every time.
+async fn prepared(client: &ClientWrapper, sql: &str) -> Result<Statement, StoreError> {
+    client.prepare_cached(sql).await.map_err(pg_error)
+}
+
 /// Opens `session` and records its login, in one statement (so one transaction of its own,
 /// or a part of the caller's: a scene's login commits with its row, scenes.rs).
 async fn insert_session(
-    client: &tokio_postgres::Client,
+    client: &ClientWrapper,
     session: &NewSession<'_>,
 ) -> Result<(), StoreError> {
     let now_ms = unix_now_ms();
     let created_at = now_ms / 1000;
     client
         .execute(
-            "WITH session AS (
+            &prepared(
+                client,
+                "WITH session AS (
                  INSERT INTO sessions (digest, openid, created_at, expires_at, generation)
                  VALUES ($1, $2, $3, $4, $5)
              )
              INSERT INTO logins (openid, at_ms, method, client_ip)
              VALUES ($2, $6, $7, $8)",
+            )
+            .await?,
             &[
                 &session.digest.as_ref(),
                 &session.binding.openid.as_str(),
@@ -399,6 +410,7 @@ async fn insert_session(
     Ok(())
 }
 
+/// A `u64` of the interface as a `bigint` column (values past `i64::MAX` mean "never").
 fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -543,7 +555,7 @@ async fn purge_in_batches(
     statement: &str,
     bound: i64,
 ) -> Result<usize, StoreError> {
-    let statement = client.prepare_cached(statement).await.map_err(pg_error)?;
+    let statement = prepared(&client, statement).await?;
     let mut total = 0;
     loop {
         let deleted = client
@@ -565,7 +577,11 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let row = client
                 .query_opt(
-                    &format!("SELECT {BINDING_COLUMNS} FROM bindings b WHERE b.openid = $1"),
+                    &prepared(
+                        &client,
+                        &format!("SELECT {BINDING_COLUMNS} FROM bindings b WHERE b.openid = $1"),
+                    )
+                    .await?,
                     &[&openid.as_str()],
                 )
                 .await
@@ -581,7 +597,11 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let row = client
                 .query_opt(
-                    &format!("SELECT {BINDING_COLUMNS} FROM bindings b WHERE b.phone = $1"),
+                    &prepared(
+                        &client,
+                        &format!("SELECT {BINDING_COLUMNS} FROM bindings b WHERE b.phone = $1"),
+                    )
+                    .await?,
                     &[&phone.as_str()],
                 )
                 .await
@@ -594,7 +614,11 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let row = client
                 .query_opt(
-                    "SELECT generation FROM unfollows WHERE openid = $1",
+                    &prepared(
+                        &client,
+                        "SELECT generation FROM unfollows WHERE openid = $1",
+                    )
+                    .await?,
                     &[&openid.as_str()],
                 )
                 .await
@@ -610,7 +634,11 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let row = client
                 .query_opt(
-                    "SELECT unfollowed_at FROM unfollows WHERE openid = $1",
+                    &prepared(
+                        &client,
+                        "SELECT unfollowed_at FROM unfollows WHERE openid = $1",
+                    )
+                    .await?,
                     &[&openid.as_str()],
                 )
                 .await
@@ -646,7 +674,10 @@ impl Backend for PgBackend {
     fn has_no_bindings(&self) -> Pending<'_, Result<bool, StoreError>> {
         Box::pin(self.run(|client| async move {
             let row = client
-                .query_one("SELECT NOT EXISTS (SELECT 1 FROM bindings)", &[])
+                .query_one(
+                    &prepared(&client, "SELECT NOT EXISTS (SELECT 1 FROM bindings)").await?,
+                    &[],
+                )
                 .await
                 .map_err(pg_error)?;
             Ok(row.get(0))
@@ -686,9 +717,13 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             client
                 .execute(
-                    "INSERT INTO follows (openid, followed_at) VALUES ($1, $2)
+                    &prepared(
+                        &client,
+                        "INSERT INTO follows (openid, followed_at) VALUES ($1, $2)
                      ON CONFLICT (openid) DO UPDATE
                          SET followed_at = greatest(follows.followed_at, excluded.followed_at)",
+                    )
+                    .await?,
                     &[&openid.as_str(), &int(at)],
                 )
                 .await
@@ -706,7 +741,11 @@ impl Backend for PgBackend {
             // Only that very binding: a bind or unbind since changed or removed the row.
             let written = client
                 .execute(
-                    "UPDATE bindings SET unionid = $3 WHERE openid = $1 AND generation = $2",
+                    &prepared(
+                        &client,
+                        "UPDATE bindings SET unionid = $3 WHERE openid = $1 AND generation = $2",
+                    )
+                    .await?,
                     &[
                         &binding.openid.as_str(),
                         &int(binding.generation),
@@ -765,11 +804,15 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let row = client
                 .query_opt(
-                    &format!(
-                        "SELECT {BINDING_COLUMNS}, s.generation, s.created_at, s.expires_at
+                    &prepared(
+                        &client,
+                        &format!(
+                            "SELECT {BINDING_COLUMNS}, s.generation, s.created_at, s.expires_at
                          FROM sessions s JOIN bindings b ON b.openid = s.openid
                          WHERE s.digest = $1 AND s.expires_at > $2"
-                    ),
+                        ),
+                    )
+                    .await?,
                     &[&token.digest().as_ref(), &int(unix_now())],
                 )
                 .await
@@ -795,7 +838,7 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let deleted = client
                 .execute(
-                    "DELETE FROM sessions WHERE digest = $1",
+                    &prepared(&client, "DELETE FROM sessions WHERE digest = $1").await?,
                     &[&token.digest().as_ref()],
                 )
                 .await
@@ -821,9 +864,13 @@ impl Backend for PgBackend {
             });
             let rows = client
                 .query(
-                    "SELECT at_ms, id, method, client_ip FROM logins
+                    &prepared(
+                        &client,
+                        "SELECT at_ms, id, method, client_ip FROM logins
                      WHERE openid = $1 AND (at_ms, id) < ($2, $3)
                      ORDER BY at_ms DESC, id DESC LIMIT $4",
+                    )
+                    .await?,
                     &[
                         &openid.as_str(),
                         &before_ms,
@@ -871,9 +918,13 @@ impl Backend for PgBackend {
             let issued_at = unix_now();
             client
                 .execute(
-                    "INSERT INTO access_tokens
+                    &prepared(
+                        &client,
+                        "INSERT INTO access_tokens
                          (digest, openid, client_id, scope, issued_at, expires_at, generation)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .await?,
                     &[
                         &token.digest().as_ref(),
                         &binding.openid.as_str(),
@@ -897,12 +948,16 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let row = client
                 .query_opt(
-                    &format!(
-                        "SELECT {BINDING_COLUMNS}, t.generation, t.issued_at, t.expires_at,
+                    &prepared(
+                        &client,
+                        &format!(
+                            "SELECT {BINDING_COLUMNS}, t.generation, t.issued_at, t.expires_at,
                                 t.client_id, t.scope
                          FROM access_tokens t JOIN bindings b ON b.openid = t.openid
                          WHERE t.digest = $1 AND t.expires_at > $2"
-                    ),
+                        ),
+                    )
+                    .await?,
                     &[&token.digest().as_ref(), &int(unix_now())],
                 )
                 .await
@@ -932,7 +987,7 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let deleted = client
                 .execute(
-                    "DELETE FROM access_tokens WHERE digest = $1",
+                    &prepared(&client, "DELETE FROM access_tokens WHERE digest = $1").await?,
                     &[&token.digest().as_ref()],
                 )
                 .await
@@ -948,7 +1003,7 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let deleted = client
                 .execute(
-                    "DELETE FROM access_tokens WHERE openid = $1",
+                    &prepared(&client, "DELETE FROM access_tokens WHERE openid = $1").await?,
                     &[&openid.as_str()],
                 )
                 .await
@@ -966,11 +1021,15 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             client
                 .execute(
-                    "INSERT INTO consents (openid, client_id, scope, given_at, generation)
+                    &prepared(
+                        &client,
+                        "INSERT INTO consents (openid, client_id, scope, given_at, generation)
                      VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (openid, client_id) DO UPDATE
                          SET scope = excluded.scope, given_at = excluded.given_at,
                              generation = excluded.generation",
+                    )
+                    .await?,
                     &[
                         &binding.openid.as_str(),
                         &client_id,
@@ -993,8 +1052,12 @@ impl Backend for PgBackend {
         Box::pin(self.run(move |client| async move {
             let row = client
                 .query_opt(
-                    "SELECT scope, generation, given_at FROM consents
+                    &prepared(
+                        &client,
+                        "SELECT scope, generation, given_at FROM consents
                      WHERE openid = $1 AND client_id = $2",
+                    )
+                    .await?,
                     &[&binding.openid.as_str(), &client_id],
                 )
                 .await
@@ -1016,8 +1079,12 @@ impl Backend for PgBackend {
             let signature = signature.to_ascii_lowercase();
             let first = client
                 .execute(
-                    "INSERT INTO signatures (sent_at, signature, body_digest)
+                    &prepared(
+                        &client,
+                        "INSERT INTO signatures (sent_at, signature, body_digest)
                      VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .await?,
                     &[&int(sent_at), &signature, &&body_digest[..]],
                 )
                 .await
@@ -1027,7 +1094,11 @@ impl Backend for PgBackend {
             }
             let used = client
                 .query_opt(
-                    "SELECT body_digest FROM signatures WHERE sent_at = $1 AND signature = $2",
+                    &prepared(
+                        &client,
+                        "SELECT body_digest FROM signatures WHERE sent_at = $1 AND signature = $2",
+                    )
+                    .await?,
                     &[&int(sent_at), &signature],
                 )
                 .await

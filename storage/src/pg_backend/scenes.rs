@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::AsyncMessage;
 
-use super::{insert_session, pg_error, pool_error, within, DatabaseTls, PURGE_BATCH};
+use super::{insert_session, pg_error, pool_error, prepared, within, DatabaseTls, PURGE_BATCH};
 use crate::{NewSession, OpenId, SessionDigest, StoreError};
 
 /// The `LISTEN`/`NOTIFY` channel of scene changes.
@@ -33,6 +33,11 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(200);
 /// One scene's row, as [`scene_row`] reads it.
 const SELECT_ROW: &str =
     "SELECT version, state, expires_at_ms, session_digest FROM scenes WHERE key = $1";
+
+/// A change of a locked row, and its notification.
+const UPDATE_ROW: &str = "WITH changed AS (UPDATE scenes SET version = $2, state = $3, \
+     confirming = $4, updated_at_ms = $5 WHERE key = $1 RETURNING key) \
+     SELECT pg_notify($6, $7) FROM changed";
 
 /// SHA-256 of a scene id.
 pub type SceneKey = [u8; 32];
@@ -102,8 +107,8 @@ impl SceneJournal {
             let client = self.client().await?;
             let inserted = client
                 .execute(
-                    "INSERT INTO scenes (key, version, state, login_code, session_digest, expires_at_ms, \
-                     updated_at_ms) VALUES ($1, 1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+&prepared(&client, "INSERT INTO scenes (key, version, state, login_code, session_digest, expires_at_ms, \
+                     updated_at_ms) VALUES ($1, 1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING").await?,
                     &[
                         &&scene.key[..],
                         &scene.state,
@@ -124,7 +129,7 @@ impl SceneJournal {
         within(async {
             let client = self.client().await?;
             let row = client
-                .query_opt(SELECT_ROW, &[&&key[..]])
+                .query_opt(&prepared(&client, SELECT_ROW).await?, &[&&key[..]])
                 .await
                 .map_err(pg_error)?;
             row.map(|row| scene_row(&row)).transpose()
@@ -154,7 +159,10 @@ impl SceneJournal {
     async fn find(&self, query: &str, value: &str) -> Result<Option<SceneKey>, StoreError> {
         within(async {
             let client = self.client().await?;
-            let row = client.query_opt(query, &[&value]).await.map_err(pg_error)?;
+            let row = client
+                .query_opt(&prepared(&client, query).await?, &[&value])
+                .await
+                .map_err(pg_error)?;
             row.map(|row| {
                 let key: &[u8] = row.get(0);
                 key.try_into()
@@ -176,13 +184,13 @@ impl SceneJournal {
                 row: None,
             };
             let client = locked.client.as_ref().expect("just set");
-            client.batch_execute("BEGIN").await.map_err(pg_error)?;
-            locked.row = client
-                .query_opt(&format!("{SELECT_ROW} FOR UPDATE"), &[&&key[..]])
-                .await
-                .map_err(pg_error)?
-                .map(|row| scene_row(&row))
-                .transpose()?;
+            let select = prepared(client, &format!("{SELECT_ROW} FOR UPDATE")).await?;
+            // Sent together, one round trip: the select runs inside the transaction.
+            let (_, row) = tokio::try_join!(client.batch_execute("BEGIN"), async {
+                client.query_opt(&select, &[&&key[..]]).await
+            })
+            .map_err(pg_error)?;
+            locked.row = row.map(|row| scene_row(&row)).transpose()?;
             Ok(locked)
         })
         .await
@@ -197,8 +205,12 @@ impl SceneJournal {
                 let client = self.client().await?;
                 client
                     .execute(
-                        "DELETE FROM scenes WHERE key IN (SELECT key FROM scenes \
+                        &prepared(
+                            &client,
+                            "DELETE FROM scenes WHERE key IN (SELECT key FROM scenes \
                          WHERE expires_at_ms < $1 LIMIT $2)",
+                        )
+                        .await?,
                         &[&unix_ms(expired_before), &PURGE_BATCH],
                     )
                     .await
@@ -329,12 +341,8 @@ impl LockedScene {
                     &CHANNEL,
                     &payload,
                 ];
-                let update = client.execute(
-                    "WITH changed AS (UPDATE scenes SET version = $2, state = $3, confirming = $4, \
-                     updated_at_ms = $5 WHERE key = $1 RETURNING key) \
-                     SELECT pg_notify($6, $7) FROM changed",
-                    &params,
-                );
+                let update = prepared(client, UPDATE_ROW).await?;
+                let update = client.execute(&update, &params);
                 // Sent together, one round trip: both must succeed before the commit.
                 match change.login {
                     Some(login) => {
