@@ -386,3 +386,35 @@ async fn a_scenes_row_holds_no_session_token_no_code_and_no_phone() {
     );
     assert_eq!(node.me(&token).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_code_asked_of_a_node_that_has_not_heard_of_the_scan_yet_is_sent() {
+    let server = TestServer::start();
+    let url = server.new_database().await;
+    let env = [("WXLOGIN_DATABASE_URL", url.as_str())];
+    let a = spawn_app_with(&env).await;
+    let mut c = spawn_app_with(&env).await;
+    c.client = a.client.clone();
+    let qr = a.create_qr().await;
+    // C takes the scene up while it waits.
+    assert_eq!(status(&c, &qr.scene_id, 0).await["state"], "waiting");
+    // Every listening connection is cut, so C hears of the scan only when it reconnects
+    // (200 ms later): its view still says `waiting` when the code is asked for.
+    let cut = std::process::Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qAtc",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query = 'LISTEN wxlogin_scenes'",
+        ])
+        .output()
+        .expect("psql runs");
+    assert_eq!(String::from_utf8_lossy(&cut.stdout).trim(), "2", "{cut:?}");
+    push_scan(&a, &qr.scene_id, "oHurried", false).await;
+    let asked = c.request_code(&qr.scene_id, "13800000038").await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let code = c.sms_code("13800000038").await;
+    let bound = c.bind(&qr.scene_id, "13800000038", &code).await;
+    assert_eq!(bound.status(), StatusCode::OK);
+}

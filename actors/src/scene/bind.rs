@@ -20,8 +20,12 @@ impl Live<BindingScanner> for SceneActor {
     const CHANGES: bool = false;
 
     fn live(&mut self, _: BindingScanner, _: &mut Context<Self>) -> Reply<BindingScanner> {
-        let scanner = self.machine.binding().cloned();
-        ActorResponse::reply(Some(scanner.ok_or(SceneError::NotAwaitingBind)))
+        // Asked right after the scan's answer, perhaps of a node the scan's notification has
+        // not reached yet.
+        self.read_committed(|scene| {
+            let scanner = scene.machine.binding().cloned();
+            scanner.ok_or(SceneError::NotAwaitingBind)
+        })
     }
 }
 

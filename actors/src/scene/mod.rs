@@ -424,24 +424,38 @@ impl Live<Watch> for SceneActor {
     const CHANGES: bool = false;
 
     fn live(&mut self, msg: Watch, _: &mut Context<Self>) -> Reply<Watch> {
-        if let Some(journal) = &self.services.journal {
-            if !msg.until_change && !self.busy {
-                // A poll that does not wait reads the row: it sees whatever any node committed
-                // before it, not only what this node has heard of so far.
-                let (journal, key) = (journal.clone(), *self.key.as_bytes());
-                let read = async move { journal.load(&key).await };
-                return ActorResponse::r#async(read.into_actor(self).map(|row, scene, ctx| {
-                    scene.reloaded(row, ctx);
-                    Some(Watched {
-                        status: scene.status(),
-                        change: None,
-                    })
-                }));
-            }
+        if !msg.until_change {
+            // A poll that does not wait sees whatever any node committed before it.
+            return self.read_committed(|scene| Watched {
+                status: scene.status(),
+                change: None,
+            });
         }
         let status = self.status();
-        let change = (msg.until_change && !status.phase.is_settled()).then(|| self.waiters.add());
+        let change = (!status.phase.is_settled()).then(|| self.waiters.add());
         ActorResponse::reply(Some(Watched { status, change }))
+    }
+}
+
+impl SceneActor {
+    /// Answers `answer` of the scene as committed: on PostgreSQL the row is read first, so the
+    /// answer holds whatever any node committed before the request, not only what this node
+    /// has heard of so far (its notification may still be on its way). During a write of this
+    /// node's own, the view is the latest there is.
+    fn read_committed<T: 'static>(
+        &mut self,
+        answer: impl FnOnce(&mut SceneActor) -> T + 'static,
+    ) -> ActorResponse<Self, Option<T>> {
+        let journal = match &self.services.journal {
+            Some(journal) if !self.busy => journal.clone(),
+            _ => return ActorResponse::reply(Some(answer(self))),
+        };
+        let key = *self.key.as_bytes();
+        let read = async move { journal.load(&key).await };
+        ActorResponse::r#async(read.into_actor(self).map(|row, scene, ctx| {
+            scene.reloaded(row, ctx);
+            Some(answer(scene))
+        }))
     }
 }
 

@@ -21,7 +21,7 @@ use longpoll::Browsers;
 use report::Row;
 use server::{Server, AES_KEY};
 
-const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--server PATH | --url http://127.0.0.1:PORT [--push-url http://127.0.0.1:PORT]]
+const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--long-polls N] [--server PATH | --url http://127.0.0.1:PORT [--push-url http://127.0.0.1:PORT]]
        wxlogin-bench [--quick] --nodes http://127.0.0.1:A,http://127.0.0.1:B,http://127.0.0.1:C
 
 Starts the wxlogin binary next to this one (or PATH) in sandbox mode on 127.0.0.1:0, runs
@@ -30,7 +30,9 @@ running sandbox server in plaintext mode instead, or a load balancer in front of
 nodes whose /sandbox/ routes reach their sandbox WeChat (benches/cluster.sh); scenarios 4
 (memory) and 7 (storage stalls, which fills a data directory first) and scenario 2's safe mode
 then still start their own servers. --push-url sends scenario 3's scans to another node than
-the one holding the long-polls: the cross-node notification under load. --nodes runs only
+the one holding the long-polls: the cross-node notification under load. --long-polls holds N
+long-polls in scenarios 3 and 4 instead of 10,000 (a proxy in front needs two descriptors for
+each). --nodes runs only
 scenario 8 against three running sandbox nodes on one PostgreSQL: scenes made on the first,
 scanned on the second, waited for on the third, one at a time (scan-to-wake p50/p99).
 Exits non-zero if any request failed; targets met or missed never change the exit code.";
@@ -104,6 +106,8 @@ struct Options {
     push_url: Option<String>,
     /// Scenario 8's three nodes.
     nodes: Vec<String>,
+    /// Long-polls held in scenarios 3 and 4, if not the size's.
+    long_polls: Option<usize>,
 }
 
 fn options() -> Result<Options, String> {
@@ -115,6 +119,7 @@ fn options() -> Result<Options, String> {
         url: None,
         push_url: None,
         nodes: Vec::new(),
+        long_polls: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -131,6 +136,10 @@ fn options() -> Result<Options, String> {
             "--url" => options.url = Some(value()?),
             "--push-url" => options.push_url = Some(value()?),
             "--nodes" => options.nodes = value()?.split(',').map(str::to_owned).collect(),
+            "--long-polls" => {
+                let n = value()?;
+                options.long_polls = Some(n.parse().map_err(|_| format!("bad --long-polls {n}"))?)
+            }
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
@@ -247,11 +256,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sizes = if options.quick {
-        &Sizes::QUICK
+    let mut sizes = if options.quick {
+        Sizes::QUICK
     } else {
-        &Sizes::FULL
+        Sizes::FULL
     };
+    if let Some(n) = options.long_polls {
+        sizes.long_polls = n;
+    }
+    let sizes = &sizes;
     raise_fd_limit((sizes.long_polls + sizes.connections) as u64 + 100);
     eprintln!("server binary: {}", options.server.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
