@@ -106,7 +106,7 @@ async fn restore(settings: &Settings, file: &Path) -> ExitCode {
         Ok(store) => store,
         Err(e) => {
             eprintln!("wxlogin restore: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(e.exit_code());
         }
     };
     match wxlogin::backup::restore(&store, file).await {
@@ -141,6 +141,22 @@ async fn migrate(settings: &Settings, url: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The database then serves the mode the directory did, which must be these settings'.
+    if let Err(e) = wxlogin::mode_marker::claim(&settings.data_dir, settings.is_sandbox()) {
+        eprintln!("wxlogin migrate: {e}");
+        return ExitCode::from(2);
+    }
+    match wxlogin_storage::Store::open_postgres(&target).await {
+        Ok(store) => {
+            if let Err(e) =
+                wxlogin::mode_marker::claim_database(&store, settings.is_sandbox()).await
+            {
+                eprintln!("wxlogin migrate: --to: {e}");
+                return ExitCode::from(if e.is_mismatch() { 2 } else { 1 });
+            }
+        }
+        Err(e) => return fail(&e),
+    }
     let documents = match wxlogin::oidc::secret_documents(&settings.data_dir) {
         Ok(documents) => documents,
         Err(e) => return fail(&e),

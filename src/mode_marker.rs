@@ -4,10 +4,18 @@
 //! that holds data but no marker (written before markers, so possibly real). Real mode refuses a
 //! sandbox directory (its bindings are anyone's test users, whose phones real users could then
 //! not bind).
+//!
+//! On PostgreSQL the database keeps the same label (`wxlogin_mode`), for the same reasons and
+//! more: every node trusts the sessions in it and signs with the keys in it, so one sandbox node
+//! started on a real deployment's database (a staging copy of its settings) would let anyone
+//! log in as any real user everywhere. Each data directory is a node's own; the database is
+//! the deployment's.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use wxlogin_storage::{ModeClaim, Store, StoreError};
 
 const FILE: &str = "mode";
 const REAL: &[u8] = b"real\n";
@@ -25,6 +33,42 @@ pub enum ModeError {
     SandboxData { dir: PathBuf, marker: PathBuf },
     #[error("WXLOGIN_DATA_DIR: {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("WXLOGIN_DATABASE_URL: the database serves a real account and the sandbox, where anyone can log in as any user, refuses it: set WXLOGIN_APPID for real mode, or give the sandbox its own database")]
+    RealDatabase,
+    #[error("WXLOGIN_DATABASE_URL: the database holds bindings but does not say which mode it served (it is older than its mode label, so it may be a real account's), and the sandbox refuses it: set WXLOGIN_APPID if it is real, or give the sandbox its own database")]
+    UnmarkedDatabase,
+    #[error("WXLOGIN_DATABASE_URL: the database is a sandbox's: its bindings are test users anyone made, and real mode refuses them: give real mode its own database")]
+    SandboxDatabase,
+    #[error("WXLOGIN_DATABASE_URL: cannot read which mode the database serves: {0}")]
+    Database(StoreError),
+}
+
+/// The label of the mode starting now.
+fn label(sandbox: bool) -> &'static str {
+    if sandbox {
+        "sandbox"
+    } else {
+        "real"
+    }
+}
+
+/// Checks that the store's database (on PostgreSQL) served the mode starting now, labelling a
+/// new one. As for a directory, only real mode takes a database with data and no label.
+pub async fn claim_database(store: &Store, sandbox: bool) -> Result<(), ModeError> {
+    match store.claim_mode(label(sandbox), sandbox).await {
+        None | Some(Ok(ModeClaim::Ours)) => Ok(()),
+        Some(Ok(ModeClaim::Other(_))) if sandbox => Err(ModeError::RealDatabase),
+        Some(Ok(ModeClaim::Other(_))) => Err(ModeError::SandboxDatabase),
+        Some(Ok(ModeClaim::UnlabelledData)) => Err(ModeError::UnmarkedDatabase),
+        Some(Err(e)) => Err(ModeError::Database(e)),
+    }
+}
+
+impl ModeError {
+    /// The settings don't fit the data (exit 2, as for a bad setting), rather than a failure.
+    pub fn is_mismatch(&self) -> bool {
+        !matches!(self, Self::Io { .. } | Self::Database(_))
+    }
 }
 
 /// Checks that `data_dir` served the mode starting now (`sandbox` or real), marking a new one.

@@ -58,11 +58,7 @@ impl StartupError {
     /// The process's exit status: 2, as for a bad setting, when the settings don't fit the data.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Mode(
-                ModeError::RealData { .. }
-                | ModeError::Unmarked { .. }
-                | ModeError::SandboxData { .. },
-            ) => 2,
+            Self::Mode(mode) if mode.is_mismatch() => 2,
             _ => 1,
         }
     }
@@ -318,9 +314,13 @@ impl Application {
 /// directory.
 pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
     match &settings.database {
-        Some(Database(database)) => Store::open_postgres(database)
-            .await
-            .map_err(StartupError::Database),
+        Some(Database(database)) => {
+            let store = Store::open_postgres(database)
+                .await
+                .map_err(StartupError::Database)?;
+            mode_marker::claim_database(&store, settings.is_sandbox()).await?;
+            Ok(store)
+        }
         None => Store::open(&settings.data_dir).map_err(|source| StartupError::Store {
             dir: settings.data_dir.display().to_string(),
             source,

@@ -25,8 +25,8 @@ pub use pg_backend::credentials::{ReplaceError, Replaced, SharedCredentials, Sto
 #[cfg(any(test, feature = "test-server"))]
 pub use pg_backend::test_server;
 pub use pg_backend::{
-    CodeGrant, LockedScene, NewScene, OidcRecords, PgBackend, PgSettings, Redemption, SceneChange,
-    SceneJournal, SceneKey, SceneNotice, SceneRow, SharedLimits,
+    CodeGrant, LockedScene, ModeClaim, NewScene, OidcRecords, PgBackend, PgSettings, Redemption,
+    SceneChange, SceneJournal, SceneKey, SceneNotice, SceneRow, SharedLimits,
 };
 pub use sled_backend::SignatureUse;
 pub use sled_backend::{AccessGrant, SledBackend};

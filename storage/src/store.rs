@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::pg_backend::credentials::SharedCredentials;
-use crate::pg_backend::{OidcRecords, PgBackend, PgSettings, SceneJournal, SharedLimits};
+use crate::pg_backend::{
+    ModeClaim, OidcRecords, PgBackend, PgSettings, SceneJournal, SharedLimits,
+};
 use crate::sled_backend::SledBackend;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,21 @@ impl Store {
     /// The scenes' rows shared by every node, when the store is PostgreSQL.
     pub fn scene_journal(&self) -> Option<&SceneJournal> {
         self.scenes.as_ref()
+    }
+
+    /// Claims a PostgreSQL store for `mode` ([`PgBackend::claim_mode`]); `None` for sled, whose
+    /// data directory is marked beside it.
+    pub async fn claim_mode(
+        &self,
+        mode: &str,
+        only_if_empty: bool,
+    ) -> Option<Result<ModeClaim, StoreError>> {
+        Some(
+            self.postgres
+                .as_ref()?
+                .claim_mode(mode, only_if_empty)
+                .await,
+        )
     }
 }
 

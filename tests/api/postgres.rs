@@ -1,12 +1,13 @@
 //! The real binary on PostgreSQL (`WXLOGIN_DATABASE_URL`): the whole sandbox login, a restart
 //! that keeps the binding, and a stopped database answering JSON 503 `storage_unavailable`,
-//! after which the refused bind goes through with the same code.
+//! after which the refused bind goes through with the same code; and a database keeping to
+//! the mode it first served.
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use wxlogin_storage::test_server::TestServer;
 
-use crate::helpers::{assert_error, spawn_app_with};
+use crate::helpers::{assert_error, run_to_exit, spawn_app_with};
 
 #[tokio::test]
 #[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
@@ -55,4 +56,45 @@ async fn a_login_on_postgres_survives_a_restart_and_a_stopped_database_answers_5
     app.wait_until_ready().await;
     let response = app.bind(&qr.scene_id, "13800000021", &code).await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Real mode pointed at a port nothing listens on: it starts, and never reaches WeChat.
+const REAL: [(&str, &str); 4] = [
+    ("WXLOGIN_APPID", "wx0000000000000000"),
+    ("WXLOGIN_APPSECRET", "secret"),
+    ("WXLOGIN_TOKEN", "token"),
+    ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
+];
+
+/// Exited 2 (a setting to fix), naming the database and each of `needles`.
+fn assert_refused(env: &[(&str, &str)], needles: &[&str]) {
+    let (status, stderr) = run_to_exit(env);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    for needle in ["WXLOGIN_DATABASE_URL"].iter().chain(needles) {
+        assert!(stderr.contains(needle), "no {needle:?} in: {stderr}");
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_database_serves_the_mode_it_first_served_whatever_data_directory_a_node_has() {
+    let server = TestServer::start();
+    // A real deployment's database: a sandbox node with a fresh data directory (a staging copy
+    // of the settings, say) is refused, and logs nobody in as its users.
+    let real = server.new_database().await;
+    let mut node = spawn_app_with(&[&REAL[..], &[("WXLOGIN_DATABASE_URL", &real)]].concat()).await;
+    node.stop();
+    assert_refused(
+        &[("WXLOGIN_DATABASE_URL", &real)],
+        &["real account", "WXLOGIN_APPID"],
+    );
+    node.start_again();
+
+    // A sandbox's database: real mode refuses its test users.
+    let sandbox = server.new_database().await;
+    let mut node = spawn_app_with(&[("WXLOGIN_DATABASE_URL", &sandbox)]).await;
+    node.sign_up("oTester", "13800000039").await;
+    node.stop();
+    let env = [&REAL[..], &[("WXLOGIN_DATABASE_URL", &sandbox)]].concat();
+    assert_refused(&env, &["sandbox's"]);
 }

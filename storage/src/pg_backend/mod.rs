@@ -15,6 +15,7 @@
 pub mod credentials;
 mod import;
 mod limits;
+mod mode;
 mod oidc;
 mod scenes;
 mod schema;
@@ -41,6 +42,7 @@ use crate::model::{
 };
 use crate::{AccessGrant, BindError, SignatureUse, StoreError};
 pub use limits::SharedLimits;
+pub use mode::ModeClaim;
 pub use oidc::{CodeGrant, OidcRecords, Redemption};
 
 /// The longest any one operation may take, waiting for a connection included: past it the

@@ -153,6 +153,12 @@ const MIGRATIONS: &[&str] = &[
     // browsers ask for a new QR code).
     "DELETE FROM scenes;
      ALTER TABLE scenes RENAME COLUMN secret_digest TO session_digest;",
+    // 7 (a database keeps to the mode it first served, as a data directory's `mode` file does):
+    // one row, written by the first node to start on it (pg_backend/mode.rs).
+    "CREATE TABLE wxlogin_mode (
+         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+         mode text NOT NULL
+     );",
 ];
 
 /// The schema's version once every migration is applied.
