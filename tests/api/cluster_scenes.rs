@@ -283,16 +283,7 @@ async fn a_change_missed_while_the_listener_reconnects_still_wakes_the_waiter() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Every node's listening connection is cut; the scan commits while they connect again
     // (200 ms later), so its notification reaches nobody: only the resync can wake C.
-    let cut = std::process::Command::new("psql")
-        .args([
-            url.as_str(),
-            "-qAtc",
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE query = 'LISTEN wxlogin_scenes'",
-        ])
-        .output()
-        .expect("psql runs");
-    assert_eq!(String::from_utf8_lossy(&cut.stdout).trim(), "2", "{cut:?}");
+    cut_listeners(&url, 2);
     push_scan(&a, &qr.scene_id, "oMissed", false).await;
     let polled = long_poll.await.unwrap();
     assert_eq!(polled["state"], "logged_in", "{polled}");
@@ -333,20 +324,35 @@ async fn wrong_codes_spread_over_nodes_count_once_for_the_scene() {
     }
 }
 
-/// Every scene row as PostgreSQL's own client prints it: the state's bytes (printable ones as
-/// they are), the login code column, and the session digest.
-fn scene_rows(url: &str) -> String {
-    let dump = std::process::Command::new("psql")
-        .args([
-            url,
-            "-qAtc",
-            "SELECT encode(state, 'escape') || ' ' || coalesce(login_code, '') || ' ' || \
-             coalesce(confirming, '') FROM scenes",
-        ])
+/// What PostgreSQL's own client prints for `sql`, unaligned, one row a line.
+fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-qAtc", sql])
         .output()
         .expect("psql runs");
-    assert!(dump.status.success(), "{dump:?}");
-    String::from_utf8_lossy(&dump.stdout).into_owned()
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Cuts every node's listening connection (`nodes` of them): each hears of changes again only
+/// once it reconnects, 200 ms later.
+fn cut_listeners(url: &str, nodes: usize) {
+    let cut = psql(
+        url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE query = 'LISTEN wxlogin_scenes'",
+    );
+    assert_eq!(cut.trim(), nodes.to_string());
+}
+
+/// Every scene row as PostgreSQL's own client prints it: the state's bytes (printable ones as
+/// they are), the login code column and the scanner awaiting confirmation.
+fn scene_rows(url: &str) -> String {
+    psql(
+        url,
+        "SELECT encode(state, 'escape') || ' ' || coalesce(login_code, '') || ' ' || \
+         coalesce(confirming, '') FROM scenes",
+    )
 }
 
 #[tokio::test]
@@ -401,16 +407,7 @@ async fn a_code_asked_of_a_node_that_has_not_heard_of_the_scan_yet_is_sent() {
     assert_eq!(status(&c, &qr.scene_id, 0).await["state"], "waiting");
     // Every listening connection is cut, so C hears of the scan only when it reconnects
     // (200 ms later): its view still says `waiting` when the code is asked for.
-    let cut = std::process::Command::new("psql")
-        .args([
-            url.as_str(),
-            "-qAtc",
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE query = 'LISTEN wxlogin_scenes'",
-        ])
-        .output()
-        .expect("psql runs");
-    assert_eq!(String::from_utf8_lossy(&cut.stdout).trim(), "2", "{cut:?}");
+    cut_listeners(&url, 2);
     push_scan(&a, &qr.scene_id, "oHurried", false).await;
     let asked = c.request_code(&qr.scene_id, "13800000038").await;
     assert_eq!(asked.status(), StatusCode::ACCEPTED);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{run_command, run_to_exit, spawn_app_on, spawn_app_with};
+use crate::helpers::{run_command, run_to_exit, spawn_app_on, spawn_app_with, REAL};
 use crate::oidc::write_clients;
 
 #[test]
@@ -79,14 +79,6 @@ fn a_port_in_use_exits_naming_the_setting() {
     assert!(!status.success());
     assert!(stderr.contains("WXLOGIN_BIND"), "{stderr}");
 }
-
-/// Real mode pointed at a port nothing listens on: it starts, and never reaches WeChat.
-const REAL: [(&str, &str); 4] = [
-    ("WXLOGIN_APPID", "wx0000000000000000"),
-    ("WXLOGIN_APPSECRET", "secret"),
-    ("WXLOGIN_TOKEN", "token"),
-    ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
-];
 
 /// Exited 2 (a setting to fix) with one line that contains each of `needles`.
 fn assert_refused(status: ExitStatus, stderr: &str, needles: &[&str]) {

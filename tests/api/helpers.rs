@@ -156,6 +156,14 @@ fn drain_into(stream: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
     });
 }
 
+/// Real mode pointed at a port nothing listens on: it starts, and never reaches WeChat.
+pub const REAL: [(&str, &str); 4] = [
+    ("WXLOGIN_APPID", "wx0000000000000000"),
+    ("WXLOGIN_APPSECRET", "secret"),
+    ("WXLOGIN_TOKEN", "token"),
+    ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
+];
+
 /// Runs the binary with `env` and waits for it to exit; returns its status and stderr.
 pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
     let (status, _, stderr) = run_command(&[], env);

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use wxlogin_storage::test_server::TestServer;
 
-use crate::helpers::{assert_error, run_to_exit, spawn_app_with};
+use crate::helpers::{assert_error, run_to_exit, spawn_app_with, REAL};
 
 #[tokio::test]
 #[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
@@ -57,14 +57,6 @@ async fn a_login_on_postgres_survives_a_restart_and_a_stopped_database_answers_5
     let response = app.bind(&qr.scene_id, "13800000021", &code).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
-
-/// Real mode pointed at a port nothing listens on: it starts, and never reaches WeChat.
-const REAL: [(&str, &str); 4] = [
-    ("WXLOGIN_APPID", "wx0000000000000000"),
-    ("WXLOGIN_APPSECRET", "secret"),
-    ("WXLOGIN_TOKEN", "token"),
-    ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
-];
 
 /// Exited 2 (a setting to fix), naming the database and each of `needles`.
 fn assert_refused(env: &[(&str, &str)], needles: &[&str]) {
