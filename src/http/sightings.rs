@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use moka::ops::compute::Op;
 use moka::sync::Cache;
 use wxlogin_storage::{SharedLimits, StoreError};
 
@@ -95,6 +96,25 @@ impl Sightings {
                 .filter(|w| self.open(w, Instant::now()))
                 .map_or(0, |w| w.sightings)),
         }
+    }
+
+    /// Takes back one sighting of `key` from its open window, if it holds any.
+    pub async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        let cache = match &self.seen {
+            Seen::Shared(shared) => return shared.give_back_sighting(self.kind, key).await,
+            Seen::Local(cache) => cache,
+        };
+        let now = Instant::now();
+        cache.entry(key.to_owned()).and_compute_with(|entry| {
+            match entry.map(|e| e.into_value()).filter(|w| self.open(w, now)) {
+                Some(w) if w.sightings > 0 => Op::Put(Window {
+                    sightings: w.sightings - 1,
+                    ..w
+                }),
+                _ => Op::Nop,
+            }
+        });
+        Ok(())
     }
 
     /// Forgets `key`: its next sighting is a first again.

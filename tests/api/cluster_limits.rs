@@ -180,6 +180,41 @@ async fn wrong_login_codes_sent_to_both_nodes_count_together() {
 
 #[tokio::test]
 #[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn wrong_login_codes_sent_all_at_once_to_both_nodes_get_no_more_than_the_misses() {
+    let (_server, a, b) = two_nodes(&[
+        ("WXLOGIN_LOGIN_MODE", "code"),
+        ("WXLOGIN_CODE_GUESS_WINDOW_SECS", "600"),
+    ])
+    .await;
+    let (_, code) = a.create_code_login().await;
+    let n: u32 = code.parse().unwrap();
+    // Forty guesses in flight together, half on each node: a check before each guess that
+    // reads the count lets them all past it before any miss is counted.
+    let guesses = (1..=40).map(|offset| {
+        let node = if offset % 2 == 0 { &a } else { &b };
+        let guess = format!("{:06}", (n + offset) % 1_000_000);
+        async move { node.text("oRacingGuesser", &guess).await }
+    });
+    let replies = futures_util::future::join_all(guesses).await;
+    let told_wrong = replies
+        .iter()
+        .filter(|reply| reply["reply"].as_str().unwrap().contains("不正确"))
+        .count();
+    // Four told "wrong", the fifth that it is now ignored, the rest ignored.
+    assert_eq!(told_wrong, 4, "{replies:?}");
+    let mut rejected = 0;
+    for node in [&a, &b] {
+        let metrics = node.get("/metrics").await.text().await.unwrap();
+        rejected += metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("wxlogin_login_codes_rejected_total "))
+            .map_or(0, |n| n.parse::<u32>().unwrap());
+    }
+    assert_eq!(rejected, 5, "codes tried across the nodes");
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
 async fn a_web_authorization_state_used_on_one_node_is_refused_on_the_other() {
     let (_server, a, b) = two_nodes(&[("WXLOGIN_OAUTH_DOMAIN", "127.0.0.1")]).await;
     let no_redirects = reqwest::Client::builder()

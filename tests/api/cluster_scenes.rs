@@ -415,3 +415,88 @@ async fn a_code_asked_of_a_node_that_has_not_heard_of_the_scan_yet_is_sent() {
     let bound = c.bind(&qr.scene_id, "13800000038", &code).await;
     assert_eq!(bound.status(), StatusCode::OK);
 }
+
+/// A `psql` session holding a lock on every scene row until it is dropped: a node acting on a
+/// scene meanwhile waits for it.
+struct SceneLock(std::process::Child);
+
+impl SceneLock {
+    async fn take(url: &str) -> Self {
+        use std::io::Write;
+        let mut child = std::process::Command::new("psql")
+            .args([url, "-qAt"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql runs");
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN; SELECT 1 FROM scenes FOR UPDATE;\n")
+            .unwrap();
+        wait_for(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'",
+        )
+        .await;
+        Self(child)
+    }
+}
+
+impl Drop for SceneLock {
+    fn drop(&mut self) {
+        // psql reads the end of its input, rolls back and exits.
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits, at most 10 s, until `count_sql` counts one row or more.
+async fn wait_for(url: &str, count_sql: &str) {
+    for _ in 0..200 {
+        if psql(url, count_sql).trim() != "0" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {count_sql}");
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_push_whose_node_died_while_acting_on_it_is_acted_on_by_the_retry() {
+    let server = TestServer::start();
+    let url = server.new_database().await;
+    let env = [("WXLOGIN_DATABASE_URL", url.as_str())];
+    let mut a = spawn_app_with(&env).await;
+    let b = spawn_app_with(&env).await;
+    b.sign_up("oRetried", "13800000039").await;
+    let qr = b.create_qr().await;
+    let query = signed_query(SANDBOX_TOKEN);
+    let scan = event_xml("oRetried", unix_now(), "SCAN", &qr.event_key());
+
+    // A takes the push up and is killed while it waits to write the scene: it never answers.
+    let lock = SceneLock::take(&url).await;
+    let doomed = {
+        let (client, target) = (a.client.clone(), a.url(&format!("/wechat?{query}")));
+        let scan = scan.clone();
+        tokio::spawn(async move { client.post(target).body(scan).send().await })
+    };
+    wait_for(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+    )
+    .await;
+    a.stop(); // SIGKILL
+    assert!(doomed.await.unwrap().is_err(), "A never answered");
+    drop(lock);
+
+    // WeChat, with no answer, sends the very same request again; it lands on B, which acts.
+    let retry = b.post_callback(&query, scan).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let reply = retry.text().await.unwrap();
+    assert!(
+        reply.contains("<xml>"),
+        "B acted on it and replied: {reply}"
+    );
+    assert_eq!(status(&b, &qr.scene_id, 0).await["state"], "logged_in");
+}

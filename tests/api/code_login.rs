@@ -168,6 +168,21 @@ async fn five_wrong_codes_silence_an_openid_for_the_window() {
 }
 
 #[tokio::test]
+async fn codes_that_log_in_are_not_misses() {
+    let app = code_app(&[("WXLOGIN_CODE_GUESS_WINDOW_SECS", "600")]).await;
+    sign_up_by_code(&app, "oFrequent", "13800000071").await;
+    // More logins by code in one window than the misses allowed: each code scanned.
+    for login in 1..=7 {
+        let (scene_id, code) = app.create_code_login().await;
+        let reply = app.text("oFrequent", &code).await;
+        let (_, status) = app.status(&scene_id, 0).await;
+        assert_eq!(status["state"], "logged_in", "login {login}: {reply}");
+    }
+    app.assert_metric("wxlogin_login_codes_rejected_total", 0)
+        .await;
+}
+
+#[tokio::test]
 async fn auto_mode_falls_back_to_codes_when_wechat_answers_48001() {
     let app = spawn_app_with(&[("WXLOGIN_LOGIN_MODE", "auto")]).await;
     let before = app.create_qr().await;

@@ -177,9 +177,6 @@ async fn text_message(
     let Some(code) = LoginCode::parse(text) else {
         return Ok(Outcome::HowTo { followed: false });
     };
-    if state.callback.guesses.is_throttled(openid.as_str()).await? {
-        return Ok(Outcome::Throttled);
-    }
     within_scan_budget(state, &openid, code_scan(state, &openid, code, sent_at)).await
 }
 
@@ -191,26 +188,37 @@ async fn code_scan(
     sent_at: Option<u64>,
 ) -> Result<Outcome, ApiError> {
     let guesses = &state.callback.guesses;
-    let rejected = match state
+    let Some(guess) = guesses.guess(openid.as_str()).await? else {
+        return Ok(Outcome::Throttled);
+    };
+    let scanned = state
         .scenes
         .send(ScanByCode {
             code,
             openid: openid.clone(),
             sent_at,
         })
-        .await?
-    {
+        .await?;
+    // Err: a miss. A failure leaves the guess counted; WeChat's retry makes another.
+    let tried = match scanned {
         Some(Ok(outcome)) => {
             state.unionids.after_scan(openid);
-            return Ok(scanned_outcome(state, openid, outcome));
+            Ok(scanned_outcome(state, openid, outcome))
         }
-        Some(Err(SceneError::AlreadyScanned)) => Outcome::CodeUsed,
-        Some(Err(SceneError::Unfollowed)) => return Ok(Outcome::Overtaken),
+        Some(Err(SceneError::AlreadyScanned)) => Err(Outcome::CodeUsed),
+        Some(Err(SceneError::Unfollowed)) => Ok(Outcome::Overtaken),
         Some(Err(e)) => return Err(e.into()),
-        None => Outcome::CodeUnknown,
+        None => Err(Outcome::CodeUnknown),
+    };
+    let rejected = match tried {
+        Ok(outcome) => {
+            guesses.hit(openid.as_str(), guess).await;
+            return Ok(outcome);
+        }
+        Err(rejected) => rejected,
     };
     state.metrics.login_code_rejected();
-    if guesses.miss(openid.as_str()).await? {
+    if guess.is_last() {
         state.metrics.openid_throttled();
         tracing::info!(user = %audit::Short(openid), "too many wrong login codes: ignoring this openid's codes for a while");
         return Ok(Outcome::Throttled);

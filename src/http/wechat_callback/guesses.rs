@@ -16,6 +16,20 @@ const CAPACITY: u64 = 100_000;
 
 pub struct CodeGuesses(Sightings);
 
+/// A login code about to be tried: a miss until it scans.
+#[must_use = "a guess that scanned is given back with `CodeGuesses::hit`"]
+pub struct Guess {
+    /// Which guess of the window this is, the first being 1.
+    nth: u32,
+}
+
+impl Guess {
+    /// This guess, if it misses, uses up the openid's last.
+    pub fn is_last(&self) -> bool {
+        self.nth == MAX_MISSES
+    }
+}
+
 impl CodeGuesses {
     pub fn new(window: Duration, shared: Option<&SharedLimits>) -> Self {
         Self(Sightings::new("login_code_miss", window, CAPACITY, shared))
@@ -25,14 +39,18 @@ impl CodeGuesses {
         self.0.lifetime()
     }
 
-    /// The openid has used up its misses for the current window.
-    pub async fn is_throttled(&self, openid: &str) -> Result<bool, StoreError> {
-        Ok(self.0.sightings(openid).await? >= MAX_MISSES)
+    /// Counts a guess before the code is tried, so that guesses racing on one node or several
+    /// cannot all pass one check: None once the openid has used up its misses for the window.
+    pub async fn guess(&self, openid: &str) -> Result<Option<Guess>, StoreError> {
+        let nth = self.0.sight(openid).await?;
+        Ok((nth <= MAX_MISSES).then_some(Guess { nth }))
     }
 
-    /// Counts a code that logged nothing in. True when this miss throttles the openid.
-    pub async fn miss(&self, openid: &str) -> Result<bool, StoreError> {
-        Ok(self.0.sight(openid).await? == MAX_MISSES)
+    /// The guess's code scanned (or was never tried): it is not a miss.
+    pub async fn hit(&self, openid: &str, _guess: Guess) {
+        if let Err(e) = self.0.give_back(openid).await {
+            tracing::warn!(error = %e, "a login code that scanned still counts as a miss");
+        }
     }
 }
 
@@ -44,14 +62,42 @@ mod tests {
     async fn the_fifth_miss_throttles_until_the_window_ends() {
         let guesses = CodeGuesses::new(Duration::from_millis(200), None);
         for _ in 1..MAX_MISSES {
-            assert!(!guesses.miss("guesser").await.unwrap());
-            assert!(!guesses.is_throttled("guesser").await.unwrap());
+            let guess = guesses.guess("guesser").await.unwrap().expect("allowed");
+            assert!(!guess.is_last());
         }
-        assert!(guesses.miss("guesser").await.unwrap());
-        assert!(guesses.is_throttled("guesser").await.unwrap());
-        assert!(!guesses.is_throttled("someone-else").await.unwrap());
+        assert!(guesses.guess("guesser").await.unwrap().unwrap().is_last());
+        assert!(guesses.guess("guesser").await.unwrap().is_none());
+        assert!(guesses.guess("someone-else").await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(!guesses.is_throttled("guesser").await.unwrap());
-        assert!(!guesses.miss("guesser").await.unwrap());
+        assert!(!guesses.guess("guesser").await.unwrap().unwrap().is_last());
+    }
+
+    #[tokio::test]
+    async fn a_guess_that_scanned_is_given_back() {
+        let guesses = CodeGuesses::new(Duration::from_secs(60), None);
+        for _ in 0..10 {
+            let guess = guesses.guess("user").await.unwrap().expect("allowed");
+            guesses.hit("user", guess).await;
+        }
+        for _ in 0..MAX_MISSES {
+            assert!(guesses.guess("user").await.unwrap().is_some());
+        }
+        assert!(guesses.guess("user").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn racing_guesses_get_no_more_than_the_misses() {
+        let guesses = std::sync::Arc::new(CodeGuesses::new(Duration::from_secs(60), None));
+        let racing: Vec<_> = (0..20)
+            .map(|_| {
+                let guesses = guesses.clone();
+                tokio::spawn(async move { guesses.guess("racer").await.unwrap().is_some() })
+            })
+            .collect();
+        let mut allowed = 0;
+        for guess in racing {
+            allowed += u32::from(guess.await.unwrap());
+        }
+        assert_eq!(allowed, MAX_MISSES);
     }
 }

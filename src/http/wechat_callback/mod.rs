@@ -5,6 +5,7 @@
 //! the account's own pushes go when its server sits behind wxlogin.
 
 mod actions;
+mod deliveries;
 mod guesses;
 mod relay;
 mod replies;
@@ -19,13 +20,13 @@ use wxlogin_storage::SharedLimits;
 
 use super::client_ip::ClientIp;
 use super::rejections::read_body;
-use super::sightings::Sightings;
 use super::AppState;
 use crate::config::{CallbackSenders, Upstream};
 use crate::error::{ApiError, ErrorBody};
 use crate::reply_templates::Replies;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
+use deliveries::{Deliveries, Delivery};
 use guesses::CodeGuesses;
 use relay::{Push, Relay};
 pub use senders::follow_wechat_addresses;
@@ -33,7 +34,7 @@ use senders::Senders;
 
 /// WeChat's messages are a few hundred bytes; anything near this is not from WeChat.
 const MAX_BODY_BYTES: usize = 64 * 1024;
-/// WeChat retries an unanswered push twice over about 15 s; remember deliveries well past that
+/// WeChat retries an unanswered push twice over about 15 s; remember pushes acted on well past that
 /// (and at least as long as a signed pair is remembered, so a redelivery under the same pair
 /// is always recognised).
 const REDELIVERY_MEMORY: Duration = Duration::from_secs(60);
@@ -46,7 +47,7 @@ const REDELIVERY_CAPACITY: u64 = 100_000;
 pub struct Callback {
     senders: Senders,
     keys: CallbackKeys,
-    seen: Sightings,
+    deliveries: Deliveries,
     guesses: CodeGuesses,
     replies: Replies,
     relay: Option<Relay>,
@@ -63,8 +64,7 @@ impl Callback {
         upstream: Option<&Upstream>,
         shared: Option<&SharedLimits>,
     ) -> Self {
-        let seen = Sightings::new(
-            "redelivery",
+        let deliveries = Deliveries::new(
             REDELIVERY_MEMORY.max(timestamp_window * 2 + Duration::from_secs(1)),
             REDELIVERY_CAPACITY,
             shared,
@@ -72,7 +72,7 @@ impl Callback {
         Self {
             senders: Senders::new(senders),
             keys,
-            seen,
+            deliveries,
             guesses: CodeGuesses::new(code_guess_window, shared),
             replies,
             relay: upstream.map(Relay::new),
@@ -84,16 +84,22 @@ impl Callback {
         self.senders.known()
     }
 
-    /// True the first time a delivery is seen (by any node, when the store is shared); false
-    /// for WeChat's retries of it.
-    async fn first_delivery(&self, key: &str) -> Result<bool, ApiError> {
-        Ok(self.seen.first(key).await?)
+    /// Takes up a push (on any node, when the store is shared) unless it was acted on already.
+    async fn take_delivery(&self, key: &str) -> Result<Delivery, ApiError> {
+        Ok(self.deliveries.take(key).await?)
     }
 
-    /// Lets WeChat's retry of a delivery that failed be handled afresh.
-    async fn forget_delivery(&self, key: &str) {
-        if let Err(e) = self.seen.forget(key).await {
-            tracing::warn!(error = %e, "a failed delivery could not be forgotten: WeChat's retries of it are acknowledged unhandled");
+    /// The push was acted on: WeChat's retries of it are acknowledged unhandled.
+    async fn delivery_handled(&self, key: &str) {
+        if let Err(e) = self.deliveries.handled(key).await {
+            tracing::warn!(error = %e, "a push acted on could not be marked: a retry of it, once its lease runs out, is acted on again");
+        }
+    }
+
+    /// Acting on the push failed: WeChat's retry of it is handled afresh, at once.
+    async fn release_delivery(&self, key: &str) {
+        if let Err(e) = self.deliveries.release(key).await {
+            tracing::warn!(error = %e, "a failed push could not be released: a retry of it waits for its lease to run out");
         }
     }
 }
@@ -165,9 +171,9 @@ pub(super) async fn receive(
     let kind = actions::kind(&message);
     let key = message.redelivery_key();
     // A redelivery is not sent on either: the upstream sees each push once.
-    match state.callback.first_delivery(&key).await {
-        Ok(true) => {}
-        Ok(false) => {
+    match state.callback.take_delivery(&key).await {
+        Ok(Delivery::Taken) => {}
+        Ok(Delivery::Redelivery) => {
             state.metrics.callback_event(kind, "redelivery");
             return Ok(acknowledge());
         }
@@ -179,11 +185,12 @@ pub(super) async fn receive(
     let outcome = match actions::act(&state, &message).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            state.callback.forget_delivery(&key).await;
+            state.callback.release_delivery(&key).await;
             state.metrics.callback_event(kind, e.code());
             return Err(e);
         }
     };
+    state.callback.delivery_handled(&key).await;
     state.metrics.callback_event(kind, outcome.label());
     if let Some(relay) = &state.callback.relay {
         let push = Push::new(&request, body, arrived);

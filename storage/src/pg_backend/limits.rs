@@ -85,6 +85,19 @@ impl SharedLimits {
         Ok(count(row.get(0)))
     }
 
+    /// Takes back one sighting of `key` under `kind` from its open window, if it holds any.
+    pub async fn give_back_sighting(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "UPDATE limit_sightings SET sightings = sightings - 1
+                 WHERE kind = $1::text AND digest = $2::bytea AND closes_at > {NOW}
+                   AND sightings > 0"
+            ),
+            &[&kind, &digest(key)],
+        )
+        .await
+    }
+
     /// Forgets `key`'s window: its next sighting is a first again.
     pub async fn forget(&self, kind: &str, key: &str) -> Result<(), StoreError> {
         self.execute(
@@ -274,7 +287,11 @@ mod tests {
         assert_eq!(seen, (1..=8).collect::<Vec<_>>());
         assert_eq!(b.sightings("push", "k").await.unwrap(), 8);
         assert_eq!(a.sightings("other-kind", "k").await.unwrap(), 0);
+        a.give_back_sighting("push", "k").await.unwrap();
+        assert_eq!(b.sightings("push", "k").await.unwrap(), 7);
         a.forget("push", "k").await.unwrap();
+        // Nothing to give back once forgotten: no window goes below nothing.
+        a.give_back_sighting("push", "k").await.unwrap();
         assert_eq!(b.sight("push", "k", window).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(a.sightings("push", "k").await.unwrap(), 0);

@@ -1,0 +1,144 @@
+//! WeChat's redelivery filter: each push is acted on once, and a push whose handler died (its
+//! node killed, or stuck past WeChat's 5 s) is acted on by WeChat's retry, on any node.
+//!
+//! A push goes through two marks. Taking it up takes a short lease (`handling`); acting on it
+//! leaves a long mark (`handled`). A retry that finds the long mark is a redelivery; one that
+//! finds a lease waits for it to turn into the long mark or to run out, and then takes it up
+//! itself. A mark made before acting would answer the retry of a push that was never acted on
+//! as a redelivery: the scan lost.
+
+use std::time::Duration;
+
+use wxlogin_storage::{SharedLimits, StoreError};
+
+use crate::http::sightings::Sightings;
+
+/// How long a handler holds a push: less than WeChat's 5 s between deliveries, so a dead
+/// handler's lease has run out when the retry comes, and a retry that waits for it still
+/// answers within its own 5 s.
+const HANDLING_LEASE: Duration = Duration::from_secs(4);
+/// How often a retry waiting on a lease looks again.
+const WAIT_STEP: Duration = Duration::from_millis(50);
+
+pub struct Deliveries {
+    handling: Sightings,
+    handled: Sightings,
+}
+
+/// What a push is, once taken up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Nobody acted on it: act, then [`Deliveries::handled`] or [`Deliveries::release`].
+    Taken,
+    /// Acted on already: acknowledge.
+    Redelivery,
+}
+
+impl Deliveries {
+    /// Acted-on pushes are remembered for `memory`, in the store when it is `shared`.
+    pub fn new(memory: Duration, capacity: u64, shared: Option<&SharedLimits>) -> Self {
+        Self::with_lease(HANDLING_LEASE, memory, capacity, shared)
+    }
+
+    fn with_lease(
+        lease: Duration,
+        memory: Duration,
+        capacity: u64,
+        shared: Option<&SharedLimits>,
+    ) -> Self {
+        Self {
+            handling: Sightings::new("delivery_handling", lease, capacity, shared),
+            handled: Sightings::new("delivery_handled", memory, capacity, shared),
+        }
+    }
+
+    /// Takes up the push `key`, waiting at most a lease while another handler holds it.
+    pub async fn take(&self, key: &str) -> Result<Delivery, StoreError> {
+        // Ends within a lease: a lease's window opens at its first sighting and sightings
+        // inside it do not extend it, so the next after it is a first.
+        loop {
+            if self.handled.sightings(key).await? > 0 {
+                return Ok(Delivery::Redelivery);
+            }
+            if self.handling.first(key).await? {
+                return Ok(Delivery::Taken);
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+
+    /// The push taken up was acted on: its retries are redeliveries.
+    pub async fn handled(&self, key: &str) -> Result<(), StoreError> {
+        self.handled.sight(key).await.map(drop)
+    }
+
+    /// Acting on the push taken up failed: its retry takes it up at once.
+    pub async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.handling.forget(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn deliveries(lease_ms: u64) -> Deliveries {
+        Deliveries::with_lease(
+            Duration::from_millis(lease_ms),
+            Duration::from_secs(60),
+            100,
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_push_acted_on_is_a_redelivery_after() {
+        let deliveries = deliveries(300);
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        deliveries.handled("a").await.unwrap();
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Redelivery);
+        // Past the lease too: the long mark is what tells.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Redelivery);
+        assert_eq!(deliveries.take("b").await.unwrap(), Delivery::Taken);
+    }
+
+    #[tokio::test]
+    async fn a_push_whose_handler_went_silent_is_taken_up_when_its_lease_runs_out() {
+        let deliveries = deliveries(300);
+        let taken = Instant::now();
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        // The handler never says how it went: the retry waits out the lease, then acts.
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        assert!(taken.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_retry_waiting_on_a_handler_that_finishes_is_a_redelivery() {
+        let deliveries = std::sync::Arc::new(deliveries(10_000));
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        let retry = tokio::spawn({
+            let deliveries = deliveries.clone();
+            async move { deliveries.take("a").await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !retry.is_finished(),
+            "the retry waits while the push is held"
+        );
+        deliveries.handled("a").await.unwrap();
+        assert_eq!(retry.await.unwrap(), Delivery::Redelivery);
+    }
+
+    #[tokio::test]
+    async fn a_push_released_after_a_failure_is_taken_up_at_once() {
+        let deliveries = deliveries(10_000);
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        deliveries.release("a").await.unwrap();
+        let retried = Instant::now();
+        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        assert!(retried.elapsed() < Duration::from_secs(5));
+    }
+}
