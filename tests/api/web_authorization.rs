@@ -204,6 +204,41 @@ async fn an_unbound_user_binds_a_phone_on_the_page() {
 }
 
 #[tokio::test]
+async fn web_authorization_spends_the_users_scan_budget_like_a_scan() {
+    let app = app_with(&[("WXLOGIN_SCANS_PER_USER_PER_HOUR", "2")]).await;
+    let user = "oWebAuthBudget0000000000001";
+    // One scan of a QR code, one web authorization: the hour's two.
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, user, true).await;
+    let started = start(&app).await;
+    let callback = authorize(&app, &started, user, false).await;
+    assert_eq!(
+        arrive(&callback, Some(&started.cookie)).await.0,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        state_of(&app, &started.scene_id).await["state"],
+        "need_bind"
+    );
+    // The third, by either way, logs nothing in.
+    let started = start(&app).await;
+    let callback = authorize(&app, &started, user, false).await;
+    let (status, _, _) = arrive(&callback, Some(&started.cookie)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(state_of(&app, &started.scene_id).await["state"], "waiting");
+    let qr = app.create_qr().await;
+    app.scan(&qr.ticket, user, false).await;
+    assert_eq!(state_of(&app, &qr.scene_id).await["state"], "waiting");
+    // Another user's budget is their own.
+    let started = start(&app).await;
+    let callback = authorize(&app, &started, "oWebAuthBudget0000000000002", false).await;
+    assert_eq!(
+        arrive(&callback, Some(&started.cookie)).await.0,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
 async fn an_attackers_code_delivered_to_a_victims_browser_logs_no_one_in() {
     let app = app_with(&[]).await;
     // The attacker starts in their own browser and gets WeChat's redirect for their account.
