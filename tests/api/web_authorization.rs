@@ -204,6 +204,37 @@ async fn an_unbound_user_binds_a_phone_on_the_page() {
 }
 
 #[tokio::test]
+async fn a_user_who_never_followed_unbinds_by_following_and_unfollowing() {
+    let app = app_with(&[]).await;
+    let user = "oWebAuthNoFollow00000000001";
+    let started = start(&app).await;
+    let callback = authorize(&app, &started, user, false).await;
+    arrive(&callback, Some(&started.cookie)).await;
+    app.request_code(&started.scene_id, "13800001803").await;
+    let code = app.sms_code("13800001803").await;
+    let bound: Value = app
+        .bind(&started.scene_id, "13800001803", &code)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = bound["token"].as_str().unwrap();
+    assert_eq!(app.me(token).await.status(), StatusCode::OK);
+    // No unfollow can come from a user who follows nothing: they follow, then unfollow.
+    app.follow(user).await;
+    app.unsubscribe(user, None).await;
+    assert_eq!(app.me(token).await.status(), StatusCode::UNAUTHORIZED);
+    // Unbound: their next login asks for a phone again.
+    let started = start(&app).await;
+    let callback = authorize(&app, &started, user, false).await;
+    arrive(&callback, Some(&started.cookie)).await;
+    assert_eq!(
+        state_of(&app, &started.scene_id).await["state"],
+        "need_bind"
+    );
+}
+
+#[tokio::test]
 async fn web_authorization_spends_the_users_scan_budget_like_a_scan() {
     let app = app_with(&[("WXLOGIN_SCANS_PER_USER_PER_HOUR", "2")]).await;
     let user = "oWebAuthBudget0000000000001";
