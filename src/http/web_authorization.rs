@@ -15,7 +15,8 @@
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -30,8 +31,9 @@ use wxlogin_storage::{constant_time_eq, OpenId, SharedLimits};
 
 use super::oidc::pages::page;
 use super::page::{allowed_return_to, escape_html};
+use super::rate_limit::{self, Refused};
 use super::sightings::Sightings;
-use super::{qrcode, rate_limit, AppState};
+use super::{qrcode, AppState};
 use crate::audit::LoginPath;
 use crate::error::{ApiError, ErrorBody};
 use crate::i18n::Lang;
@@ -199,15 +201,17 @@ pub(super) async fn start(
         .as_ref()
         .ok_or(ApiError::NotFound("web authorization is not configured"))?;
     let lang = Lang::of(&request, state.default_lang);
+    let return_to = query.return_to.as_deref().and_then(allowed_return_to);
     let qrcode::Owned::Live(..) = qrcode::lookup(&state, &scene_id, &request).await? else {
-        return Ok(failed(lang, StatusCode::GONE, "webauth.expired"));
+        let back = login_page(return_to.as_deref());
+        return Ok(failed(lang, StatusCode::GONE, "webauth.expired", &back));
     };
     let mut nonce = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut nonce);
     let started = Started {
         scene_id: scene_id.into_inner(),
         nonce: URL_SAFE_NO_PAD.encode(nonce),
-        return_to: query.return_to.as_deref().and_then(allowed_return_to),
+        return_to,
     };
     let secure = state.cookies.secure;
     let cookie = Cookie::build(cookie_name(secure), started.encode())
@@ -250,8 +254,9 @@ pub(super) struct CallbackQuery {
         (status = 400, description = "WeChat refused the code (40029, 40163): a page", content_type = "text/html", body = String),
         (status = 403, description = "The state is not this browser's or was used, or a snapshot-page user: a page", content_type = "text/html", body = String),
         (status = 404, description = "`not_found`: without `WXLOGIN_OAUTH_DOMAIN`", body = ErrorBody),
-        (status = 429, description = "`too_many_requests`: the user's scans this hour", body = ErrorBody),
-        (status = 503, description = "`wechat_unavailable`; `storage_unavailable` when the state or the scan limit, shared on several nodes, cannot be checked", body = ErrorBody),
+        (status = 410, description = "The scene ended, or was scanned already: a page", content_type = "text/html", body = String),
+        (status = 429, description = "The user's scans this hour are spent: a page, with `Retry-After`", content_type = "text/html", body = String),
+        (status = 503, description = "WeChat failed the code exchange: a page; JSON `storage_unavailable` when the state or the scan limit, shared on several nodes, cannot be checked", body = ErrorBody),
     ),
 )]
 pub(super) async fn callback(
@@ -271,7 +276,7 @@ pub(super) async fn callback(
             tracing::info!(
                 "web authorization refused: its state is not this browser's, or was used"
             );
-            failed(lang, StatusCode::FORBIDDEN, "webauth.state")
+            failed(lang, StatusCode::FORBIDDEN, "webauth.state", "/")
         }
         Some(started) => {
             let code = query.code.as_deref().unwrap_or_default();
@@ -320,6 +325,8 @@ async fn finish(
     code: &str,
     lang: Lang,
 ) -> Result<HttpResponse, ApiError> {
+    let back = login_page(started.return_to.as_deref());
+    let refused = |status, reason| Ok(failed(lang, status, reason, &back));
     let exchanged = authorization
         .api
         .exchange_web_code(&authorization.appid, &authorization.secret, code)
@@ -327,42 +334,48 @@ async fn finish(
     let user = match exchanged {
         Ok(WebAuthorized {
             is_snapshotuser: 1, ..
-        }) => return Ok(failed(lang, StatusCode::FORBIDDEN, "webauth.snapshot")),
+        }) => return refused(StatusCode::FORBIDDEN, "webauth.snapshot"),
         Ok(user) => user,
         Err(WechatError::Api {
             errcode: INVALID_CODE,
             ..
-        }) => {
-            return Ok(failed(
-                lang,
-                StatusCode::BAD_REQUEST,
-                "webauth.invalid_code",
-            ))
-        }
+        }) => return refused(StatusCode::BAD_REQUEST, "webauth.invalid_code"),
         Err(WechatError::Api {
             errcode: CODE_USED, ..
-        }) => return Ok(failed(lang, StatusCode::BAD_REQUEST, "webauth.code_used")),
+        }) => return refused(StatusCode::BAD_REQUEST, "webauth.code_used"),
         Err(e) => {
             tracing::warn!(error = %e, "web authorization: the code exchange failed");
-            return Ok(failed(
-                lang,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "webauth.unavailable",
-            ));
+            return refused(StatusCode::SERVICE_UNAVAILABLE, "webauth.unavailable");
         }
     };
     let Some(openid) = OpenId::parse(&user.openid) else {
         tracing::warn!("web authorization: WeChat named no valid openid");
-        return Ok(failed(
-            lang,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webauth.unavailable",
-        ));
+        return refused(StatusCode::SERVICE_UNAVAILABLE, "webauth.unavailable");
     };
-    if !scan_on_device(state, &started.scene_id, &openid).await? {
-        return Ok(failed(lang, StatusCode::GONE, "webauth.expired"));
+    match scan_on_device(state, &started.scene_id, &openid).await? {
+        DeviceScan::Scanned => {}
+        DeviceScan::Ended => return refused(StatusCode::GONE, "webauth.expired"),
+        DeviceScan::TooMany(retry_after) => {
+            let mut page = failed(
+                lang,
+                StatusCode::TOO_MANY_REQUESTS,
+                "webauth.too_many",
+                &back,
+            );
+            let seconds = HeaderValue::from(retry_after.as_secs().max(1));
+            page.headers_mut().insert(header::RETRY_AFTER, seconds);
+            return Ok(page);
+        }
     }
-    let back = match &started.return_to {
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, back))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// The login page, with the page to go back to once logged in.
+fn login_page(return_to: Option<&str>) -> String {
+    match return_to {
         Some(path) => format!(
             "/?{}",
             url::form_urlencoded::Serializer::new(String::new())
@@ -370,27 +383,36 @@ async fn finish(
                 .finish()
         ),
         None => "/".to_owned(),
-    };
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, back))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish())
+    }
 }
 
-/// The user scans the scene, on their hourly budget of scans like any scan; false when the
-/// scene is gone or was scanned already.
+/// What came of a scan on the device.
+enum DeviceScan {
+    Scanned,
+    /// The scene is gone or was scanned already.
+    Ended,
+    /// The user's hourly budget of scans is spent: a scan is free after this long.
+    TooMany(Duration),
+}
+
+/// The user scans the scene, on their hourly budget of scans like any scan.
 async fn scan_on_device(
     state: &AppState,
     scene_id: &str,
     openid: &OpenId,
-) -> Result<bool, ApiError> {
+) -> Result<DeviceScan, ApiError> {
     let Some(id) = SceneId::parse(scene_id) else {
-        return Ok(false);
+        return Ok(DeviceScan::Ended);
     };
     let SceneLookup::Live(scene) = state.scenes.send(FindScene(id)).await?? else {
-        return Ok(false);
+        return Ok(DeviceScan::Ended);
     };
-    let taken = rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())]).await?;
+    let taken = rate_limit::acquire_all(&[(&state.limits.scans_per_user, openid.as_str())]).await;
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(Refused::Wait(retry_after)) => return Ok(DeviceScan::TooMany(retry_after)),
+        Err(unchecked) => return Err(unchecked.into()),
+    };
     let scanned = scene
         .send(ScanOnDevice {
             openid: openid.clone(),
@@ -409,22 +431,23 @@ async fn scan_on_device(
         }
         Err(SceneError::AlreadyScanned | SceneError::Unfollowed) => {
             taken.give_back().await;
-            return Ok(false);
+            return Ok(DeviceScan::Ended);
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(true)
+    Ok(DeviceScan::Scanned)
 }
 
-/// A page saying why this did not log in, with the way back to the login page.
-fn failed(lang: Lang, status: StatusCode, reason: &str) -> HttpResponse {
+/// A page saying why this did not log in, with the way `back` to the login page.
+fn failed(lang: Lang, status: StatusCode, reason: &str, back: &str) -> HttpResponse {
     page(
         status,
         lang,
         "webauth.failed_title",
         &format!(
-            "<p>{}</p><p><a href=\"/\">{}</a></p>",
+            "<p>{}</p><p><a href=\"{}\">{}</a></p>",
             lang.html(reason, &[]),
+            escape_html(back),
             escape_html(&lang.text("webauth.back", &[]))
         ),
     )

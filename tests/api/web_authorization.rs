@@ -36,9 +36,18 @@ struct Started {
 
 /// The browser with `browser_key` creates a scene and taps "log in with this WeChat".
 async fn start(app: &TestApp) -> Started {
+    start_returning_to(app, "").await
+}
+
+/// [`start`] from a login page that goes back to `return_to` (unless empty) once logged in.
+async fn start_returning_to(app: &TestApp, return_to: &str) -> Started {
     let qr = app.create_qr().await;
+    let mut path = format!("/api/qrcode/{}/web-authorization", qr.scene_id);
+    if !return_to.is_empty() {
+        path.push_str(&format!("?return_to={return_to}"));
+    }
     let response = no_redirects()
-        .get(app.url(&format!("/api/qrcode/{}/web-authorization", qr.scene_id)))
+        .get(app.url(&path))
         .header(COOKIE, format!("wxlogin_browser={BROWSER_KEY}"))
         .send()
         .await
@@ -324,6 +333,34 @@ async fn a_code_used_twice_is_told_as_wechat_says() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("was used already (40163)"), "{page}");
     assert_eq!(state_of(&app, &second.scene_id).await["state"], "waiting");
+}
+
+#[tokio::test]
+async fn the_way_back_keeps_the_page_to_return_to() {
+    // An OpenID Connect authorization to go on with (the one place a login page returns to).
+    const RETURN_TO: &str = "%2Foauth%2Fauthorize%3Fclient_id%3Dx";
+    const BACK: &str = "/?return_to=%2Foauth%2Fauthorize%3Fclient_id%3Dx";
+    let app = app_with(&[("WXLOGIN_SCANS_PER_USER_PER_HOUR", "1")]).await;
+    let started = start_returning_to(&app, RETURN_TO).await;
+    let callback = authorize(&app, &started, "oWebAuthReturn0000000000001", false).await;
+    let (status, location, _) = arrive(&callback, Some(&started.cookie)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, BACK);
+    // Refused (this hour's one scan is spent): a page, whose link goes back the same way.
+    let started = start_returning_to(&app, RETURN_TO).await;
+    let callback = authorize(&app, &started, "oWebAuthReturn0000000000001", false).await;
+    let response = no_redirects()
+        .get(&callback)
+        .header(COOKIE, &started.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.text().await.unwrap();
+    assert!(page.contains(&format!("href=\"{BACK}\"")), "{page}");
 }
 
 #[tokio::test]
