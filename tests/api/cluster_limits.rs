@@ -200,8 +200,9 @@ async fn wrong_login_codes_sent_all_at_once_to_both_nodes_get_no_more_than_the_m
         .iter()
         .filter(|reply| reply["reply"].as_str().unwrap().contains("不正确"))
         .count();
-    // Four told "wrong", the fifth that it is now ignored, the rest ignored.
-    assert_eq!(told_wrong, 4, "{replies:?}");
+    // At most four told "wrong" (a miss that finds the fifth counted is told it is now
+    // ignored), the rest ignored.
+    assert!(told_wrong <= 4, "{told_wrong} told wrong: {replies:?}");
     let mut rejected = 0;
     for node in [&a, &b] {
         let metrics = node.get("/metrics").await.text().await.unwrap();

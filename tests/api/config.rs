@@ -62,6 +62,32 @@ fn misconfiguration_exits_naming_the_setting() {
             "WXLOGIN_UPSTREAM_TIMEOUT_MS",
         ),
         (&[("WXLOGIN_SCENE_PREFIX", "登录:")], "WXLOGIN_SCENE_PREFIX"),
+        // The database's settings: a pool out of range, or either without a database.
+        (
+            &[
+                (
+                    "WXLOGIN_DATABASE_URL",
+                    "postgres:///wxlogin?host=/nonexistent",
+                ),
+                ("WXLOGIN_DATABASE_POOL", "0"),
+            ],
+            "WXLOGIN_DATABASE_POOL",
+        ),
+        (
+            &[
+                (
+                    "WXLOGIN_DATABASE_URL",
+                    "postgres:///wxlogin?host=/nonexistent",
+                ),
+                ("WXLOGIN_DATABASE_POOL", "1001"),
+            ],
+            "WXLOGIN_DATABASE_POOL",
+        ),
+        (&[("WXLOGIN_DATABASE_POOL", "8")], "WXLOGIN_DATABASE_POOL"),
+        (
+            &[("WXLOGIN_DATABASE_CA", "/etc/ssl/certs/ca-certificates.crt")],
+            "WXLOGIN_DATABASE_CA",
+        ),
     ];
     for (env, setting) in cases {
         let (status, stderr) = run_to_exit(env);

@@ -79,10 +79,13 @@ pub async fn act(state: &AppState, message: &Message) -> Result<Outcome, ApiErro
             let at = message
                 .created_at()
                 .ok_or_else(|| bad_field("CreateTime"))?;
+            // Before the unbind: once it is done, WeChat's retry of a push that failed after
+            // it finds nothing to unbind and would not come here. A late unfollow (older than
+            // a newer follow) forgets codes it need not: they live a minute.
+            state.forget_authorization_codes(&openid).await?;
             if !state.store.unfollow(&openid, at).await? {
                 return Ok(Outcome::NothingToUnbind);
             }
-            state.forget_authorization_codes(&openid).await?;
             state.metrics.unbind();
             audit::unbind(&openid, Unbinder::User);
             Ok(Outcome::Unbound)
@@ -198,29 +201,33 @@ async fn code_scan(
             openid: openid.clone(),
             sent_at,
         })
-        .await?;
-    // Err: a miss. A failure leaves the guess counted; WeChat's retry makes another.
+        .await;
+    // Err: a miss. A failure is not one: WeChat's retry tries the code again.
     let tried = match scanned {
-        Some(Ok(outcome)) => {
+        Ok(Some(Ok(outcome))) => {
             state.unionids.after_scan(openid);
-            Ok(scanned_outcome(state, openid, outcome))
+            Ok(Ok(scanned_outcome(state, openid, outcome)))
         }
-        Some(Err(SceneError::AlreadyScanned)) => Err(Outcome::CodeUsed),
-        Some(Err(SceneError::Unfollowed)) => Ok(Outcome::Overtaken),
-        Some(Err(e)) => return Err(e.into()),
-        None => Err(Outcome::CodeUnknown),
+        Ok(Some(Err(SceneError::AlreadyScanned))) => Err(Outcome::CodeUsed),
+        Ok(None) => Err(Outcome::CodeUnknown),
+        Ok(Some(Err(SceneError::Unfollowed))) => Ok(Ok(Outcome::Overtaken)),
+        Ok(Some(Err(e))) => Ok(Err(e.into())),
+        Err(e) => Ok(Err(e.into())),
     };
     let rejected = match tried {
-        Ok(outcome) => {
+        Ok(answer) => {
             guesses.hit(openid.as_str(), guess).await;
-            return Ok(outcome);
+            return answer;
         }
         Err(rejected) => rejected,
     };
     state.metrics.login_code_rejected();
-    if guess.is_last() {
-        state.metrics.openid_throttled();
-        tracing::info!(user = %audit::Short(openid), "too many wrong login codes: ignoring this openid's codes for a while");
+    // Guesses in flight together are told by the count they leave, not by their place in it.
+    if guesses.is_throttled(openid.as_str()).await? {
+        if guess.is_last() {
+            state.metrics.openid_throttled();
+            tracing::info!(user = %audit::Short(openid), "too many wrong login codes: ignoring this openid's codes for a while");
+        }
         return Ok(Outcome::Throttled);
     }
     Ok(rejected)

@@ -7,7 +7,7 @@
 //! itself. A mark made before acting would answer the retry of a push that was never acted on
 //! as a redelivery: the scan lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wxlogin_storage::{SharedLimits, StoreError};
 
@@ -19,8 +19,11 @@ use crate::http::sightings::Sightings;
 const HANDLING_LEASE: Duration = Duration::from_secs(4);
 /// How often a retry waiting on a lease looks again.
 const WAIT_STEP: Duration = Duration::from_millis(50);
+/// A lease this close to its end is not released: it may be another handler's already.
+const RELEASE_MARGIN: Duration = Duration::from_millis(500);
 
 pub struct Deliveries {
+    lease: Duration,
     handling: Sightings,
     handled: Sightings,
 }
@@ -29,10 +32,14 @@ pub struct Deliveries {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// Nobody acted on it: act, then [`Deliveries::handled`] or [`Deliveries::release`].
-    Taken,
+    Taken(Lease),
     /// Acted on already: acknowledge.
     Redelivery,
 }
+
+/// A push held: when its lease was taken, by this node's clock.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lease(Instant);
 
 impl Deliveries {
     /// Acted-on pushes are remembered for `memory`, in the store when it is `shared`.
@@ -47,6 +54,7 @@ impl Deliveries {
         shared: Option<&SharedLimits>,
     ) -> Self {
         Self {
+            lease,
             handling: Sightings::new("delivery_handling", lease, capacity, shared),
             handled: Sightings::new("delivery_handled", memory, capacity, shared),
         }
@@ -54,15 +62,23 @@ impl Deliveries {
 
     /// Takes up the push `key`, waiting at most a lease while another handler holds it.
     pub async fn take(&self, key: &str) -> Result<Delivery, StoreError> {
-        // Ends within a lease: a lease's window opens at its first sighting and sightings
-        // inside it do not extend it, so the next after it is a first.
+        // A lease's window opens at its first sighting and sightings inside it do not extend
+        // it, so the wait ends within a lease; the deadline keeps retries that wait behind one
+        // another (replays of one push) from waiting longer.
+        let deadline = Instant::now() + self.lease;
+        let mut waited = false;
         loop {
             if self.handled.sightings(key).await? > 0 {
                 return Ok(Delivery::Redelivery);
             }
-            if self.handling.first(key).await? {
-                return Ok(Delivery::Taken);
+            if self.handling.first(key).await? || Instant::now() >= deadline {
+                // The holder may have marked it between the two reads.
+                if waited && self.handled.sightings(key).await? > 0 {
+                    return Ok(Delivery::Redelivery);
+                }
+                return Ok(Delivery::Taken(Lease(Instant::now())));
             }
+            waited = true;
             tokio::time::sleep(WAIT_STEP).await;
         }
     }
@@ -72,17 +88,27 @@ impl Deliveries {
         self.handled.sight(key).await.map(drop)
     }
 
-    /// Acting on the push taken up failed: its retry takes it up at once.
-    pub async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.handling.forget(key).await
+    /// Acting on the push taken up failed: its retry takes it up at once. A lease that ran out
+    /// is left alone: the one held now, if any, is a retry's.
+    pub async fn release(&self, key: &str, lease: Lease) -> Result<(), StoreError> {
+        // The margin: the lease runs by the store's clock, from a moment before `lease.0`.
+        if lease.0.elapsed() + RELEASE_MARGIN < self.lease {
+            self.handling.forget(key).await?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
+
+    fn taken(delivery: Delivery) -> Lease {
+        match delivery {
+            Delivery::Taken(lease) => lease,
+            Delivery::Redelivery => panic!("taken up as a redelivery"),
+        }
+    }
 
     fn deliveries(lease_ms: u64) -> Deliveries {
         Deliveries::with_lease(
@@ -96,29 +122,29 @@ mod tests {
     #[tokio::test]
     async fn a_push_acted_on_is_a_redelivery_after() {
         let deliveries = deliveries(300);
-        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        taken(deliveries.take("a").await.unwrap());
         deliveries.handled("a").await.unwrap();
         assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Redelivery);
         // Past the lease too: the long mark is what tells.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Redelivery);
-        assert_eq!(deliveries.take("b").await.unwrap(), Delivery::Taken);
+        taken(deliveries.take("b").await.unwrap());
     }
 
     #[tokio::test]
     async fn a_push_whose_handler_went_silent_is_taken_up_when_its_lease_runs_out() {
         let deliveries = deliveries(300);
-        let taken = Instant::now();
-        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        let first = Instant::now();
+        taken(deliveries.take("a").await.unwrap());
         // The handler never says how it went: the retry waits out the lease, then acts.
-        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
-        assert!(taken.elapsed() >= Duration::from_millis(300));
+        taken(deliveries.take("a").await.unwrap());
+        assert!(first.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]
     async fn a_retry_waiting_on_a_handler_that_finishes_is_a_redelivery() {
         let deliveries = std::sync::Arc::new(deliveries(10_000));
-        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        taken(deliveries.take("a").await.unwrap());
         let retry = tokio::spawn({
             let deliveries = deliveries.clone();
             async move { deliveries.take("a").await.unwrap() }
@@ -135,10 +161,47 @@ mod tests {
     #[tokio::test]
     async fn a_push_released_after_a_failure_is_taken_up_at_once() {
         let deliveries = deliveries(10_000);
-        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
-        deliveries.release("a").await.unwrap();
+        let lease = taken(deliveries.take("a").await.unwrap());
+        deliveries.release("a", lease).await.unwrap();
         let retried = Instant::now();
-        assert_eq!(deliveries.take("a").await.unwrap(), Delivery::Taken);
+        taken(deliveries.take("a").await.unwrap());
         assert!(retried.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_handler_failing_after_its_lease_ran_out_frees_no_one_elses() {
+        let deliveries = std::sync::Arc::new(deliveries(600));
+        let stale = taken(deliveries.take("a").await.unwrap());
+        // The retry takes it up once the lease runs out, and holds it.
+        taken(deliveries.take("a").await.unwrap());
+        deliveries.release("a", stale).await.unwrap();
+        let third = tokio::spawn({
+            let deliveries = deliveries.clone();
+            async move { deliveries.take("a").await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!third.is_finished(), "the retry's lease still holds");
+        deliveries.handled("a").await.unwrap();
+        assert_eq!(third.await.unwrap(), Delivery::Redelivery);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn retries_waiting_together_wait_one_lease_at_most() {
+        let deliveries = std::sync::Arc::new(deliveries(400));
+        taken(deliveries.take("a").await.unwrap());
+        let waiting = Instant::now();
+        let retries: Vec<_> = (0..4)
+            .map(|_| {
+                let deliveries = deliveries.clone();
+                tokio::spawn(async move {
+                    deliveries.take("a").await.unwrap();
+                    waiting.elapsed()
+                })
+            })
+            .collect();
+        for retry in retries {
+            // Without the deadline each waits for the one before it: 400, 800, 1200 ms...
+            assert!(retry.await.unwrap() < Duration::from_millis(800));
+        }
     }
 }

@@ -24,7 +24,7 @@ pub struct Guess {
 }
 
 impl Guess {
-    /// This guess, if it misses, uses up the openid's last.
+    /// This guess, if it misses, is the one that uses up the openid's last.
     pub fn is_last(&self) -> bool {
         self.nth == MAX_MISSES
     }
@@ -46,7 +46,12 @@ impl CodeGuesses {
         Ok((nth <= MAX_MISSES).then_some(Guess { nth }))
     }
 
-    /// The guess's code scanned (or was never tried): it is not a miss.
+    /// The openid has used up its misses for the current window.
+    pub async fn is_throttled(&self, openid: &str) -> Result<bool, StoreError> {
+        Ok(self.0.sightings(openid).await? >= MAX_MISSES)
+    }
+
+    /// The guess's code scanned, or could not be tried: it is not a miss.
     pub async fn hit(&self, openid: &str, _guess: Guess) {
         if let Err(e) = self.0.give_back(openid).await {
             tracing::warn!(error = %e, "a login code that scanned still counts as a miss");
@@ -65,7 +70,9 @@ mod tests {
             let guess = guesses.guess("guesser").await.unwrap().expect("allowed");
             assert!(!guess.is_last());
         }
+        assert!(!guesses.is_throttled("guesser").await.unwrap());
         assert!(guesses.guess("guesser").await.unwrap().unwrap().is_last());
+        assert!(guesses.is_throttled("guesser").await.unwrap());
         assert!(guesses.guess("guesser").await.unwrap().is_none());
         assert!(guesses.guess("someone-else").await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -85,7 +92,7 @@ mod tests {
         assert!(guesses.guess("user").await.unwrap().is_none());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_guesses_get_no_more_than_the_misses() {
         let guesses = std::sync::Arc::new(CodeGuesses::new(Duration::from_secs(60), None));
         let racing: Vec<_> = (0..20)

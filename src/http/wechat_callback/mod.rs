@@ -26,7 +26,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::reply_templates::Replies;
 use crate::wechat::envelope::{CallbackKeys, CallbackQuery, Opened};
 use crate::wechat::message::text_reply;
-use deliveries::{Deliveries, Delivery};
+use deliveries::{Deliveries, Delivery, Lease};
 use guesses::CodeGuesses;
 use relay::{Push, Relay};
 pub use senders::follow_wechat_addresses;
@@ -97,8 +97,8 @@ impl Callback {
     }
 
     /// Acting on the push failed: WeChat's retry of it is handled afresh, at once.
-    async fn release_delivery(&self, key: &str) {
-        if let Err(e) = self.deliveries.release(key).await {
+    async fn release_delivery(&self, key: &str, lease: Lease) {
+        if let Err(e) = self.deliveries.release(key, lease).await {
             tracing::warn!(error = %e, "a failed push could not be released: a retry of it waits for its lease to run out");
         }
     }
@@ -171,8 +171,8 @@ pub(super) async fn receive(
     let kind = actions::kind(&message);
     let key = message.redelivery_key();
     // A redelivery is not sent on either: the upstream sees each push once.
-    match state.callback.take_delivery(&key).await {
-        Ok(Delivery::Taken) => {}
+    let lease = match state.callback.take_delivery(&key).await {
+        Ok(Delivery::Taken(lease)) => lease,
         Ok(Delivery::Redelivery) => {
             state.metrics.callback_event(kind, "redelivery");
             return Ok(acknowledge());
@@ -181,11 +181,11 @@ pub(super) async fn receive(
             state.metrics.callback_event(kind, e.code());
             return Err(e);
         }
-    }
+    };
     let outcome = match actions::act(&state, &message).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            state.callback.release_delivery(&key).await;
+            state.callback.release_delivery(&key, lease).await;
             state.metrics.callback_event(kind, e.code());
             return Err(e);
         }
