@@ -10,7 +10,7 @@ use serde_json::Value;
 use wxlogin_storage::test_server::TestServer;
 
 use crate::helpers::{
-    event_xml, signed_query, spawn_app_with, text_xml, unix_now, TestApp, ADMIN_TOKEN,
+    event_xml, psql, signed_query, spawn_app_with, text_xml, unix_now, TestApp, ADMIN_TOKEN,
 };
 
 const SANDBOX_TOKEN: &str = "sandbox-token";
@@ -322,16 +322,6 @@ async fn wrong_codes_spread_over_nodes_count_once_for_the_scene() {
             StatusCode::TOO_MANY_REQUESTS
         );
     }
-}
-
-/// What PostgreSQL's own client prints for `sql`, unaligned, one row a line.
-fn psql(url: &str, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([url, "-qAtc", sql])
-        .output()
-        .expect("psql runs");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Cuts every node's listening connection (`nodes` of them): each hears of changes again only

@@ -164,6 +164,16 @@ pub const REAL: [(&str, &str); 4] = [
     ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
 ];
 
+/// What PostgreSQL's own client prints for `sql`, unaligned, one row a line.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-qAtc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs the binary with `env` and waits for it to exit; returns its status and stderr.
 pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
     let (status, _, stderr) = run_command(&[], env);

@@ -1,13 +1,13 @@
 //! The real binary on PostgreSQL (`WXLOGIN_DATABASE_URL`): the whole sandbox login, a restart
 //! that keeps the binding, and a stopped database answering JSON 503 `storage_unavailable`,
 //! after which the refused bind goes through with the same code; and a database keeping to
-//! the mode it first served.
+//! the mode it first served; and a database reached over TLS only when its CA is trusted.
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use wxlogin_storage::test_server::TestServer;
 
-use crate::helpers::{assert_error, run_to_exit, spawn_app_with, REAL};
+use crate::helpers::{assert_error, psql, run_to_exit, spawn_app_with, REAL};
 
 #[tokio::test]
 #[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
@@ -89,4 +89,49 @@ async fn a_database_serves_the_mode_it_first_served_whatever_data_directory_a_no
     node.stop();
     let env = [&REAL[..], &[("WXLOGIN_DATABASE_URL", &sandbox)]].concat();
     assert_refused(&env, &["sandbox's"]);
+}
+
+#[tokio::test]
+#[cfg_attr(not(has_postgres), ignore = "needs PostgreSQL's initdb")]
+async fn a_database_over_tls_is_reached_only_with_its_certificate_trusted() {
+    let server = TestServer::start_tls();
+    let socket_url = server.new_database().await;
+    let name = socket_url
+        .strip_prefix("postgres:///")
+        .and_then(|rest| rest.split('?').next())
+        .unwrap();
+    let ca = server.ca_file();
+    let ca = ca.to_str().unwrap();
+
+    // The server's CA trusted: a whole login over TLS.
+    let url = server.tls_url(name, "require");
+    let app = spawn_app_with(&[("WXLOGIN_DATABASE_URL", &url), ("WXLOGIN_DATABASE_CA", ca)]).await;
+    let token = app.sign_up("oOverTls", "13800000022").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
+    // It went over TCP with TLS (the socket would need none).
+    let over_tls: u32 = psql(
+        &socket_url,
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND datname = current_database()",
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(over_tls > 0, "no TLS connection from the node");
+
+    // Not trusted (it is no public root): refused at the handshake, not fallen back.
+    let (status, stderr) = run_to_exit(&[("WXLOGIN_DATABASE_URL", &url)]);
+    assert!(
+        !status.success(),
+        "started without trusting the server: {stderr}"
+    );
+    assert!(stderr.contains("TLS handshake"), "{stderr}");
+    // Without TLS: this server takes none over TCP.
+    let plain = server.tls_url(name, "disable");
+    let (status, stderr) = run_to_exit(&[
+        ("WXLOGIN_DATABASE_URL", &plain),
+        ("WXLOGIN_DATABASE_CA", ca),
+    ]);
+    assert!(!status.success(), "started without TLS: {stderr}");
+    assert!(stderr.contains("WXLOGIN_DATABASE_URL"), "{stderr}");
 }
