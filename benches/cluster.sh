@@ -9,7 +9,8 @@
 #   WXLOGIN_BIN_DIR=target/debug benches/cluster.sh --quick       # a few seconds, to try it
 #
 # Arguments go to wxlogin-bench (default scenarios: 1,2,3,5,6; 4 and 7 measure one node's
-# memory and disk and start their own). Needs PostgreSQL's server binaries (initdb) and haproxy;
+# memory and disk and start their own); then scenario 2 in safe mode, the nodes restarted with
+# the tool's AES key. Needs PostgreSQL's server binaries (initdb) and haproxy;
 # run as root, the servers run as nobody.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,8 @@ haproxy=$(command -v haproxy || echo /usr/sbin/haproxy)
 appid=wxsandbox0000000
 appsecret=cluster-bench-appsecret-0123456789
 token=sandbox-token
+# wxlogin-bench's safe-mode key (src/bin/wxlogin-bench/server.rs), for the safe-mode run.
+aes_key=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG
 # As wxlogin-bench sets for the servers it starts: limits never refuse the load.
 limits_off=(WXLOGIN_QR_PER_IP_PER_MIN=0 WXLOGIN_MAX_SCENES=0 WXLOGIN_SMS_PER_PHONE_PER_HOUR=0 WXLOGIN_SMS_PER_IP_PER_HOUR=0)
 
@@ -86,11 +89,14 @@ start wechat WXLOGIN_TOKEN=$token WXLOGIN_SANDBOX_APPSECRET=$appsecret \
     WXLOGIN_SANDBOX_PUSH_URL="http://127.0.0.1:$front/wechat"
 wechat=$started
 nodes=()
+node_pids=()
+node_env=("${limits_off[@]}" WXLOGIN_DATABASE_URL="$database" WXLOGIN_APPID=$appid
+    WXLOGIN_APPSECRET=$appsecret WXLOGIN_TOKEN=$token WXLOGIN_WECHAT_API="http://$wechat/sandbox/api"
+    WXLOGIN_SMS_WEBHOOK="http://$wechat/sandbox/sms" WXLOGIN_TRUST_PROXY=1)
 for n in 1 2 3; do
-    start "node$n" "${limits_off[@]}" WXLOGIN_DATABASE_URL="$database" WXLOGIN_APPID=$appid \
-        WXLOGIN_APPSECRET=$appsecret WXLOGIN_TOKEN=$token WXLOGIN_WECHAT_API="http://$wechat/sandbox/api" \
-        WXLOGIN_SMS_WEBHOOK="http://$wechat/sandbox/sms" WXLOGIN_TRUST_PROXY=1
+    start "node$n" "${node_env[@]}"
     nodes+=("$started")
+    node_pids[n]=${pids[-1]}
 done
 
 # The documented config with this run's addresses (as tests/api/cluster replaces them).
@@ -127,7 +133,19 @@ quick=()
 printf '%s\n' "${args[@]}" | grep -qx -- --quick && quick=(--quick)
 "$bin/wxlogin-bench" --server "$bin/wxlogin" --url "http://${nodes[0]}" --push-url "http://${nodes[1]}" \
     --only 3 "${quick[@]}" || status=$?
+# Safe mode: the same three nodes, restarted on their addresses with the tool's AES key (a node
+# with one refuses plaintext pushes), behind the same HAProxy.
+echo "safe mode: the nodes restarted with WXLOGIN_AES_KEY" >&2
+for n in 1 2 3; do
+    kill "${node_pids[$n]}"
+    wait "${node_pids[$n]}" 2>/dev/null || true
+done
+for n in 1 2 3; do
+    start "node${n}safe" "${node_env[@]}" WXLOGIN_BIND="${nodes[$((n - 1))]}" WXLOGIN_AES_KEY="$aes_key"
+done
+"$bin/wxlogin-bench" --server "$bin/wxlogin" --url "http://127.0.0.1:$front" --safe \
+    --only 2 "${quick[@]}" || status=$?
 if [ "$status" != 0 ]; then
-    for name in node1 node2 node3; do echo "--- $name ---" >&2; tail -n 20 "$work/$name/log" >&2; done
+    for name in node1 node2 node3 node1safe node2safe node3safe; do echo "--- $name ---" >&2; tail -n 20 "$work/$name/log" >&2; done
 fi
 exit "$status"

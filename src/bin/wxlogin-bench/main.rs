@@ -21,7 +21,7 @@ use longpoll::Browsers;
 use report::Row;
 use server::{Server, AES_KEY};
 
-const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--long-polls N] [--server PATH | --url http://127.0.0.1:PORT [--push-url http://127.0.0.1:PORT]]
+const USAGE: &str = "usage: wxlogin-bench [--quick] [--only 1,2,3,4,5,6,7] [--long-polls N] [--server PATH | --url http://127.0.0.1:PORT [--push-url http://127.0.0.1:PORT | --safe]]
        wxlogin-bench [--quick] --nodes http://127.0.0.1:A,http://127.0.0.1:B,http://127.0.0.1:C
 
 Starts the wxlogin binary next to this one (or PATH) in sandbox mode on 127.0.0.1:0, runs
@@ -30,7 +30,9 @@ running sandbox server in plaintext mode instead, or a load balancer in front of
 nodes whose /sandbox/ routes reach their sandbox WeChat (benches/cluster.sh); scenarios 4
 (memory) and 7 (storage stalls, which fills a data directory first) and scenario 2's safe mode
 then still start their own servers. --push-url sends scenario 3's scans to another node than
-the one holding the long-polls: the cross-node notification under load. --long-polls holds N
+the one holding the long-polls: the cross-node notification under load. --safe says the
+server at --url has the tool's safe-mode key (WXLOGIN_AES_KEY, see benches/cluster.sh):
+scenario 2 is then safe mode alone, there, and only scenarios 1 and 2 run. --long-polls holds N
 long-polls in scenarios 3 and 4 instead of 10,000 (a proxy in front needs two descriptors for
 each). --nodes runs only
 scenario 8 against three running sandbox nodes on one PostgreSQL: scenes made on the first,
@@ -104,6 +106,8 @@ struct Options {
     url: Option<String>,
     /// Where scenario 3's scans go, if not to the server under load.
     push_url: Option<String>,
+    /// The server at `url` takes safe-mode pushes under the tool's key, and only those.
+    safe: bool,
     /// Scenario 8's three nodes.
     nodes: Vec<String>,
     /// Long-polls held in scenarios 3 and 4, if not the size's.
@@ -118,6 +122,7 @@ fn options() -> Result<Options, String> {
         server: here.with_file_name("wxlogin"),
         url: None,
         push_url: None,
+        safe: false,
         nodes: Vec::new(),
         long_polls: None,
     };
@@ -135,6 +140,7 @@ fn options() -> Result<Options, String> {
             "--server" => options.server = value()?.into(),
             "--url" => options.url = Some(value()?),
             "--push-url" => options.push_url = Some(value()?),
+            "--safe" => options.safe = true,
             "--nodes" => options.nodes = value()?.split(',').map(str::to_owned).collect(),
             "--long-polls" => {
                 let n = value()?;
@@ -145,6 +151,13 @@ fn options() -> Result<Options, String> {
     }
     if options.push_url.is_some() && options.url.is_none() {
         return Err("--push-url needs --url".into());
+    }
+    if options.safe {
+        if options.url.is_none() || options.push_url.is_some() {
+            return Err("--safe needs --url, and no --push-url".into());
+        }
+        // The other scenarios scan in plaintext, which a safe-mode server refuses.
+        options.only.retain(|n| [1, 2].contains(n));
     }
     Ok(options)
 }
@@ -202,7 +215,11 @@ async fn run(options: &Options, sizes: &Sizes) -> Result<Vec<Row>, Error> {
         rows.push(row);
         conns = back;
     }
-    if wants(2) {
+    if wants(2) && options.safe {
+        let (row, back) = throughput::callback_events(&server, conns, sizes, Mode::Safe).await?;
+        rows.push(row);
+        conns = back;
+    } else if wants(2) {
         let (row, back) = throughput::callback_events(&server, conns, sizes, Mode::Plain).await?;
         rows.push(row);
         conns = back;
