@@ -143,6 +143,14 @@ done
 for n in 1 2 3; do
     start "node${n}safe" "${node_env[@]}" WXLOGIN_BIND="${nodes[$((n - 1))]}" WXLOGIN_AES_KEY="$aes_key"
 done
+# HAProxy marked the nodes down while they were away: wait until it sends to all three again.
+for _ in $(seq 100); do
+    served=$(for _ in 1 2 3 4 5 6; do
+        curl -fsS -o /dev/null -D - "http://127.0.0.1:$front/healthz" 2>/dev/null | tr -d '\r' | sed -n 's/^x-served-by: //Ip'
+    done | sort -u | wc -l)
+    [ "$served" = 3 ] && break
+    sleep 0.1
+done
 "$bin/wxlogin-bench" --server "$bin/wxlogin" --url "http://127.0.0.1:$front" --safe \
     --only 2 "${quick[@]}" || status=$?
 if [ "$status" != 0 ]; then

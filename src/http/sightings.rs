@@ -82,6 +82,25 @@ impl Sightings {
         Ok(window.sightings)
     }
 
+    /// [`Sightings::first`], unless `key` has an open window in `unless` (of the same store):
+    /// then `None`, and nothing counted. One round trip on a shared store.
+    pub async fn first_unless(
+        &self,
+        key: &str,
+        unless: &Sightings,
+    ) -> Result<Option<bool>, StoreError> {
+        if let Seen::Shared(shared) = &self.seen {
+            let seen = shared
+                .sight_unless(self.kind, key, self.lifetime, unless.kind)
+                .await?;
+            return Ok(seen.map(|sightings| sightings == 1));
+        }
+        if unless.sightings(key).await? > 0 {
+            return Ok(None);
+        }
+        self.first(key).await.map(Some)
+    }
+
     /// True the first time `key` is seen in a window.
     pub async fn first(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.sight(key).await? == 1)

@@ -32,6 +32,17 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// The database's clock, in seconds.
 const NOW: &str = "extract(epoch FROM clock_timestamp())::float8";
 
+/// A sighting of a key that has a row (`s`): a closed window restarts, an open one counts.
+fn count_sighting() -> String {
+    format!(
+        "ON CONFLICT (kind, digest) DO UPDATE SET
+             sightings = CASE WHEN s.closes_at <= {NOW} THEN 1 ELSE s.sightings + 1 END,
+             closes_at = CASE WHEN s.closes_at <= {NOW} THEN excluded.closes_at
+                              ELSE s.closes_at END
+         RETURNING sightings"
+    )
+}
+
 /// The shared limits of the nodes on one database. Cloning is cheap.
 #[derive(Clone)]
 pub struct SharedLimits(Arc<Pool>);
@@ -58,17 +69,39 @@ impl SharedLimits {
                 &format!(
                     "INSERT INTO limit_sightings AS s (kind, digest, sightings, closes_at)
                      VALUES ($1::text, $2::bytea, 1, {NOW} + $3::float8)
-                     ON CONFLICT (kind, digest) DO UPDATE SET
-                         sightings = CASE WHEN s.closes_at <= {NOW} THEN 1
-                                          ELSE s.sightings + 1 END,
-                         closes_at = CASE WHEN s.closes_at <= {NOW} THEN excluded.closes_at
-                                          ELSE s.closes_at END
-                     RETURNING sightings"
+                     {}",
+                    count_sighting()
                 ),
                 &[&kind, &digest(key), &lifetime.as_secs_f64()],
             )
             .await?;
         Ok(count(row.get(0)))
+    }
+
+    /// [`SharedLimits::sight`], unless `key` has an open window under `unless_kind`: then
+    /// `None`, and nothing counted. One round trip for a check and a sighting.
+    pub async fn sight_unless(
+        &self,
+        kind: &str,
+        key: &str,
+        lifetime: Duration,
+        unless_kind: &str,
+    ) -> Result<Option<u32>, StoreError> {
+        let row = self
+            .query_opt(
+                &format!(
+                    "INSERT INTO limit_sightings AS s (kind, digest, sightings, closes_at)
+                     SELECT $1::text, $2::bytea, 1, {NOW} + $3::float8
+                     WHERE NOT EXISTS (SELECT 1 FROM limit_sightings
+                                       WHERE kind = $4::text AND digest = $2::bytea
+                                         AND closes_at > {NOW})
+                     {}",
+                    count_sighting()
+                ),
+                &[&kind, &digest(key), &lifetime.as_secs_f64(), &unless_kind],
+            )
+            .await?;
+        Ok(row.map(|row| count(row.get(0))))
     }
 
     /// How many sightings of `key` its current window holds, without counting one.
@@ -164,10 +197,20 @@ impl SharedLimits {
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, StoreError> {
+        self.query_opt(statement, params).await?.ok_or_else(|| {
+            StoreError::Backend("a statement that returns a row returned none".into())
+        })
+    }
+
+    async fn query_opt(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
         within_check(async {
             let client = self.0.get().await.map_err(pool_error)?;
             let statement = prepared(&client, statement).await?;
-            client.query_one(&statement, params).await.map_err(pg_error)
+            client.query_opt(&statement, params).await.map_err(pg_error)
         })
         .await
     }
@@ -289,6 +332,16 @@ mod tests {
         assert_eq!(a.sightings("other-kind", "k").await.unwrap(), 0);
         a.give_back_sighting("push", "k").await.unwrap();
         assert_eq!(b.sightings("push", "k").await.unwrap(), 7);
+        // Unless another kind's window is open: counted only while it is not.
+        assert_eq!(
+            a.sight_unless("lease", "k", window, "push").await.unwrap(),
+            None
+        );
+        assert_eq!(b.sightings("lease", "k").await.unwrap(), 0);
+        assert_eq!(
+            a.sight_unless("push", "k", window, "lease").await.unwrap(),
+            Some(8)
+        );
         a.forget("push", "k").await.unwrap();
         // Nothing to give back once forgotten: no window goes below nothing.
         a.give_back_sighting("push", "k").await.unwrap();

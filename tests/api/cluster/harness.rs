@@ -176,15 +176,32 @@ impl Cluster {
     pub async fn metric_sum(&self, series: &str, label: &str) -> u64 {
         let mut sum = 0;
         for node in self.nodes.iter().flatten() {
-            let text = node.get("/metrics").await.text().await.unwrap();
-            sum += text
-                .lines()
-                .filter(|line| line.starts_with(series) && line.contains(label))
-                .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-                .sum::<u64>();
+            sum += node_metric(node, series, label).await;
         }
         sum
     }
+
+    /// The live nodes (0-based) whose samples of `series` with `label` sum above zero.
+    pub async fn nodes_counting(&self, series: &str, label: &str) -> Vec<usize> {
+        let mut counting = Vec::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            if let Some(node) = node {
+                if node_metric(node, series, label).await > 0 {
+                    counting.push(n);
+                }
+            }
+        }
+        counting
+    }
+}
+
+/// The sum of `node`'s Prometheus samples whose line starts with `series` and contains `label`.
+async fn node_metric(node: &TestApp, series: &str, label: &str) -> u64 {
+    let text = node.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(series) && line.contains(label))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
 }
 
 /// How many access tokens `wechat`'s simulator has handed out, by either endpoint.

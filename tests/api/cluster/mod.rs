@@ -94,10 +94,20 @@ async fn a_login_whose_every_request_lands_on_another_node() {
                 .get(cluster.url(&format!("/api/qrcode/{scene_id}/events"))),
         )
         .await;
+    let stream_node = served_by(&stream).unwrap();
     let mut events = Events::new(stream);
     assert_eq!(events.next().await.unwrap()["state"], "waiting");
     let delivery = cluster.scan(&ticket, "oCluster", true).await;
     assert_eq!(delivery["status"], 200, "{delivery}");
+    // The push went through HAProxy too, to a node that is not the stream's.
+    let pushed = cluster
+        .nodes_counting("wxlogin_callback_events_total{", "type=\"scan\"")
+        .await;
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_ne!(
+        pushed[0], stream_node,
+        "the push landed on the stream's node"
+    );
     assert_eq!(
         events.next().await.unwrap()["state"],
         "need_bind",
