@@ -101,7 +101,7 @@ async fn a_login_whose_every_request_lands_on_another_node() {
     assert_eq!(delivery["status"], 200, "{delivery}");
     // The push went through HAProxy too, to a node that is not the stream's.
     let pushed = cluster
-        .nodes_counting("wxlogin_callback_events_total{", "type=\"scan\"")
+        .nodes_counting("wxlogin_callback_events_total{", "type=\"subscribe\"")
         .await;
     assert_eq!(pushed.len(), 1, "{pushed:?}");
     assert_ne!(
