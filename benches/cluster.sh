@@ -137,20 +137,23 @@ printf '%s\n' "${args[@]}" | grep -qx -- --quick && quick=(--quick)
 # with one refuses plaintext pushes), behind the same HAProxy.
 echo "safe mode: the nodes restarted with WXLOGIN_AES_KEY" >&2
 for n in 1 2 3; do
-    kill "${node_pids[$n]}"
+    kill "${node_pids[$n]}" 2>/dev/null || true
     wait "${node_pids[$n]}" 2>/dev/null || true
 done
 for n in 1 2 3; do
     start "node${n}safe" "${node_env[@]}" WXLOGIN_BIND="${nodes[$((n - 1))]}" WXLOGIN_AES_KEY="$aes_key"
 done
 # HAProxy marked the nodes down while they were away: wait until it sends to all three again.
+served=0
 for _ in $(seq 100); do
     served=$(for _ in 1 2 3 4 5 6; do
-        curl -fsS -o /dev/null -D - "http://127.0.0.1:$front/healthz" 2>/dev/null | tr -d '\r' | sed -n 's/^x-served-by: //Ip'
+        { curl -fsS -o /dev/null -D - "http://127.0.0.1:$front/healthz" 2>/dev/null || true; } |
+            tr -d '\r' | sed -n 's/^x-served-by: //Ip'
     done | sort -u | wc -l)
     [ "$served" = 3 ] && break
     sleep 0.1
 done
+[ "$served" = 3 ] || { echo "HAProxy never sent to all three restarted nodes" >&2; status=1; }
 "$bin/wxlogin-bench" --server "$bin/wxlogin" --url "http://127.0.0.1:$front" --safe \
     --only 2 "${quick[@]}" || status=$?
 if [ "$status" != 0 ]; then

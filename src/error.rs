@@ -297,10 +297,7 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         match self {
             ApiError::TooManyRequests { retry_after } => {
-                response.insert_header((
-                    header::RETRY_AFTER,
-                    retry_after.as_secs_f64().ceil().max(1.0) as u64,
-                ));
+                response.insert_header((header::RETRY_AFTER, retry_after_secs(*retry_after)));
             }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -364,4 +361,9 @@ pub fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, res).map_into_right_body(),
     ))
+}
+
+/// `Retry-After`'s seconds for a wait: rounded up, at least 1 (0 would invite a retry at once).
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }

@@ -46,12 +46,28 @@ pub enum StartupError {
         "WXLOGIN_DATA_DIR: cannot open the store in {dir} (is another wxlogin using it?): {source}"
     )]
     Store { dir: String, source: StoreError },
-    #[error("WXLOGIN_DATABASE_URL: cannot open the database: {0}")]
+    #[error("WXLOGIN_DATABASE_URL: cannot open the database: {}", with_causes(.0))]
     Database(StoreError),
     #[error("WXLOGIN_DATA_DIR: the OpenID Connect keys: {0}")]
     OidcKeys(#[from] KeyError),
     #[error(transparent)]
     Mode(#[from] ModeError),
+}
+
+/// An error and what caused it, as one line: the operator needs PostgreSQL's own reason (a
+/// `pg_hba.conf` refusal, an untrusted certificate), which the error's own text leaves out.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line.replace('\n', " ")
 }
 
 impl StartupError {

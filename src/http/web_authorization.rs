@@ -35,7 +35,7 @@ use super::rate_limit::{self, Refused};
 use super::sightings::Sightings;
 use super::{qrcode, AppState};
 use crate::audit::LoginPath;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{retry_after_secs, ApiError, ErrorBody};
 use crate::i18n::Lang;
 use crate::wechat::api::{WebAuthorized, WechatApi, WechatError};
 
@@ -362,7 +362,7 @@ async fn finish(
                 "webauth.too_many",
                 &back,
             );
-            let seconds = HeaderValue::from(retry_after.as_secs().max(1));
+            let seconds = HeaderValue::from(retry_after_secs(retry_after));
             page.headers_mut().insert(header::RETRY_AFTER, seconds);
             return Ok(page);
         }

@@ -425,7 +425,8 @@ impl SceneLock {
             .unwrap();
         wait_for(
             url,
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE state = 'idle in transaction' AND query LIKE '%FOR UPDATE%'",
         )
         .await;
         Self(child)

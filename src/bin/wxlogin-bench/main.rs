@@ -158,6 +158,9 @@ fn options() -> Result<Options, String> {
         }
         // The other scenarios scan in plaintext, which a safe-mode server refuses.
         options.only.retain(|n| [1, 2].contains(n));
+        if options.only.is_empty() {
+            return Err("--safe runs scenarios 1 and 2 only".into());
+        }
     }
     Ok(options)
 }

@@ -223,7 +223,16 @@ async fn code_scan(
     };
     state.metrics.login_code_rejected();
     // Guesses in flight together are told by the count they leave, not by their place in it.
-    if guesses.is_throttled(openid.as_str()).await? {
+    // A count that cannot be read is told as not throttled: refusing the push would have
+    // WeChat's retry count this miss again.
+    let throttled = guesses
+        .is_throttled(openid.as_str())
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the wrong-code count could not be read after a miss");
+            false
+        });
+    if throttled {
         if guess.is_last() {
             state.metrics.openid_throttled();
             tracing::info!(user = %audit::Short(openid), "too many wrong login codes: ignoring this openid's codes for a while");

@@ -37,9 +37,13 @@ pub enum Delivery {
     Redelivery,
 }
 
-/// A push held: when its lease was taken, by this node's clock.
+/// A push held: when, by this node's clock, and whether the lease is this handler's (a retry
+/// that waited out its deadline acts under another handler's lease).
 #[derive(Debug, PartialEq, Eq)]
-pub struct Lease(Instant);
+pub struct Lease {
+    taken_at: Instant,
+    own: bool,
+}
 
 impl Deliveries {
     /// Acted-on pushes are remembered for `memory`, in the store when it is `shared`.
@@ -72,11 +76,15 @@ impl Deliveries {
                 return Ok(Delivery::Redelivery);
             };
             if first || Instant::now() >= deadline {
-                // The holder may have marked it between the two reads.
+                // The holder may have marked it handled while this one slept.
                 if waited && self.handled.sightings(key).await? > 0 {
                     return Ok(Delivery::Redelivery);
                 }
-                return Ok(Delivery::Taken(Lease(Instant::now())));
+                let taken_at = Instant::now();
+                return Ok(Delivery::Taken(Lease {
+                    taken_at,
+                    own: first,
+                }));
             }
             waited = true;
             tokio::time::sleep(WAIT_STEP).await;
@@ -88,11 +96,11 @@ impl Deliveries {
         self.handled.sight(key).await.map(drop)
     }
 
-    /// Acting on the push taken up failed: its retry takes it up at once. A lease that ran out
-    /// is left alone: the one held now, if any, is a retry's.
+    /// Acting on the push taken up failed: its retry takes it up at once. A lease that ran out,
+    /// or was never this handler's, is left alone: the one held now is another's.
     pub async fn release(&self, key: &str, lease: Lease) -> Result<(), StoreError> {
-        // The margin: the lease runs by the store's clock, from a moment before `lease.0`.
-        if lease.0.elapsed() + RELEASE_MARGIN < self.lease {
+        // The margin: the lease runs by the store's clock, from a moment before `taken_at`.
+        if lease.own && lease.taken_at.elapsed() + RELEASE_MARGIN < self.lease {
             self.handling.forget(key).await?;
         }
         Ok(())
