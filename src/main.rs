@@ -152,7 +152,7 @@ async fn migrate(settings: &Settings, url: &str) -> ExitCode {
                 wxlogin::mode_marker::claim_database(&store, settings.is_sandbox()).await
             {
                 eprintln!("wxlogin migrate: --to: {e}");
-                return ExitCode::from(if e.is_mismatch() { 2 } else { 1 });
+                return ExitCode::from(e.exit_code());
             }
         }
         Err(e) => return fail(&e),

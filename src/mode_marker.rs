@@ -65,9 +65,13 @@ pub async fn claim_database(store: &Store, sandbox: bool) -> Result<(), ModeErro
 }
 
 impl ModeError {
-    /// The settings don't fit the data (exit 2, as for a bad setting), rather than a failure.
-    pub fn is_mismatch(&self) -> bool {
-        !matches!(self, Self::Io { .. } | Self::Database(_))
+    /// The process's exit status: 2, as for a bad setting, when the settings don't fit the
+    /// data; 1 when the data could not be read.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Io { .. } | Self::Database(_) => 1,
+            _ => 2,
+        }
     }
 }
 

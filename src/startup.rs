@@ -74,7 +74,7 @@ impl StartupError {
     /// The process's exit status: 2, as for a bad setting, when the settings don't fit the data.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Mode(mode) if mode.is_mismatch() => 2,
+            Self::Mode(mode) => mode.exit_code(),
             _ => 1,
         }
     }

@@ -9,8 +9,8 @@ use serde_json::Value;
 use wxlogin_storage::test_server::TestServer;
 
 use crate::helpers::{
-    assert_error, event_xml, signed_query, spawn_app_with, unix_now, TestApp, ADMIN_TOKEN,
-    SANDBOX_TOKEN,
+    assert_error, event_xml, other_code, signed_query, spawn_app_with, unix_now, TestApp,
+    ADMIN_TOKEN, SANDBOX_TOKEN,
 };
 
 /// A database and two nodes on it, both with `env`.
@@ -153,10 +153,7 @@ async fn wrong_login_codes_sent_to_both_nodes_count_together() {
     ])
     .await;
     let (scene_id, code) = a.create_code_login().await;
-    let wrong = |offset: u32| {
-        let n: u32 = code.parse().unwrap();
-        format!("{:06}", (n + offset) % 1_000_000)
-    };
+    let wrong = |offset: u32| other_code(&code, offset);
     for attempt in 1..=5 {
         // Three to A, two to B: the fifth, on B, is the one that throttles.
         let node = if attempt <= 3 { &a } else { &b };
@@ -187,12 +184,11 @@ async fn wrong_login_codes_sent_all_at_once_to_both_nodes_get_no_more_than_the_m
     ])
     .await;
     let (_, code) = a.create_code_login().await;
-    let n: u32 = code.parse().unwrap();
     // Forty guesses in flight together, half on each node: a check before each guess that
     // reads the count lets them all past it before any miss is counted.
     let guesses = (1..=40).map(|offset| {
         let node = if offset % 2 == 0 { &a } else { &b };
-        let guess = format!("{:06}", (n + offset) % 1_000_000);
+        let guess = other_code(&code, offset);
         async move { node.text("oRacingGuesser", &guess).await }
     });
     let replies = futures_util::future::join_all(guesses).await;

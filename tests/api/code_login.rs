@@ -3,16 +3,10 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{fake_server, run_to_exit, spawn_app_with, TestApp};
+use crate::helpers::{fake_server, other_code, run_to_exit, spawn_app_with, TestApp};
 
 const CODE_MODE: (&str, &str) = ("WXLOGIN_LOGIN_MODE", "code");
 const PHONE: &str = "13800000031";
-
-/// Six digits that are not `code`.
-fn other_code(code: &str, offset: u32) -> String {
-    let n: u32 = code.parse().unwrap();
-    format!("{:06}", (n + offset) % 1_000_000)
-}
 
 async fn code_app(extra: &[(&str, &str)]) -> TestApp {
     let env = [&[CODE_MODE][..], extra].concat();

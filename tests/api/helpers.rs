@@ -164,6 +164,12 @@ pub const REAL: [(&str, &str); 4] = [
     ("WXLOGIN_WECHAT_API", "http://127.0.0.1:9"),
 ];
 
+/// Six digits that are not the login or SMS `code` (for `offset` below a million).
+pub fn other_code(code: &str, offset: u32) -> String {
+    let n: u32 = code.parse().unwrap();
+    format!("{:06}", (n + offset) % 1_000_000)
+}
+
 /// What PostgreSQL's own client prints for `sql`, unaligned, one row a line.
 pub fn psql(url: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -548,12 +554,18 @@ impl TestApp {
     pub async fn sign_up(&self, openid: &str, phone: &str) -> String {
         let qr = self.create_qr().await;
         self.scan(&qr.ticket, openid, true).await;
+        self.bind_phone(&qr.scene_id, phone).await
+    }
+
+    /// The scene, scanned and waiting for a phone, is sent a code for `phone` and bound with
+    /// it; returns the session token.
+    pub async fn bind_phone(&self, scene_id: &str, phone: &str) -> String {
         assert_eq!(
-            self.request_code(&qr.scene_id, phone).await.status(),
+            self.request_code(scene_id, phone).await.status(),
             StatusCode::ACCEPTED
         );
         let code = self.sms_code(phone).await;
-        let response = self.bind(&qr.scene_id, phone, &code).await;
+        let response = self.bind(scene_id, phone, &code).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
         body["token"].as_str().unwrap().to_owned()

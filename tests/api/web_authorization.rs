@@ -219,20 +219,12 @@ async fn a_user_who_never_followed_unbinds_by_following_and_unfollowing() {
     let started = start(&app).await;
     let callback = authorize(&app, &started, user, false).await;
     arrive(&callback, Some(&started.cookie)).await;
-    app.request_code(&started.scene_id, "13800001803").await;
-    let code = app.sms_code("13800001803").await;
-    let bound: Value = app
-        .bind(&started.scene_id, "13800001803", &code)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = bound["token"].as_str().unwrap();
-    assert_eq!(app.me(token).await.status(), StatusCode::OK);
+    let token = app.bind_phone(&started.scene_id, "13800001803").await;
+    assert_eq!(app.me(&token).await.status(), StatusCode::OK);
     // No unfollow can come from a user who follows nothing: they follow, then unfollow.
     app.follow(user).await;
     app.unsubscribe(user, None).await;
-    assert_eq!(app.me(token).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me(&token).await.status(), StatusCode::UNAUTHORIZED);
     // Unbound: their next login asks for a phone again.
     let started = start(&app).await;
     let callback = authorize(&app, &started, user, false).await;

@@ -69,24 +69,20 @@ impl Deliveries {
         // A lease's window opens at its first sighting and sightings inside it do not extend
         // it, so the wait ends within a lease; the deadline keeps retries that wait behind one
         // another (replays of one push) from waiting longer.
+        // Each look reads the handled mark with the lease, so a mark made while this one slept
+        // is seen.
         let deadline = Instant::now() + self.lease;
-        let mut waited = false;
         loop {
             let Some(first) = self.handling.first_unless(key, &self.handled).await? else {
                 return Ok(Delivery::Redelivery);
             };
             if first || Instant::now() >= deadline {
-                // The holder may have marked it handled while this one slept.
-                if waited && self.handled.sightings(key).await? > 0 {
-                    return Ok(Delivery::Redelivery);
-                }
                 let taken_at = Instant::now();
                 return Ok(Delivery::Taken(Lease {
                     taken_at,
                     own: first,
                 }));
             }
-            waited = true;
             tokio::time::sleep(WAIT_STEP).await;
         }
     }
